@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Test environment for scripts/test.sh and scripts/dev-lane.sh: installs what the tests need on a
+# Debian machine (as root) and brings up a local incusd. Sourced, not executed.
+#
+# Public functions:
+#   test_env_install_packages   apt-installs nix-bin, incus (bookworm-backports), busybox-static, ...
+#   test_env_start_incusd       starts incusd when its socket does not answer; dir pool + root disk
+#   test_env_export             exports INCUS_SOCKET / PIKA_TEST_INCUS for the tests
+#   test_env_cleanup_projects   deletes every Incus project named pika-test-* (instances, images, profiles)
+
+TEST_ENV_INCUS_SOCKET="${INCUS_SOCKET:-/var/lib/incus/unix.socket}"
+TEST_ENV_LOG_DIR="${PIKA_TEST_LOG_DIR:-/tmp/pika-test-logs}"
+TEST_ENV_POOL="default"
+
+test_env_log() {
+  echo "test-env: $*" >&2
+}
+
+test_env_err() {
+  echo "test-env: error: $*" >&2
+}
+
+# Adds the bookworm-backports suite next to the machine's own Debian source (incus lives there).
+test_env_enable_backports() {
+  local list="/etc/apt/sources.list.d/pika-bookworm-backports.sources"
+  [[ -f "${list}" ]] && return 0
+  local uri="http://deb.debian.org/debian"
+  local found
+  found="$(grep -h '^URIs:' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1 | awk '{print $2}')"
+  [[ -n "${found}" ]] && uri="${found}"
+  cat >"${list}" <<SOURCES
+Types: deb
+URIs: ${uri}
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  TEST_ENV_APT_UPDATED=""
+}
+
+test_env_apt_update() {
+  [[ -n "${TEST_ENV_APT_UPDATED:-}" ]] && return 0
+  # A third-party source that cannot be reached must not stop us; the installs below fail loudly.
+  apt-get update -qq || test_env_log "apt-get update reported errors (continuing)"
+  TEST_ENV_APT_UPDATED=1
+}
+
+test_env_install_packages() {
+  local missing=()
+  command -v nix-build >/dev/null || missing+=(nix-bin)
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
+  [[ -x /bin/busybox ]] && /bin/busybox --help 2>&1 | grep -q 'statically linked' \
+    || dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  command -v sqlite3 >/dev/null || missing+=(sqlite3)
+  command -v qemu-img >/dev/null || missing+=(qemu-utils)
+  command -v xz >/dev/null || missing+=(xz-utils)
+  command -v mksquashfs >/dev/null || missing+=(squashfs-tools)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v jq >/dev/null || missing+=(jq)
+  if ((${#missing[@]} > 0)); then
+    test_env_log "installing ${missing[*]}"
+    test_env_apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! command -v incusd >/dev/null && [[ ! -x /usr/libexec/incus/incusd ]] && [[ ! -x /usr/lib/incus/incusd ]]; then
+    test_env_log "installing incus from bookworm-backports"
+    test_env_enable_backports
+    test_env_apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports incus >/dev/null
+  fi
+}
+
+test_env_incusd_bin() {
+  local candidate
+  for candidate in "$(command -v incusd 2>/dev/null)" /usr/libexec/incus/incusd /usr/lib/incus/incusd /usr/sbin/incusd; do
+    [[ -n "${candidate}" && -x "${candidate}" ]] && { echo "${candidate}"; return 0; }
+  done
+  return 1
+}
+
+test_env_incus_ready() {
+  [[ -S "${TEST_ENV_INCUS_SOCKET}" ]] && timeout 5 incus query /1.0 >/dev/null 2>&1
+}
+
+test_env_start_incusd() {
+  mkdir -p "${TEST_ENV_LOG_DIR}"
+  if ! test_env_incus_ready; then
+    local bin
+    if ! bin="$(test_env_incusd_bin)"; then
+      test_env_err "incusd not found after install"
+      return 1
+    fi
+    test_env_log "starting ${bin} (log: ${TEST_ENV_LOG_DIR}/incusd.log)"
+    # Debian's wrapper scripts set LD_LIBRARY_PATH for the bundled libs; start via the packaged path.
+    nohup "${bin}" --group root >"${TEST_ENV_LOG_DIR}/incusd.log" 2>&1 &
+    local waited=0
+    until test_env_incus_ready; do
+      sleep 1
+      waited=$((waited + 1))
+      if ((waited > 60)); then
+        test_env_err "incusd did not answer on ${TEST_ENV_INCUS_SOCKET} within 60s; see ${TEST_ENV_LOG_DIR}/incusd.log"
+        return 1
+      fi
+    done
+  fi
+  # `incus admin init --minimal` fails on the bridge network here, so set up storage by hand.
+  if ! incus storage show "${TEST_ENV_POOL}" >/dev/null 2>&1; then
+    incus storage create "${TEST_ENV_POOL}" dir >/dev/null
+  fi
+  if ! incus profile device show default 2>/dev/null | grep -q '^root:'; then
+    incus profile device add default root disk path=/ pool="${TEST_ENV_POOL}" >/dev/null
+  fi
+}
+
+test_env_export() {
+  export INCUS_SOCKET="${TEST_ENV_INCUS_SOCKET}"
+  export PIKA_TEST_INCUS=1
+  export PIKA_TEST_STORAGE_POOL="${TEST_ENV_POOL}"
+}
+
+# Deletes an Incus project and everything in it (instances, images, profiles but default).
+test_env_delete_project() {
+  local project="$1" name
+  incus project show "${project}" >/dev/null 2>&1 || return 0
+  for name in $(incus list --project "${project}" --format csv --columns n 2>/dev/null); do
+    incus delete --force --project "${project}" "${name}" >/dev/null 2>&1 || true
+  done
+  for name in $(incus image list --project "${project}" --format csv --columns f 2>/dev/null); do
+    incus image delete --project "${project}" "${name}" >/dev/null 2>&1 || true
+  done
+  for name in $(incus profile list --project "${project}" --format csv 2>/dev/null | cut -d, -f1); do
+    [[ "${name}" == "default" ]] && continue
+    incus profile delete --project "${project}" "${name}" >/dev/null 2>&1 || true
+  done
+  incus project delete "${project}" >/dev/null 2>&1 || true
+}
+
+test_env_cleanup_projects() {
+  local project
+  for project in $(incus project list --format csv 2>/dev/null | cut -d, -f1 | sed 's/ (current)$//'); do
+    [[ "${project}" == pika-test-* ]] && test_env_delete_project "${project}"
+  done
+  return 0
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds tiny Incus test images from busybox-static. Sourced, not executed.
+#
+#   test_image_container OUTDIR [DESCRIPTION] [MARKER]
+#       OUTDIR/metadata.tar.xz + OUTDIR/rootfs.squashfs (a split container image, ~1 MiB).
+#       MARKER is written to /etc/pika-test-marker so two builds get different fingerprints.
+#   test_image_vm OUTDIR [DESCRIPTION] [MARKER]
+#       OUTDIR/metadata.tar.xz + OUTDIR/disk.qcow2 (imports; VMs cannot start on these machines).
+
+test_image_busybox() {
+  local candidate
+  for candidate in /bin/busybox /usr/bin/busybox; do
+    [[ -x "${candidate}" ]] && { echo "${candidate}"; return 0; }
+  done
+  echo "test-image: busybox-static is not installed" >&2
+  return 1
+}
+
+# test_image_metadata DIR ARCH DESCRIPTION VARIANT -> DIR/metadata.tar.xz (reproducible)
+test_image_metadata() {
+  local out="$1" description="$2" variant="$3" work
+  work="$(mktemp -d)"
+  cat >"${work}/metadata.yaml" <<YAML
+architecture: x86_64
+creation_date: 1700000000
+properties:
+  description: "${description}"
+  os: busybox
+  release: test
+  variant: "${variant}"
+templates: {}
+YAML
+  tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
+    -C "${work}" -cJf "${out}/metadata.tar.xz" metadata.yaml
+  rm -rf "${work}"
+}
+
+test_image_rootfs() {
+  local root="$1" marker="$2" busybox applet
+  busybox="$(test_image_busybox)" || return 1
+  mkdir -p "${root}"/{bin,sbin,etc,dev,proc,sys,tmp,root,run,var/log,workspace}
+  cp "${busybox}" "${root}/bin/busybox"
+  for applet in $("${busybox}" --list); do
+    [[ "${applet}" == "busybox" ]] && continue
+    [[ -e "${root}/bin/${applet}" ]] || ln -s busybox "${root}/bin/${applet}"
+  done
+  ln -sf ../bin/busybox "${root}/sbin/init"
+  # busybox init: keep one long-lived process so the container stays up.
+  printf '::sysinit:/bin/mkdir -p /run /tmp\n::respawn:/bin/sleep 86400\n' >"${root}/etc/inittab"
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"${root}/etc/passwd"
+  printf 'root:x:0:\n' >"${root}/etc/group"
+  printf '%s\n' "${marker}" >"${root}/etc/pika-test-marker"
+}
+
+test_image_container() {
+  local out="$1" description="${2:-pika test container image}" marker="${3:-0}" work
+  mkdir -p "${out}"
+  work="$(mktemp -d)"
+  test_image_rootfs "${work}/rootfs" "${marker}" || { rm -rf "${work}"; return 1; }
+  test_image_metadata "${out}" "${description}" "test-container"
+  rm -f "${out}/rootfs.squashfs"
+  mksquashfs "${work}/rootfs" "${out}/rootfs.squashfs" -noappend -quiet -all-root \
+    -mkfs-time 1700000000 -all-time 1700000000 >/dev/null
+  rm -rf "${work}"
+}
+
+test_image_vm() {
+  local out="$1" description="${2:-pika test vm image}" marker="${3:-0}" work
+  mkdir -p "${out}"
+  work="$(mktemp -d)"
+  # A tiny raw disk whose first bytes carry the marker, converted to qcow2.
+  truncate -s 4M "${work}/disk.raw"
+  printf 'pika-test-vm %s\n' "${marker}" | dd of="${work}/disk.raw" conv=notrunc status=none
+  qemu-img convert -f raw -O qcow2 "${work}/disk.raw" "${out}/disk.qcow2"
+  test_image_metadata "${out}" "${description}" "test-vm"
+  rm -rf "${work}"
+}
