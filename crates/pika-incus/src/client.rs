@@ -1,0 +1,566 @@
+//! The connection ([`IncusClient`]): transports, the request/response cycle, error mapping,
+//! operation waits and the server-wide calls. Project-scoped calls live in [`crate::project`].
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::api;
+use crate::error::{Error, Result, chain};
+use crate::project::ProjectClient;
+use crate::tls;
+use crate::types::{
+    CertificateAdd, Config, Operation, Project, ProjectCreate, ServerInfo, StoragePool,
+};
+
+/// Default bound of one HTTP request (connect, send, answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default bound of a background operation (create, start, stop, delete, exec, import).
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How to reach an Incus server over HTTPS (a remote host or a cluster member, port 8443).
+///
+/// The client certificate must be trusted by the server (`incus config trust add-certificate`, or
+/// [`IncusClient::add_certificate`] over the unix socket). The server is verified against
+/// `server_cert_pem` when given (compared byte for byte, whatever name it carries), else against
+/// the system roots. `insecure_tls` skips server verification and must be set on purpose.
+#[derive(Clone, Default)]
+pub struct HttpsConfig {
+    /// `https://host:8443` (a path, if any, is ignored).
+    pub endpoint: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    /// The server certificate to pin: `environment.certificate` of `GET /1.0`, or the server's
+    /// `server.crt` (a cluster's `cluster.crt`).
+    pub server_cert_pem: Option<String>,
+    /// Accept any server certificate. Never the default.
+    pub insecure_tls: bool,
+}
+
+impl fmt::Debug for HttpsConfig {
+    /// Names the endpoint and the trust mode; no certificate or key text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpsConfig")
+            .field("endpoint", &self.endpoint)
+            .field(
+                "client_cert_pem",
+                &format_args!("<{} bytes>", self.client_cert_pem.len()),
+            )
+            .field("client_key_pem", &format_args!("<redacted>"))
+            .field(
+                "server_cert_pem",
+                &self
+                    .server_cert_pem
+                    .as_ref()
+                    .map(|_| format_args!("<pinned>")),
+            )
+            .field("insecure_tls", &self.insecure_tls)
+            .finish()
+    }
+}
+
+/// A connection to one Incus server. Cheap to clone (one shared connection pool).
+///
+/// Server-wide calls (server info, projects, storage pools, certificates, operations) are methods
+/// here; everything inside a project (images, aliases, profiles, instances, exec, files) is on the
+/// [`ProjectClient`] returned by [`IncusClient::in_project`], so no call can forget its project.
+#[derive(Clone)]
+pub struct IncusClient {
+    http: reqwest::Client,
+    base: Arc<str>,
+    endpoint: Arc<str>,
+    timeout: Duration,
+    operation_timeout: Duration,
+}
+
+impl fmt::Debug for IncusClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncusClient")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
+}
+
+/// The JSON envelope of every Incus answer (`sync`, `async`, `error`).
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    metadata: Value,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    error: String,
+}
+
+impl IncusClient {
+    /// A client for the local unix socket (see [`api::DEFAULT_UNIX_SOCKET`]). Nothing is dialled
+    /// yet: a missing socket shows as [`Error::Transport`] naming the path on the first call.
+    pub fn unix(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let endpoint = format!("unix:{}", path.display());
+        let http = reqwest::Client::builder()
+            .unix_socket(path)
+            .build()
+            .map_err(|e| {
+                Error::config(
+                    &endpoint,
+                    format!("cannot set up the HTTP client: {}", chain(&e)),
+                )
+            })?;
+        Ok(Self::new(http, api::UNIX_BASE_URL, endpoint))
+    }
+
+    /// A client for an HTTPS endpoint with a TLS client certificate; see [`HttpsConfig`].
+    pub fn https(config: HttpsConfig) -> Result<Self> {
+        let what = config.endpoint.as_str();
+        let url =
+            url::Url::parse(what).map_err(|e| Error::config(what, format!("not a URL: {e}")))?;
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return Err(Error::config(
+                what,
+                "the endpoint must be https://host[:port]",
+            ));
+        }
+        let base = url.origin().ascii_serialization();
+        let builder = reqwest::Client::builder().connect_timeout(DEFAULT_TIMEOUT);
+        let client_certs = tls::certs_from_pem(
+            &format!("{what} client certificate"),
+            &config.client_cert_pem,
+        )?;
+        let client_key = tls::key_from_pem(&format!("{what} client key"), &config.client_key_pem)?;
+        let trust = match (&config.server_cert_pem, config.insecure_tls) {
+            (Some(_), true) => {
+                return Err(Error::config(
+                    what,
+                    "server_cert_pem and insecure_tls exclude each other",
+                ));
+            }
+            (Some(pem), false) => {
+                let mut certs =
+                    tls::certs_from_pem(&format!("{what} pinned server certificate"), pem)?;
+                Some(tls::ServerTrust::Pinned(certs.swap_remove(0)))
+            }
+            (None, true) => Some(tls::ServerTrust::Any),
+            (None, false) => None,
+        };
+        let builder = match trust {
+            Some(trust) => builder.tls_backend_preconfigured(tls::client_config(
+                what,
+                trust,
+                (client_certs, client_key),
+            )?),
+            None => {
+                // System roots: reqwest's own rustls setup, with our identity.
+                let pem = format!(
+                    "{}\n{}",
+                    config.client_key_pem.trim(),
+                    config.client_cert_pem.trim()
+                );
+                let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
+                    Error::config(what, format!("client certificate and key: {}", chain(&e)))
+                })?;
+                builder.identity(identity)
+            }
+        };
+        let http = builder.build().map_err(|e| {
+            Error::config(
+                what,
+                format!("cannot set up the HTTP client: {}", chain(&e)),
+            )
+        })?;
+        Ok(Self::new(http, &base, base.clone()))
+    }
+
+    fn new(http: reqwest::Client, base: &str, endpoint: String) -> Self {
+        IncusClient {
+            http,
+            base: base.into(),
+            endpoint: endpoint.into(),
+            timeout: DEFAULT_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+        }
+    }
+
+    /// Bound of one HTTP request (default [`DEFAULT_TIMEOUT`]); past it a call fails with
+    /// [`Error::Timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Bound of the background operations the calls wait for (default
+    /// [`DEFAULT_OPERATION_TIMEOUT`]); image uploads use it for the upload too.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// `unix:/path/to/socket` or `https://host:port`: what errors name.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
+    /// The calls inside project `project`.
+    pub fn in_project(&self, project: impl Into<String>) -> ProjectClient {
+        ProjectClient::new(self.clone(), project.into())
+    }
+
+    // ---- server-wide calls -------------------------------------------------------------------
+
+    /// `GET /1.0`: version, extensions, whether this client is trusted, the server certificate.
+    pub async fn server_info(&self) -> Result<ServerInfo> {
+        self.get_json("server", api::SERVER, &[]).await
+    }
+
+    /// `PATCH /1.0`: sets the given server config keys; an empty value unsets a key.
+    pub async fn update_server_config(&self, config: &Config) -> Result<()> {
+        let request = self
+            .request(Method::PATCH, api::SERVER, &[])
+            .json(&json!({ "config": config }));
+        self.expect_sync::<Value>("server config", request)
+            .await
+            .map(drop)
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<Project>> {
+        self.get_json("projects", api::PROJECTS, &[(api::Q_RECURSION, "1")])
+            .await
+    }
+
+    pub async fn get_project(&self, name: &str) -> Result<Project> {
+        self.get_json(
+            &format!("project {name}"),
+            &api::item(api::PROJECTS, name),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn create_project(&self, project: &ProjectCreate) -> Result<()> {
+        let request = self.request(Method::POST, api::PROJECTS, &[]).json(project);
+        self.expect_sync::<Value>(&format!("project {}", project.name), request)
+            .await
+            .map(drop)
+    }
+
+    /// Deletes an empty project (Incus refuses while instances, images or profiles remain).
+    pub async fn delete_project(&self, name: &str) -> Result<()> {
+        let what = format!("project {name}");
+        let request = self.request(Method::DELETE, &api::item(api::PROJECTS, name), &[]);
+        self.expect_sync::<Value>(&what, request).await.map(drop)
+    }
+
+    pub async fn get_storage_pool(&self, name: &str) -> Result<StoragePool> {
+        self.get_json(
+            &format!("storage pool {name}"),
+            &api::item(api::STORAGE_POOLS, name),
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /1.0/certificates`: trusts a client certificate. Returns its fingerprint (SHA-256 of
+    /// the DER), the name [`IncusClient::delete_certificate`] takes.
+    pub async fn add_certificate(&self, certificate: &CertificateAdd) -> Result<String> {
+        let what = format!("certificate {}", certificate.name);
+        let der = tls::certs_from_pem(&what, &certificate.certificate_pem)?.swap_remove(0);
+        let fingerprint = tls::fingerprint(&der);
+        let body = json!({
+            "name": certificate.name,
+            "type": "client",
+            "certificate": base64_der(&certificate.certificate_pem),
+            "restricted": certificate.restricted,
+            "projects": certificate.projects,
+        });
+        let request = self
+            .request(Method::POST, api::CERTIFICATES, &[])
+            .json(&body);
+        self.expect_sync::<Value>(&what, request).await?;
+        Ok(fingerprint)
+    }
+
+    pub async fn delete_certificate(&self, fingerprint: &str) -> Result<()> {
+        let what = format!("certificate {fingerprint}");
+        let request = self.request(
+            Method::DELETE,
+            &api::item(api::CERTIFICATES, fingerprint),
+            &[],
+        );
+        self.expect_sync::<Value>(&what, request).await.map(drop)
+    }
+
+    /// Waits up to `timeout` for operation `operation` (an ID or `/1.0/operations/<id>`) to end.
+    /// Success returns the finished operation; failure is [`Error::OperationFailed`] with Incus's
+    /// message; still running after `timeout` is [`Error::Timeout`].
+    pub async fn wait_operation(&self, operation: &str, timeout: Duration) -> Result<Operation> {
+        let id = api::operation_id(operation);
+        self.wait(&format!("operation {id}"), id, None, timeout)
+            .await
+    }
+
+    // ---- the request cycle (shared with ProjectClient) -----------------------------------------
+
+    /// A request to `path` (`/1.0/...`) with query parameters, bounded by the client timeout.
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> RequestBuilder {
+        let mut url = format!("{}{}", self.base, path);
+        let mut query = query
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .peekable();
+        if query.peek().is_some() {
+            url.push(if path.contains('?') { '&' } else { '?' });
+            let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            url.push_str(&encoded);
+        }
+        self.http.request(method, url).timeout(self.timeout)
+    }
+
+    /// Sends, logs (method, path, status, duration; never headers or bodies) and turns any
+    /// non-2xx answer into the matching [`Error`].
+    pub(crate) async fn send(&self, what: &str, request: RequestBuilder) -> Result<Response> {
+        let request = request
+            .build()
+            .map_err(|e| self.transport(what, e, self.timeout))?;
+        let method = request.method().clone();
+        let path = request.url().path().to_string();
+        let bound = request.timeout().copied().unwrap_or(self.timeout);
+        let started = Instant::now();
+        let outcome = self.http.execute(request).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let response = match outcome {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::debug!(%method, %path, error = %chain(&e), elapsed_ms, "incus request failed");
+                return Err(self.transport(what, e, bound));
+            }
+        };
+        let status = response.status();
+        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms, "incus request");
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(what, e, bound))?;
+        Err(self.status_error(what, status, &body))
+    }
+
+    fn status_error(&self, what: &str, status: StatusCode, body: &[u8]) -> Error {
+        let message = match serde_json::from_slice::<Envelope>(body) {
+            Ok(envelope) if !envelope.error.is_empty() => envelope.error,
+            _ => {
+                let text = String::from_utf8_lossy(body);
+                let text = text.trim();
+                if text.is_empty() {
+                    status.to_string()
+                } else {
+                    text.chars().take(500).collect()
+                }
+            }
+        };
+        let what = what.to_string();
+        match status {
+            StatusCode::NOT_FOUND => Error::NotFound { what, message },
+            StatusCode::CONFLICT => Error::Conflict { what, message },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
+                what,
+                endpoint: self.endpoint.to_string(),
+                status: status.as_u16(),
+                message,
+            },
+            _ => Error::Api {
+                what,
+                status: status.as_u16(),
+                message,
+            },
+        }
+    }
+
+    pub(crate) fn transport(&self, what: &str, error: reqwest::Error, bound: Duration) -> Error {
+        if error.is_timeout() {
+            return Error::Timeout {
+                what: what.to_string(),
+                after: bound,
+            };
+        }
+        Error::Transport {
+            what: what.to_string(),
+            endpoint: self.endpoint.to_string(),
+            message: chain(&error),
+            source: error,
+        }
+    }
+
+    async fn envelope(&self, what: &str, response: Response) -> Result<Envelope> {
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(what, e, self.timeout))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::protocol(what, format!("not an Incus JSON answer: {e}")))
+    }
+
+    /// Sends and decodes the `metadata` of a `sync` answer.
+    pub(crate) async fn expect_sync<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+    ) -> Result<T> {
+        let response = self.send(what, request).await?;
+        let envelope = self.envelope(what, response).await?;
+        if envelope.kind != "sync" {
+            return Err(Error::protocol(
+                what,
+                format!("expected a sync answer, got {:?}", envelope.kind),
+            ));
+        }
+        serde_json::from_value(envelope.metadata)
+            .map_err(|e| Error::protocol(what, format!("unexpected metadata: {e}")))
+    }
+
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T> {
+        self.expect_sync(what, self.request(Method::GET, path, query))
+            .await
+    }
+
+    /// Sends a request that starts a background operation and waits for it (up to `timeout`).
+    /// A `sync` answer counts as an operation that already succeeded.
+    pub(crate) async fn run_operation(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+        project: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Operation> {
+        let response = self.send(what, request).await?;
+        let envelope = self.envelope(what, response).await?;
+        match envelope.kind.as_str() {
+            "async" => {
+                let id = if envelope.operation.is_empty() {
+                    envelope
+                        .metadata
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                } else {
+                    api::operation_id(&envelope.operation).to_string()
+                };
+                if id.is_empty() {
+                    return Err(Error::protocol(what, "async answer without an operation"));
+                }
+                self.wait(what, &id, project, timeout).await
+            }
+            "sync" => Ok(Operation {
+                status: "Success".into(),
+                status_code: 200,
+                metadata: Some(envelope.metadata),
+                ..Operation::default()
+            }),
+            other => Err(Error::protocol(
+                what,
+                format!("expected an operation, got a {other:?} answer"),
+            )),
+        }
+    }
+
+    async fn wait(
+        &self,
+        what: &str,
+        id: &str,
+        project: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Operation> {
+        // Incus waits server-side in whole seconds; the HTTP request gets a few more so the server
+        // answers first, and the whole wait is bounded client-side as well.
+        let seconds = timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let bound = timeout + Duration::from_secs(5);
+        let seconds_text = seconds.to_string();
+        let request = self
+            .request(
+                Method::GET,
+                &api::operation_wait(id),
+                &[
+                    (api::Q_TIMEOUT, &seconds_text),
+                    (api::Q_PROJECT, project.unwrap_or_default()),
+                ],
+            )
+            .timeout(bound);
+        let operation: Operation =
+            match tokio::time::timeout(bound, self.expect_sync(what, request)).await {
+                Ok(result) => result.map_err(|e| match e {
+                    Error::Timeout { what, .. } => Error::Timeout {
+                        what,
+                        after: timeout,
+                    },
+                    other => other,
+                })?,
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: what.to_string(),
+                        after: timeout,
+                    });
+                }
+            };
+        if !operation.is_done() {
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                after: timeout,
+            });
+        }
+        if !operation.is_success() {
+            let message = if operation.err.is_empty() {
+                operation.status.clone()
+            } else {
+                operation.err.clone()
+            };
+            return Err(Error::OperationFailed {
+                what: what.to_string(),
+                message,
+            });
+        }
+        Ok(operation)
+    }
+}
+
+/// The base64 body of a PEM certificate (what `POST /1.0/certificates` takes).
+fn base64_der(pem: &str) -> String {
+    pem.lines()
+        .skip_while(|line| !line.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|line| !line.starts_with("-----END"))
+        .map(str::trim)
+        .collect()
+}

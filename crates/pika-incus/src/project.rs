@@ -1,0 +1,496 @@
+//! Calls inside one Incus project: profiles, images, image aliases, instances, exec, files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use reqwest::Method;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::api;
+use crate::client::IncusClient;
+use crate::error::{Error, Result};
+use crate::types::{
+    ExecOutput, ExecRequest, FileMode, Image, ImageAlias, ImageImport, Instance, InstanceCreate,
+    InstanceState, InstanceType, Operation, Profile,
+};
+
+/// The calls inside one project, from [`IncusClient::in_project`]. Cheap to clone.
+///
+/// Every error names its object as `<kind> <project>/<name>` (`instance pika-test-x/c1`).
+#[derive(Debug, Clone)]
+pub struct ProjectClient {
+    client: IncusClient,
+    project: Arc<str>,
+}
+
+impl ProjectClient {
+    pub(crate) fn new(client: IncusClient, project: String) -> Self {
+        ProjectClient {
+            client,
+            project: project.into(),
+        }
+    }
+
+    /// The project name.
+    pub fn name(&self) -> &str {
+        &self.project
+    }
+
+    /// The connection, for server-wide calls.
+    pub fn client(&self) -> &IncusClient {
+        &self.client
+    }
+
+    fn what(&self, kind: &str, name: &str) -> String {
+        format!("{kind} {}/{name}", self.project)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let mut full = Vec::with_capacity(query.len() + 1);
+        full.push((api::Q_PROJECT, &*self.project));
+        full.extend_from_slice(query);
+        self.client.request(method, path, &full)
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T> {
+        self.client
+            .expect_sync(what, self.request(Method::GET, path, query))
+            .await
+    }
+
+    async fn sync(&self, what: &str, request: reqwest::RequestBuilder) -> Result<()> {
+        self.client
+            .expect_sync::<Value>(what, request)
+            .await
+            .map(drop)
+    }
+
+    async fn operation(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Operation> {
+        let timeout = self.client.operation_timeout();
+        self.client
+            .run_operation(what, request, Some(&self.project), timeout)
+            .await
+    }
+
+    // ---- profiles ----------------------------------------------------------------------------
+
+    pub async fn get_profile(&self, name: &str) -> Result<Profile> {
+        self.get(
+            &self.what("profile", name),
+            &api::item(api::PROFILES, name),
+            &[],
+        )
+        .await
+    }
+
+    // ---- images ------------------------------------------------------------------------------
+
+    pub async fn list_images(&self) -> Result<Vec<Image>> {
+        self.get(
+            &self.what("images", "*"),
+            api::IMAGES,
+            &[(api::Q_RECURSION, "1")],
+        )
+        .await
+    }
+
+    pub async fn get_image(&self, fingerprint: &str) -> Result<Image> {
+        self.get(
+            &self.what("image", fingerprint),
+            &api::item(api::IMAGES, fingerprint),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn delete_image(&self, fingerprint: &str) -> Result<()> {
+        let what = self.what("image", fingerprint);
+        self.operation(
+            &what,
+            self.request(Method::DELETE, &api::item(api::IMAGES, fingerprint), &[]),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Uploads a split image (metadata tarball + rootfs or disk, streamed as multipart), then
+    /// creates its aliases. Returns the image as Incus recorded it. An image with the same
+    /// fingerprint already in the project fails the operation.
+    pub async fn import_image(&self, import: &ImageImport) -> Result<Image> {
+        let what = self.what("image import", &import.rootfs.display().to_string());
+        let rootfs_field = match import.image_type {
+            InstanceType::Container => api::PART_ROOTFS_CONTAINER,
+            InstanceType::VirtualMachine => api::PART_ROOTFS_VM,
+        };
+        let body = MultipartUpload::new(
+            &what,
+            &[
+                (api::PART_METADATA, &import.metadata),
+                (rootfs_field, &import.rootfs),
+            ],
+        )
+        .await?;
+        let properties: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&import.properties)
+            .finish();
+        let mut request = self
+            .request(Method::POST, api::IMAGES, &[])
+            .timeout(self.client.operation_timeout())
+            .header(CONTENT_TYPE, body.content_type())
+            .header(CONTENT_LENGTH, body.length)
+            .header(api::H_PUBLIC, if import.public { "true" } else { "false" })
+            .header(api::H_FILENAME, file_name(&import.rootfs));
+        if !properties.is_empty() {
+            request = request.header(api::H_PROPERTIES, properties);
+        }
+        let operation = self
+            .operation(&what, request.body(body.into_body()))
+            .await?;
+        let fingerprint = operation
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get("fingerprint"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::protocol(&what, "the finished import names no fingerprint"))?
+            .to_string();
+        for alias in &import.aliases {
+            self.create_image_alias(alias, &fingerprint, "").await?;
+        }
+        self.get_image(&fingerprint).await
+    }
+
+    // ---- image aliases -----------------------------------------------------------------------
+
+    pub async fn get_image_alias(&self, name: &str) -> Result<ImageAlias> {
+        self.get(
+            &self.what("image alias", name),
+            &api::item(api::IMAGE_ALIASES, name),
+            &[],
+        )
+        .await
+    }
+
+    /// Points the new alias `name` at image `fingerprint`; an existing alias is a conflict.
+    pub async fn create_image_alias(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        description: &str,
+    ) -> Result<()> {
+        let body = json!({ "name": name, "target": fingerprint, "description": description });
+        self.sync(
+            &self.what("image alias", name),
+            self.request(Method::POST, api::IMAGE_ALIASES, &[])
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Points the existing alias `name` at image `fingerprint`, in one request (`PATCH`), so
+    /// instances created from the alias switch images atomically.
+    pub async fn retarget_image_alias(&self, name: &str, fingerprint: &str) -> Result<()> {
+        let request = self
+            .request(Method::PATCH, &api::item(api::IMAGE_ALIASES, name), &[])
+            .json(&json!({ "target": fingerprint }));
+        self.sync(&self.what("image alias", name), request).await
+    }
+
+    pub async fn delete_image_alias(&self, name: &str) -> Result<()> {
+        let request = self.request(Method::DELETE, &api::item(api::IMAGE_ALIASES, name), &[]);
+        self.sync(&self.what("image alias", name), request).await
+    }
+
+    // ---- instances ---------------------------------------------------------------------------
+
+    /// Creates (and, with [`InstanceCreate::start`], starts) an instance from an image alias of
+    /// this project; waits for the operation.
+    pub async fn create_instance(&self, create: &InstanceCreate) -> Result<()> {
+        let what = self.what("instance", &create.name);
+        let mut body = json!({
+            "name": create.name,
+            "type": create.instance_type,
+            "source": { "type": "image", "alias": create.alias },
+            "config": create.config,
+            "devices": create.devices,
+            "description": create.description,
+            "ephemeral": create.ephemeral,
+            "start": create.start,
+        });
+        if let Some(profiles) = &create.profiles {
+            body["profiles"] = json!(profiles);
+        }
+        let target = create.target.as_deref().unwrap_or_default();
+        let request = self
+            .request(Method::POST, api::INSTANCES, &[(api::Q_TARGET, target)])
+            .json(&body);
+        self.operation(&what, request).await.map(drop)
+    }
+
+    pub async fn get_instance(&self, name: &str) -> Result<Instance> {
+        self.get(
+            &self.what("instance", name),
+            &api::item(api::INSTANCES, name),
+            &[],
+        )
+        .await
+    }
+
+    /// Every instance of the project with its config (`user.*` keys included).
+    pub async fn list_instances(&self) -> Result<Vec<Instance>> {
+        self.get(
+            &self.what("instances", "*"),
+            api::INSTANCES,
+            &[(api::Q_RECURSION, "1")],
+        )
+        .await
+    }
+
+    pub async fn instance_state(&self, name: &str) -> Result<InstanceState> {
+        self.get(
+            &self.what("instance", name),
+            &api::instance_sub(name, "state"),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn start_instance(&self, name: &str) -> Result<()> {
+        self.change_state(name, json!({ "action": "start" })).await
+    }
+
+    /// Stops an instance: `force` kills it at once, otherwise it gets the operation timeout to
+    /// shut down cleanly.
+    pub async fn stop_instance(&self, name: &str, force: bool) -> Result<()> {
+        let grace = self.client.operation_timeout().as_secs().max(1);
+        self.change_state(
+            name,
+            json!({ "action": "stop", "force": force, "timeout": grace }),
+        )
+        .await
+    }
+
+    async fn change_state(&self, name: &str, body: Value) -> Result<()> {
+        let request = self
+            .request(Method::PUT, &api::instance_sub(name, "state"), &[])
+            .json(&body);
+        self.operation(&self.what("instance", name), request)
+            .await
+            .map(drop)
+    }
+
+    /// Deletes a stopped instance (Incus refuses a running one: stop it first).
+    pub async fn delete_instance(&self, name: &str) -> Result<()> {
+        let request = self.request(Method::DELETE, &api::item(api::INSTANCES, name), &[]);
+        self.operation(&self.what("instance", name), request)
+            .await
+            .map(drop)
+    }
+
+    /// Runs a command with its output recorded by Incus (no websocket), waits for it, and returns
+    /// its exit code, stdout and stderr. The recorded log files are removed afterwards.
+    pub async fn exec(&self, instance: &str, exec: &ExecRequest) -> Result<ExecOutput> {
+        let what = self.what("exec in instance", instance);
+        let mut body = json!({
+            "command": exec.command,
+            "environment": exec.environment,
+            "interactive": false,
+            "wait-for-websocket": false,
+            "record-output": true,
+        });
+        if let Some(cwd) = &exec.cwd {
+            body["cwd"] = json!(cwd);
+        }
+        if let Some(user) = exec.user {
+            body["user"] = json!(user);
+        }
+        if let Some(group) = exec.group {
+            body["group"] = json!(group);
+        }
+        let timeout = exec.timeout.unwrap_or(self.client.operation_timeout());
+        let request = self
+            .request(Method::POST, &api::instance_sub(instance, "exec"), &[])
+            .json(&body);
+        let operation = self
+            .client
+            .run_operation(&what, request, Some(&self.project), timeout)
+            .await?;
+        let metadata = operation.metadata.unwrap_or_default();
+        let exit_code = metadata
+            .get("return")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| {
+                Error::protocol(
+                    &what,
+                    "the finished exec has no exit code (metadata.return)",
+                )
+            })?;
+        let log = |fd: &str| {
+            metadata
+                .get("output")
+                .and_then(|output| output.get(fd))
+                .and_then(Value::as_str)
+        };
+        let mut output = ExecOutput {
+            exit_code: exit_code as i32,
+            ..ExecOutput::default()
+        };
+        for (fd, sink) in [("1", &mut output.stdout), ("2", &mut output.stderr)] {
+            let Some(path) = log(fd) else { continue };
+            let response = self
+                .client
+                .send(&what, self.request(Method::GET, path, &[]))
+                .await?;
+            *sink = response
+                .bytes()
+                .await
+                .map_err(|e| self.client.transport(&what, e, self.client.timeout()))?
+                .to_vec();
+            // The logs are ours alone; a failed cleanup is not the caller's problem.
+            if let Err(e) = self
+                .client
+                .send(&what, self.request(Method::DELETE, path, &[]))
+                .await
+            {
+                tracing::debug!(error = %e, "could not remove an exec log");
+            }
+        }
+        Ok(output)
+    }
+
+    // ---- files -------------------------------------------------------------------------------
+
+    /// Writes `contents` to `path` in the instance (replacing any file there) with owner and mode.
+    pub async fn push_file(
+        &self,
+        instance: &str,
+        path: &str,
+        contents: impl Into<Bytes>,
+        mode: FileMode,
+    ) -> Result<()> {
+        let request = self
+            .request(
+                Method::POST,
+                &api::instance_sub(instance, "files"),
+                &[(api::Q_PATH, path)],
+            )
+            .header(api::H_UID, mode.uid)
+            .header(api::H_GID, mode.gid)
+            .header(api::H_MODE, format!("{:04o}", mode.mode))
+            .header(api::H_TYPE, "file")
+            .header(api::H_WRITE, "overwrite")
+            .body(contents.into());
+        self.sync(&self.what("file", &format!("{instance}:{path}")), request)
+            .await
+    }
+
+    /// Reads the file at `path` in the instance.
+    pub async fn pull_file(&self, instance: &str, path: &str) -> Result<Vec<u8>> {
+        let what = self.what("file", &format!("{instance}:{path}"));
+        let request = self.request(
+            Method::GET,
+            &api::instance_sub(instance, "files"),
+            &[(api::Q_PATH, path)],
+        );
+        let response = self.client.send(&what, request).await?;
+        let kind = response
+            .headers()
+            .get(api::H_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("file");
+        if kind != "file" {
+            return Err(Error::protocol(&what, format!("is a {kind}, not a file")));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.client.transport(&what, e, self.client.timeout()))?;
+        Ok(bytes.to_vec())
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().replace(['"', '\r', '\n'], "_"))
+        .unwrap_or_default()
+}
+
+/// A `multipart/form-data` body of whole files, streamed from disk (images can be gigabytes).
+struct MultipartUpload {
+    boundary: String,
+    length: u64,
+    parts: Vec<(String, tokio::fs::File)>,
+    closing: String,
+}
+
+impl MultipartUpload {
+    async fn new(what: &str, files: &[(&str, &Path)]) -> Result<Self> {
+        let boundary = format!("pika-incus-{:032x}", rand::random::<u128>());
+        let mut parts = Vec::with_capacity(files.len());
+        let mut length = 0u64;
+        for (index, (field, path)) in files.iter().enumerate() {
+            let unreadable = |e: std::io::Error| {
+                Error::config(what, format!("cannot read {}: {e}", path.display()))
+            };
+            let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+            let size = file.metadata().await.map_err(unreadable)?.len();
+            let head = format!(
+                "{}--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n",
+                if index == 0 { "" } else { "\r\n" },
+                file_name(path),
+            );
+            length += head.len() as u64 + size;
+            parts.push((head, file));
+        }
+        let closing = format!("\r\n--{boundary}--\r\n");
+        length += closing.len() as u64;
+        Ok(MultipartUpload {
+            boundary,
+            length,
+            parts,
+            closing,
+        })
+    }
+
+    fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+
+    fn into_body(self) -> reqwest::Body {
+        let parts = self.parts.into_iter().map(|(head, file)| {
+            let head = stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+            head.chain(file_chunks(file))
+        });
+        let closing = stream::once(async move { Ok(Bytes::from(self.closing)) });
+        reqwest::Body::wrap_stream(stream::iter(parts).flatten().chain(closing))
+    }
+}
+
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    stream::try_unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 256 * 1024];
+        let read = file.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(None);
+        }
+        chunk.truncate(read);
+        Ok(Some((Bytes::from(chunk), file)))
+    })
+    .into_stream()
+}
