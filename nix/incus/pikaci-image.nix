@@ -1,0 +1,50 @@
+# Guest NixOS module of the `pikaci-runner` role (roles.toml): a CI runner guest for pikaci.
+#
+# Payload: nix (with flakes), git, bash and the tools CI jobs use; jobs run as the `pikaci`
+# user in /workspace, which pikaci fills through the Incus agent.
+{
+  lib,
+  pkgs,
+  ...
+}: {
+  environment.systemPackages = with pkgs; [
+    bash
+    coreutils
+    curl
+    findutils
+    git
+    gnugrep
+    gnumake
+    gnused
+    gnutar
+    gzip
+    jq
+    nix
+    openssh
+    rsync
+    xz
+    zstd
+  ];
+
+  nix.settings = {
+    experimental-features = ["nix-command" "flakes"];
+    trusted-users = ["root" "pikaci"];
+    sandbox = lib.mkDefault true;
+    max-jobs = "auto";
+  };
+
+  users.groups.pikaci = {};
+  users.users.pikaci = {
+    isNormalUser = true;
+    group = "pikaci";
+    home = "/workspace";
+    createHome = true;
+    shell = pkgs.bash;
+  };
+
+  systemd.tmpfiles.rules = ["d /workspace 0755 pikaci pikaci -"];
+
+  # CI guests are disposable: keep the journal in memory and skip what only slows boot.
+  services.journald.storage = "volatile";
+  boot.tmp.cleanOnBoot = true;
+}

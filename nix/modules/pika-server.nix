@@ -1,0 +1,143 @@
+# NixOS module for pika-server, the agent API server that provisions Incus guests.
+#
+# `services.pika-server.incus.guestRole` is typed from the role registry (roles.toml via
+# nix/incus/roles.nix): a role that does not exist fails at evaluation, listing the valid IDs.
+# The server reads its settings from PIKA_* environment variables; unset options emit no
+# variable, so the server's own defaults apply (e.g. the role's default image alias).
+{
+  config,
+  lib,
+  ...
+}: let
+  cfg = config.services.pika-server;
+  inherit (import ../incus/registry.nix {repoRoot = ../..;}) roleIds;
+
+  # Variables whose option is null are left out.
+  optionalEnv = name: value: lib.optionalAttrs (value != null) {${name} = toString value;};
+
+  environment =
+    {
+      PIKA_SERVER_LISTEN = cfg.listen;
+      PIKA_SERVER_DB = cfg.database;
+    }
+    // optionalEnv "PIKA_SERVER_TOKENS_FILE" cfg.tokensFile
+    // optionalEnv "PIKA_AGENT_INCUS_ENDPOINT" cfg.incus.endpoint
+    // optionalEnv "PIKA_AGENT_INCUS_PROJECT" cfg.incus.project
+    // optionalEnv "PIKA_AGENT_INCUS_PROFILE" cfg.incus.profile
+    // optionalEnv "PIKA_AGENT_INCUS_STORAGE_POOL" cfg.incus.storagePool
+    // optionalEnv "PIKA_AGENT_INCUS_GUEST_ROLE" cfg.incus.guestRole
+    // optionalEnv "PIKA_AGENT_INCUS_IMAGE_ALIAS" cfg.incus.imageAlias
+    // lib.optionalAttrs cfg.incus.insecureTls {PIKA_AGENT_INCUS_INSECURE_TLS = "true";}
+    // optionalEnv "PIKA_AGENT_INCUS_CLIENT_CERT_PATH" cfg.incus.clientCertPath
+    // optionalEnv "PIKA_AGENT_INCUS_CLIENT_KEY_PATH" cfg.incus.clientKeyPath
+    // optionalEnv "PIKA_AGENT_INCUS_SERVER_CERT_PATH" cfg.incus.serverCertPath
+    // cfg.extraEnvironment;
+
+  nullOrStr = description:
+    lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      inherit description;
+    };
+in {
+  options.services.pika-server = {
+    enable = lib.mkEnableOption "pika-server, the Pika agent API server";
+
+    package = lib.mkOption {
+      type = lib.types.package;
+      description = "The pika-server package (the flake's nixosModules.pika-server sets it to packages.<system>.pika-server).";
+    };
+
+    listen = lib.mkOption {
+      type = lib.types.str;
+      default = "127.0.0.1:8080";
+      description = "Address and port the server listens on (PIKA_SERVER_LISTEN).";
+    };
+
+    database = lib.mkOption {
+      type = lib.types.str;
+      default = "/var/lib/pika-server/pika-server.db";
+      description = "SQLite database file (PIKA_SERVER_DB); the default lives in the service's state directory.";
+    };
+
+    tokensFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/run/secrets/pika-server-tokens";
+      description = "File with the API tokens (PIKA_SERVER_TOKENS_FILE). A path outside the Nix store: it holds secrets.";
+    };
+
+    extraEnvironment = lib.mkOption {
+      type = lib.types.attrsOf lib.types.str;
+      default = {};
+      description = "Further environment variables for the service (e.g. RUST_LOG).";
+    };
+
+    incus = {
+      endpoint = nullOrStr "Incus API endpoint (PIKA_AGENT_INCUS_ENDPOINT), e.g. `https://incus.example:8443`; null uses the local unix socket.";
+      project = nullOrStr "Incus project for the guests (PIKA_AGENT_INCUS_PROJECT); null uses the server's default.";
+      profile = nullOrStr "Incus profile for the guests (PIKA_AGENT_INCUS_PROFILE); null uses the server's default.";
+      storagePool = nullOrStr "Incus storage pool for the guests (PIKA_AGENT_INCUS_STORAGE_POOL); null uses the server's default.";
+
+      guestRole = lib.mkOption {
+        type = lib.types.nullOr (lib.types.enum roleIds);
+        default = null;
+        example = "managed-openclaw";
+        description = ''
+          Incus guest role the server provisions (PIKA_AGENT_INCUS_GUEST_ROLE): one of the role IDs
+          in roles.toml (${lib.concatStringsSep ", " roleIds}). Null leaves the choice to the server.
+        '';
+      };
+
+      imageAlias = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "pika-agent/dev";
+        description = ''
+          Incus image alias for new guests (PIKA_AGENT_INCUS_IMAGE_ALIAS). Null (the usual setting)
+          uses the guest role's default alias from roles.toml.
+        '';
+      };
+
+      insecureTls = lib.mkOption {
+        type = lib.types.bool;
+        default = false;
+        description = "Skip verification of the Incus server certificate (PIKA_AGENT_INCUS_INSECURE_TLS=true). Development only.";
+      };
+
+      clientCertPath = nullOrStr "TLS client certificate for the Incus endpoint (PIKA_AGENT_INCUS_CLIENT_CERT_PATH).";
+      clientKeyPath = nullOrStr "TLS client key for the Incus endpoint (PIKA_AGENT_INCUS_CLIENT_KEY_PATH); keep it outside the Nix store.";
+      serverCertPath = nullOrStr "Pinned Incus server certificate (PIKA_AGENT_INCUS_SERVER_CERT_PATH).";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    users.groups.pika-server = {};
+    users.users.pika-server = {
+      isSystemUser = true;
+      group = "pika-server";
+      # The local Incus socket is open to the incus-admin group.
+      extraGroups = lib.optional (cfg.incus.endpoint == null) "incus-admin";
+    };
+
+    systemd.services.pika-server = {
+      description = "Pika agent API server";
+      wantedBy = ["multi-user.target"];
+      wants = ["network-online.target"];
+      after = ["network-online.target"] ++ lib.optional (cfg.incus.endpoint == null) "incus.service";
+      inherit environment;
+      serviceConfig = {
+        ExecStart = "${cfg.package}/bin/pika-server";
+        User = "pika-server";
+        Group = "pika-server";
+        StateDirectory = "pika-server";
+        Restart = "on-failure";
+        RestartSec = 5;
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+      };
+    };
+  };
+}

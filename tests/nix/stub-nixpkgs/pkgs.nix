@@ -1,0 +1,71 @@
+# Stub `pkgs` (see ./flake.nix for why a stub): derivations are built by /bin/sh with the host's
+# tools on PATH, so `nix-build` works offline. Only the attributes the repository uses exist.
+{
+  lib,
+  system,
+}: let
+  # Host tool locations: the test machines are Debian; alejandra is `cargo install`ed to root's
+  # cargo bin by scripts/tests/40-nix.sh.
+  hostPath = "/root/.cargo/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+
+  runCommand = name: env: script: let
+    passthru = env.passthru or {};
+    drv = derivation (
+      builtins.removeAttrs env ["passthru" "meta" "nativeBuildInputs" "buildInputs"]
+      // {
+        inherit name system;
+        builder = "/bin/sh";
+        args = ["-c" script];
+        PATH = hostPath;
+      }
+    );
+  in
+    drv // passthru // {meta = env.meta or {};};
+
+  # A package that stands for a host tool (for devShells and nativeBuildInputs).
+  hostTool = name: bin:
+    runCommand name {meta.mainProgram = bin;} ''
+      set -eu
+      mkdir -p "$out/bin"
+      tool="$(command -v ${bin})" || { echo "stub pkgs: host tool ${bin} not found" >&2; exit 1; }
+      ln -s "$tool" "$out/bin/${bin}"
+    '';
+
+  # Stands for a package the stub cannot build; building it fails with a message.
+  unbuildable = name:
+    runCommand name {} ''
+      echo "stub nixpkgs cannot build ${name} (nixpkgs is not available on this machine)" >&2
+      exit 1
+    '';
+in {
+  inherit system lib runCommand;
+  path = ./.;
+  stdenv.hostPlatform = {inherit system;};
+
+  writeText = name: text:
+    runCommand name {inherit text;} ''printf '%s' "$text" > "$out"'';
+
+  mkShell = args:
+    runCommand "stub-shell" {packages = args.packages or [];} ''echo "stub shell: $packages" > "$out"'';
+
+  rustPlatform.buildRustPackage = args:
+    assert builtins.pathExists args.cargoLock.lockFile;
+      unbuildable "${args.pname}-${args.version}" // {inherit (args) pname version cargoLock;};
+
+  alejandra = hostTool "alejandra" "alejandra";
+  shellcheck = hostTool "shellcheck" "shellcheck";
+  incus = hostTool "incus" "incus";
+  cargo = hostTool "cargo" "cargo";
+  rustc = hostTool "rustc" "rustc";
+  clippy = hostTool "clippy" "cargo-clippy";
+  rustfmt = hostTool "rustfmt" "rustfmt";
+  gnutar = hostTool "gnutar" "tar";
+  xz = hostTool "xz" "xz";
+  qemu-utils = hostTool "qemu-utils" "qemu-img";
+  squashfsTools = hostTool "squashfs-tools" "mksquashfs";
+  jq = hostTool "jq" "jq";
+
+  # Payloads of the roles (stand-ins for packages nixpkgs does not ship; passed as special args).
+  openclawGatewayPkg = runCommand "stub-openclaw-gateway" {meta.mainProgram = "openclaw";} ''mkdir -p "$out"'';
+  pikachatPkg = runCommand "stub-pikachat" {meta.mainProgram = "pikachat";} ''mkdir -p "$out"'';
+}
