@@ -1,0 +1,295 @@
+//! Wire types of the Pika managed-agent API, shared by `pika-server` and the `pika` CLI.
+//!
+//! The guest role comes from the registry ([`IncusGuestRole`], generated from `roles.toml`) and is
+//! re-exported here so API users need one dependency.
+//!
+//! Every field of [`IncusProvisionParams`] is optional and skipped when `None`: a payload written
+//! before `guest_role` existed still parses, and `None` is never serialized (no `"guest_role": null`).
+//!
+//! ```
+//! use pika_managed_agent_contract::{AgentProvisionRequest, IncusGuestRole};
+//!
+//! let request: AgentProvisionRequest =
+//!     serde_json::from_str(r#"{"incus":{"guest_role":"managed-openclaw"}}"#).unwrap();
+//! assert_eq!(request.incus.guest_role, Some(IncusGuestRole::ManagedOpenclaw));
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+pub use pika_incus_guest_role::{IncusGuestRole, ParseIncusGuestRoleError};
+
+/// Path of the agent collection (`POST` provisions, `GET` lists).
+pub const AGENTS_PATH: &str = "/v1/agents";
+/// Path of the health check.
+pub const HEALTHZ_PATH: &str = "/healthz";
+
+/// Path of one agent.
+pub fn agent_path(id: &str) -> String {
+    format!("{AGENTS_PATH}/{id}")
+}
+
+/// Path that reprovisions one agent.
+pub fn agent_reprovision_path(id: &str) -> String {
+    format!("{AGENTS_PATH}/{id}/reprovision")
+}
+
+/// Where and how an agent's Incus instance is provisioned.
+///
+/// In a request every field is optional: the server fills what is missing from its environment
+/// (`PIKA_AGENT_INCUS_*`). In an agent record the fields are the materialized values that were used;
+/// `guest_role` is present there only when the image alias is the role's default alias, i.e. when the
+/// instance really runs that role's image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncusProvisionParams {
+    /// The guest role of the instance (`managed-openclaw`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_role: Option<IncusGuestRole>,
+    /// Incus HTTPS endpoint (`https://host:8443`); absent means the server's local Unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Incus project the instance lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Incus profile applied to the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Storage pool of the instance's root disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_pool: Option<String>,
+    /// Image alias the instance is created from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_alias: Option<String>,
+    /// Skip verification of the Incus server certificate (HTTPS endpoints only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_tls: Option<bool>,
+}
+
+/// Body of `POST /v1/agents`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentProvisionRequest {
+    /// Optional human-readable name of the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Provisioning parameters; missing fields come from the server's environment.
+    #[serde(default)]
+    pub incus: IncusProvisionParams,
+}
+
+/// Body of `POST /v1/agents/{id}/reprovision`: fields given here replace the stored ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReprovisionRequest {
+    #[serde(default)]
+    pub incus: IncusProvisionParams,
+}
+
+/// Lifecycle state of an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentState {
+    /// The row exists; the instance is being created or started.
+    Provisioning,
+    /// The instance was created and started.
+    Running,
+    /// Provisioning failed; `error` says why and no instance is left behind.
+    Failed,
+    /// The instance is being deleted.
+    Deleting,
+}
+
+impl AgentState {
+    pub const ALL: &'static [AgentState] = &[
+        AgentState::Provisioning,
+        AgentState::Running,
+        AgentState::Failed,
+        AgentState::Deleting,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Provisioning => "provisioning",
+            AgentState::Running => "running",
+            AgentState::Failed => "failed",
+            AgentState::Deleting => "deleting",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AgentState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AgentState::ALL
+            .iter()
+            .copied()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = AgentState::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown agent state {s:?}; valid states: {}",
+                    valid.join(", ")
+                )
+            })
+    }
+}
+
+/// An agent as the API returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub id: String,
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Incus instance name (`pika-agent-<id>`).
+    pub instance_name: String,
+    pub state: AgentState,
+    /// The materialized parameters the instance was provisioned with.
+    pub incus: IncusProvisionParams,
+    /// Why provisioning failed (state `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// RFC 3339 UTC timestamps.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Body of `GET /v1/agents`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentRecord>,
+}
+
+/// Body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    /// The agent the failed request left behind (state `failed`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Box<AgentRecord>>,
+}
+
+/// One check of `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Body of `GET /healthz` (200 when `ok`, 503 otherwise).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub ok: bool,
+    pub checks: Vec<HealthCheck>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn full_params() -> IncusProvisionParams {
+        IncusProvisionParams {
+            guest_role: Some(IncusGuestRole::ManagedOpenclaw),
+            endpoint: Some("https://incus.example:8443".into()),
+            project: Some("agents".into()),
+            profile: Some("pika-agent".into()),
+            storage_pool: Some("fast".into()),
+            image_alias: Some(IncusGuestRole::ManagedOpenclaw.default_image_alias().into()),
+            insecure_tls: Some(false),
+        }
+    }
+
+    #[test]
+    fn provision_request_round_trips_with_guest_role() {
+        let request = AgentProvisionRequest {
+            name: Some("alice-bot".into()),
+            incus: full_params(),
+        };
+        let text = serde_json::to_string(&request).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value["incus"]["guest_role"],
+            json!(IncusGuestRole::ManagedOpenclaw.as_str())
+        );
+        let back: AgentProvisionRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, request);
+    }
+
+    #[test]
+    fn legacy_payload_without_guest_role_parses() {
+        let legacy = json!({
+            "name": "old",
+            "incus": {
+                "project": "agents",
+                "profile": "pika-agent",
+                "storage_pool": "default",
+                "image_alias": IncusGuestRole::ManagedOpenclaw.default_image_alias(),
+            }
+        });
+        let request: AgentProvisionRequest = serde_json::from_value(legacy).unwrap();
+        assert_eq!(request.incus.guest_role, None);
+        assert_eq!(request.incus.project.as_deref(), Some("agents"));
+        assert_eq!(request.incus.endpoint, None);
+    }
+
+    #[test]
+    fn empty_body_parses_and_none_is_never_serialized() {
+        let request: AgentProvisionRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(request, AgentProvisionRequest::default());
+        let text = serde_json::to_string(&request).unwrap();
+        assert_eq!(text, r#"{"incus":{}}"#);
+        assert!(!text.contains("null"));
+    }
+
+    #[test]
+    fn unknown_guest_role_error_lists_valid_roles() {
+        let err = serde_json::from_value::<AgentProvisionRequest>(
+            json!({"incus": {"guest_role": "no-such-role"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no-such-role"), "{err}");
+        for role in IncusGuestRole::ALL {
+            assert!(err.contains(role.as_str()), "{err} should list {role}");
+        }
+    }
+
+    #[test]
+    fn agent_record_round_trips() {
+        let record = AgentRecord {
+            id: "0123456789abcdef".into(),
+            owner: "alice".into(),
+            name: None,
+            instance_name: "pika-agent-0123456789abcdef".into(),
+            state: AgentState::Running,
+            incus: full_params(),
+            error: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(value["state"], json!("running"));
+        assert!(value.get("name").is_none());
+        assert!(value.get("error").is_none());
+        let back: AgentRecord = serde_json::from_value(value).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn agent_state_parses_its_own_names_only() {
+        for state in AgentState::ALL {
+            assert_eq!(state.as_str().parse::<AgentState>().unwrap(), *state);
+        }
+        let err = "gone".parse::<AgentState>().unwrap_err();
+        assert!(
+            err.contains("provisioning, running, failed, deleting"),
+            "{err}"
+        );
+    }
+}
