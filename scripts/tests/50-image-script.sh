@@ -1,0 +1,470 @@
+#!/usr/bin/env bash
+# Suite 50-image-script: scripts/incus-role-image.sh and its legacy wrappers, against the real incusd
+# that scripts/test.sh starts. Run alone: scripts/test.sh --no-setup 50-image-script
+#
+# Stubs, and why: `nix build` (nixpkgs cannot be fetched here) is replaced by
+# lib-image-script/nix-stub through PIKA_IMAGE_NIX; ssh (no second host or sshd here) by
+# lib-image-script/fake-ssh through PIKA_IMAGE_SSH, which runs the command line through `bash -c`
+# exactly as sshd hands it to the login shell. Everything Incus does is real.
+set -euo pipefail
+shopt -s inherit_errexit
+
+REPO="${REPO_ROOT:-$(pwd)}"
+readonly REPO
+readonly SCRIPT="${REPO}/scripts/incus-role-image.sh"
+readonly HELPERS="${REPO}/scripts/tests/lib-image-script"
+readonly NIX_STUB="${HELPERS}/nix-stub"
+readonly FAKE_SSH="${HELPERS}/fake-ssh"
+readonly PROJECT_PREFIX="pika-test-imgscript-$$"
+WORK="${PIKA_TEST_WORK:?run through scripts/test.sh}/image-script"
+readonly WORK
+
+# shellcheck source=scripts/lib/roles.sh
+source "${REPO}/scripts/lib/roles.sh"
+# shellcheck source=scripts/lib/test-image.sh
+source "${REPO}/scripts/lib/test-image.sh"
+
+FAILED=0
+PROJECT_COUNT=0
+NEW_PROJECT=""
+# Set by run: exit status, stdout and stderr of the last script run.
+RC=0
+OUT=""
+ERR_TEXT=""
+
+err() {
+  echo "50-image-script: error: $*" >&2
+}
+
+fail() {
+  echo "  FAIL: $*" >&2
+  FAILED=$((FAILED + 1))
+}
+
+ok() {
+  echo "  ok: $*"
+}
+
+# expect DESCRIPTION COMMAND...: ok when COMMAND succeeds, FAIL otherwise.
+expect() {
+  local what="$1"
+  shift
+  if "$@"; then ok "${what}"; else fail "${what}"; fi
+}
+
+# run COMMAND...: runs it with stdin closed, stores RC, OUT and ERR_TEXT.
+run() {
+  local out_file="${WORK}/run.out" err_file="${WORK}/run.err"
+  RC=0
+  "$@" </dev/null >"${out_file}" 2>"${err_file}" || RC=$?
+  OUT="$(cat "${out_file}")"
+  ERR_TEXT="$(cat "${err_file}")"
+}
+
+contains() {
+  [[ "$1" == *"$2"* ]]
+}
+
+not() {
+  ! "$@"
+}
+
+# new_project: creates a fresh Incus project, named in NEW_PROJECT.
+new_project() {
+  PROJECT_COUNT=$((PROJECT_COUNT + 1))
+  NEW_PROJECT="${PROJECT_PREFIX}-${PROJECT_COUNT}"
+  incus project create "${NEW_PROJECT}" >/dev/null
+}
+
+# fingerprint DIR: what Incus computes for a split image (sha256 of metadata, then rootfs or disk).
+fingerprint() {
+  local dir="$1" payload="$1/rootfs.squashfs" sum
+  [[ -f "${payload}" ]] || payload="${dir}/disk.qcow2"
+  sum="$(cat "${dir}/metadata.tar.xz" "${payload}" | sha256sum)"
+  echo "${sum%% *}"
+}
+
+# alias_fp PROJECT ALIAS: the alias's target fingerprint, or "MISSING".
+alias_fp() {
+  local json
+  if json="$(incus query "/1.0/images/aliases/${2//\//%2F}?project=$1" 2>/dev/null)"; then
+    jq -r .target <<<"${json}"
+  else
+    echo "MISSING"
+  fi
+}
+
+image_present() {
+  incus query "/1.0/images/$2?project=$1" >/dev/null 2>&1
+}
+
+image_count() {
+  incus query "/1.0/images?project=$1" | jq length
+}
+
+# big_image DIR MARKER: a container image of ~48 MiB (incompressible filler), so an import takes
+# long enough for the polling test to observe it.
+big_image() {
+  local out="$1" marker="$2" tmp
+  tmp="$(mktemp -d "${WORK}/big.XXXXXX")"
+  mkdir -p "${out}"
+  test_image_rootfs "${tmp}/rootfs" "${marker}"
+  head -c 48M /dev/urandom >"${tmp}/rootfs/filler"
+  mksquashfs "${tmp}/rootfs" "${out}/rootfs.squashfs" -noappend -quiet -all-root -comp gzip >/dev/null
+  test_image_metadata "${out}" "pika big test image" "test-container"
+  rm -rf "${tmp}"
+}
+
+t_shellcheck() {
+  expect "shellcheck -x is clean on the dispatcher, the wrappers, this suite and its helpers" \
+    shellcheck -x "${SCRIPT}" "${REPO}/scripts/incus-dev-image.sh" "${REPO}/scripts/pikaci-incus-image.sh" \
+    "${BASH_SOURCE[0]}" "${NIX_STUB}" "${FAKE_SSH}"
+}
+
+t_help() {
+  run "${SCRIPT}" --help
+  local role missing=()
+  for role in "${PIKA_ROLE_IDS[@]}"; do
+    contains "${OUT}" "${role}" && contains "${OUT}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}" || missing+=("${role}")
+  done
+  expect "--help exits 0 and lists every registry role with its alias (missing: ${missing[*]:-none})" \
+    test "${RC}" -eq 0 -a "${#missing[@]}" -eq 0
+}
+
+# usage_case EXPECTED_SUBSTRING ARGS...: exit 2, the message on stderr, the usage printed.
+usage_case() {
+  local want="$1"
+  shift
+  run "${SCRIPT}" "$@"
+  if [[ "${RC}" -eq 2 ]] && contains "${ERR_TEXT}" "${want}" && contains "${ERR_TEXT}" "Usage:"; then
+    ok "exit 2 with '${want}' and the usage for: $*"
+  else
+    fail "expected exit 2 with '${want}' for: $* (got ${RC}: ${ERR_TEXT%%$'\n'*})"
+  fi
+}
+
+t_usage_errors() {
+  local all_roles first="${PIKA_ROLE_IDS[0]}"
+  all_roles="$(printf '%s, ' "${PIKA_ROLE_IDS[@]}")"
+  all_roles="${all_roles%, }"
+  usage_case "unknown role 'no-such-role' (--role); valid roles: ${all_roles}" --role no-such-role import --local
+  usage_case "missing --role; valid roles: ${all_roles}" import --local
+  usage_case "unknown subcommand frobnicate" --role "${first}" frobnicate
+  usage_case "missing subcommand" --role "${first}"
+  usage_case "unknown option --bogus" --role "${first}" import --bogus
+  usage_case "--project needs a value" --role "${first}" import --project
+  usage_case "invalid --project 'bad_project'" --role "${first}" import --local --project bad_project
+  usage_case "invalid --project 'x;rm -rf /'" --role "${first}" import --local --project 'x;rm -rf /'
+  usage_case "invalid --alias 'a//b'" --role "${first}" import --local --alias a//b
+  usage_case "invalid --alias 'x/../y'" --role "${first}" import --local --alias x/../y
+  usage_case "invalid --alias 'it's'" --role "${first}" import --local --alias "it's"
+  usage_case "invalid --alias 'a:b'" --role "${first}" import --local --alias a:b
+  usage_case "invalid --remote-host '-oProxyCommand=x'" --role "${first}" import --remote-host -oProxyCommand=x
+  usage_case "invalid --remote-host 'host;id'" --role "${first}" import --remote-host 'host;id'
+  usage_case "--local and --remote-host h exclude each other" --role "${first}" import --local --remote-host h
+  usage_case "--artifact does not apply to build-import" --role "${first}" build-import --local --artifact x
+  usage_case "--project does not apply to build" --role "${first}" build --project p
+}
+
+# Each role imports the VM image under its default alias and the container image under a second one.
+t_import_each_role() {
+  local role project vm_fp ct_fp alias
+  vm_fp="$(fingerprint "${PIKA_TEST_IMAGE_DIR}/vm")"
+  ct_fp="$(fingerprint "${PIKA_TEST_IMAGE_DIR}/container")"
+  for role in "${PIKA_ROLE_IDS[@]}"; do
+    new_project
+    project="${NEW_PROJECT}"
+    alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+    run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${PIKA_TEST_IMAGE_DIR}/vm"
+    expect "${role}: VM image imported under default alias ${alias} (${vm_fp:0:12})" \
+      test "${RC}" -eq 0 -a "$(alias_fp "${project}" "${alias}")" == "${vm_fp}"
+    expect "${role}: the imported image is a virtual-machine image" \
+      test "$(incus query "/1.0/images/${vm_fp}?project=${project}" | jq -r .type)" == virtual-machine
+    run "${SCRIPT}" import --local --project "${project}" --alias "${alias}-ct" \
+      --artifact "${PIKA_TEST_IMAGE_DIR}/container" --role "${role}"
+    expect "${role}: container image imported under ${alias}-ct (--role after the subcommand)" \
+      test "${RC}" -eq 0 -a "$(alias_fp "${project}" "${alias}-ct")" == "${ct_fp}"
+    expect "${role}: importing a payload other than the role's instance type says so" \
+      contains "${ERR_TEXT}" "holds rootfs.squashfs"
+  done
+}
+
+t_reimport_identical() {
+  local project role="${PIKA_ROLE_IDS[0]}" fp before
+  new_project
+  project="${NEW_PROJECT}"
+  fp="$(fingerprint "${PIKA_TEST_IMAGE_DIR}/container")"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${PIKA_TEST_IMAGE_DIR}/container"
+  before="$(image_count "${project}")"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${PIKA_TEST_IMAGE_DIR}/container"
+  expect "re-importing an identical image succeeds as a no-op (exit ${RC}, ${before} image)" \
+    test "${RC}" -eq 0 -a "$(image_count "${project}")" -eq "${before}" -a "${before}" -eq 1 \
+    -a "$(alias_fp "${project}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}")" == "${fp}"
+  expect "the no-op says nothing to do" contains "${ERR_TEXT}" "nothing to do"
+}
+
+# Poll the alias while a changed image is imported: every poll resolves to the old or new image.
+t_swap_while_polling() {
+  local project role="${PIKA_ROLE_IDS[1]:-${PIKA_ROLE_IDS[0]}}" alias old_fp new_fp pid seen
+  local polls=0 saw_old=0 saw_new=0 bad=0 went_back=0 rc=0
+  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+  new_project
+  project="${NEW_PROJECT}"
+  big_image "${WORK}/big-old" "old-$$"
+  big_image "${WORK}/big-new" "new-$$"
+  old_fp="$(fingerprint "${WORK}/big-old")"
+  new_fp="$(fingerprint "${WORK}/big-new")"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/big-old"
+  expect "first import puts ${alias} on the old image" test "$(alias_fp "${project}" "${alias}")" == "${old_fp}"
+
+  "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/big-new" \
+    >"${WORK}/poll.out" 2>&1 &
+  pid=$!
+  while kill -0 "${pid}" 2>/dev/null; do
+    seen="$(alias_fp "${project}" "${alias}")"
+    polls=$((polls + 1))
+    case "${seen}" in
+      "${old_fp}") saw_old=$((saw_old + 1)); ((saw_new == 0)) || went_back=1 ;;
+      "${new_fp}") saw_new=$((saw_new + 1)) ;;
+      *) bad=$((bad + 1)); echo "  poll ${polls}: alias resolved to ${seen}" >&2 ;;
+    esac
+  done
+  wait "${pid}" || rc=$?
+  expect "import with swap exits 0 while polled" test "${rc}" -eq 0
+  expect "${polls} polls during the import all resolved the alias (old ${saw_old}, new ${saw_new}, other ${bad})" \
+    test "${bad}" -eq 0 -a "${polls}" -ge 3 -a "${saw_old}" -ge 1
+  expect "the alias never went back to the old image once moved" test "${went_back}" -eq 0
+  expect "afterwards the alias points at the new image" test "$(alias_fp "${project}" "${alias}")" == "${new_fp}"
+  expect "the old image is gone" not image_present "${project}" "${old_fp}"
+}
+
+# The previous image stays when another alias still points at it.
+t_keep_referenced_image() {
+  local project role="${PIKA_ROLE_IDS[0]}" alias old_fp new_fp
+  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+  new_project
+  project="${NEW_PROJECT}"
+  test_image_container "${WORK}/keep-old" "keep old" "keep-old-$$"
+  test_image_container "${WORK}/keep-new" "keep new" "keep-new-$$"
+  old_fp="$(fingerprint "${WORK}/keep-old")"
+  new_fp="$(fingerprint "${WORK}/keep-new")"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/keep-old"
+  incus image alias create --project "${project}" pinned/by-hand "${old_fp}" >/dev/null
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/keep-new"
+  expect "alias moved to the new image while another alias holds the old one" \
+    test "${RC}" -eq 0 -a "$(alias_fp "${project}" "${alias}")" == "${new_fp}"
+  expect "the old image is kept because pinned/by-hand still points at it" image_present "${project}" "${old_fp}"
+}
+
+t_corrupt_artifact() {
+  local project role="${PIKA_ROLE_IDS[0]}" alias fp count
+  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+  new_project
+  project="${NEW_PROJECT}"
+  fp="$(fingerprint "${PIKA_TEST_IMAGE_DIR}/container")"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${PIKA_TEST_IMAGE_DIR}/container"
+  count="$(image_count "${project}")"
+  mkdir -p "${WORK}/corrupt"
+  cp "${PIKA_TEST_IMAGE_DIR}/container/rootfs.squashfs" "${WORK}/corrupt/"
+  head -c 4096 /dev/urandom >"${WORK}/corrupt/metadata.tar.xz"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/corrupt"
+  expect "corrupt metadata: exit 1" test "${RC}" -eq 1
+  expect "corrupt metadata: the message says the import failed and the alias is unchanged" \
+    contains "${ERR_TEXT}" "failed; alias ${alias} is unchanged (${fp})"
+  expect "corrupt metadata: the alias still points at the old image" \
+    test "$(alias_fp "${project}" "${alias}")" == "${fp}"
+  expect "corrupt metadata: no image was added" test "$(image_count "${project}")" -eq "${count}"
+
+  mkdir -p "${WORK}/no-payload"
+  cp "${PIKA_TEST_IMAGE_DIR}/container/metadata.tar.xz" "${WORK}/no-payload/"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/no-payload"
+  expect "artifact without disk/rootfs: exit 1" test "${RC}" -eq 1
+  expect "artifact without disk/rootfs: the message names both expected files" \
+    contains "${ERR_TEXT}" "neither disk.qcow2 (virtual machine) nor rootfs.squashfs (container)"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/does-not-exist"
+  expect "missing artifact directory: exit 1" test "${RC}" -eq 1
+  expect "missing artifact directory: the message names it" contains "${ERR_TEXT}" "${WORK}/does-not-exist"
+}
+
+# Deliberate pins: the wrappers' role IDs are the compatibility contract being tested.
+t_legacy_wrappers() {
+  local wrapper role project pair
+  for pair in "incus-dev-image.sh managed-openclaw" "pikaci-incus-image.sh pikaci-runner"; do
+    wrapper="${pair%% *}"
+    role="${pair#* }"
+    run env PIKA_IMAGE_NIX="${NIX_STUB}" PIKA_NIX_STUB_RECORD="${WORK}/wrapper.record" \
+      "${REPO}/scripts/${wrapper}" build
+    expect "${wrapper} build runs nix build .#packages.${PIKA_ROLE_SYSTEM[${role}]}.${PIKA_ROLE_PACKAGE[${role}]}" \
+      grep -qxF "argv: build --out-link result .#packages.${PIKA_ROLE_SYSTEM[${role}]}.${PIKA_ROLE_PACKAGE[${role}]}" \
+      "${WORK}/wrapper.record"
+    new_project
+    project="${NEW_PROJECT}"
+    run "${REPO}/scripts/${wrapper}" import --local --project "${project}" --artifact "${PIKA_TEST_IMAGE_DIR}/vm"
+    expect "${wrapper} import lands on ${role}'s default alias ${PIKA_ROLE_DEFAULT_ALIAS[${role}]}" \
+      test "$(alias_fp "${project}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}")" == "$(fingerprint "${PIKA_TEST_IMAGE_DIR}/vm")"
+  done
+}
+
+# Incus's own progress/result line passes through on a terminal, and --quiet is used in CI.
+t_progress() {
+  local project role="${PIKA_ROLE_IDS[0]}" cmd
+  new_project
+  project="${NEW_PROJECT}"
+  test_image_container "${WORK}/progress-a" "progress a" "progress-a-$$"
+  test_image_container "${WORK}/progress-b" "progress b" "progress-b-$$"
+  cmd="$(printf '%q ' "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/progress-a")"
+  # `script` gives a pty of 0 columns, and Incus cuts its messages to the terminal width: set one.
+  env -u CI script -qec "stty cols 120 rows 40; ${cmd}" /dev/null </dev/null >"${WORK}/tty.out" 2>&1 || true
+  expect "on a terminal without CI, Incus prints its import output" \
+    grep -q "Image imported with fingerprint" "${WORK}/tty.out"
+  cmd="$(printf '%q ' "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/progress-b")"
+  env CI=1 script -qec "stty cols 120 rows 40; ${cmd}" /dev/null </dev/null >"${WORK}/ci.out" 2>&1 || true
+  expect "on a terminal with CI=1, Incus runs quiet" not grep -q "Image imported" "${WORK}/ci.out"
+  expect "on a terminal with CI=1, the import still happened" \
+    test "$(alias_fp "${project}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}")" == "$(fingerprint "${WORK}/progress-b")"
+}
+
+# A temp git repo with a tracked, an untracked and an ignored file.
+make_git_tree() {
+  local dir="$1"
+  mkdir -p "${dir}/sub"
+  git -C "${dir}" init -q
+  printf 'ignored.txt\n' >"${dir}/.gitignore"
+  printf '{ }\n' >"${dir}/flake.nix"
+  printf 'tracked, then deleted\n' >"${dir}/sub/deleted.txt"
+  git -C "${dir}" add .gitignore flake.nix sub/deleted.txt
+  git -C "${dir}" -c user.name=t -c user.email=t@t commit -qm init
+  rm "${dir}/sub/deleted.txt"
+  printf 'untracked\n' >"${dir}/sub/untracked file.txt"
+  printf 'ignored\n' >"${dir}/ignored.txt"
+}
+
+t_build_import_local() {
+  local project role="${PIKA_ROLE_IDS[0]}" tree="${WORK}/tree" record="${WORK}/build.record" build_dir
+  new_project
+  project="${NEW_PROJECT}"
+  make_git_tree "${tree}"
+  test_image_container "${WORK}/built" "built by stub" "built-$$"
+  run env -C "${tree}/sub" PIKA_IMAGE_NIX="${NIX_STUB}" PIKA_NIX_STUB_RECORD="${record}" \
+    PIKA_NIX_STUB_IMAGE="${WORK}/built" TMPDIR="${WORK}" \
+    "${SCRIPT}" --role "${role}" build-import --local --project "${project}"
+  expect "build-import --local exits 0 (${ERR_TEXT##*$'\n'})" test "${RC}" -eq 0
+  expect "the untracked, non-ignored file reached the build tree" grep -qxF "file: sub/untracked file.txt" "${record}"
+  expect "tracked files reached the build tree" grep -qxF "file: flake.nix" "${record}"
+  expect "the ignored file did not reach the build tree" not grep -q "ignored.txt" "${record}"
+  expect "nix build got the role's flake package" \
+    grep -qxF "argv: build --out-link result .#packages.${PIKA_ROLE_SYSTEM[${role}]}.${PIKA_ROLE_PACKAGE[${role}]}" "${record}"
+  expect "the built image is under the role's alias" \
+    test "$(alias_fp "${project}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}")" == "$(fingerprint "${WORK}/built")"
+  build_dir="$(sed -n 's/^cwd: //p' "${record}")"
+  expect "the temp build directory ${build_dir} was removed" test -n "${build_dir}" -a ! -e "${build_dir}"
+
+  run env -C "${tree}" PIKA_IMAGE_NIX="${NIX_STUB}" PIKA_NIX_STUB_RECORD="${record}" PIKA_NIX_STUB_FAIL=1 \
+    TMPDIR="${WORK}" "${SCRIPT}" --role "${role}" build-import --local --project "${project}"
+  build_dir="$(sed -n 's/^cwd: //p' "${record}")"
+  expect "a failing build exits non-zero and still removes ${build_dir}" \
+    test "${RC}" -ne 0 -a -n "${build_dir}" -a ! -e "${build_dir}"
+}
+
+# Remote mode through fake-ssh, with an awkward remote temp directory: every value that reaches the
+# remote shell must arrive intact and must not run as code.
+t_remote_mode() {
+  local project role="${PIKA_ROLE_IDS[0]}" log="${WORK}/ssh.log" awkward canary="${WORK}/PWNED"
+  new_project
+  project="${NEW_PROJECT}"
+  awkward="${WORK}/it's a \"dir\" \$(touch ${canary});touch ${canary}"
+  mkdir -p "${awkward}"
+  test_image_container "${WORK}/remote-a" "remote a" "remote-a-$$"
+  : >"${log}"
+  run env PIKA_IMAGE_SSH="${FAKE_SSH}" PIKA_FAKE_SSH_LOG="${log}" PIKA_BUILD_SSH_KEY="${WORK}/key file" \
+    PIKA_IMAGE_REMOTE_TMPDIR="${awkward}" \
+    "${SCRIPT}" --role "${role}" import --remote-host builder@pika-build.example --project "${project}" \
+    --artifact "${WORK}/remote-a"
+  expect "remote import through ssh exits 0 (${ERR_TEXT##*$'\n'})" test "${RC}" -eq 0
+  expect "remote import moved the alias" \
+    test "$(alias_fp "${project}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}")" == "$(fingerprint "${WORK}/remote-a")"
+  expect "the import went through ssh" test -s "${log}"
+  expect "every ssh call carries -i KEY, StrictHostKeyChecking=accept-new and the host" \
+    not grep -vF -- "ssh -i ${WORK}/key\\ file -o StrictHostKeyChecking=accept-new builder@pika-build.example " "${log}"
+  expect "the awkward temp directory name was quoted (printf %q) on the remote command line" \
+    grep -qF -- "$(printf '%q' "$(printf '%q' "${awkward}/pika-incus-image.XXXXXX")")" "${log}"
+  expect "nothing in the awkward value ran as code" test ! -e "${canary}"
+  expect "the remote temp directory was removed" test -z "$(ls -A "${awkward}")"
+
+  local tree="${WORK}/remote-tree" record="${WORK}/remote.record"
+  make_git_tree "${tree}"
+  test_image_container "${WORK}/remote-b" "remote b" "remote-b-$$"
+  run env -C "${tree}" PIKA_IMAGE_SSH="${FAKE_SSH}" PIKA_FAKE_SSH_LOG="${log}" \
+    PIKA_IMAGE_REMOTE_TMPDIR="${awkward}" PIKA_IMAGE_NIX="${NIX_STUB}" PIKA_NIX_STUB_RECORD="${record}" \
+    PIKA_NIX_STUB_IMAGE="${WORK}/remote-b" "${SCRIPT}" --role "${role}" build-import --project "${project}"
+  expect "remote build-import exits 0 and moves the alias (${ERR_TEXT##*$'\n'})" \
+    test "${RC}" -eq 0 -a "$(alias_fp "${project}" "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}")" == "$(fingerprint "${WORK}/remote-b")"
+  expect "remote build-import: the untracked file reached the build tree" \
+    grep -qxF "file: sub/untracked file.txt" "${record}"
+  expect "remote build-import: the ignored file did not" not grep -q ignored.txt "${record}"
+  expect "remote build-import: the default host is pika-build" grep -q " pika-build " "${log}"
+  expect "remote build-import: the temp dir was removed" test -z "$(ls -A "${awkward}")"
+  expect "remote build-import: nothing ran as code" test ! -e "${canary}"
+}
+
+# A third role added to a copy of roles.toml works with no edit to the script.
+t_third_role_in_copy() {
+  local copy="${WORK}/copy" role="zz-extra-test-role" alias="pika-test/extra" project
+  mkdir -p "${copy}/scripts/lib" "${copy}/nix"
+  cp "${REPO}/roles.toml" "${copy}/"
+  cp -r "${REPO}/nix/." "${copy}/nix/"
+  cp "${SCRIPT}" "${copy}/scripts/"
+  mkdir -p "${copy}/nix/incus"
+  printf '{ ... }: { }\n' >"${copy}/nix/incus/extra-test-image.nix"
+  cat >>"${copy}/roles.toml" <<TOML
+
+[roles.${role}]
+description = "Extra role added by the image-script test"
+default-alias = "${alias}"
+package = "zz-extra-test-incus-image"
+legacy-packages = []
+image-name = "zz-extra-test"
+variant = "zz-extra-test"
+system = "x86_64-linux"
+instance-type = "container"
+disk-size-mib = 1024
+modules = ["nix/incus/extra-test-image.nix"]
+special-args = []
+TOML
+  if ! (cd "${REPO}" && cargo run -q -p pika-roles-codegen -- generate --manifest "${copy}/roles.toml") \
+    >"${WORK}/codegen.log" 2>&1; then
+    fail "codegen on the copy failed: $(tail -n 5 "${WORK}/codegen.log")"
+    return 0
+  fi
+  expect "the copy's generated roles.sh has the new role" grep -q "${role}" "${copy}/scripts/lib/roles.sh"
+  run "${copy}/scripts/incus-role-image.sh" --help
+  expect "the copy's --help lists the new role" contains "${OUT}" "${role}"
+  new_project
+  project="${NEW_PROJECT}"
+  run "${copy}/scripts/incus-role-image.sh" --role "${role}" import --local --project "${project}" \
+    --artifact "${PIKA_TEST_IMAGE_DIR}/container"
+  expect "the copy imports for the new role under its default alias ${alias}" \
+    test "${RC}" -eq 0 -a "$(alias_fp "${project}" "${alias}")" == "$(fingerprint "${PIKA_TEST_IMAGE_DIR}/container")"
+  run "${SCRIPT}" --role "${role}" import --local
+  expect "the repository's script (its own table) still rejects it with exit 2" test "${RC}" -eq 2
+}
+
+main() {
+  [[ -n "${PIKA_TEST_IMAGE_DIR:-}" ]] || { err "PIKA_TEST_IMAGE_DIR is not set; run through scripts/test.sh"; exit 2; }
+  rm -rf "${WORK}"
+  mkdir -p "${WORK}"
+  local test
+  for test in t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical \
+    t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers t_progress \
+    t_build_import_local t_remote_mode t_third_role_in_copy; do
+    echo "- ${test}"
+    "${test}"
+  done
+  if ((FAILED > 0)); then
+    err "${FAILED} check(s) failed"
+    exit 1
+  fi
+  echo "all checks passed"
+}
+
+main "$@"
