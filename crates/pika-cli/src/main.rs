@@ -1,1 +1,474 @@
-fn main() {}
+//! `pika`: the operator CLI of the Pika agent API.
+//!
+//! ```text
+//! pika agent provision [--name N] [--image-alias A] [--project P] [--profile P]
+//!                      [--storage-pool S] [--endpoint URL] [--guest-role R]
+//! pika agent list | show ID | reprovision ID [same flags] | delete ID
+//! ```
+//! `--server`/`PIKA_SERVER_URL`, `--token`/`PIKA_SERVER_TOKEN`, and `--json` work on every command.
+//! Exit codes: 0 ok, 1 the server refused or failed, 2 usage error.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pika_managed_agent_contract::{
+    AGENTS_PATH, AgentList, AgentProvisionRequest, AgentRecord, AgentReprovisionRequest, ApiError,
+    IncusGuestRole, IncusProvisionParams, agent_path, agent_reprovision_path,
+};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Provision and manage Pika agents through the agent API.
+#[derive(Parser)]
+#[command(name = "pika", version)]
+struct Cli {
+    /// Agent API base URL.
+    #[arg(long, global = true, env = "PIKA_SERVER_URL", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Bearer token (from `pika-server token add OWNER`).
+    #[arg(long, global = true, env = "PIKA_SERVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Managed agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Provision a new agent (missing Incus settings come from the server's environment).
+    Provision {
+        /// Human-readable name of the agent.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        incus: IncusFlags,
+    },
+    /// List your agents.
+    List,
+    /// Show one agent.
+    Show { id: String },
+    /// Recreate an agent's instance; given flags replace the stored settings.
+    Reprovision {
+        id: String,
+        #[command(flatten)]
+        incus: IncusFlags,
+    },
+    /// Delete an agent and its instance.
+    Delete { id: String },
+}
+
+#[derive(Args, Default)]
+struct IncusFlags {
+    /// Image alias the instance is created from (default: the role's default alias).
+    #[arg(long)]
+    image_alias: Option<String>,
+    /// Incus project.
+    #[arg(long)]
+    project: Option<String>,
+    /// Incus profile.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Storage pool of the root disk.
+    #[arg(long)]
+    storage_pool: Option<String>,
+    /// Incus HTTPS endpoint (default: the server's).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Skip verification of the Incus server certificate.
+    #[arg(long)]
+    insecure_tls: bool,
+    /// Guest role; sent only when given (the server decides otherwise).
+    #[arg(long, value_parser = parse_role)]
+    guest_role: Option<IncusGuestRole>,
+}
+
+fn parse_role(value: &str) -> Result<IncusGuestRole, String> {
+    value
+        .parse::<IncusGuestRole>()
+        .map_err(|err| err.to_string())
+}
+
+impl IncusFlags {
+    fn into_params(self) -> IncusProvisionParams {
+        IncusProvisionParams {
+            guest_role: self.guest_role,
+            endpoint: self.endpoint,
+            project: self.project,
+            profile: self.profile,
+            storage_pool: self.storage_pool,
+            image_alias: self.image_alias,
+            insecure_tls: self.insecure_tls.then_some(true),
+        }
+    }
+}
+
+/// A failed command: what to print and how to exit.
+struct Failure {
+    message: String,
+    /// The server's error body, printed with `--json`.
+    body: Option<ApiError>,
+    code: u8,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            body: None,
+            code: 2,
+        }
+    }
+
+    fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            body: None,
+            code: 1,
+        }
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<T>, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| Failure::runtime(format!("{method} {url}: {}", chain(&err))))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| Failure::runtime(format!("{method} {url}: {}", chain(&err))))?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let body = serde_json::from_slice::<ApiError>(&bytes).ok();
+            let message = match &body {
+                Some(body) => format!("{} (HTTP {})", body.error, status.as_u16()),
+                None => format!(
+                    "{method} {url}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            };
+            return Err(Failure {
+                message,
+                body,
+                code: 1,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| Failure::runtime(format!("{method} {url}: unexpected answer: {err}")))
+    }
+
+    async fn expect<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, Failure> {
+        self.call(method, path, body)
+            .await?
+            .ok_or_else(|| Failure::runtime(format!("{path}: the server answered without a body")))
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("request serializes")
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("value serializes")
+    );
+}
+
+fn role_cell(record: &AgentRecord) -> String {
+    record
+        .incus
+        .guest_role
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_table(records: &[AgentRecord]) {
+    let header = [
+        "ID", "NAME", "STATE", "INSTANCE", "ROLE", "ALIAS", "PROJECT", "CREATED",
+    ];
+    let rows: Vec<[String; 8]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.name.clone().unwrap_or_else(|| "-".into()),
+                r.state.to_string(),
+                r.instance_name.clone(),
+                role_cell(r),
+                r.incus.image_alias.clone().unwrap_or_else(|| "-".into()),
+                r.incus.project.clone().unwrap_or_else(|| "-".into()),
+                r.created_at.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn print_record(record: &AgentRecord) {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let fields = [
+        ("id", record.id.clone()),
+        ("owner", record.owner.clone()),
+        ("name", opt(&record.name)),
+        ("state", record.state.to_string()),
+        ("instance", record.instance_name.clone()),
+        ("guest role", role_cell(record)),
+        ("image alias", opt(&record.incus.image_alias)),
+        (
+            "endpoint",
+            record
+                .incus
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "local socket".into()),
+        ),
+        ("project", opt(&record.incus.project)),
+        ("profile", opt(&record.incus.profile)),
+        ("storage pool", opt(&record.incus.storage_pool)),
+        ("created", record.created_at.clone()),
+        ("updated", record.updated_at.clone()),
+    ];
+    for (key, value) in fields {
+        println!("{:<13} {value}", format!("{key}:"));
+    }
+    if let Some(error) = &record.error {
+        println!("{:<13} {error}", "error:");
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let token = cli
+        .token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Failure::usage("--token or PIKA_SERVER_TOKEN is required"))?;
+    let base = cli.server.trim_end_matches('/').to_owned();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(Failure::usage(format!(
+            "--server / PIKA_SERVER_URL = {base:?} is invalid: expected an http:// or https:// URL"
+        )));
+    }
+    let api = Api {
+        http: reqwest::Client::new(),
+        base,
+        token,
+    };
+    let Command::Agent { command } = cli.command;
+    match command {
+        AgentCommand::Provision { name, incus } => {
+            let request = AgentProvisionRequest {
+                name,
+                incus: incus.into_params(),
+            };
+            let record: AgentRecord = api
+                .expect(Method::POST, AGENTS_PATH, Some(to_json(&request)))
+                .await?;
+            if cli.json {
+                print_json(&record);
+            } else {
+                print_record(&record);
+            }
+        }
+        AgentCommand::List => {
+            let list: AgentList = api.expect(Method::GET, AGENTS_PATH, None).await?;
+            if cli.json {
+                print_json(&list);
+            } else {
+                print_table(&list.agents);
+            }
+        }
+        AgentCommand::Show { id } => {
+            let record: AgentRecord = api.expect(Method::GET, &agent_path(&id), None).await?;
+            if cli.json {
+                print_json(&record);
+            } else {
+                print_record(&record);
+            }
+        }
+        AgentCommand::Reprovision { id, incus } => {
+            let request = AgentReprovisionRequest {
+                incus: incus.into_params(),
+            };
+            let record: AgentRecord = api
+                .expect(
+                    Method::POST,
+                    &agent_reprovision_path(&id),
+                    Some(to_json(&request)),
+                )
+                .await?;
+            if cli.json {
+                print_json(&record);
+            } else {
+                print_record(&record);
+            }
+        }
+        AgentCommand::Delete { id } => {
+            api.call::<serde_json::Value>(Method::DELETE, &agent_path(&id), None)
+                .await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "deleted": id }));
+            } else {
+                println!("deleted agent {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pika: error: starting the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if json {
+                let body = failure.body.unwrap_or(ApiError {
+                    error: failure.message.clone(),
+                    agent: None,
+                });
+                print_json(&body);
+            }
+            eprintln!("pika: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn guest_role_is_sent_only_when_given() {
+        let cli = Cli::try_parse_from(["pika", "agent", "provision", "--token", "t"]).unwrap();
+        let Command::Agent {
+            command: AgentCommand::Provision { incus, .. },
+        } = cli.command
+        else {
+            panic!("parsed the wrong command");
+        };
+        let value = to_json(&incus.into_params());
+        assert_eq!(value, serde_json::json!({}));
+
+        let role = IncusGuestRole::ManagedOpenclaw;
+        let cli = Cli::try_parse_from([
+            "pika",
+            "agent",
+            "reprovision",
+            "abc",
+            "--guest-role",
+            role.as_str(),
+            "--image-alias",
+            "my/alias",
+        ])
+        .unwrap();
+        let Command::Agent {
+            command: AgentCommand::Reprovision { id, incus },
+        } = cli.command
+        else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(id, "abc");
+        let params = incus.into_params();
+        assert_eq!(params.guest_role, Some(role));
+        assert_eq!(params.image_alias.as_deref(), Some("my/alias"));
+    }
+
+    #[test]
+    fn unknown_guest_role_is_a_usage_error_listing_roles() {
+        let err = Cli::try_parse_from(["pika", "agent", "provision", "--guest-role", "nope"])
+            .err()
+            .expect("must fail");
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        for role in IncusGuestRole::ALL {
+            assert!(text.contains(role.as_str()), "{text}");
+        }
+    }
+}
