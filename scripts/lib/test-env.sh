@@ -117,6 +117,8 @@ test_env_export() {
   export INCUS_SOCKET="${TEST_ENV_INCUS_SOCKET}"
   export PIKA_TEST_INCUS=1
   export PIKA_TEST_STORAGE_POOL="${TEST_ENV_POOL}"
+  # Debian's nix-bin runs single-user as root here: no nixbld group, no sandbox.
+  export NIX_CONFIG=$'build-users-group =\nsandbox = false'
 }
 
 # Deletes an Incus project and everything in it (instances, images, profiles but default).

@@ -1,0 +1,206 @@
+//! `pika-roles`: generate, check and inspect the outputs of roles.toml.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pika_roles_codegen::{
+    FIELD_NAMES, FileState, Mode, Registry, Role, checked_in_outputs, find_manifest, repo_root_of,
+    sync_outputs,
+};
+
+/// Usage errors exit 2 (clap does the same for its own errors).
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "pika-roles",
+    version,
+    about = "Generate and inspect Pika's Incus guest roles from roles.toml"
+)]
+struct Cli {
+    /// Path to roles.toml [default: found by walking up from the current directory]
+    #[arg(long, global = true, value_name = "PATH")]
+    manifest: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate nix/incus/roles.nix and scripts/lib/roles.sh (only files whose content changed),
+    /// then print the role table
+    Generate,
+    /// Exit 1 naming each generated file that is stale; exit 0 when all are fresh
+    Check,
+    /// List the roles
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one role
+    Show {
+        /// Role ID, e.g. as listed by `pika-roles list`
+        role: String,
+        /// Print JSON
+        #[arg(long, conflicts_with = "field")]
+        json: bool,
+        /// Print only this field (names as in roles.toml); list fields print one item per line
+        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(FIELD_NAMES))]
+        field: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let manifest = match cli.manifest.clone().or_else(default_manifest) {
+        Some(path) => path,
+        None => {
+            eprintln!(
+                "pika-roles: error: no roles.toml found in the current directory or its parents; pass --manifest PATH"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let registry = match Registry::load(&manifest) {
+        Ok(registry) => registry,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "pika-roles: {} error(s) in {}",
+                errors.0.len(),
+                manifest.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Generate => generate(&manifest, &registry),
+        Command::Check => check(&manifest, &registry),
+        Command::List { json } => {
+            if json {
+                print_json(&registry.roles);
+            } else {
+                print_table(&registry.roles);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Show { role, json, field } => show(&registry, &role, json, field.as_deref()),
+    }
+}
+
+fn default_manifest() -> Option<PathBuf> {
+    find_manifest(&std::env::current_dir().ok()?)
+}
+
+fn generate(manifest: &Path, registry: &Registry) -> ExitCode {
+    let root = repo_root_of(manifest);
+    match sync_outputs(&root, &checked_in_outputs(registry), Mode::Write) {
+        Ok(statuses) => {
+            for status in statuses {
+                let verb = match status.state {
+                    FileState::Written => "wrote",
+                    _ => "unchanged",
+                };
+                eprintln!("{verb} {}", root.join(&status.path).display());
+            }
+            print_table(&registry.roles);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pika-roles: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(manifest: &Path, registry: &Registry) -> ExitCode {
+    let root = repo_root_of(manifest);
+    let statuses = sync_outputs(&root, &checked_in_outputs(registry), Mode::Check)
+        .expect("check mode never writes");
+    let stale: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.state == FileState::Stale)
+        .collect();
+    for status in &stale {
+        eprintln!(
+            "stale: {} (run `{}`)",
+            root.join(&status.path).display(),
+            pika_roles_codegen::REGENERATE_COMMAND
+        );
+    }
+    if stale.is_empty() {
+        eprintln!("all generated files are fresh");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn show(registry: &Registry, id: &str, json: bool, field: Option<&str>) -> ExitCode {
+    let Some(role) = registry.get(id.trim()) else {
+        eprintln!(
+            "pika-roles: error: unknown role `{id}`; valid roles: {}",
+            registry.valid_ids()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    if let Some(field) = field {
+        // The parser only admits FIELD_NAMES, which Role::field knows.
+        for value in role.field(field).unwrap_or_default() {
+            println!("{value}");
+        }
+    } else if json {
+        print_json(role);
+    } else {
+        for name in FIELD_NAMES {
+            let values = role.field(name).unwrap_or_default();
+            println!("{name:<16} {}", values.join(" "));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("roles serialize to JSON")
+    );
+}
+
+fn print_table(roles: &[Role]) {
+    let rows: Vec<[&str; 5]> = roles
+        .iter()
+        .map(|r| {
+            [
+                r.id.as_str(),
+                r.default_alias.as_str(),
+                r.package.as_str(),
+                r.system.as_str(),
+                r.instance_type.as_str(),
+            ]
+        })
+        .collect();
+    let header = [
+        "ROLE",
+        "DEFAULT ALIAS",
+        "PACKAGE",
+        "SYSTEM",
+        "INSTANCE TYPE",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}

@@ -1,0 +1,530 @@
+//! The validated role registry: what every generator renders from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path};
+
+use serde::Serialize;
+use toml::Spanned;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceMap};
+use crate::manifest::{RawManifest, RawRole};
+
+/// The manifest schema this generator understands.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Systems a role may target.
+pub const SYSTEMS: &[&str] = &["x86_64-linux", "aarch64-linux"];
+/// Incus instance types a role may use.
+pub const INSTANCE_TYPES: &[&str] = &["virtual-machine", "container"];
+/// Words that cannot be Nix identifiers (special-args become formal arguments).
+const NIX_KEYWORDS: &[&str] = &[
+    "assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with",
+];
+/// UpperCamelCase names that are Rust keywords and so cannot be enum variants.
+const RUST_RESERVED_VARIANTS: &[&str] = &["Self"];
+
+/// One guest role, validated. Field names serialize as in roles.toml.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Role {
+    pub id: String,
+    /// The Rust enum variant, the ID in UpperCamelCase.
+    #[serde(skip)]
+    pub variant_name: String,
+    pub description: String,
+    pub default_alias: String,
+    pub package: String,
+    pub legacy_packages: Vec<String>,
+    pub image_name: String,
+    pub variant: String,
+    pub system: String,
+    pub instance_type: String,
+    pub disk_size_mib: u32,
+    /// Repository-relative paths, as written in roles.toml.
+    pub modules: Vec<String>,
+    pub special_args: Vec<String>,
+}
+
+/// Field names accepted by `pika-roles show --field`, as in roles.toml.
+pub const FIELD_NAMES: &[&str] = &[
+    "id",
+    "description",
+    "default-alias",
+    "package",
+    "legacy-packages",
+    "image-name",
+    "variant",
+    "system",
+    "instance-type",
+    "disk-size-mib",
+    "modules",
+    "special-args",
+];
+
+impl Role {
+    /// The values of one field, one entry per list item (scalars give one entry).
+    pub fn field(&self, name: &str) -> Option<Vec<String>> {
+        let one = |s: &str| Some(vec![s.to_owned()]);
+        match name {
+            "id" => one(&self.id),
+            "description" => one(&self.description),
+            "default-alias" => one(&self.default_alias),
+            "package" => one(&self.package),
+            "legacy-packages" => Some(self.legacy_packages.clone()),
+            "image-name" => one(&self.image_name),
+            "variant" => one(&self.variant),
+            "system" => one(&self.system),
+            "instance-type" => one(&self.instance_type),
+            "disk-size-mib" => Some(vec![self.disk_size_mib.to_string()]),
+            "modules" => Some(self.modules.clone()),
+            "special-args" => Some(self.special_args.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// All roles, sorted by ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    pub roles: Vec<Role>,
+}
+
+impl Registry {
+    /// Parses and validates manifest text. `path` is used in messages; `repo_root` is where module
+    /// paths must exist.
+    pub fn parse(text: &str, path: &Path, repo_root: &Path) -> Result<Self, Diagnostics> {
+        let map = SourceMap::new(path, text);
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            Diagnostics(vec![map.at(&span, e.message().trim().to_owned())])
+        })?;
+        Validator {
+            map: &map,
+            repo_root,
+            errors: Vec::new(),
+        }
+        .run(raw)
+    }
+
+    /// Reads, parses and validates a manifest file; modules are resolved next to it.
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic {
+                path: path.to_path_buf(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read manifest: {e}"),
+            }])
+        })?;
+        Self::parse(&text, path, &repo_root_of(path))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id == id)
+    }
+
+    /// "a, b, c": the valid IDs, for error messages.
+    pub fn valid_ids(&self) -> String {
+        self.roles
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The union of all roles' special args, sorted: the formal arguments of roles.nix.
+    pub fn all_special_args(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self.roles.iter().flat_map(|r| &r.special_args).collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
+/// The directory holding the manifest; generated paths and module paths are relative to it.
+pub fn repo_root_of(manifest: &Path) -> std::path::PathBuf {
+    match manifest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => ".".into(),
+    }
+}
+
+struct Validator<'a> {
+    map: &'a SourceMap<'a>,
+    repo_root: &'a Path,
+    errors: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.errors.push(self.map.at(&at.span(), message));
+    }
+
+    fn run(mut self, raw: RawManifest) -> Result<Registry, Diagnostics> {
+        if *raw.schema.get_ref() != SCHEMA_VERSION {
+            self.error(
+                &raw.schema,
+                format!(
+                    "unsupported schema {}; this generator reads schema = {SCHEMA_VERSION}",
+                    raw.schema.get_ref()
+                ),
+            );
+        }
+        let roles_table = match raw.roles {
+            Some(t) if !t.get_ref().is_empty() => t,
+            Some(t) => {
+                self.error(&t, "no roles defined: add at least one [roles.<id>] table");
+                return Err(self.finish());
+            }
+            None => {
+                self.errors.push(self.map.at(
+                    &(0..0),
+                    "no roles defined: add at least one [roles.<id>] table",
+                ));
+                return Err(self.finish());
+            }
+        };
+
+        let mut roles = Vec::new();
+        for (id, role) in roles_table.into_inner() {
+            if let Some(role) = self.role(id, role.into_inner()) {
+                roles.push(role);
+            }
+        }
+        self.check_unique(&roles);
+        if self.errors.is_empty() {
+            roles.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+            Ok(Registry {
+                roles: roles.into_iter().map(|(r, _)| r).collect(),
+            })
+        } else {
+            Err(self.finish())
+        }
+    }
+
+    fn finish(mut self) -> Diagnostics {
+        self.errors.sort_by_key(|d| (d.line, d.col));
+        self.errors.dedup();
+        Diagnostics(self.errors)
+    }
+
+    /// Validates one role's own fields; returns it with the spans needed for cross-role checks.
+    fn role(&mut self, id: Spanned<String>, raw: RawRole) -> Option<(Role, RoleSpans)> {
+        let before = self.errors.len();
+        if !is_kebab_id(id.get_ref()) {
+            self.error(
+                &id,
+                format!(
+                    "role ID `{}` must be lowercase kebab-case ([a-z][a-z0-9]*(-[a-z0-9]+)*)",
+                    id.get_ref()
+                ),
+            );
+        }
+        let variant_name = upper_camel(id.get_ref());
+        if RUST_RESERVED_VARIANTS.contains(&variant_name.as_str()) {
+            self.error(
+                &id,
+                format!(
+                    "role ID `{}` becomes the Rust keyword `{variant_name}`",
+                    id.get_ref()
+                ),
+            );
+        }
+        if raw.description.get_ref().trim().is_empty() {
+            self.error(&raw.description, "description must not be empty");
+        }
+        if let Err(why) = check_alias(raw.default_alias.get_ref()) {
+            self.error(
+                &raw.default_alias,
+                format!("invalid alias `{}`: {why}", raw.default_alias.get_ref()),
+            );
+        }
+        for name in std::iter::once(&raw.package).chain(&raw.legacy_packages) {
+            if !is_nix_attr_name(name.get_ref()) {
+                self.error(
+                    name,
+                    format!(
+                        "package name `{}` is not a Nix attribute name ([A-Za-z_][A-Za-z0-9_'-]*)",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
+        for (what, value) in [("image-name", &raw.image_name), ("variant", &raw.variant)] {
+            if !is_store_name(value.get_ref()) {
+                self.error(
+                    value,
+                    format!(
+                        "{what} `{}` is not safe in a Nix store name ([A-Za-z0-9+._?=-], not starting with `.`)",
+                        value.get_ref()
+                    ),
+                );
+            }
+        }
+        self.one_of(&raw.system, "system", SYSTEMS);
+        self.one_of(&raw.instance_type, "instance-type", INSTANCE_TYPES);
+        let disk = *raw.disk_size_mib.get_ref();
+        let disk_size_mib = match u32::try_from(disk) {
+            Ok(v) if v > 0 => v,
+            _ => {
+                self.error(
+                    &raw.disk_size_mib,
+                    format!(
+                        "disk-size-mib must be an integer between 1 and {}, got {disk}",
+                        u32::MAX
+                    ),
+                );
+                0
+            }
+        };
+        if raw.modules.get_ref().is_empty() {
+            self.error(&raw.modules, "modules must list at least one NixOS module");
+        }
+        for module in raw.modules.get_ref() {
+            if let Err(why) = check_module_path(self.repo_root, module.get_ref()) {
+                self.error(module, format!("module `{}` {why}", module.get_ref()));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for arg in &raw.special_args {
+            if !is_nix_identifier(arg.get_ref()) {
+                self.error(
+                    arg,
+                    format!("special arg `{}` is not a Nix identifier", arg.get_ref()),
+                );
+            } else if !seen.insert(arg.get_ref().clone()) {
+                self.error(
+                    arg,
+                    format!(
+                        "special arg `{}` is listed twice in this role",
+                        arg.get_ref()
+                    ),
+                );
+            }
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        let spans = RoleSpans {
+            id: id.span(),
+            alias: raw.default_alias.span(),
+            packages: std::iter::once(&raw.package)
+                .chain(&raw.legacy_packages)
+                .map(|p| (p.get_ref().clone(), p.span()))
+                .collect(),
+        };
+        let role = Role {
+            id: id.into_inner(),
+            variant_name,
+            description: raw.description.into_inner(),
+            default_alias: raw.default_alias.into_inner(),
+            package: raw.package.into_inner(),
+            legacy_packages: raw
+                .legacy_packages
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+            image_name: raw.image_name.into_inner(),
+            variant: raw.variant.into_inner(),
+            system: raw.system.into_inner(),
+            instance_type: raw.instance_type.into_inner(),
+            disk_size_mib,
+            modules: raw
+                .modules
+                .into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+            special_args: raw
+                .special_args
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+        };
+        Some((role, spans))
+    }
+
+    fn one_of(&mut self, value: &Spanned<String>, what: &str, valid: &[&str]) {
+        if !valid.contains(&value.get_ref().as_str()) {
+            self.error(
+                value,
+                format!(
+                    "{what} `{}` is not one of: {}",
+                    value.get_ref(),
+                    valid.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Variant names, aliases and package names must be unique across roles.
+    fn check_unique(&mut self, roles: &[(Role, RoleSpans)]) {
+        let mut variants: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut aliases: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut packages: BTreeMap<String, &str> = BTreeMap::new();
+        for (role, spans) in roles {
+            if let Some(other) = variants.insert(&role.variant_name, &role.id) {
+                let msg = format!(
+                    "role `{}` and role `{other}` both become the Rust variant `{}`",
+                    role.id, role.variant_name
+                );
+                self.errors.push(self.map.at(&spans.id, msg));
+            }
+            if let Some(other) = aliases.insert(&role.default_alias, &role.id) {
+                let msg = format!(
+                    "alias `{}` is already the default alias of role `{other}`",
+                    role.default_alias
+                );
+                self.errors.push(self.map.at(&spans.alias, msg));
+            }
+            for (name, span) in &spans.packages {
+                if let Some(other) = packages.insert(name.clone(), &role.id) {
+                    let msg = format!(
+                        "package name `{name}` is already used by role `{other}` (canonical and legacy package names share one namespace)"
+                    );
+                    self.errors.push(self.map.at(span, msg));
+                }
+            }
+        }
+    }
+}
+
+struct RoleSpans {
+    id: std::ops::Range<usize>,
+    alias: std::ops::Range<usize>,
+    packages: Vec<(String, std::ops::Range<usize>)>,
+}
+
+/// `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`
+pub fn is_kebab_id(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let first = parts.next().unwrap_or("");
+    first.starts_with(|c: char| c.is_ascii_lowercase())
+        && first
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && parts.all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+/// `managed-openclaw` -> `ManagedOpenclaw`.
+pub fn upper_camel(id: &str) -> String {
+    id.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Segments of `[A-Za-z0-9._-]` separated by single `/`, starting with a letter or digit.
+pub fn check_alias(alias: &str) -> Result<(), &'static str> {
+    if alias.is_empty() {
+        return Err("it is empty");
+    }
+    if !alias.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("it must start with a letter or digit");
+    }
+    for segment in alias.split('/') {
+        if segment.is_empty() {
+            return Err("segments are separated by single `/` and may not be empty");
+        }
+        if segment == "." || segment == ".." {
+            return Err("`.` and `..` segments are not allowed");
+        }
+        if !segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err("only letters, digits, `.`, `_`, `-` and `/` are allowed");
+        }
+    }
+    Ok(())
+}
+
+/// A Nix attribute name usable unquoted: `^[A-Za-z_][A-Za-z0-9_'-]*$`.
+pub fn is_nix_attr_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+}
+
+/// A Nix identifier that is also not a keyword (it becomes a formal argument).
+pub fn is_nix_identifier(s: &str) -> bool {
+    is_nix_attr_name(s) && !NIX_KEYWORDS.contains(&s)
+}
+
+/// Safe in a Nix store path name: `[A-Za-z0-9+._?=-]+`, not starting with `.`.
+pub fn is_store_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '_' | '?' | '=' | '-'))
+}
+
+/// Module paths are repository-relative files that exist and can be written as Nix path literals.
+fn check_module_path(repo_root: &Path, module: &str) -> Result<(), String> {
+    let path = Path::new(module);
+    if module.is_empty() {
+        return Err("is empty".into());
+    }
+    if path.is_absolute() {
+        return Err("must be relative to the repository root, not absolute".into());
+    }
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err("must stay inside the repository (no `..` or `.` components)".into());
+    }
+    if !module
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '/'))
+    {
+        return Err("may only contain [A-Za-z0-9._+-/] (it becomes a Nix path literal)".into());
+    }
+    if !repo_root.join(path).is_file() {
+        return Err(format!(
+            "does not exist (looked for {})",
+            repo_root.join(path).display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kebab_ids() {
+        for ok in ["a", "managed-openclaw", "a1-b2", "x-2a"] {
+            assert!(is_kebab_id(ok), "{ok}");
+        }
+        for bad in ["", "A", "1a", "a--b", "a-", "-a", "a_b", "Managed"] {
+            assert!(!is_kebab_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn camel_case() {
+        assert_eq!(upper_camel("managed-openclaw"), "ManagedOpenclaw");
+        assert_eq!(upper_camel("pikaci-runner"), "PikaciRunner");
+        assert_eq!(upper_camel("x-2a"), upper_camel("x2a"));
+    }
+
+    #[test]
+    fn aliases() {
+        for ok in ["pika-agent/dev", "pikaci/dev", "a", "a.b_c-d/e1"] {
+            assert!(check_alias(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "/a", "a//b", "a/", "a b", "a:b", "a;b", "-a", "a/../b", "a\"b",
+        ] {
+            assert!(check_alias(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Renders the registry into the three generated outputs with askama templates.
+//!
+//! Values are escaped here, on purpose, for the language they land in (the templates use the
+//! plain-text escaper): Nix strings escape `"`, `\` and `${`; shell values are single-quoted;
+//! Rust strings use Rust's own literal escaping.
+
+use std::path::{Component, Path, PathBuf};
+
+use askama::Template;
+
+use crate::registry::{Registry, Role};
+
+/// The command that regenerates every output, named in each header.
+pub const REGENERATE_COMMAND: &str = "cargo run -p pika-roles-codegen -- generate";
+/// Repository-relative path of the generated Nix registry.
+pub const NIX_REGISTRY_PATH: &str = "nix/incus/roles.nix";
+/// Repository-relative path of the generated shell role table.
+pub const SHELL_TABLE_PATH: &str = "scripts/lib/roles.sh";
+/// File name of the generated Rust source (written into OUT_DIR by build.rs).
+pub const RUST_FILE_NAME: &str = "incus_guest_role.rs";
+
+/// One rendered output: where it goes (relative to the repository root) and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+/// The checked-in outputs: the Nix registry and the shell table.
+pub fn checked_in_outputs(registry: &Registry) -> Vec<Output> {
+    vec![
+        Output {
+            path: NIX_REGISTRY_PATH.into(),
+            contents: render_nix(registry),
+        },
+        Output {
+            path: SHELL_TABLE_PATH.into(),
+            contents: render_shell(registry),
+        },
+    ]
+}
+
+#[derive(Template)]
+#[template(path = "roles.nix")]
+struct NixTemplate<'a> {
+    command: &'a str,
+    args: Vec<String>,
+    roles: Vec<NixRole>,
+}
+
+struct NixRole {
+    key: String,
+    fields: Vec<(&'static str, String)>,
+}
+
+pub fn render_nix(registry: &Registry) -> String {
+    let nix_dir = Path::new(NIX_REGISTRY_PATH)
+        .parent()
+        .expect("registry path has a parent");
+    let roles = registry
+        .roles
+        .iter()
+        .map(|r| NixRole {
+            key: nix_string(&r.id),
+            fields: vec![
+                ("id", nix_string(&r.id)),
+                ("system", nix_string(&r.system)),
+                ("packageAttr", nix_string(&r.package)),
+                (
+                    "legacyPackageAttrs",
+                    nix_list(r.legacy_packages.iter().map(|s| nix_string(s))),
+                ),
+                ("defaultAlias", nix_string(&r.default_alias)),
+                ("imageName", nix_string(&r.image_name)),
+                ("variant", nix_string(&r.variant)),
+                ("instanceType", nix_string(&r.instance_type)),
+                ("diskSize", r.disk_size_mib.to_string()),
+                ("description", nix_string(&r.description)),
+                (
+                    "modules",
+                    nix_list(r.modules.iter().map(|m| nix_path_literal(nix_dir, m))),
+                ),
+                (
+                    "modulePaths",
+                    nix_list(r.modules.iter().map(|s| nix_string(s))),
+                ),
+                (
+                    "specialArgNames",
+                    nix_list(r.special_args.iter().map(|s| nix_string(s))),
+                ),
+                ("specialArgs", nix_inherit_set(&r.special_args)),
+            ],
+        })
+        .collect();
+    NixTemplate {
+        command: REGENERATE_COMMAND,
+        args: registry.all_special_args(),
+        roles,
+    }
+    .render()
+    .expect("rendering roles.nix cannot fail")
+        + "\n"
+}
+
+/// A Nix string literal: `"`, `\` and `${` escaped, control characters spelled out.
+pub fn nix_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn nix_list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    format!("[{}]", items.join(" "))
+}
+
+fn nix_inherit_set(names: &[String]) -> String {
+    if names.is_empty() {
+        "{}".into()
+    } else {
+        format!("{{inherit {};}}", names.join(" "))
+    }
+}
+
+/// A Nix path literal for a repository-relative module, relative to the directory of roles.nix.
+/// Validation guarantees the characters are path-literal safe and there are no `..` components.
+fn nix_path_literal(from_dir: &Path, module: &str) -> String {
+    let from: Vec<Component> = from_dir.components().collect();
+    let to: Vec<Component> = Path::new(module).components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel = String::new();
+    if common == from.len() {
+        rel.push('.');
+    } else {
+        rel.push_str(&vec![".."; from.len() - common].join("/"));
+    }
+    for c in &to[common..] {
+        rel.push('/');
+        rel.push_str(&c.as_os_str().to_string_lossy());
+    }
+    rel
+}
+
+#[derive(Template)]
+#[template(path = "roles.sh")]
+struct ShellTemplate<'a> {
+    command: &'a str,
+    ids: Vec<String>,
+    tables: Vec<ShellTable>,
+}
+
+struct ShellTable {
+    name: &'static str,
+    entries: Vec<(String, String)>,
+}
+
+pub fn render_shell(registry: &Registry) -> String {
+    let table = |name: &'static str, value: fn(&Role) -> String| ShellTable {
+        name,
+        entries: registry
+            .roles
+            .iter()
+            .map(|r| (shell_quote(&r.id), shell_quote(&value(r))))
+            .collect(),
+    };
+    ShellTemplate {
+        command: REGENERATE_COMMAND,
+        ids: registry.roles.iter().map(|r| shell_quote(&r.id)).collect(),
+        tables: vec![
+            table("PIKA_ROLE_DEFAULT_ALIAS", |r| r.default_alias.clone()),
+            table("PIKA_ROLE_PACKAGE", |r| r.package.clone()),
+            table("PIKA_ROLE_LEGACY_PACKAGES", |r| r.legacy_packages.join(" ")),
+            table("PIKA_ROLE_SYSTEM", |r| r.system.clone()),
+            table("PIKA_ROLE_INSTANCE_TYPE", |r| r.instance_type.clone()),
+            table("PIKA_ROLE_IMAGE_NAME", |r| r.image_name.clone()),
+            table("PIKA_ROLE_VARIANT", |r| r.variant.clone()),
+            table("PIKA_ROLE_DISK_SIZE_MIB", |r| r.disk_size_mib.to_string()),
+            table("PIKA_ROLE_DESCRIPTION", |r| r.description.clone()),
+        ],
+    }
+    .render()
+    .expect("rendering roles.sh cannot fail")
+        + "\n"
+}
+
+/// A single-quoted shell word: nothing inside is special except `'`, spelled `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[derive(Template)]
+#[template(path = "incus_guest_role.rs")]
+struct RustTemplate<'a> {
+    command: &'a str,
+    roles: Vec<RustRole>,
+    valid_ids: String,
+}
+
+struct RustRole {
+    variant: String,
+    doc: String,
+    id: String,
+    default_alias: String,
+    package: String,
+    legacy_packages: String,
+    image_name: String,
+    variant_str: String,
+    system: String,
+    instance_type: String,
+    disk_size_mib: u32,
+    description: String,
+}
+
+/// The Rust source of `IncusGuestRole`, for `include!` from OUT_DIR.
+pub fn render_rust(registry: &Registry) -> String {
+    let lit = |s: &str| format!("{s:?}");
+    let roles = registry
+        .roles
+        .iter()
+        .map(|r| RustRole {
+            variant: r.variant_name.clone(),
+            doc: r.description.replace(['\n', '\r'], " "),
+            id: lit(&r.id),
+            default_alias: lit(&r.default_alias),
+            package: lit(&r.package),
+            legacy_packages: format!(
+                "&[{}]",
+                r.legacy_packages
+                    .iter()
+                    .map(|p| lit(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            image_name: lit(&r.image_name),
+            variant_str: lit(&r.variant),
+            system: lit(&r.system),
+            instance_type: lit(&r.instance_type),
+            disk_size_mib: r.disk_size_mib,
+            description: lit(&r.description),
+        })
+        .collect();
+    RustTemplate {
+        command: REGENERATE_COMMAND,
+        roles,
+        valid_ids: lit(&registry.valid_ids()),
+    }
+    .render()
+    .expect("rendering the Rust enum cannot fail")
+        + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nix_strings_escape_interpolation_quotes_and_backslashes() {
+        assert_eq!(nix_string(r#"a "b" \ ${c} $d"#), r#""a \"b\" \\ \${c} $d""#);
+        assert_eq!(nix_string("x\ny"), r#""x\ny""#);
+    }
+
+    #[test]
+    fn shell_quote_survives_single_quotes() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn module_paths_are_relative_to_nix_incus() {
+        let dir = Path::new("nix/incus");
+        assert_eq!(nix_path_literal(dir, "nix/incus/a.nix"), "./a.nix");
+        assert_eq!(nix_path_literal(dir, "nix/other/b.nix"), "../other/b.nix");
+        assert_eq!(nix_path_literal(dir, "c.nix"), "../../c.nix");
+        assert_eq!(nix_path_literal(dir, "nix/incus/sub/d.nix"), "./sub/d.nix");
+    }
+}
