@@ -1,0 +1,644 @@
+//! Running jobs: on the host, or in an ephemeral Incus instance (launch, upload, run, collect,
+//! cleanup), writing the run record after every job.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pika_incus::{ExecRequest, FileMode, IncusClient, InstanceCreate, ProjectClient};
+use tokio::sync::watch;
+
+use crate::job::{JobRuntimeConfig, JobSpec};
+use crate::naming::now_rfc3339;
+use crate::record::{
+    JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord, RunRecord,
+    RunStatus,
+};
+use crate::remote::{GUEST_ROLE_CONFIG_NAME, RemoteIncusContext, RemoteIncusError, process_env};
+use crate::snapshot::{Snapshot, build_snapshot};
+use crate::store::{RunStore, StoreError};
+
+/// Where the snapshot is unpacked in the guest; commands run there.
+pub const GUEST_SNAPSHOT_DIR: &str = "/workspace/snapshot";
+/// Where the snapshot tar is pushed before it is unpacked (and removed).
+pub const GUEST_SNAPSHOT_TAR: &str = "/tmp/pikaci-snapshot.tar";
+/// Limit of a command without a job timeout.
+const UNLIMITED: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Extra time given to Incus's own wait, so the executor's timeout fires first.
+const WAIT_SLACK: Duration = Duration::from_secs(30);
+
+/// An env lookup shared by the executor (tests pass their own instead of the process env).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What the executor reports while it works (pikaci prints these as live progress).
+#[derive(Clone, Debug)]
+pub enum Progress<'a> {
+    JobStarted {
+        job: &'a JobSpec,
+        log_path: &'a Path,
+    },
+    /// Incus jobs: where the job runs, before the launch.
+    Placed {
+        job: &'a JobSpec,
+        context: &'a RemoteIncusContext,
+    },
+    PhaseFinished {
+        job: &'a JobSpec,
+        phase: &'a PhaseRecord,
+    },
+    JobFinished {
+        job: &'a JobSpec,
+        record: &'a JobRecord,
+    },
+}
+
+/// A progress callback.
+pub type ProgressSink = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
+/// Runs jobs and records them. Build with [`Executor::new`] and the `with_*` setters.
+#[derive(Clone)]
+pub struct Executor {
+    store: RunStore,
+    workspace: PathBuf,
+    snapshot_exclude: Vec<PathBuf>,
+    incus: Option<IncusClient>,
+    env: EnvLookup,
+    cancel: watch::Receiver<bool>,
+    progress: ProgressSink,
+}
+
+impl Executor {
+    /// An executor writing records to `store`, running jobs on the workspace `workspace` (a git
+    /// working tree). Without [`Executor::with_incus`], Incus jobs fail with an error.
+    pub fn new(store: RunStore, workspace: impl Into<PathBuf>) -> Self {
+        let workspace = workspace.into();
+        // Runs written inside the workspace never go into its snapshot.
+        let snapshot_exclude = store
+            .dir()
+            .strip_prefix(&workspace)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(Path::to_owned)
+            .into_iter()
+            .collect();
+        Self {
+            store,
+            workspace,
+            snapshot_exclude,
+            incus: None,
+            env: Arc::new(process_env),
+            cancel: watch::channel(false).1,
+            progress: Arc::new(|_| {}),
+        }
+    }
+
+    pub fn with_incus(mut self, incus: IncusClient) -> Self {
+        self.incus = Some(incus);
+        self
+    }
+
+    /// Reads the `PIKACI_REMOTE_LINUX_VM_INCUS_*` variables through `env` instead of the process env.
+    pub fn with_env(mut self, env: EnvLookup) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Stops the run when `cancel` turns `true` (Ctrl-C): the running job's instance is deleted, the
+    /// job is recorded as interrupted and no further job starts.
+    pub fn with_cancel(mut self, cancel: watch::Receiver<bool>) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    pub fn with_progress(mut self, progress: ProgressSink) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Also keeps `rel` (relative to the workspace) out of snapshots.
+    pub fn exclude_from_snapshot(mut self, rel: impl Into<PathBuf>) -> Self {
+        self.snapshot_exclude.push(rel.into());
+        self
+    }
+
+    pub fn store(&self) -> &RunStore {
+        &self.store
+    }
+
+    /// Resolves where `job` would run, without touching Incus: `None` for host jobs, an error for an
+    /// invalid `PIKACI_REMOTE_LINUX_VM_INCUS_GUEST_ROLE`. Call it for every job before a run so a bad
+    /// environment fails before any instance exists.
+    pub fn place(
+        &self,
+        run_id: &str,
+        job: &JobSpec,
+    ) -> Result<Option<RemoteIncusContext>, RemoteIncusError> {
+        match job.runtime {
+            JobRuntimeConfig::HostProcess => Ok(None),
+            JobRuntimeConfig::Incus(_) => {
+                RemoteIncusContext::for_job_from(job, run_id, |name| (self.env)(name)).map(Some)
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    async fn wait_cancel(&self) {
+        let mut cancel = self.cancel.clone();
+        // An executor without a sender never cancels.
+        if cancel.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Runs `jobs` one after the other as run `run_id`, writing the record after each job. Stops
+    /// early when cancelled. The placement of every job is checked first (see [`Executor::place`]).
+    pub async fn run(&self, run_id: &str, jobs: &[JobSpec]) -> Result<RunRecord, RunError> {
+        for job in jobs {
+            self.place(run_id, job)?;
+        }
+        let mut record = RunRecord::new(run_id, now_rfc3339());
+        self.store.write(&record)?;
+        for job in jobs {
+            if self.cancelled() {
+                break;
+            }
+            let job_record = self.run_job(run_id, job).await;
+            record.jobs.push(job_record);
+            self.store.write(&record)?;
+        }
+        record.finished_at = Some(now_rfc3339());
+        record.status = if self.cancelled() {
+            RunStatus::Interrupted
+        } else if record.worst_job_status() == JobStatus::Passed {
+            RunStatus::Passed
+        } else {
+            RunStatus::Failed
+        };
+        self.store.write(&record)?;
+        Ok(record)
+    }
+
+    /// Runs one job and returns its record (never fails: failures are in the record).
+    pub async fn run_job(&self, run_id: &str, job: &JobSpec) -> JobRecord {
+        let started = Instant::now();
+        let log_path = self.store.log_path(run_id, &job.id);
+        (self.progress)(Progress::JobStarted {
+            job,
+            log_path: &log_path,
+        });
+        let mut record = JobRecord {
+            job_id: job.id.clone(),
+            command: job.effective_command().to_owned(),
+            runtime: job.runtime.kind().to_owned(),
+            status: JobStatus::Error,
+            exit_code: None,
+            error: None,
+            log_path: log_path.display().to_string(),
+            duration_ms: 0,
+            phases: Vec::new(),
+            remote_linux_vm: None,
+        };
+        let log = self
+            .store
+            .create_run(run_id)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))
+            });
+        match log {
+            Err(e) => record.error = Some(format!("cannot create the job log: {e}")),
+            Ok(log) => match &job.runtime {
+                JobRuntimeConfig::HostProcess => self.run_host(job, log, &mut record).await,
+                JobRuntimeConfig::Incus(_) => self.run_incus(run_id, job, log, &mut record).await,
+            },
+        }
+        record.duration_ms = millis(started.elapsed());
+        (self.progress)(Progress::JobFinished {
+            job,
+            record: &record,
+        });
+        record
+    }
+
+    fn phase_done(&self, job: &JobSpec, record: &mut JobRecord, phase: PhaseRecord) {
+        (self.progress)(Progress::PhaseFinished { job, phase: &phase });
+        if let Some(remote) = &mut record.remote_linux_vm {
+            remote.phases.push(phase.clone());
+        }
+        record.phases.push(phase);
+    }
+
+    // ---- host ------------------------------------------------------------------------------------
+
+    async fn run_host(&self, job: &JobSpec, log: File, record: &mut JobRecord) {
+        let started = Instant::now();
+        let spawned = log.try_clone().and_then(|err_log| {
+            tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(job.effective_command())
+                .current_dir(&self.workspace)
+                .stdin(std::process::Stdio::null())
+                .stdout(log)
+                .stderr(err_log)
+                .kill_on_drop(true)
+                .spawn()
+        });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let error = format!("cannot start `sh -c` in {}: {e}", self.workspace.display());
+                self.finish_run_phase(job, record, started, RunOutcome::Error(error));
+                return;
+            }
+        };
+        let limit = job.timeout.unwrap_or(UNLIMITED);
+        let outcome = tokio::select! {
+            status = tokio::time::timeout(limit, child.wait()) => match status {
+                Ok(Ok(status)) => RunOutcome::Exited(status.code().unwrap_or(128 + signal_of(&status))),
+                Ok(Err(e)) => RunOutcome::Error(format!("waiting for the command: {e}")),
+                Err(_) => RunOutcome::TimedOut(limit),
+            },
+            () = self.wait_cancel() => RunOutcome::Interrupted,
+        };
+        if !matches!(outcome, RunOutcome::Exited(_) | RunOutcome::Error(_)) {
+            let _ = child.kill().await;
+        }
+        self.finish_run_phase(job, record, started, outcome);
+    }
+
+    fn finish_run_phase(
+        &self,
+        job: &JobSpec,
+        record: &mut JobRecord,
+        started: Instant,
+        outcome: RunOutcome,
+    ) {
+        let (status, phase_status, exit_code, error) = match outcome {
+            RunOutcome::Exited(0) => (JobStatus::Passed, PhaseStatus::Ok, Some(0), None),
+            RunOutcome::Exited(code) => (JobStatus::Failed, PhaseStatus::Ok, Some(code), None),
+            RunOutcome::TimedOut(limit) => (
+                JobStatus::TimedOut,
+                PhaseStatus::TimedOut,
+                None,
+                Some(format!(
+                    "the command ran longer than its timeout of {}s",
+                    limit.as_secs()
+                )),
+            ),
+            RunOutcome::Interrupted => (
+                JobStatus::Interrupted,
+                PhaseStatus::Interrupted,
+                None,
+                Some("interrupted (Ctrl-C)".to_owned()),
+            ),
+            RunOutcome::Error(e) => (JobStatus::Error, PhaseStatus::Failed, None, Some(e)),
+        };
+        record.status = status;
+        record.exit_code = exit_code;
+        record.error.clone_from(&error);
+        self.phase_done(
+            job,
+            record,
+            PhaseRecord {
+                phase: Phase::Run,
+                status: phase_status,
+                duration_ms: millis(started.elapsed()),
+                exit_code,
+                error,
+            },
+        );
+    }
+
+    // ---- incus -----------------------------------------------------------------------------------
+
+    async fn run_incus(&self, run_id: &str, job: &JobSpec, mut log: File, record: &mut JobRecord) {
+        let context = match self.place(run_id, job) {
+            Ok(Some(context)) => context,
+            Ok(None) => unreachable!("run_incus is only called for Incus jobs"),
+            Err(e) => {
+                record.error = Some(e.to_string());
+                let _ = writeln!(log, "jerichoci: {e}");
+                return;
+            }
+        };
+        (self.progress)(Progress::Placed {
+            job,
+            context: &context,
+        });
+        record.remote_linux_vm = Some(RemoteLinuxVmExecutionRecord {
+            backend: "incus".to_owned(),
+            incus_image: None,
+            phases: Vec::new(),
+            instance_name: Some(context.instance_name.clone()),
+            profile: Some(context.profile.clone()),
+        });
+        let Some(incus) = &self.incus else {
+            record.error = Some(format!(
+                "job `{}` runs on Incus but the executor has no Incus client",
+                job.id
+            ));
+            return;
+        };
+        let project = incus.in_project(&context.project);
+
+        // The snapshot is built while the instance launches.
+        let workspace = self.workspace.clone();
+        let exclude = self.snapshot_exclude.clone();
+        let snapshot = tokio::task::spawn_blocking(move || build_snapshot(&workspace, &exclude));
+
+        let mut guard = InstanceGuard::new(project.clone(), context.instance_name.clone());
+        let outcome = self
+            .incus_phases(
+                job, &context, &project, snapshot, &mut guard, &mut log, record,
+            )
+            .await;
+
+        // Cleanup runs on every path that may have created the instance.
+        let started = Instant::now();
+        let cleanup = guard.cleanup().await;
+        let cleanup_error = cleanup.as_ref().err().map(ToString::to_string);
+        self.phase_done(
+            job,
+            record,
+            PhaseRecord {
+                phase: Phase::Cleanup,
+                status: if cleanup.is_ok() {
+                    PhaseStatus::Ok
+                } else {
+                    PhaseStatus::Failed
+                },
+                duration_ms: millis(started.elapsed()),
+                exit_code: None,
+                error: cleanup_error.clone(),
+            },
+        );
+        match outcome {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = writeln!(log, "jerichoci: {e}");
+                record.error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = cleanup_error {
+            let _ = writeln!(log, "jerichoci: cleanup: {e}");
+            if record.status == JobStatus::Passed {
+                record.status = JobStatus::Error;
+            }
+            record.error.get_or_insert(format!("cleanup: {e}"));
+        }
+    }
+
+    /// Launch, upload, run, collect. Returns the error that stopped the job early (recorded in its
+    /// phase already).
+    #[allow(clippy::too_many_arguments)]
+    async fn incus_phases(
+        &self,
+        job: &JobSpec,
+        context: &RemoteIncusContext,
+        project: &ProjectClient,
+        snapshot: tokio::task::JoinHandle<Result<Snapshot, crate::snapshot::SnapshotError>>,
+        guard: &mut InstanceGuard,
+        log: &mut File,
+        record: &mut JobRecord,
+    ) -> Result<(), String> {
+        // launch: resolve the alias (for the record) while the instance is created and started.
+        let started = Instant::now();
+        let mut create = InstanceCreate::from_alias(&context.instance_name, &context.image_alias)
+            .profiles([context.profile.as_str()])
+            .description(format!("pikaci job {}", job.id))
+            .ephemeral(true)
+            .start(true);
+        if let Some(role) = context.recorded_guest_role() {
+            create = create.user_config(GUEST_ROLE_CONFIG_NAME, role.as_str());
+        }
+        guard.armed = true;
+        let (alias, created) = tokio::join!(
+            project.get_image_alias(&context.image_alias),
+            project.create_instance(&create)
+        );
+        let fingerprint = alias.ok().map(|a| a.target);
+        if let Some(remote) = &mut record.remote_linux_vm {
+            remote.incus_image = Some(context.image_record(fingerprint));
+        }
+        let launched = created.map_err(|e| format!("launch: {e}"));
+        self.simple_phase(job, record, Phase::Launch, started, &launched);
+        launched?;
+        self.check_cancel(record)?;
+
+        // upload: push the snapshot tar and unpack it.
+        let started = Instant::now();
+        let uploaded = async {
+            let snapshot = snapshot
+                .await
+                .map_err(|e| format!("snapshot task: {e}"))?
+                .map_err(|e| format!("snapshot: {e}"))?;
+            project
+                .push_file(
+                    &context.instance_name,
+                    GUEST_SNAPSHOT_TAR,
+                    snapshot.tar,
+                    FileMode::default(),
+                )
+                .await
+                .map_err(|e| format!("upload: {e}"))?;
+            let unpack = format!(
+                "mkdir -p {GUEST_SNAPSHOT_DIR} && tar -xf {GUEST_SNAPSHOT_TAR} -C {GUEST_SNAPSHOT_DIR} && rm -f {GUEST_SNAPSHOT_TAR}"
+            );
+            let out = project
+                .exec(
+                    &context.instance_name,
+                    &ExecRequest::new(["sh", "-c", unpack.as_str()]),
+                )
+                .await
+                .map_err(|e| format!("upload: unpack: {e}"))?;
+            if !out.success() {
+                return Err(format!(
+                    "upload: unpacking the snapshot exited {}: {}",
+                    out.exit_code,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(())
+        };
+        let uploaded = tokio::select! {
+            r = uploaded => r,
+            () = self.wait_cancel() => Err("interrupted (Ctrl-C)".to_owned()),
+        };
+        self.simple_phase(job, record, Phase::Upload, started, &uploaded);
+        uploaded?;
+        self.check_cancel(record)?;
+
+        // run: the command, stderr merged into stdout so the log keeps their order.
+        let started = Instant::now();
+        let limit = job.timeout.unwrap_or(UNLIMITED);
+        let exec = ExecRequest::new([
+            "sh",
+            "-c",
+            "exec 2>&1; exec sh -c \"$1\"",
+            "pikaci",
+            job.effective_command(),
+        ])
+        .cwd(GUEST_SNAPSHOT_DIR)
+        .timeout(limit + WAIT_SLACK);
+        let (outcome, output) = tokio::select! {
+            r = tokio::time::timeout(limit, project.exec(&context.instance_name, &exec)) => match r {
+                Ok(Ok(out)) => (RunOutcome::Exited(out.exit_code), Some(out)),
+                Ok(Err(e)) => (RunOutcome::Error(format!("run: {e}")), None),
+                Err(_) => (RunOutcome::TimedOut(limit), None),
+            },
+            () = self.wait_cancel() => (RunOutcome::Interrupted, None),
+        };
+        let failed = !matches!(outcome, RunOutcome::Exited(_));
+        self.finish_run_phase(job, record, started, outcome);
+        if failed {
+            return Ok(());
+        }
+
+        // collect: the recorded output into the log file.
+        let started = Instant::now();
+        let collected = output
+            .map(|out| {
+                log.write_all(&out.stdout)
+                    .and_then(|()| log.write_all(&out.stderr))
+                    .and_then(|()| log.flush())
+            })
+            .unwrap_or(Ok(()))
+            .map_err(|e| format!("collect: writing {}: {e}", record.log_path));
+        self.simple_phase(job, record, Phase::Collect, started, &collected);
+        if let Err(e) = collected {
+            record.status = JobStatus::Error;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn check_cancel(&self, record: &mut JobRecord) -> Result<(), String> {
+        if self.cancelled() {
+            record.status = JobStatus::Interrupted;
+            return Err("interrupted (Ctrl-C)".to_owned());
+        }
+        Ok(())
+    }
+
+    fn simple_phase(
+        &self,
+        job: &JobSpec,
+        record: &mut JobRecord,
+        phase: Phase,
+        started: Instant,
+        result: &Result<(), String>,
+    ) {
+        let interrupted = self.cancelled() && result.is_err();
+        if interrupted {
+            record.status = JobStatus::Interrupted;
+        }
+        self.phase_done(
+            job,
+            record,
+            PhaseRecord {
+                phase,
+                status: match result {
+                    Ok(()) => PhaseStatus::Ok,
+                    Err(_) if interrupted => PhaseStatus::Interrupted,
+                    Err(_) => PhaseStatus::Failed,
+                },
+                duration_ms: millis(started.elapsed()),
+                exit_code: None,
+                error: result.as_ref().err().cloned(),
+            },
+        );
+    }
+}
+
+/// How the command ended.
+enum RunOutcome {
+    Exited(i32),
+    TimedOut(Duration),
+    Interrupted,
+    Error(String),
+}
+
+/// Why a run could not start or its record could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Placement(#[from] RemoteIncusError),
+    #[error("cannot write the run record: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Owns an instance that may exist: [`InstanceGuard::cleanup`] deletes it. Dropping an armed guard
+/// without cleanup (a cancelled future) still deletes it, from a spawned task.
+struct InstanceGuard {
+    project: ProjectClient,
+    name: String,
+    armed: bool,
+}
+
+impl InstanceGuard {
+    fn new(project: ProjectClient, name: String) -> Self {
+        Self {
+            project,
+            name,
+            armed: false,
+        }
+    }
+
+    async fn cleanup(&mut self) -> Result<(), pika_incus::Error> {
+        if !self.armed {
+            return Ok(());
+        }
+        let result = delete_instance(&self.project, &self.name).await;
+        self.armed = false;
+        result
+    }
+}
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let project = self.project.clone();
+            let name = std::mem::take(&mut self.name);
+            handle.spawn(async move {
+                let _ = delete_instance(&project, &name).await;
+            });
+        }
+    }
+}
+
+/// Deletes instance `name` whatever its state: a force stop removes an ephemeral instance; anything
+/// left (a stopped or non-ephemeral instance) is deleted. An instance that is not there is fine.
+pub async fn delete_instance(project: &ProjectClient, name: &str) -> Result<(), pika_incus::Error> {
+    // The stop fails for an instance that never started or does not exist; the lookup below decides.
+    let _ = project.stop_instance(name, true).await;
+    match project.get_instance(name).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => match project.delete_instance(name).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(unix)]
+fn signal_of(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().unwrap_or(0)
+}
+
+#[cfg(not(unix))]
+fn signal_of(_status: &std::process::ExitStatus) -> i32 {
+    0
+}

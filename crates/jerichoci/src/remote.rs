@@ -1,0 +1,334 @@
+//! Where an Incus job runs: role, image alias, project and profile, from the job and the
+//! `PIKACI_REMOTE_LINUX_VM_INCUS_*` environment. The Incus-specific names of jerichoci live here.
+//!
+//! Every env-reading function has a `_from(lookup)` twin taking the lookup explicitly, so tests do not
+//! touch the process environment.
+
+use pika_incus_guest_role::IncusGuestRole;
+
+use crate::job::{JobRuntimeConfig, JobSpec};
+use crate::naming::instance_name;
+use crate::record::RemoteLinuxVmImageRecord;
+
+/// Overrides the guest role of every Incus job.
+pub const GUEST_ROLE_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_GUEST_ROLE";
+/// Overrides the image alias (default: the role's `default_image_alias()`).
+pub const IMAGE_ALIAS_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_IMAGE_ALIAS";
+/// Incus project the CI guests run in.
+pub const PROJECT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT";
+/// Incus profile the CI guests are created with.
+pub const PROFILE_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE";
+/// `user.<name>` config key labelling a CI instance with its guest role (only when the image is the
+/// role's own, see [`RemoteIncusContext::recorded_guest_role`]).
+pub const GUEST_ROLE_CONFIG_NAME: &str = "pika.guest_role";
+/// The Incus unix socket (default: `pika_incus::api::DEFAULT_UNIX_SOCKET`).
+pub const INCUS_SOCKET_ENV: &str = "INCUS_SOCKET";
+/// Project used when [`PROJECT_ENV`] is unset.
+pub const DEFAULT_PROJECT: &str = "pika-managed-agents";
+/// Profile used when [`PROFILE_ENV`] is unset.
+pub const DEFAULT_PROFILE: &str = "pika-agent-dev";
+
+/// The process environment as a lookup.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A variable's trimmed value, `None` when unset or blank.
+fn lookup_trimmed(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Why an Incus job's placement could not be resolved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RemoteIncusError {
+    #[error("{var}={value:?} is not a guest role; valid roles: {valid}")]
+    InvalidGuestRoleEnv {
+        var: &'static str,
+        value: String,
+        valid: String,
+    },
+    #[error("job `{job}` runs on the {runtime} runtime, not on Incus; it has no guest role")]
+    NotAnIncusJob { job: String, runtime: &'static str },
+}
+
+/// The guest role an Incus job runs in: [`GUEST_ROLE_ENV`] (trimmed, non-empty) wins, otherwise the
+/// job's own Incus config. A non-Incus job or an invalid env value is an error.
+pub fn remote_linux_vm_incus_guest_role(job: &JobSpec) -> Result<IncusGuestRole, RemoteIncusError> {
+    remote_linux_vm_incus_guest_role_from(job, process_env)
+}
+
+/// [`remote_linux_vm_incus_guest_role`] with an explicit env lookup.
+pub fn remote_linux_vm_incus_guest_role_from(
+    job: &JobSpec,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<IncusGuestRole, RemoteIncusError> {
+    let JobRuntimeConfig::Incus(config) = &job.runtime else {
+        return Err(RemoteIncusError::NotAnIncusJob {
+            job: job.id.clone(),
+            runtime: job.runtime.kind(),
+        });
+    };
+    match lookup_trimmed(&lookup, GUEST_ROLE_ENV) {
+        Some(value) => {
+            value
+                .parse::<IncusGuestRole>()
+                .map_err(|_| RemoteIncusError::InvalidGuestRoleEnv {
+                    var: GUEST_ROLE_ENV,
+                    value,
+                    valid: IncusGuestRole::valid_ids(),
+                })
+        }
+        None => Ok(config.guest_role),
+    }
+}
+
+/// The image alias for `role`: [`IMAGE_ALIAS_ENV`] (trimmed, non-empty) or the role's default alias.
+pub fn remote_linux_vm_incus_image_alias(role: IncusGuestRole) -> String {
+    remote_linux_vm_incus_image_alias_from(role, process_env)
+}
+
+/// [`remote_linux_vm_incus_image_alias`] with an explicit env lookup.
+pub fn remote_linux_vm_incus_image_alias_from(
+    role: IncusGuestRole,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> String {
+    lookup_trimmed(&lookup, IMAGE_ALIAS_ENV)
+        .unwrap_or_else(|| role.default_image_alias().to_owned())
+}
+
+/// Everything needed to place one Incus job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteIncusContext {
+    pub guest_role: IncusGuestRole,
+    pub project: String,
+    pub profile: String,
+    pub image_alias: String,
+    /// Ephemeral instance name, from the run and job IDs (valid for Incus).
+    pub instance_name: String,
+}
+
+impl RemoteIncusContext {
+    /// Resolves the context of `job` in run `run_id` from the process environment.
+    pub fn for_job(job: &JobSpec, run_id: &str) -> Result<Self, RemoteIncusError> {
+        Self::for_job_from(job, run_id, process_env)
+    }
+
+    /// [`RemoteIncusContext::for_job`] with an explicit env lookup.
+    pub fn for_job_from(
+        job: &JobSpec,
+        run_id: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, RemoteIncusError> {
+        let guest_role = remote_linux_vm_incus_guest_role_from(job, &lookup)?;
+        Ok(Self {
+            guest_role,
+            project: lookup_trimmed(&lookup, PROJECT_ENV)
+                .unwrap_or_else(|| DEFAULT_PROJECT.to_owned()),
+            profile: lookup_trimmed(&lookup, PROFILE_ENV)
+                .unwrap_or_else(|| DEFAULT_PROFILE.to_owned()),
+            image_alias: remote_linux_vm_incus_image_alias_from(guest_role, &lookup),
+            instance_name: instance_name(run_id, &job.id),
+        })
+    }
+
+    /// The role to record for the image: `Some` only when the alias is the role's default alias. A
+    /// custom alias may point at any image, so it is not attributed to the role.
+    pub fn recorded_guest_role(&self) -> Option<IncusGuestRole> {
+        self.guest_role
+            .uses_default_image_alias(&self.image_alias)
+            .then_some(self.guest_role)
+    }
+
+    /// The image record for this context with a fingerprint Incus reported (or `None`).
+    pub fn image_record(&self, fingerprint: Option<String>) -> RemoteLinuxVmImageRecord {
+        RemoteLinuxVmImageRecord {
+            guest_role: self.recorded_guest_role(),
+            project: self.project.clone(),
+            alias: self.image_alias.clone(),
+            fingerprint,
+        }
+    }
+}
+
+/// Asks Incus which image the context's alias points at and returns the image record: the
+/// fingerprint as Incus reports it, `guest_role` from [`RemoteIncusContext::recorded_guest_role`].
+pub async fn load_remote_incus_image_record(
+    incus: &pika_incus::IncusClient,
+    context: &RemoteIncusContext,
+) -> Result<RemoteLinuxVmImageRecord, pika_incus::Error> {
+    let alias = incus
+        .in_project(&context.project)
+        .get_image_alias(&context.image_alias)
+        .await?;
+    Ok(context.image_record(Some(alias.target)))
+}
+
+/// A client for the local Incus socket: [`INCUS_SOCKET_ENV`] or Incus's default socket.
+pub fn incus_client_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> pika_incus::Result<pika_incus::IncusClient> {
+    let socket = lookup_trimmed(&lookup, INCUS_SOCKET_ENV)
+        .unwrap_or_else(|| pika_incus::api::DEFAULT_UNIX_SOCKET.to_owned());
+    pika_incus::IncusClient::unix(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn runner_job() -> JobSpec {
+        JobSpec::incus("unit", "true", IncusGuestRole::PikaciRunner)
+    }
+
+    #[test]
+    fn canonical_alias_records_the_role() {
+        let ctx = RemoteIncusContext::for_job_from(&runner_job(), "run1", env(&[])).unwrap();
+        assert_eq!(
+            ctx.image_alias,
+            IncusGuestRole::PikaciRunner.default_image_alias()
+        );
+        assert_eq!(
+            ctx.recorded_guest_role(),
+            Some(IncusGuestRole::PikaciRunner)
+        );
+        assert_eq!(ctx.project, DEFAULT_PROJECT);
+        assert_eq!(ctx.profile, DEFAULT_PROFILE);
+        let rec = ctx.image_record(Some("f".into()));
+        assert_eq!(rec.guest_role, Some(IncusGuestRole::PikaciRunner));
+        assert_eq!(
+            rec.alias,
+            IncusGuestRole::PikaciRunner.default_image_alias()
+        );
+    }
+
+    #[test]
+    fn canonical_alias_with_padding_still_records_the_role() {
+        let padded = format!("  {}  ", IncusGuestRole::PikaciRunner.default_image_alias());
+        let ctx = RemoteIncusContext::for_job_from(
+            &runner_job(),
+            "r",
+            env(&[(IMAGE_ALIAS_ENV, &padded)]),
+        )
+        .unwrap();
+        assert_eq!(
+            ctx.image_alias,
+            IncusGuestRole::PikaciRunner.default_image_alias()
+        );
+        assert_eq!(
+            ctx.recorded_guest_role(),
+            Some(IncusGuestRole::PikaciRunner)
+        );
+    }
+
+    #[test]
+    fn custom_alias_is_not_attributed_to_the_role() {
+        let ctx = RemoteIncusContext::for_job_from(
+            &runner_job(),
+            "run1",
+            env(&[(IMAGE_ALIAS_ENV, "my/experimental-runner")]),
+        )
+        .unwrap();
+        assert_eq!(ctx.image_alias, "my/experimental-runner");
+        assert_eq!(ctx.guest_role, IncusGuestRole::PikaciRunner);
+        assert_eq!(ctx.recorded_guest_role(), None);
+        assert_eq!(ctx.image_record(None).guest_role, None);
+    }
+
+    #[test]
+    fn another_roles_default_alias_is_not_attributed_either() {
+        let other = IncusGuestRole::ManagedOpenclaw.default_image_alias();
+        let ctx =
+            RemoteIncusContext::for_job_from(&runner_job(), "r", env(&[(IMAGE_ALIAS_ENV, other)]))
+                .unwrap();
+        assert_eq!(ctx.recorded_guest_role(), None);
+    }
+
+    #[test]
+    fn role_env_wins_over_the_job_and_is_trimmed() {
+        let role = remote_linux_vm_incus_guest_role_from(
+            &runner_job(),
+            env(&[(GUEST_ROLE_ENV, "  managed-openclaw\n")]),
+        )
+        .unwrap();
+        assert_eq!(role, IncusGuestRole::ManagedOpenclaw);
+        let ctx = RemoteIncusContext::for_job_from(
+            &runner_job(),
+            "r",
+            env(&[(GUEST_ROLE_ENV, "managed-openclaw")]),
+        )
+        .unwrap();
+        assert_eq!(
+            ctx.image_alias,
+            IncusGuestRole::ManagedOpenclaw.default_image_alias()
+        );
+        assert_eq!(
+            ctx.recorded_guest_role(),
+            Some(IncusGuestRole::ManagedOpenclaw)
+        );
+    }
+
+    #[test]
+    fn blank_role_env_falls_back_to_the_job() {
+        let role =
+            remote_linux_vm_incus_guest_role_from(&runner_job(), env(&[(GUEST_ROLE_ENV, "   ")]))
+                .unwrap();
+        assert_eq!(role, IncusGuestRole::PikaciRunner);
+    }
+
+    #[test]
+    fn invalid_role_env_is_rejected_naming_the_variable_and_valid_roles() {
+        let err = remote_linux_vm_incus_guest_role_from(
+            &runner_job(),
+            env(&[(GUEST_ROLE_ENV, "runner")]),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(GUEST_ROLE_ENV), "{msg}");
+        assert!(msg.contains("\"runner\""), "{msg}");
+        for role in IncusGuestRole::ALL {
+            assert!(msg.contains(role.as_str()), "{msg} should list {role}");
+        }
+        assert!(
+            RemoteIncusContext::for_job_from(&runner_job(), "r", env(&[(GUEST_ROLE_ENV, "x")]))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn host_job_has_no_guest_role_and_the_error_names_it() {
+        let err = remote_linux_vm_incus_guest_role_from(&JobSpec::host("lint", "true"), env(&[]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RemoteIncusError::NotAnIncusJob {
+                job: "lint".into(),
+                runtime: "host"
+            }
+        );
+        assert!(err.to_string().contains("`lint`"));
+    }
+
+    #[test]
+    fn project_and_profile_come_from_env() {
+        let ctx = RemoteIncusContext::for_job_from(
+            &runner_job(),
+            "r",
+            env(&[(PROJECT_ENV, " ci "), (PROFILE_ENV, "ci-profile")]),
+        )
+        .unwrap();
+        assert_eq!(ctx.project, "ci");
+        assert_eq!(ctx.profile, "ci-profile");
+    }
+}
