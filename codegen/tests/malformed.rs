@@ -1,0 +1,345 @@
+//! Malformed manifests: each case must fail with `PATH:LINE:COL: message` pointing at the bad value,
+//! exit 1, and leave every file of the checkout exactly as it was.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fixture_copy, pika_roles, snapshot, stderr};
+
+/// One broken manifest: `replace` turns the fixture into it; `at` is a unique snippet of the
+/// broken text with `@@` where the error must point; `message` must appear in the error.
+struct Case {
+    name: &'static str,
+    replace: &'static [(&'static str, &'static str)],
+    at: &'static str,
+    message: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "uppercase id",
+        replace: &[("[roles.alpha]", "[roles.Alpha]")],
+        at: "[roles.@@Alpha]",
+        message: "must be lowercase kebab-case",
+    },
+    Case {
+        name: "underscore id",
+        replace: &[("[roles.alpha]", "[roles.al_pha]")],
+        at: "[roles.@@al_pha]",
+        message: "must be lowercase kebab-case",
+    },
+    Case {
+        name: "double dash id",
+        replace: &[("[roles.alpha]", "[roles.al--pha]")],
+        at: "[roles.@@al--pha]",
+        message: "must be lowercase kebab-case",
+    },
+    Case {
+        name: "rust keyword variant",
+        replace: &[("[roles.alpha]", "[roles.self]")],
+        at: "[roles.@@self]",
+        message: "Rust keyword `Self`",
+    },
+    Case {
+        name: "variant collision",
+        replace: &[
+            ("[roles.alpha]", "[roles.x-2a]"),
+            ("[roles.beta]", "[roles.x2a]"),
+        ],
+        at: "[roles.@@x2a]",
+        message: "both become the Rust variant `X2a`",
+    },
+    Case {
+        name: "unknown role key",
+        replace: &[(
+            "variant = \"alpha-variant\"",
+            "variant = \"alpha-variant\"\ncolour = \"red\"",
+        )],
+        at: "@@colour = ",
+        message: "unknown field `colour`",
+    },
+    Case {
+        name: "unknown top-level key",
+        replace: &[("schema = 1", "schema = 1\nextra = true")],
+        at: "@@extra = true",
+        message: "unknown field `extra`",
+    },
+    Case {
+        name: "unsupported schema",
+        replace: &[("schema = 1", "schema = 7")],
+        at: "schema = @@7",
+        message: "unsupported schema 7",
+    },
+    Case {
+        name: "missing package",
+        replace: &[("package = \"beta-image\"\n", "")],
+        at: "@@[roles.beta]",
+        message: "missing field `package`",
+    },
+    Case {
+        name: "alias with space",
+        replace: &[("\"alpha/dev\"", "\"alpha dev\"")],
+        at: "default-alias = @@\"alpha dev\"",
+        message: "invalid alias `alpha dev`",
+    },
+    Case {
+        name: "alias with colon",
+        replace: &[("\"alpha/dev\"", "\"remote:alpha\"")],
+        at: "default-alias = @@\"remote:alpha\"",
+        message: "invalid alias `remote:alpha`",
+    },
+    Case {
+        name: "alias with empty segment",
+        replace: &[("\"alpha/dev\"", "\"alpha//dev\"")],
+        at: "@@\"alpha//dev\"",
+        message: "single `/`",
+    },
+    Case {
+        name: "alias starting with dash",
+        replace: &[("\"alpha/dev\"", "\"-alpha\"")],
+        at: "@@\"-alpha\"",
+        message: "must start with a letter or digit",
+    },
+    Case {
+        name: "duplicate alias",
+        replace: &[("\"beta/dev\"", "\"alpha/dev\"")],
+        at: "Beta role\"\ndefault-alias = @@\"alpha/dev\"",
+        message: "already the default alias of role `alpha`",
+    },
+    Case {
+        name: "package not a nix name",
+        replace: &[("\"alpha-image\"", "\"9alpha\"")],
+        at: "@@\"9alpha\"",
+        message: "is not a Nix attribute name",
+    },
+    Case {
+        name: "duplicate package",
+        replace: &[("\"beta-image\"", "\"alpha-image\"")],
+        at: "beta/dev\"\npackage = @@\"alpha-image\"",
+        message: "already used by role `alpha`",
+    },
+    Case {
+        name: "legacy shadows canonical",
+        replace: &[(
+            "legacy-packages = []",
+            "legacy-packages = [\"alpha-image\"]",
+        )],
+        at: "legacy-packages = [@@\"alpha-image\"]",
+        message: "already used by role `alpha`",
+    },
+    Case {
+        name: "legacy with space",
+        replace: &[("\"alpha-legacy\"", "\"alpha legacy\"")],
+        at: "@@\"alpha legacy\"",
+        message: "is not a Nix attribute name",
+    },
+    Case {
+        name: "bad system",
+        replace: &[("\"aarch64-linux\"", "\"riscv64-linux\"")],
+        at: "@@\"riscv64-linux\"",
+        message: "system `riscv64-linux` is not one of: x86_64-linux, aarch64-linux",
+    },
+    Case {
+        name: "bad instance type",
+        replace: &[("\"container\"", "\"vm\"")],
+        at: "@@\"vm\"",
+        message: "instance-type `vm` is not one of: virtual-machine, container",
+    },
+    Case {
+        name: "zero disk",
+        replace: &[("disk-size-mib = 1024", "disk-size-mib = 0")],
+        at: "disk-size-mib = @@0",
+        message: "disk-size-mib must be an integer between 1 and",
+    },
+    Case {
+        name: "negative disk",
+        replace: &[("disk-size-mib = 1024", "disk-size-mib = -5")],
+        at: "disk-size-mib = @@-5",
+        message: "got -5",
+    },
+    Case {
+        name: "disk beyond u32",
+        replace: &[("disk-size-mib = 1024", "disk-size-mib = 5000000000")],
+        at: "disk-size-mib = @@5000000000",
+        message: "got 5000000000",
+    },
+    Case {
+        name: "disk as string",
+        replace: &[("disk-size-mib = 1024", "disk-size-mib = \"big\"")],
+        at: "disk-size-mib = @@\"big\"",
+        message: "invalid type: string \"big\"",
+    },
+    Case {
+        name: "missing module",
+        replace: &[("\"nix/alpha.nix\"", "\"nix/missing.nix\"")],
+        at: "@@\"nix/missing.nix\"",
+        message: "does not exist",
+    },
+    Case {
+        name: "absolute module",
+        replace: &[("\"nix/alpha.nix\"", "\"/etc/alpha.nix\"")],
+        at: "@@\"/etc/alpha.nix\"",
+        message: "must be relative",
+    },
+    Case {
+        name: "escaping module",
+        replace: &[("\"nix/alpha.nix\"", "\"../alpha.nix\"")],
+        at: "@@\"../alpha.nix\"",
+        message: "must stay inside the repository",
+    },
+    Case {
+        name: "no modules",
+        replace: &[("modules = [\"nix/beta.nix\"]", "modules = []")],
+        at: "modules = @@[]",
+        message: "at least one NixOS module",
+    },
+    Case {
+        name: "special arg not identifier",
+        replace: &[("[\"alphaPkg\"]", "[\"9pkg\"]")],
+        at: "@@\"9pkg\"",
+        message: "special arg `9pkg` is not a Nix identifier",
+    },
+    Case {
+        name: "special arg keyword",
+        replace: &[("[\"alphaPkg\"]", "[\"let\"]")],
+        at: "@@\"let\"",
+        message: "special arg `let` is not a Nix identifier",
+    },
+    Case {
+        name: "duplicate special arg",
+        replace: &[("[\"alphaPkg\", \"betaPkg\"]", "[\"betaPkg\", \"betaPkg\"]")],
+        at: "[\"betaPkg\", @@\"betaPkg\"]",
+        message: "listed twice",
+    },
+    Case {
+        name: "image name with dot start",
+        replace: &[("\"alpha-img\"", "\".alpha\"")],
+        at: "@@\".alpha\"",
+        message: "image-name `.alpha` is not safe in a Nix store name",
+    },
+    Case {
+        name: "variant with slash",
+        replace: &[("\"beta-variant\"", "\"beta/variant\"")],
+        at: "@@\"beta/variant\"",
+        message: "variant `beta/variant` is not safe",
+    },
+    Case {
+        name: "empty description",
+        replace: &[("\"Beta role\"", "\"  \"")],
+        at: "description = @@\"  \"",
+        message: "description must not be empty",
+    },
+    Case {
+        name: "toml syntax error",
+        replace: &[("\"Beta role\"", "\"Beta role")],
+        at: "description = \"Beta role@@",
+        message: "",
+    },
+];
+
+/// Drops the roles tables: the manifest has no role at all.
+fn without_roles(text: &str) -> String {
+    text.lines()
+        .take_while(|l| !l.starts_with("[roles."))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// Writes `text` as the manifest of a fixture copy with sentinel outputs, runs `generate`, and
+/// checks the exit code, the `PATH:LINE:COL: message` line and that no file changed.
+fn assert_rejected(name: &str, text: &str, line: usize, col: usize, message: &str) {
+    let dir = fixture_copy();
+    let manifest = dir.path().join("roles.toml");
+    std::fs::write(&manifest, text).unwrap();
+    for output in [
+        pika_roles_codegen::NIX_REGISTRY_PATH,
+        pika_roles_codegen::SHELL_TABLE_PATH,
+    ] {
+        let path = dir.path().join(output);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "sentinel: must not change\n").unwrap();
+    }
+    let before = snapshot(dir.path());
+    let out = pika_roles(&["--manifest", manifest.to_str().unwrap(), "generate"]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{name}: exit code; stderr:\n{err}"
+    );
+    let expected = format!("{}:{line}:{col}: ", manifest.display());
+    let hit = err
+        .lines()
+        .find(|l| l.starts_with(&expected))
+        .unwrap_or_else(|| panic!("{name}: no line starting with {expected:?} in:\n{err}"));
+    assert!(hit.contains(message), "{name}: {hit:?} lacks {message:?}");
+    assert_eq!(snapshot(dir.path()), before, "{name}: files changed");
+}
+
+#[test]
+fn every_malformed_manifest_is_rejected_at_the_bad_value_and_writes_nothing() {
+    let fixture = std::fs::read_to_string(common::fixtures().join("roles.toml")).unwrap();
+    assert!(CASES.len() >= 20);
+    for case in CASES {
+        let mut text = fixture.clone();
+        for (from, to) in case.replace {
+            assert!(text.contains(from), "{}: fixture lacks {from:?}", case.name);
+            text = text.replacen(from, to, 1);
+        }
+        let snippet = case.at.replace("@@", "");
+        let offset_in_snippet = case.at.find("@@").expect("case marks a position");
+        let starts: Vec<_> = text.match_indices(&snippet).collect();
+        assert_eq!(
+            starts.len(),
+            1,
+            "{}: `at` must be unique in the text",
+            case.name
+        );
+        let (line, col) = line_col(&text, starts[0].0 + offset_in_snippet);
+        assert_rejected(case.name, &text, line, col, case.message);
+    }
+}
+
+#[test]
+fn a_manifest_without_roles_is_rejected() {
+    let fixture = std::fs::read_to_string(common::fixtures().join("roles.toml")).unwrap();
+    assert_rejected(
+        "no roles",
+        &without_roles(&fixture),
+        1,
+        1,
+        "no roles defined",
+    );
+    let empty_table = without_roles(&fixture) + "\n[roles]\n";
+    let (line, col) = line_col(&empty_table, empty_table.find("[roles]").unwrap());
+    let _ = (line, col);
+    let out_dir = fixture_copy();
+    let manifest = out_dir.path().join("roles.toml");
+    std::fs::write(&manifest, &empty_table).unwrap();
+    let err = pika_roles_codegen::Registry::load(Path::new(&manifest)).unwrap_err();
+    assert!(err.to_string().contains("no roles defined"), "{err}");
+}
+
+#[test]
+fn several_errors_are_all_reported_in_order() {
+    let fixture = std::fs::read_to_string(common::fixtures().join("roles.toml")).unwrap();
+    let text = fixture
+        .replacen("\"x86_64-linux\"", "\"bogus\"", 1)
+        .replacen("\"beta/dev\"", "\"beta dev\"", 1);
+    let dir = fixture_copy();
+    let manifest = dir.path().join("roles.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let err = pika_roles_codegen::Registry::load(&manifest).unwrap_err();
+    assert_eq!(err.0.len(), 2, "{err}");
+    assert!(err.0[0].line < err.0[1].line);
+    assert!(err.0[0].message.contains("system `bogus`"));
+    assert!(err.0[1].message.contains("invalid alias `beta dev`"));
+}

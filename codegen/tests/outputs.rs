@@ -1,0 +1,371 @@
+//! The rendered outputs: golden files, byte stability, escaping checked by the real interpreters,
+//! `check` finding stale files, and adding a role through roles.toml alone.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{fixture_copy, fixtures, pika_roles, repo_root, stderr, stdout};
+use pika_roles_codegen::{
+    NIX_REGISTRY_PATH, Registry, SHELL_TABLE_PATH, render_nix, render_rust, render_shell,
+};
+
+const AWKWARD: &str = r#"Alpha "quoted" ${notInterpolated} it's a \ backslash"#;
+
+fn fixture_registry() -> Registry {
+    Registry::load(&fixtures().join("roles.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Compares with the golden file; `UPDATE_GOLDEN=1` rewrites it instead.
+fn assert_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        actual, expected,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+    );
+}
+
+#[test]
+fn golden_outputs() {
+    let registry = fixture_registry();
+    assert_golden("roles.nix", &render_nix(&registry));
+    assert_golden("roles.sh", &render_shell(&registry));
+    assert_golden("incus_guest_role.rs", &render_rust(&registry));
+}
+
+#[test]
+fn outputs_are_byte_stable_and_sorted() {
+    let a = fixture_registry();
+    let b = fixture_registry();
+    assert_eq!(render_nix(&a), render_nix(&b));
+    assert_eq!(render_shell(&a), render_shell(&b));
+    assert_eq!(render_rust(&a), render_rust(&b));
+    // Roles come out sorted by ID whatever order roles.toml lists them in.
+    let dir = fixture_copy();
+    let text = std::fs::read_to_string(dir.path().join("roles.toml")).unwrap();
+    let (head, beta) = text.split_at(text.find("[roles.beta]").unwrap());
+    let (preamble, alpha) = head.split_at(head.find("[roles.alpha]").unwrap());
+    std::fs::write(
+        dir.path().join("roles.toml"),
+        format!("{preamble}{beta}\n{alpha}"),
+    )
+    .unwrap();
+    let swapped = Registry::load(&dir.path().join("roles.toml")).unwrap();
+    assert_eq!(render_nix(&swapped), render_nix(&a));
+}
+
+#[test]
+fn every_output_carries_the_generated_header() {
+    let registry = fixture_registry();
+    for out in [
+        render_nix(&registry),
+        render_shell(&registry),
+        render_rust(&registry),
+    ] {
+        let head: String = out.lines().take(2).collect::<Vec<_>>().join("\n");
+        assert!(
+            head.contains("Generated from roles.toml by `pika-roles generate`; do not edit."),
+            "{head}"
+        );
+        assert!(
+            head.contains(pika_roles_codegen::REGENERATE_COMMAND),
+            "{head}"
+        );
+    }
+}
+
+#[test]
+fn shell_table_keeps_awkward_text_intact() {
+    let dir = fixture_copy();
+    let table = dir.path().join("roles.sh");
+    std::fs::write(&table, render_shell(&fixture_registry())).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$1"; printf '%s\n' "${PIKA_ROLE_IDS[*]}" "${PIKA_ROLE_DESCRIPTION[alpha]}" "${PIKA_ROLE_DEFAULT_ALIAS[beta]}""#)
+        .arg("bash")
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("alpha beta\n{AWKWARD}\nbeta/dev\n"));
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run scripts/test.sh"]
+fn nix_registry_keeps_awkward_text_intact_and_takes_the_union_of_special_args() {
+    let dir = fixture_copy();
+    let registry_file = dir.path().join("roles.nix");
+    std::fs::write(&registry_file, render_nix(&fixture_registry())).unwrap();
+    let expr = format!(
+        "let f = import {}; r = f {{ alphaPkg = 1; betaPkg = 2; }}; in {{ args = builtins.attrNames (builtins.functionArgs f); d = r.alpha.description; s = r.beta.specialArgs; ids = builtins.attrNames r; }}",
+        registry_file.display()
+    );
+    let json = nix_eval_json(&expr);
+    assert_eq!(json["d"], AWKWARD);
+    assert_eq!(json["args"], serde_json::json!(["alphaPkg", "betaPkg"]));
+    assert_eq!(json["s"], serde_json::json!({"alphaPkg": 1, "betaPkg": 2}));
+    assert_eq!(json["ids"], serde_json::json!(["alpha", "beta"]));
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run scripts/test.sh"]
+fn checked_in_roles_nix_parses_and_evaluates_with_dummy_special_args() {
+    let root = repo_root();
+    let path = root.join(NIX_REGISTRY_PATH);
+    let parse = Command::new("nix-instantiate")
+        .arg("--parse")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(parse.status.success(), "{}", stderr(&parse));
+    let registry = Registry::load(&root.join("roles.toml")).unwrap();
+    let args: Vec<String> = registry
+        .all_special_args()
+        .iter()
+        .map(|a| format!("{a} = \"dummy-{a}\";"))
+        .collect();
+    let expr = format!(
+        "builtins.mapAttrs (id: r: {{ inherit (r) id defaultAlias packageAttr legacyPackageAttrs diskSize system instanceType; modules = map toString r.modules; }}) (import {} {{ {} }})",
+        path.display(),
+        args.join(" ")
+    );
+    let json = nix_eval_json(&expr);
+    for role in &registry.roles {
+        let r = &json[role.id.as_str()];
+        assert_eq!(r["id"], role.id.as_str());
+        assert_eq!(r["defaultAlias"], role.default_alias.as_str());
+        assert_eq!(r["packageAttr"], role.package.as_str());
+        assert_eq!(
+            r["legacyPackageAttrs"],
+            serde_json::json!(role.legacy_packages)
+        );
+        assert_eq!(r["diskSize"], role.disk_size_mib);
+        for (module, resolved) in role.modules.iter().zip(r["modules"].as_array().unwrap()) {
+            let resolved = resolved.as_str().unwrap();
+            assert!(
+                resolved.ends_with(module.as_str()),
+                "{resolved} vs {module}"
+            );
+            assert!(Path::new(resolved).is_file(), "{resolved} must exist");
+        }
+    }
+    assert_eq!(json.as_object().unwrap().len(), registry.roles.len());
+}
+
+fn nix_eval_json(expr: &str) -> serde_json::Value {
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", expr])
+        .env("NIX_CONFIG", "build-users-group =")
+        .output()
+        .expect("nix-instantiate runs");
+    assert!(
+        out.status.success(),
+        "nix-instantiate failed: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn check_names_a_stale_file_and_generate_fixes_it() {
+    let dir = fixture_copy();
+    let manifest = dir.path().join("roles.toml");
+    let m = manifest.to_str().unwrap();
+    let out = pika_roles(&["--manifest", m, "generate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("alpha/dev"),
+        "generate prints the role table"
+    );
+    assert!(pika_roles(&["--manifest", m, "check"]).status.success());
+
+    let nix = dir.path().join(NIX_REGISTRY_PATH);
+    let fresh = std::fs::read_to_string(&nix).unwrap();
+    std::fs::write(&nix, fresh.replace("alpha/dev", "alpha/old")).unwrap();
+    let out = pika_roles(&["--manifest", m, "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("stale: {}", nix.display())), "{err}");
+    assert!(
+        err.contains(pika_roles_codegen::REGENERATE_COMMAND),
+        "{err}"
+    );
+    assert!(
+        !err.contains(SHELL_TABLE_PATH),
+        "only the stale file is named: {err}"
+    );
+
+    // A second generate rewrites only the stale file, and leaves the fresh one untouched.
+    let sh = dir.path().join(SHELL_TABLE_PATH);
+    let sh_mtime = std::fs::metadata(&sh).unwrap().modified().unwrap();
+    let out = pika_roles(&["--manifest", m, "generate"]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&nix).unwrap(), fresh);
+    assert_eq!(
+        std::fs::metadata(&sh).unwrap().modified().unwrap(),
+        sh_mtime
+    );
+    assert!(pika_roles(&["--manifest", m, "check"]).status.success());
+}
+
+#[test]
+fn adding_a_role_to_roles_toml_reaches_all_three_outputs() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::load(&root.join("roles.toml")).unwrap();
+    for module in registry.roles.iter().flat_map(|r| &r.modules) {
+        let target = dir.path().join(module);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(module), target).unwrap();
+    }
+    std::fs::write(dir.path().join("nix/incus/gamma.nix"), "{...}: {}\n").unwrap();
+    let mut text = std::fs::read_to_string(root.join("roles.toml")).unwrap();
+    text.push_str(
+        r#"
+[roles.gamma-builder]
+description = "Gamma test role"
+default-alias = "gamma/dev"
+package = "gamma-builder-incus-image"
+legacy-packages = ["gamma-old-image"]
+image-name = "gamma-incus-dev"
+variant = "gamma-incus-dev"
+system = "aarch64-linux"
+instance-type = "container"
+disk-size-mib = 4096
+modules = ["nix/incus/gamma.nix"]
+special-args = ["gammaPkg"]
+"#,
+    );
+    let manifest = dir.path().join("roles.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let out = pika_roles(&["--manifest", manifest.to_str().unwrap(), "generate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let nix = std::fs::read_to_string(dir.path().join(NIX_REGISTRY_PATH)).unwrap();
+    assert!(nix.contains("\"gamma-builder\" = {"), "{nix}");
+    assert!(nix.contains("packageAttr = \"gamma-builder-incus-image\";"));
+    assert!(nix.contains("modules = [./gamma.nix];"));
+    assert!(
+        nix.contains("  gammaPkg,\n"),
+        "the new special arg becomes a formal argument"
+    );
+    let sh = std::fs::read_to_string(dir.path().join(SHELL_TABLE_PATH)).unwrap();
+    assert!(sh.contains("'gamma-builder'"));
+    assert!(sh.contains("['gamma-builder']='gamma/dev'"));
+    let rust = render_rust(&Registry::load(&manifest).unwrap());
+    assert!(rust.contains("GammaBuilder,"));
+    assert!(rust.contains("IncusGuestRole::GammaBuilder => \"gamma/dev\","));
+
+    let out = pika_roles(&[
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "show",
+        "gamma-builder",
+        "--field",
+        "default-alias",
+    ]);
+    assert_eq!(stdout(&out), "gamma/dev\n");
+}
+
+#[test]
+fn cli_show_list_and_usage_errors() {
+    let m = fixtures().join("roles.toml");
+    let m = m.to_str().unwrap();
+    let out = pika_roles(&["--manifest", m, "show", "beta", "--json"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["default-alias"], "beta/dev");
+    assert_eq!(json["disk-size-mib"], 2048);
+
+    let out = pika_roles(&["--manifest", m, "list", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["alpha", "beta"]);
+
+    let out = pika_roles(&["--manifest", m, "show", "gamma"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown role `gamma`; valid roles: alpha, beta"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = pika_roles(&["--manifest", m, "show", "alpha", "--field", "colour"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("default-alias"),
+        "lists the valid fields: {}",
+        stderr(&out)
+    );
+
+    assert_eq!(pika_roles(&["frobnicate"]).status.code(), Some(2));
+    for args in [
+        &["--help"][..],
+        &["generate", "--help"],
+        &["show", "--help"],
+    ] {
+        let out = pika_roles(args);
+        assert!(out.status.success());
+        assert!(stdout(&out).contains("Usage"));
+    }
+}
+
+#[test]
+fn missing_manifest_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pika-roles"))
+        .arg("list")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no roles.toml found"));
+}
+
+#[test]
+fn an_unwritable_stale_output_fails_naming_it_and_the_command_and_changes_nothing() {
+    let dir = fixture_copy();
+    let registry = fixture_registry();
+    // scripts/lib is a plain file, so scripts/lib/roles.sh cannot be written (root ignores
+    // permission bits, so a read-only directory would not stop this test's writes).
+    std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("scripts/lib"), "not a directory\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("nix/incus")).unwrap();
+    std::fs::write(dir.path().join(NIX_REGISTRY_PATH), "stale\n").unwrap();
+    let before = common::snapshot(dir.path());
+    let err = pika_roles_codegen::sync_outputs(
+        dir.path(),
+        &pika_roles_codegen::checked_in_outputs(&registry),
+        pika_roles_codegen::Mode::Write,
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{SHELL_TABLE_PATH} is stale and cannot be written"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(pika_roles_codegen::REGENERATE_COMMAND),
+        "{message}"
+    );
+    assert_eq!(
+        common::snapshot(dir.path()),
+        before,
+        "the other stale file was not replaced either"
+    );
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Rust: formatting, clippy, and every test of the workspace, including the ones that need the real
+# incusd and nix (marked #[ignore] so a plain `cargo test` without them says so).
+set -euo pipefail
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --quiet -- --include-ignored
