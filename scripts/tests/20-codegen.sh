@@ -1,7 +1,61 @@
 #!/usr/bin/env bash
-# The generated files on main are fresh, and the generated registry parses as Nix.
+# The role registry end to end: generated files on main are fresh and parse, and in a temp copy,
+# editing only roles.toml (rename an alias, add a role) then `cargo build` updates the enum,
+# roles.nix and roles.sh; a second, no-op build reruns no build script.
 set -euo pipefail
+
+err() {
+  echo "20-codegen: error: $*" >&2
+}
 
 cargo run --quiet -p pika-roles-codegen -- check
 nix-instantiate --parse nix/incus/roles.nix >/dev/null
 bash -n scripts/lib/roles.sh
+
+copy="${PIKA_TEST_WORK:-$(mktemp -d)}/codegen-copy"
+rm -rf "${copy}"
+mkdir -p "${copy}"
+git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "${copy}"
+# shellcheck source=scripts/lib/roles.sh
+source scripts/lib/roles.sh
+first="${PIKA_ROLE_IDS[0]}"
+old_alias="${PIKA_ROLE_DEFAULT_ALIAS[${first}]}"
+new_alias="${old_alias}-renamed"
+sed -i "s|^default-alias = \"${old_alias}\"|default-alias = \"${new_alias}\"|" "${copy}/roles.toml"
+printf '{...}: {}\n' >"${copy}/nix/incus/zeta.nix"
+cat >>"${copy}/roles.toml" <<'TOML'
+
+[roles.zeta-runner]
+description = "Zeta test role"
+default-alias = "zeta/dev"
+package = "zeta-runner-incus-image"
+legacy-packages = []
+image-name = "zeta-incus-dev"
+variant = "zeta-incus-dev"
+system = "x86_64-linux"
+instance-type = "container"
+disk-size-mib = 1024
+modules = ["nix/incus/zeta.nix"]
+special-args = []
+TOML
+
+export CARGO_TARGET_DIR="${copy}/target"
+(cd "${copy}" && cargo build --quiet -p pika-incus-guest-role)
+grep -q "defaultAlias = \"${new_alias}\";" "${copy}/nix/incus/roles.nix" || { err "roles.nix lacks the renamed alias"; exit 1; }
+grep -q '"zeta-runner" = {' "${copy}/nix/incus/roles.nix" || { err "roles.nix lacks the new role"; exit 1; }
+grep -q "\['${first}'\]='${new_alias}'" "${copy}/scripts/lib/roles.sh" || { err "roles.sh lacks the renamed alias"; exit 1; }
+grep -q "\['zeta-runner'\]='zeta/dev'" "${copy}/scripts/lib/roles.sh" || { err "roles.sh lacks the new role"; exit 1; }
+grep -q 'ZetaRunner,' "${CARGO_TARGET_DIR}"/debug/build/pika-incus-guest-role-*/out/incus_guest_role.rs \
+  || { err "the generated enum lacks ZetaRunner"; exit 1; }
+# The enum's own table-driven tests, run against the edited roles.toml, prove the enum followed it.
+(cd "${copy}" && cargo test --quiet -p pika-incus-guest-role --test role -- --skip pin_deployed)
+(cd "${copy}" && cargo run --quiet -p pika-roles-codegen -- check)
+
+# A no-op build must not rerun any build script.
+log="$(cd "${copy}" && cargo build -p pika-incus-guest-role -vv 2>&1)"
+if grep -q 'Running `.*build-script-build' <<<"${log}"; then
+  err "a no-op cargo build reran a build script:"
+  grep 'build-script-build' <<<"${log}" >&2
+  exit 1
+fi
+echo "20-codegen: alias rename and new role reached enum, roles.nix and roles.sh; no-op build reran nothing"
