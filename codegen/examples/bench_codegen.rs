@@ -1,0 +1,68 @@
+//! Benchmark (not a test): parse, validate and render all three outputs for N synthetic roles.
+//! `cargo run --release -p pika-roles-codegen --example bench_codegen -- [N]` (default 1000).
+//! Prints the median of 20 runs and its ratio to the 20 ms target.
+
+use std::time::{Duration, Instant};
+
+use pika_roles_codegen::{Registry, render_nix, render_rust, render_shell};
+
+const TARGET: Duration = Duration::from_millis(20);
+const RUNS: usize = 20;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N is a number"))
+        .unwrap_or(1000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("nix")).unwrap();
+    std::fs::write(dir.path().join("nix/role.nix"), "{...}: {}\n").unwrap();
+    let manifest = dir.path().join("roles.toml");
+    std::fs::write(&manifest, synthetic_manifest(n)).unwrap();
+
+    let mut times = Vec::with_capacity(RUNS);
+    let mut bytes = 0;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let registry = Registry::load(&manifest).expect("synthetic manifest is valid");
+        let outputs = [
+            render_nix(&registry),
+            render_shell(&registry),
+            render_rust(&registry),
+        ];
+        times.push(start.elapsed());
+        bytes = outputs.iter().map(String::len).sum();
+    }
+    times.sort();
+    let median = times[RUNS / 2];
+    println!(
+        "codegen of {n} roles: median {:.2} ms over {RUNS} runs ({bytes} bytes out); target 20 ms; ratio {:.3}",
+        median.as_secs_f64() * 1e3,
+        median.as_secs_f64() / TARGET.as_secs_f64()
+    );
+}
+
+fn synthetic_manifest(n: usize) -> String {
+    let mut text = String::from("schema = 1\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            r#"
+[roles.role-{i}]
+description = "Synthetic role {i}"
+default-alias = "synthetic/role-{i}"
+package = "role-{i}-incus-image"
+legacy-packages = ["role-{i}-legacy-image"]
+image-name = "role-{i}-incus"
+variant = "role-{i}-variant"
+system = "x86_64-linux"
+instance-type = "container"
+disk-size-mib = {disk}
+modules = ["nix/role.nix"]
+special-args = ["arg{a}"]
+"#,
+            disk = 1024 + i,
+            a = i % 7
+        ));
+    }
+    text
+}
