@@ -4,7 +4,9 @@
 #
 # Public functions:
 #   test_env_install_packages   apt-installs nix-bin, incus (bookworm-backports), busybox-static, ...
-#   test_env_start_incusd       starts incusd when its socket does not answer; dir pool + root disk
+#   test_env_start_incusd       test_env_start_daemon + test_env_ensure_storage
+#   test_env_start_daemon       starts incusd when its socket does not answer
+#   test_env_ensure_storage     dir storage pool "default" + root disk in the default profile
 #   test_env_export             exports INCUS_SOCKET / PIKA_TEST_INCUS for the tests
 #   test_env_cleanup_projects   deletes every Incus project named pika-test-* (instances, images, profiles)
 
@@ -84,6 +86,11 @@ test_env_incus_ready() {
 }
 
 test_env_start_incusd() {
+  test_env_start_daemon
+  test_env_ensure_storage
+}
+
+test_env_start_daemon() {
   mkdir -p "${TEST_ENV_LOG_DIR}"
   if ! test_env_incus_ready; then
     local bin
@@ -104,7 +111,11 @@ test_env_start_incusd() {
       fi
     done
   fi
-  # `incus admin init --minimal` fails on the bridge network here, so set up storage by hand.
+}
+
+# `incus admin init --minimal` fails on the bridge network here, so set up storage by hand: a dir
+# pool and a root disk in the default profile.
+test_env_ensure_storage() {
   if ! incus storage show "${TEST_ENV_POOL}" >/dev/null 2>&1; then
     incus storage create "${TEST_ENV_POOL}" dir >/dev/null
   fi
