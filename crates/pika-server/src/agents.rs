@@ -33,7 +33,7 @@ pub struct Agents {
 pub struct Failure {
     pub status: StatusCode,
     pub message: String,
-    pub agent: Option<AgentRecord>,
+    pub agent: Option<Box<AgentRecord>>,
 }
 
 impl Failure {
@@ -173,7 +173,7 @@ impl Agents {
                 Err(Failure {
                     status: incus_status(&err),
                     message,
-                    agent: Some(record),
+                    agent: Some(Box::new(record)),
                 })
             }
         }
@@ -227,7 +227,7 @@ impl Agents {
             let message = format!("reprovisioning agent {id}: removing the old instance: {err}");
             self.store
                 .update(id, AgentState::Failed, Some(&message), &record.incus)?;
-            let agent = self.store.get(id)?;
+            let agent = self.store.get(id)?.map(Box::new);
             return Err(Failure {
                 status: incus_status(&err),
                 message,

@@ -42,7 +42,7 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let body = ApiError {
             error: self.message,
-            agent: self.agent.map(Box::new),
+            agent: self.agent,
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -1,0 +1,336 @@
+//! Fault tests of the real `pika-server`: Incus unreachable, crashes between row and instance,
+//! and many concurrent provisions.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Server, ServerSetup, TestProject, storage_pool};
+use pika_managed_agent_contract::{
+    AGENTS_PATH, AgentState, HEALTHZ_PATH, IncusGuestRole, IncusProvisionParams,
+};
+use pika_server::incus_keys::{AGENT_ID_KEY, instance_name};
+use pika_server::store::Store;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
+const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
+
+fn setup<'a>(
+    dir: &'a Path,
+    project: &'a TestProject,
+    env: Vec<(String, String)>,
+) -> ServerSetup<'a> {
+    ServerSetup {
+        bin: Path::new(BIN),
+        dir,
+        project: Some(&project.name),
+        env,
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    server_url: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = http
+        .post(format!("{server_url}{AGENTS_PATH}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("server answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Rows and instances agree: no row is mid-flight, every running row has its running instance,
+/// and every instance carrying an agent ID belongs to a running row.
+fn assert_consistent(project: &TestProject, db: &Path) -> (usize, usize) {
+    let store = Store::open(db).unwrap();
+    let rows = store.list(None).unwrap();
+    let instances: BTreeMap<String, Value> = project
+        .instances()
+        .into_iter()
+        .filter_map(|i| {
+            let id = i["config"][AGENT_ID_KEY].as_str()?.to_owned();
+            Some((id, i))
+        })
+        .collect();
+    for row in &rows {
+        assert!(
+            matches!(row.state, AgentState::Running | AgentState::Failed),
+            "dangling row {} in state {}",
+            row.id,
+            row.state
+        );
+        if row.state == AgentState::Running {
+            let instance = instances
+                .get(&row.id)
+                .unwrap_or_else(|| panic!("running row {} has no instance", row.id));
+            assert_eq!(instance["status"], json!("Running"));
+            assert_eq!(instance["name"], json!(row.instance_name));
+        }
+    }
+    let running: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.state == AgentState::Running)
+        .map(|r| r.id.as_str())
+        .collect();
+    for id in instances.keys() {
+        assert!(
+            running.contains(id.as_str()),
+            "orphan instance of agent {id}"
+        );
+    }
+    (running.len(), rows.len() - running.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn unreachable_incus_gives_503_and_no_provisioning_row() {
+    let project = TestProject::new("fault-down");
+    let dir = tempfile::tempdir().unwrap();
+    // A socket file nobody listens on: what a stopped incusd leaves behind (connection refused).
+    // The shared incusd itself keeps running for the other suites.
+    let dead = dir.path().join("incus.socket");
+    drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+    let server = Server::start(setup(
+        dir.path(),
+        &project,
+        vec![("INCUS_SOCKET".into(), dead.display().to_string())],
+    ));
+    let http = reqwest::Client::new();
+    let token = server.add_token("alice");
+
+    let response = http
+        .get(format!("{}{HEALTHZ_PATH}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let report: Value = response.json().await.unwrap();
+    let incus = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == json!("incus"))
+        .expect("an incus check")
+        .clone();
+    assert_eq!(incus["ok"], json!(false), "{report}");
+    assert!(
+        incus["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot talk to incus"),
+        "{report}"
+    );
+
+    let (status, body) = post(&http, &server.url, &token, json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("cannot talk to incus"), "{error}");
+    assert!(
+        error.contains(&dead.display().to_string()),
+        "names the socket: {error}"
+    );
+    assert_eq!(body["agent"]["state"], json!("failed"));
+
+    let store = Store::open(&dir.path().join("agents.db")).unwrap();
+    let rows = store.list(None).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].state,
+        AgentState::Failed,
+        "no row left in provisioning"
+    );
+    assert!(project.instances().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
+    let project = TestProject::new("fault-crash");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agents.db");
+    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let token = server.add_token("alice");
+    let http = reqwest::Client::new();
+    let (status, kept) = post(&http, &server.url, &token, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    server.kill();
+
+    // What a crash can leave behind, made by hand while the server is down.
+    let params = IncusProvisionParams {
+        guest_role: Some(MANAGED),
+        project: Some(project.name.clone()),
+        profile: Some(common::TEST_PROFILE.into()),
+        storage_pool: Some(storage_pool()),
+        image_alias: Some(MANAGED.default_image_alias().into()),
+        ..Default::default()
+    };
+    let store = Store::open(&db).unwrap();
+    // 1. Row written, killed before Incus was called.
+    store
+        .insert_provisioning("c0ffee0000000001", "alice", None, &params)
+        .unwrap();
+    // 2. Row written, instance created but not started.
+    store
+        .insert_provisioning("c0ffee0000000002", "alice", None, &params)
+        .unwrap();
+    let create = |name: &str, agent_id: &str| {
+        let mut args = vec![
+            "init".to_owned(),
+            MANAGED.default_image_alias().to_owned(),
+            name.to_owned(),
+            "--profile".into(),
+            common::TEST_PROFILE.into(),
+            "--storage".into(),
+            storage_pool(),
+        ];
+        if !agent_id.is_empty() {
+            args.extend(["--config".into(), format!("{AGENT_ID_KEY}={agent_id}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        project.incus_ok(&args);
+    };
+    create(&instance_name("c0ffee0000000002"), "c0ffee0000000002");
+    // 3. A delete that crashed after claiming the row.
+    store
+        .insert_provisioning("c0ffee0000000003", "alice", None, &params)
+        .unwrap();
+    store
+        .transition(
+            "c0ffee0000000003",
+            &[AgentState::Provisioning],
+            AgentState::Deleting,
+            None,
+        )
+        .unwrap();
+    create(&instance_name("c0ffee0000000003"), "c0ffee0000000003");
+    // 4. An instance of ours whose row never made it (or was deleted).
+    create(&instance_name("0000000000000ghost"), "0000000000000ghost");
+    // 5. Someone else's instance in the same project: not ours, never touched.
+    create("not-an-agent", "");
+    drop(store);
+
+    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let store = Store::open(&db).unwrap();
+    let row = |id: &str| store.get(id).unwrap();
+    assert_eq!(row("c0ffee0000000001").unwrap().state, AgentState::Failed);
+    assert!(
+        row("c0ffee0000000001")
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("before the instance was created")
+    );
+    assert_eq!(
+        row("c0ffee0000000002").unwrap().state,
+        AgentState::Running,
+        "finished"
+    );
+    assert!(row("c0ffee0000000003").is_none(), "the delete finished");
+    assert_eq!(
+        row(kept["id"].as_str().unwrap()).unwrap().state,
+        AgentState::Running
+    );
+    assert!(
+        project
+            .instance(&instance_name("0000000000000ghost"))
+            .is_none(),
+        "orphan deleted"
+    );
+    assert!(
+        project.instance("not-an-agent").is_some(),
+        "foreign instance kept"
+    );
+    let (running, failed) = assert_consistent(&project, &db);
+    assert_eq!((running, failed), (2, 1));
+    assert!(server.log().contains("reconcile"), "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
+    let project = TestProject::new("fault-kill");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agents.db");
+    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let token = server.add_token("alice");
+    let http = reqwest::Client::new();
+    let url = server.url.clone();
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                let _ = http
+                    .post(format!("{url}{AGENTS_PATH}"))
+                    .bearer_auth(token)
+                    .json(&json!({}))
+                    .send()
+                    .await;
+            })
+        })
+        .collect();
+    // Kill once some rows exist, while requests are still in flight.
+    let store = Store::open(&db).unwrap();
+    for _ in 0..500 {
+        if !store.list(None).unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.kill();
+    for request in requests {
+        let _ = request.await;
+    }
+    let before = store.list(None).unwrap();
+    assert!(!before.is_empty(), "the kill came after the first row");
+
+    let _server = Server::start(setup(dir.path(), &project, vec![]));
+    let (running, failed) = assert_consistent(&project, &db);
+    assert_eq!(
+        running + failed,
+        before.len(),
+        "rows are settled, not dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn fifty_concurrent_provisions_make_fifty_agents() {
+    const N: usize = 50;
+    let project = TestProject::new("fault-fifty");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let token = server.add_token("alice");
+    let http = reqwest::Client::new();
+    let requests = (0..N).map(|i| {
+        let (http, url, token) = (http.clone(), server.url.clone(), token.clone());
+        async move { post(&http, &url, &token, json!({"name": format!("agent-{i}")})).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let mut ids = BTreeSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["state"], json!("running"));
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), N, "no duplicate IDs");
+    let instances: BTreeSet<String> = project
+        .instances()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = ids.iter().map(|id| instance_name(id)).collect();
+    assert_eq!(instances, expected, "one instance per agent");
+    let (running, failed) = assert_consistent(&project, &dir.path().join("agents.db"));
+    assert_eq!((running, failed), (N, 0));
+}
