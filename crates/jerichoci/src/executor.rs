@@ -280,7 +280,7 @@ impl Executor {
     ) {
         let (status, phase_status, exit_code, error) = match outcome {
             RunOutcome::Exited(0) => (JobStatus::Passed, PhaseStatus::Ok, Some(0), None),
-            RunOutcome::Exited(code) => (JobStatus::Failed, PhaseStatus::Ok, Some(code), None),
+            RunOutcome::Exited(code) => (JobStatus::Failed, PhaseStatus::Failed, Some(code), None),
             RunOutcome::TimedOut(limit) => (
                 JobStatus::TimedOut,
                 PhaseStatus::TimedOut,

@@ -1,0 +1,235 @@
+//! The `pikaci` binary against the real incusd, with the environment set on the child process.
+
+#[path = "../../jerichoci/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestProject, workspace};
+use jerichoci::remote::{GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROFILE_ENV, PROJECT_ENV};
+use jerichoci::{IncusGuestRole, JobStatus, Phase, PhaseStatus, RunRecord, RunStatus};
+
+const CONFIG: &str = r#"
+[targets.reads-snapshot]
+command = "cat docs/notes/hello.txt && test ! -e secret.txt"
+
+[targets.fails]
+command = "echo failing >&2; exit 3"
+
+[targets.slow]
+command = "echo started; sleep 120"
+"#;
+
+fn pikaci(ws: &Path, project: &TestProject, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pikaci"));
+    cmd.current_dir(ws)
+        .env(PROJECT_ENV, &project.name)
+        .env_remove(PROFILE_ENV)
+        .env_remove(GUEST_ROLE_ENV)
+        .env_remove(IMAGE_ALIAS_ENV)
+        .env_remove("PIKACI_STATE_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(ws: &Path, project: &TestProject, env: &[(&str, &str)], args: &[&str]) -> Output {
+    pikaci(ws, project, env).args(args).output().unwrap()
+}
+
+fn show_latest(ws: &Path, project: &TestProject) -> RunRecord {
+    let out = run(ws, project, &[], &["show", "latest", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+fn pass_and_fail_targets_in_pikaci_runner_guests() {
+    let project = TestProject::new("pikaci-run");
+    let ws = workspace(CONFIG);
+    let out = run(
+        ws.path(),
+        &project,
+        &[],
+        &["--config", "pikaci.toml", "run", "reads-snapshot", "fails"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for phase in ["launch", "upload", "run", "collect", "cleanup"] {
+        assert!(
+            err.contains(&format!("[reads-snapshot] {phase}")),
+            "no live {phase} line:\n{err}"
+        );
+    }
+
+    let record = show_latest(ws.path(), &project);
+    assert_eq!(record.status, RunStatus::Failed);
+    let pass = &record.jobs[0];
+    assert_eq!(
+        (pass.job_id.as_str(), pass.status),
+        ("reads-snapshot", JobStatus::Passed)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pass.log_path).unwrap(),
+        "hello from the snapshot\n"
+    );
+    // Default state dir: .pikaci/runs in the workspace.
+    assert!(Path::new(&pass.log_path).starts_with(ws.path().join(".pikaci/runs")));
+    let image = pass
+        .remote_linux_vm
+        .as_ref()
+        .unwrap()
+        .incus_image
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        image.alias,
+        IncusGuestRole::PikaciRunner.default_image_alias()
+    );
+    assert_eq!(
+        image.fingerprint.as_deref(),
+        Some(project.fingerprint.as_str())
+    );
+    assert_eq!(image.guest_role, Some(IncusGuestRole::PikaciRunner));
+    assert_eq!(image.project, project.name);
+
+    let fail = &record.jobs[1];
+    assert_eq!((fail.status, fail.exit_code), (JobStatus::Failed, Some(3)));
+    assert_eq!(
+        std::fs::read_to_string(&fail.log_path).unwrap(),
+        "failing\n"
+    );
+    project.assert_no_instances();
+}
+
+#[test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+fn custom_alias_env_drops_the_guest_role_from_the_record() {
+    let project = TestProject::new("pikaci-alias");
+    project.add_alias("experiments/runner");
+    let ws = workspace(CONFIG);
+    let out = run(
+        ws.path(),
+        &project,
+        &[(IMAGE_ALIAS_ENV, "experiments/runner")],
+        &["--config", "pikaci.toml", "--json", "run", "reads-snapshot"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: RunRecord = serde_json::from_slice(&out.stdout).unwrap();
+    let image = record.jobs[0]
+        .remote_linux_vm
+        .as_ref()
+        .unwrap()
+        .incus_image
+        .as_ref()
+        .unwrap();
+    assert_eq!(image.alias, "experiments/runner");
+    assert_eq!(
+        image.fingerprint.as_deref(),
+        Some(project.fingerprint.as_str())
+    );
+    assert_eq!(image.guest_role, None);
+    let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        raw["jobs"][0]["remote_linux_vm"]["incus_image"]
+            .get("guest_role")
+            .is_none(),
+        "{raw}"
+    );
+    project.assert_no_instances();
+}
+
+#[test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+fn invalid_role_env_fails_before_any_instance_is_created() {
+    let project = TestProject::new("pikaci-badrole");
+    let ws = workspace(CONFIG);
+    let out = run(
+        ws.path(),
+        &project,
+        &[(GUEST_ROLE_ENV, "pikaci")],
+        &["--config", "pikaci.toml", "run"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(GUEST_ROLE_ENV) && err.contains(&IncusGuestRole::valid_ids()),
+        "{err}"
+    );
+    assert!(!ws.path().join(".pikaci").exists(), "a run was recorded");
+    project.assert_no_instances();
+}
+
+#[test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+fn ctrl_c_deletes_the_instance_and_exits_130() {
+    let project = TestProject::new("pikaci-sigint");
+    let ws = workspace(CONFIG);
+    let mut child = pikaci(ws.path(), &project, &[])
+        .args(["--config", "pikaci.toml", "run", "slow"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the command runs (the upload phase has finished), then interrupt.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("[slow] upload") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(seen.contains("[slow] upload   ok"), "{seen}");
+    assert_eq!(
+        project.instances().len(),
+        1,
+        "the job's instance should be running"
+    );
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{seen}{}", rest.join("\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    project.assert_no_instances();
+
+    let record = show_latest(ws.path(), &project);
+    assert_eq!(record.status, RunStatus::Interrupted);
+    let job = &record.jobs[0];
+    assert_eq!(job.status, JobStatus::Interrupted);
+    let phases: Vec<_> = job.phases.iter().map(|p| (p.phase, p.status)).collect();
+    assert_eq!(
+        phases,
+        [
+            (Phase::Launch, PhaseStatus::Ok),
+            (Phase::Upload, PhaseStatus::Ok),
+            (Phase::Run, PhaseStatus::Interrupted),
+            (Phase::Cleanup, PhaseStatus::Ok)
+        ]
+    );
+}
