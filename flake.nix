@@ -14,21 +14,19 @@
     forAllSystems = lib.genAttrs systems;
 
     # The registry, checked against roles.toml (drift guard): stale -> evaluation error.
-    # Payloads (special-args) are taken from `pkgs.<name>` of the system being built.
-    registryFor = pkgs:
-      (import ./nix/incus/registry.nix {
-        repoRoot = ./.;
-        specialArgs = payloadsFor pkgs;
-      })
-      .registry;
-    payloadsFor = pkgs: let
+    # Payloads (special-args) resolve through nix/incus/payloads.nix.
+    registryFor = {
+      pkgs,
+      payloads ? {},
+    }: let
+      payload = import ./nix/incus/payloads.nix {inherit pkgs payloads;};
       names = lib.unique (builtins.concatMap (role: role.specialArgNames) (builtins.attrValues metadataRegistry));
     in
-      lib.genAttrs names (name:
-        pkgs.${name}
-        or (throw ("special argument `${name}` (roles.toml special-args) is not in nixpkgs: "
-          + "add it to pkgs with an overlay (nixpkgs.overlays or import nixpkgs { overlays = [...]; }) "
-          + "and call lib.mkIncusGuestRoleImagePkg, or use lib.mkIncusGuestRolePackages")));
+      (import ./nix/incus/registry.nix {
+        repoRoot = ./.;
+        specialArgs = lib.genAttrs names payload;
+      })
+      .registry;
     # Role metadata only (the payload arguments are never forced through it).
     metadataRegistry = (import ./nix/incus/registry.nix {repoRoot = ./.;}).registry;
 
@@ -57,8 +55,12 @@
       };
 
     # All role packages of one system: canonical and legacy names -> the same derivation.
-    mkIncusGuestRolePackages = pkgs: let
-      roles = builtins.filter (role: role.system == pkgs.stdenv.hostPlatform.system) (builtins.attrValues (registryFor pkgs));
+    #   mkIncusGuestRolePackages { pkgs; payloads ? { <special-arg> = <package>; } }
+    mkIncusGuestRolePackages = {
+      pkgs,
+      payloads ? {},
+    }: let
+      roles = builtins.filter (role: role.system == pkgs.stdenv.hostPlatform.system) (builtins.attrValues (registryFor {inherit pkgs payloads;}));
     in
       builtins.listToAttrs (builtins.concatMap (role: let
         image = mkIncusGuestRoleImagePkg pkgs role;
@@ -97,7 +99,7 @@
     packages = forAllSystems (system: let
       pkgs = nixpkgs.legacyPackages.${system};
     in
-      mkIncusGuestRolePackages pkgs // workspaceBinaries pkgs);
+      mkIncusGuestRolePackages {inherit pkgs;} // workspaceBinaries pkgs);
 
     nixosModules = {
       pika-server = {pkgs, ...}: {

@@ -45,7 +45,10 @@ in {
       unitConfig.ConditionPathExists = cfg.configFile;
       environment = {
         HOME = "/var/lib/openclaw";
+        OPENCLAW_STATE_DIR = "/var/lib/openclaw";
         OPENCLAW_CONFIG_PATH = cfg.configFile;
+        # Nix mode: no self-install or self-update inside the immutable image.
+        OPENCLAW_NIX_MODE = "1";
       };
       serviceConfig = {
         ExecStart = lib.escapeShellArgs ([(lib.getExe openclawGatewayPkg)] ++ cfg.gatewayArgs);

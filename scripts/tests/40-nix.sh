@@ -49,6 +49,13 @@ assert_eq() {
   fi
 }
 
+# timed FUNCTION ARGS...: runs a test function and logs how long it took.
+timed() {
+  local start="${SECONDS}"
+  "$@"
+  log "$1: $((SECONDS - start)) s"
+}
+
 # Nix settings for this machine: no nixbld group, no binary cache (no network), no sandbox
 # (builders use host tools), flakes on.
 setup_nix() {
@@ -228,8 +235,8 @@ TOML
     "$(flake "${dir}" eval --json ".#packages.aarch64-linux.test-extra-arm-image.architecture")"
   if flake "${dir}" eval --raw ".#packages.aarch64-linux.test-extra-arm-image.drvPath" >/dev/null; then
     fail "a role whose special arg nixpkgs lacks must not evaluate"
-  elif grep -qF "special argument \`testExtraPayloadPkg\`" "${WORK}/nix.stderr"; then
-    pass "missing payload package: error names the special arg"
+  elif grep -qF "payload \`testExtraPayloadPkg\` (roles.toml special-args) is not available" "${WORK}/nix.stderr"; then
+    pass "missing payload package: error names the special arg and what to set"
   else
     fail "missing payload package: unexpected error: $(cat "${WORK}/nix.stderr")"
   fi
@@ -284,7 +291,8 @@ test_packaging() {
   else
     fail "packaging output is not reproducible: $(cat "${WORK}/nix.stderr")"
   fi
-  incus image import "${out}/metadata.tar.xz" "${out}/rootfs.squashfs" --project "${PROJECT}" --alias packaged/c >/dev/null
+  incus image import "${out}/metadata.tar.xz" "${out}/rootfs.squashfs" --project "${PROJECT}" --alias packaged/c >/dev/null \
+    || { fail "packaged container: incus image import"; return; }
   info="$(incus query "/1.0/images/$(incus query "/1.0/images/aliases/packaged%2Fc?project=${PROJECT}" | jq -r .target)?project=${PROJECT}")"
   assert_eq "packaged container: description survives quoting" "${description}" "$(jq -r .properties.description <<<"${info}")"
   incus launch packaged/c packaged --project "${PROJECT}" >/dev/null 2>&1 || true
@@ -297,7 +305,7 @@ test_packaging() {
     nix-build "${expr}" --arg rootfs "${rootfs}" -A "${id}" -o "${WORK}/packaged-${id}" >/dev/null 2>"${WORK}/nix.stderr" \
       || { fail "packaging ${id}: $(cat "${WORK}/nix.stderr")"; continue; }
     incus image import "${WORK}/packaged-${id}/metadata.tar.xz" "${WORK}/packaged-${id}/disk.qcow2" \
-      --project "${PROJECT}" --alias "packaged/${id}" >/dev/null
+      --project "${PROJECT}" --alias "packaged/${id}" >/dev/null || { fail "packaged ${id}: incus image import"; continue; }
     info="$(incus query "/1.0/images/$(incus query "/1.0/images/aliases/packaged%2F${id}?project=${PROJECT}" | jq -r .target)?project=${PROJECT}")"
     assert_eq "packaged ${id}: architecture, type" \
       "$(toml "${REPO_ROOT}" ".roles[\"${id}\"].system | split(\"-\")[0]" | jq -r .) virtual-machine" \
@@ -372,16 +380,16 @@ main() {
   ensure_alejandra
   incus project create "${PROJECT}" -c features.images=true -c features.profiles=false >/dev/null
 
-  test_parse_all
-  test_formatting
+  timed test_parse_all
+  timed test_formatting
   copy_repo "${WORK}/repo"
-  test_flake_packages "${WORK}/repo"
-  test_flake_check "${WORK}/repo"
-  build_and_import "${WORK}/repo"
-  test_new_roles "${WORK}/extra"
-  test_stale "${WORK}/stale"
-  test_packaging
-  test_server_module
+  timed test_flake_packages "${WORK}/repo"
+  timed test_flake_check "${WORK}/repo"
+  timed build_and_import "${WORK}/repo"
+  timed test_new_roles "${WORK}/extra"
+  timed test_stale "${WORK}/stale"
+  timed test_packaging
+  timed test_server_module
 
   log "$((CHECKS - FAILURES)) of ${CHECKS} checks passed"
   ((FAILURES == 0))
