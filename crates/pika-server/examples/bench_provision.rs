@@ -1,0 +1,147 @@
+//! Benchmark (not a test): provisioning through the agent API vs raw `incus launch` of the same
+//! image, plus the server's idle RSS.
+//!
+//! ```text
+//! cargo run --release -p pika-server --example bench_provision [-- N]
+//! ```
+//! Needs a local incusd (INCUS_SOCKET) and busybox-static; uses PIKA_TEST_IMAGE_DIR when set.
+//! Creates and deletes a `pika-test-bench-*` project.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, ServerSetup, TestProject, storage_pool};
+use pika_managed_agent_contract::{AGENTS_PATH, IncusGuestRole};
+
+fn server_bin() -> PathBuf {
+    let me = std::env::current_exe().expect("own path");
+    // target/<profile>/examples/bench_provision -> target/<profile>/pika-server
+    let profile_dir = me
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args([
+        "build",
+        "--quiet",
+        "-p",
+        "pika-server",
+        "--bin",
+        "pika-server",
+    ]);
+    if profile_dir.ends_with("release") {
+        command.arg("--release");
+    }
+    common::run_ok(command.current_dir(common::repo_root()));
+    profile_dir.join("pika-server")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10);
+    let alias = IncusGuestRole::ManagedOpenclaw.default_image_alias();
+    let project = TestProject::new("bench");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = server_bin();
+    let server = Server::start(ServerSetup {
+        bin: &bin,
+        dir: dir.path(),
+        project: Some(&project.name),
+        env: vec![("RUST_LOG".into(), "warn".into())],
+    });
+    let token = server.add_token("bench");
+    let http = reqwest::Client::new();
+    let pool = storage_pool();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = vm_rss_kib(server.child.id());
+
+    let provision = || async {
+        let started = Instant::now();
+        let response = http
+            .post(format!("{}{AGENTS_PATH}", server.url))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        started.elapsed()
+    };
+    let launch = |name: String| {
+        let started = Instant::now();
+        project.incus_ok(&[
+            "launch",
+            alias,
+            &name,
+            "--profile",
+            common::TEST_PROFILE,
+            "--storage",
+            &pool,
+        ]);
+        started.elapsed()
+    };
+
+    // Warm-up: the first instance unpacks the image into the pool.
+    provision().await;
+    launch("bench-warm".into());
+
+    let (mut api, mut raw) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        api.push(provision().await);
+        raw.push(launch(format!("bench-raw-{i}")));
+    }
+    api.sort();
+    raw.sort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_rss = vm_rss_kib(server.child.id());
+
+    println!(
+        "provisioning {n} agents, image alias {alias}, project {}",
+        project.name
+    );
+    println!(
+        "  API (POST {AGENTS_PATH}):  p50 {:7.1} ms  p95 {:7.1} ms",
+        ms(percentile(&api, 0.5)),
+        ms(percentile(&api, 0.95))
+    );
+    println!(
+        "  incus launch:               p50 {:7.1} ms  p95 {:7.1} ms",
+        ms(percentile(&raw, 0.5)),
+        ms(percentile(&raw, 0.95))
+    );
+    println!(
+        "  ratio API/launch:           p50 {:.3}  p95 {:.3}  (target p50 <= 1.15)",
+        ms(percentile(&api, 0.5)) / ms(percentile(&raw, 0.5)),
+        ms(percentile(&api, 0.95)) / ms(percentile(&raw, 0.95))
+    );
+    println!(
+        "  pika-server VmRSS: idle {idle_rss} KiB, after {} provisions {after_rss} KiB",
+        n + 1
+    );
+}
