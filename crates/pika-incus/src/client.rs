@@ -101,6 +101,8 @@ struct Envelope {
     operation: String,
     #[serde(default)]
     error: String,
+    #[serde(default)]
+    error_code: u16,
 }
 
 impl IncusClient {
@@ -423,8 +425,16 @@ impl IncusClient {
             .bytes()
             .await
             .map_err(|e| self.transport(what, e, self.timeout))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::protocol(what, format!("not an Incus JSON answer: {e}")))
+        let envelope: Envelope = serde_json::from_slice(&body)
+            .map_err(|e| Error::protocol(what, format!("not an Incus JSON answer: {e}")))?;
+        if envelope.kind == "error" {
+            // Incus sends some errors with HTTP 200 (an operation wait, for one): the envelope's
+            // own code decides.
+            let status = StatusCode::from_u16(envelope.error_code)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Err(self.status_error(what, status, &body));
+        }
+        Ok(envelope)
     }
 
     /// Sends and decodes the `metadata` of a `sync` answer.

@@ -308,3 +308,369 @@ async fn unix_socket_smoke() -> Result<()> {
     let name = project_name("unix");
     with_cleanup(&client, &name, smoke(&client, &name)).await
 }
+
+/// A self-signed certificate and its key (PEM), as a fresh Incus client identity.
+fn identity(name: &str) -> Result<(String, String)> {
+    let certified = rcgen::generate_simple_self_signed(vec![name.to_string()])?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+fn https_client(
+    endpoint: &str,
+    (cert, key): &(String, String),
+    server_cert_pem: Option<String>,
+) -> Result<IncusClient> {
+    let config = HttpsConfig {
+        endpoint: endpoint.to_string(),
+        client_cert_pem: cert.clone(),
+        client_key_pem: key.clone(),
+        server_cert_pem,
+        insecure_tls: false,
+    };
+    Ok(IncusClient::https(config)?.with_timeout(Duration::from_secs(30)))
+}
+
+fn https_address_config(address: &str) -> Config {
+    Config::from([("core.https_address".to_string(), address.to_string())])
+}
+
+/// HTTPS transport: pinned smoke, untrusted client, wrong pin, no pin (system roots), insecure.
+/// One test function because it changes the server's `core.https_address` (restored at the end).
+#[tokio::test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn https_transport() -> Result<()> {
+    let _lock = https_config_lock().await?;
+    let unix = unix_client();
+    let info = unix.server_info().await?;
+    let previous_address = info
+        .config_str("core.https_address")
+        .unwrap_or_default()
+        .to_string();
+    let server_cert = info.environment.certificate.clone();
+    ensure!(
+        server_cert.contains("BEGIN CERTIFICATE"),
+        "no server certificate in GET /1.0"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    unix.update_server_config(&https_address_config(&address))
+        .await?;
+    let trusted = identity("pika-incus-test-trusted")?;
+    let added = unix
+        .add_certificate(&CertificateAdd {
+            name: project_name("https"),
+            certificate_pem: trusted.0.clone(),
+            ..CertificateAdd::default()
+        })
+        .await;
+
+    let endpoint = format!("https://{address}");
+    let outcome = match &added {
+        Ok(_) => https_checks(&unix, &endpoint, &trusted, &server_cert).await,
+        Err(e) => Err(anyhow::anyhow!("trusting the test certificate: {e}")),
+    };
+
+    // Restore the server whatever happened.
+    if let Ok(fingerprint) = &added {
+        unix.delete_certificate(fingerprint).await?;
+        ensure!(
+            unix.delete_certificate(fingerprint)
+                .await
+                .is_err_and(|e| e.is_not_found())
+        );
+    }
+    unix.update_server_config(&https_address_config(&previous_address))
+        .await?;
+    let restored = unix.server_info().await?;
+    ensure!(
+        restored
+            .config_str("core.https_address")
+            .unwrap_or_default()
+            == previous_address
+    );
+    outcome
+}
+
+/// Serializes the tests that change the server's HTTPS address, across processes too (two
+/// `cargo test` runs at once): an abstract unix socket is bound while the lock is held and freed
+/// by the kernel when the holder exits, however it exits.
+async fn https_config_lock() -> Result<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = std::os::unix::net::SocketAddr::from_abstract_name(b"pika-incus-test-https-config")?;
+    let started = Instant::now();
+    loop {
+        match std::os::unix::net::UnixListener::bind_addr(&name) {
+            Ok(listener) => return Ok(listener),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < Duration::from_secs(300) =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).context("waiting for the HTTPS config lock"),
+        }
+    }
+}
+
+async fn https_checks(
+    unix: &IncusClient,
+    endpoint: &str,
+    trusted: &(String, String),
+    server_cert: &str,
+) -> Result<()> {
+    let pinned = https_client(endpoint, trusted, Some(server_cert.to_string()))?;
+    // The listener may take a moment after the config change.
+    let started = Instant::now();
+    let info = loop {
+        match pinned.server_info().await {
+            Ok(info) => break info,
+            Err(Error::Transport { .. }) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    ensure!(
+        info.auth == "trusted",
+        "the added certificate is not trusted: {:?}",
+        info.auth
+    );
+    ensure!(pinned.endpoint() == endpoint);
+
+    let name = project_name("https");
+    with_cleanup(unix, &name, smoke(&pinned, &name)).await?;
+
+    // An untrusted client certificate: the server talks, but refuses anything that matters.
+    let stranger = https_client(
+        endpoint,
+        &identity("pika-incus-test-stranger")?,
+        Some(server_cert.to_string()),
+    )?;
+    ensure!(stranger.server_info().await?.auth == "untrusted");
+    match stranger.list_projects().await {
+        Err(Error::Unauthorized {
+            what,
+            endpoint: named,
+            status,
+            ..
+        }) => {
+            ensure!(
+                what == "projects" && named == endpoint && status == 403,
+                "{what} {named} {status}"
+            );
+        }
+        other => anyhow::bail!("an untrusted certificate listed projects: {other:?}"),
+    }
+    match stranger.in_project("default").get_instance("nothing").await {
+        Err(e @ Error::Unauthorized { .. }) => {
+            ensure!(e.to_string().contains("instance default/nothing"), "{e}")
+        }
+        other => anyhow::bail!("an untrusted certificate read an instance: {other:?}"),
+    }
+
+    // A pinned certificate that is not the server's: the TLS handshake fails.
+    let (other_cert, _) = identity("not-the-server")?;
+    let wrong_pin = https_client(endpoint, trusted, Some(other_cert))?;
+    match wrong_pin.server_info().await {
+        Err(Error::Transport {
+            endpoint: named,
+            message,
+            ..
+        }) => {
+            ensure!(named == endpoint, "{named}");
+            ensure!(message.contains("not the pinned one"), "{message}");
+        }
+        other => anyhow::bail!("a wrong pinned certificate was accepted: {other:?}"),
+    }
+
+    // No pin: the system roots do not know a self-signed Incus certificate.
+    let unpinned = https_client(endpoint, trusted, None)?;
+    ensure!(
+        matches!(unpinned.server_info().await, Err(Error::Transport { .. })),
+        "a self-signed server certificate passed system-root verification"
+    );
+
+    // insecure_tls, set on purpose, skips server verification.
+    let insecure = IncusClient::https(HttpsConfig {
+        endpoint: endpoint.to_string(),
+        client_cert_pem: trusted.0.clone(),
+        client_key_pem: trusted.1.clone(),
+        server_cert_pem: None,
+        insecure_tls: true,
+    })?;
+    ensure!(insecure.server_info().await?.auth == "trusted");
+    ensure!(unix.server_info().await?.auth == "trusted");
+    Ok(())
+}
+
+/// The HTTPS settings are checked before anything is dialled, without printing the key.
+#[test]
+fn https_config_errors() -> Result<()> {
+    let trusted = identity("pika-incus-test-config")?;
+    let config = HttpsConfig {
+        endpoint: "https://127.0.0.1:8443".into(),
+        client_cert_pem: trusted.0.clone(),
+        client_key_pem: trusted.1.clone(),
+        server_cert_pem: Some(trusted.0.clone()),
+        insecure_tls: true,
+    };
+    let debug = format!("{config:?}");
+    ensure!(
+        !debug.contains("PRIVATE KEY") && !debug.contains("BEGIN CERTIFICATE"),
+        "{debug}"
+    );
+    let both = IncusClient::https(config.clone());
+    ensure!(
+        matches!(both, Err(Error::Config { .. })),
+        "pin + insecure accepted"
+    );
+    let plain_http = IncusClient::https(HttpsConfig {
+        endpoint: "http://127.0.0.1:8443".into(),
+        ..config.clone()
+    });
+    ensure!(
+        matches!(plain_http, Err(Error::Config { .. })),
+        "http:// accepted"
+    );
+    let bad_key = IncusClient::https(HttpsConfig {
+        client_key_pem: "garbage".into(),
+        insecure_tls: false,
+        ..config.clone()
+    });
+    match bad_key {
+        Err(e @ Error::Config { .. }) => ensure!(!e.to_string().contains(&trusted.1), "{e}"),
+        other => anyhow::bail!("a garbage key was accepted: {other:?}"),
+    }
+    Ok(())
+}
+
+/// A project with the test image under [`ALIAS`].
+async fn project_with_image(
+    client: &IncusClient,
+    tag: &str,
+) -> Result<(ProjectClient, tempfile::TempDir)> {
+    let scratch = tempfile::tempdir()?;
+    let project = fresh_project(client, &project_name(tag)).await?;
+    let (image, _) = first_image(scratch.path())?;
+    project.import_image(&image.alias(ALIAS)).await?;
+    Ok((project, scratch))
+}
+
+#[tokio::test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn errors_name_their_object() -> Result<()> {
+    let client = unix_client();
+    let name = project_name("errors");
+    with_cleanup(&client, &name, async {
+        let (project, _scratch) = project_with_image(&client, "errors").await?;
+
+        // Unknown instance, alias, image, project: not found, naming the object.
+        match project.get_instance("no-such-instance").await {
+            Err(Error::NotFound { what, .. }) => ensure!(
+                what == format!("instance {name}/no-such-instance"),
+                "{what}"
+            ),
+            other => anyhow::bail!("unknown instance: {other:?}"),
+        }
+        match project.start_instance("no-such-instance").await {
+            Err(e) => ensure!(
+                e.is_not_found() && e.what() == format!("instance {name}/no-such-instance"),
+                "{e}"
+            ),
+            Ok(()) => anyhow::bail!("started an unknown instance"),
+        }
+        match project.get_image_alias("pika-test/none").await {
+            Err(e) => ensure!(
+                e.is_not_found() && e.what() == format!("image alias {name}/pika-test/none"),
+                "{e}"
+            ),
+            Ok(alias) => anyhow::bail!("unknown alias found: {alias:?}"),
+        }
+        ensure!(
+            client
+                .get_project("pika-test-incus-none")
+                .await
+                .is_err_and(|e| e.is_not_found())
+        );
+
+        // Duplicate instance name: conflict.
+        let create = InstanceCreate::from_alias("dup", ALIAS);
+        project.create_instance(&create).await?;
+        match project.create_instance(&create).await {
+            Err(Error::Conflict { what, message }) => {
+                ensure!(what == format!("instance {name}/dup"), "{what}");
+                ensure!(message.contains("already exists"), "{message}");
+            }
+            other => anyhow::bail!("duplicate instance name: {other:?}"),
+        }
+        // Duplicate alias: conflict.
+        let target = project.get_image_alias(ALIAS).await?.target;
+        ensure!(
+            project
+                .create_image_alias(ALIAS, &target, "")
+                .await
+                .is_err_and(|e| e.is_conflict())
+        );
+
+        // A failing operation carries Incus's message: start from a deleted image's alias.
+        let broken = InstanceCreate::from_alias("broken", "pika-test/none");
+        match project.create_instance(&broken).await {
+            Err(e) => ensure!(
+                e.is_not_found() || matches!(e, Error::OperationFailed { .. }),
+                "{e}"
+            ),
+            Ok(()) => anyhow::bail!("created an instance from an unknown alias"),
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn missing_socket_is_a_transport_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("incus-not-here.socket");
+    let client = IncusClient::unix(&path)?.with_timeout(Duration::from_secs(5));
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), client.server_info()).await?;
+    match outcome {
+        Err(e @ Error::Transport { .. }) => {
+            let text = e.to_string();
+            ensure!(text.contains(&path.display().to_string()), "{text}");
+            ensure!(text.contains("No such file"), "{text}");
+            ensure!(e.what() == "server");
+        }
+        other => anyhow::bail!("a missing socket gave {other:?}"),
+    }
+    ensure!(started.elapsed() < Duration::from_secs(5));
+    Ok(())
+}
+
+/// A socket that accepts connections but never answers: the call ends with a timeout.
+#[tokio::test]
+async fn silent_socket_times_out() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("silent.socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&path)?;
+    let client = IncusClient::unix(&path)?.with_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.in_project("p").list_instances(),
+    )
+    .await?;
+    match outcome {
+        Err(Error::Timeout { what, after }) => {
+            ensure!(
+                what == "instances p/*" && after == Duration::from_millis(500),
+                "{what} {after:?}"
+            );
+        }
+        other => anyhow::bail!("a silent socket gave {other:?}"),
+    }
+    ensure!(started.elapsed() < Duration::from_secs(5));
+    Ok(())
+}

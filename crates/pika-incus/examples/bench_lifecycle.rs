@@ -1,0 +1,154 @@
+//! Benchmark (not a test): create + start + delete of one busybox container through this client
+//! against the `incus` CLI doing the same (`incus launch` + `incus delete -f`), median of N rounds
+//! each (default 10), alternating the two so drift hits both alike. Prints the ratio client/CLI.
+//!
+//! ```sh
+//! PIKA_TEST_IMAGE_DIR=/tmp/pt cargo run --release -p pika-incus --example bench_lifecycle [ROUNDS]
+//! ```
+//! The image is `$PIKA_TEST_IMAGE_DIR/container` (built with scripts/lib/test-image.sh when unset).
+//! Everything happens in a throwaway `pika-test-bench-*` project, removed at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use pika_incus::{ImageImport, IncusClient, InstanceCreate, ProjectClient, ProjectCreate, api};
+
+const ALIAS: &str = "pika-test/bench";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let rounds: usize = match std::env::args().nth(1) {
+        Some(arg) => arg
+            .parse()
+            .with_context(|| format!("ROUNDS must be a number, got {arg:?}"))?,
+        None => 10,
+    };
+    ensure!(rounds > 0, "ROUNDS must be at least 1");
+    let socket = std::env::var_os("INCUS_SOCKET")
+        .map_or_else(|| PathBuf::from(api::DEFAULT_UNIX_SOCKET), PathBuf::from);
+    let client = IncusClient::unix(&socket)?;
+    let name = format!("pika-test-bench-{}", std::process::id());
+    client
+        .create_project(&ProjectCreate::new(&name).config("features.profiles", "false"))
+        .await?;
+    let project = client.in_project(&name);
+    let outcome = run(&project, rounds).await;
+    cleanup(&project).await?;
+    outcome
+}
+
+async fn run(project: &ProjectClient, rounds: usize) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    project
+        .import_image(&image(scratch.path())?.alias(ALIAS))
+        .await?;
+    let (mut by_client, mut by_cli) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let instance = format!("bench-{round}");
+        // Alternate which goes first.
+        if round % 2 == 0 {
+            by_client.push(with_client(project, &format!("{instance}-client")).await?);
+            by_cli.push(with_cli(project.name(), &format!("{instance}-cli"))?);
+        } else {
+            by_cli.push(with_cli(project.name(), &format!("{instance}-cli"))?);
+            by_client.push(with_client(project, &format!("{instance}-client")).await?);
+        }
+    }
+    let (client_median, cli_median) = (median(&mut by_client), median(&mut by_cli));
+    println!("create+start+delete of one container, median of {rounds}:");
+    println!(
+        "  pika-incus client: {:>8.1} ms",
+        client_median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  incus CLI:         {:>8.1} ms",
+        cli_median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  ratio client/CLI:  {:>8.3}",
+        client_median.as_secs_f64() / cli_median.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The same four operations `incus launch` + `incus delete -f` perform.
+async fn with_client(project: &ProjectClient, instance: &str) -> Result<Duration> {
+    let started = Instant::now();
+    project
+        .create_instance(&InstanceCreate::from_alias(instance, ALIAS))
+        .await?;
+    project.start_instance(instance).await?;
+    project.stop_instance(instance, true).await?;
+    project.delete_instance(instance).await?;
+    Ok(started.elapsed())
+}
+
+fn with_cli(project: &str, instance: &str) -> Result<Duration> {
+    let started = Instant::now();
+    incus(&["launch", ALIAS, instance, "--project", project])?;
+    incus(&["delete", "--force", instance, "--project", project])?;
+    Ok(started.elapsed())
+}
+
+fn incus(args: &[&str]) -> Result<()> {
+    let output = Command::new("incus")
+        .args(args)
+        .output()
+        .context("running incus")?;
+    if !output.status.success() {
+        bail!(
+            "incus {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn image(scratch: &Path) -> Result<ImageImport> {
+    let dir = match std::env::var_os("PIKA_TEST_IMAGE_DIR") {
+        Some(dir) => PathBuf::from(dir).join("container"),
+        None => {
+            let dir = scratch.join("container");
+            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/test-image.sh");
+            let status = Command::new("bash")
+                .arg("-c")
+                .arg(r#"set -e; source "$1"; test_image_container "$2""#)
+                .arg("bash")
+                .arg(&lib)
+                .arg(&dir)
+                .status()?;
+            ensure!(
+                status.success(),
+                "building the test image with {} failed",
+                lib.display()
+            );
+            dir
+        }
+    };
+    Ok(ImageImport::container(
+        dir.join("metadata.tar.xz"),
+        dir.join("rootfs.squashfs"),
+    ))
+}
+
+async fn cleanup(project: &ProjectClient) -> Result<()> {
+    for instance in project.list_instances().await? {
+        if instance.is_running() {
+            project.stop_instance(&instance.name, true).await?;
+        }
+        project.delete_instance(&instance.name).await?;
+    }
+    for image in project.list_images().await? {
+        project.delete_image(&image.fingerprint).await?;
+    }
+    project.client().delete_project(project.name()).await?;
+    Ok(())
+}
