@@ -43,7 +43,7 @@ readonly VM_DISK_FILE="disk.qcow2"
 readonly CONTAINER_ROOTFS_FILE="rootfs.squashfs"
 # Value rules. Incus accepts more, but these values reach a shell, a URL and Nix.
 readonly PROJECT_RE='^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$'  # Incus itself rejects `_`, `/`, `:`, spaces
-readonly ALIAS_SEGMENT_RE='^[A-Za-z0-9._-]+$'           # DESIGN.md; same rule as the codegen
+readonly ALIAS_RE='^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$'  # DESIGN.md, as the codegen
 readonly HOST_RE='^[A-Za-z0-9_][A-Za-z0-9._@-]*$'        # [user@]host, never an ssh option
 
 # Filled in by parse_args and main.
@@ -147,12 +147,7 @@ is_role() {
 }
 
 is_valid_alias() {
-  local alias="$1" segment segments
-  [[ "${alias}" =~ ^[A-Za-z0-9] && "${alias}" != */ ]] || return 1
-  IFS='/' read -r -a segments <<<"${alias}"
-  for segment in "${segments[@]}"; do
-    [[ "${segment}" =~ ${ALIAS_SEGMENT_RE} && "${segment}" != "." && "${segment}" != ".." ]] || return 1
-  done
+  [[ "$1" =~ ${ALIAS_RE} && "/$1/" != */./* && "/$1/" != */../* ]]
 }
 
 # Rejects options that mean nothing for the subcommand, then checks every value before it is used.
@@ -174,7 +169,7 @@ check_args() {
   if ((LOCAL)) && [[ -n "${GIVEN[--remote-host]:-}" ]]; then
     usage_error "--local and --remote-host ${REMOTE_HOST} exclude each other"
   fi
-  ALIAS="${ALIAS:-${PIKA_ROLE_DEFAULT_ALIAS[${ROLE}]}}"
+  [[ -n "${GIVEN[--alias]:-}" ]] || ALIAS="${PIKA_ROLE_DEFAULT_ALIAS[${ROLE}]}"
   [[ "${PROJECT}" =~ ${PROJECT_RE} ]] \
     || usage_error "invalid --project '${PROJECT}': letters, digits, '.' and '-', starting with a letter or digit"
   is_valid_alias "${ALIAS}" \
@@ -191,8 +186,17 @@ quote_argv() {
   echo "${quoted% }"
 }
 
-# Runs argv on the target: here with --local, on the remote host through ssh otherwise.
+# Runs argv on the target: here with --local, on the remote host through ssh otherwise. ssh gets
+# /dev/null as stdin so that it cannot swallow the caller's; pipe_to_target passes stdin on.
 on_target() {
+  if ((LOCAL)); then
+    "$@"
+  else
+    "${PIKA_IMAGE_SSH:-ssh}" "${SSH_OPTS[@]}" "${REMOTE_HOST}" "$(quote_argv "$@")" </dev/null
+  fi
+}
+
+pipe_to_target() {
   if ((LOCAL)); then
     "$@"
   else
@@ -329,7 +333,6 @@ retire_image() {
 # Imports META + PAYLOAD (paths on the target) without an alias, then moves the alias in one request.
 import_with_swap() {
   local meta="$1" payload="$2" fp old
-  check_project
   fp="$(image_fingerprint "${meta}" "${payload}")"
   old="$(alias_target)"
   if image_exists "${fp}"; then
@@ -367,15 +370,15 @@ cmd_build() {
 
 cmd_import() {
   resolve_artifact "${ARTIFACT}" run_here
+  check_project
   if ((LOCAL)); then
     import_with_swap "${ARTIFACT_META}" "${ARTIFACT_PAYLOAD}"
     return
   fi
-  check_project
   make_target_tmp
   local files=("${ARTIFACT_META##*/}" "${ARTIFACT_PAYLOAD##*/}")
   # -h: ./result and its files are symlinks into the Nix store.
-  tar -C "${ARTIFACT}" -chf - "${files[@]}" | on_target tar -xf - -C "${TARGET_TMP}"
+  tar -C "${ARTIFACT}" -chf - "${files[@]}" | pipe_to_target tar -xf - -C "${TARGET_TMP}"
   import_with_swap "${TARGET_TMP}/${files[0]}" "${TARGET_TMP}/${files[1]}"
 }
 
@@ -397,7 +400,7 @@ cmd_build_import() {
   fi
   check_project
   make_target_tmp
-  tree_files "${top}" | tar -C "${top}" --null -T - -cf - | on_target tar -xf - -C "${TARGET_TMP}"
+  tree_files "${top}" | tar -C "${top}" --null -T - -cf - | pipe_to_target tar -xf - -C "${TARGET_TMP}"
   note "building $(flake_ref) in ${TARGET_TMP} on $(target_name)"
   # shellcheck disable=SC2016 # $1 and $@ expand in the target's shell, not here
   on_target sh -c 'cd "$1" && shift && exec "$@"' build "${TARGET_TMP}" \

@@ -159,6 +159,9 @@ t_usage_errors() {
   usage_case "invalid --alias 'x/../y'" --role "${first}" import --local --alias x/../y
   usage_case "invalid --alias 'it's'" --role "${first}" import --local --alias "it's"
   usage_case "invalid --alias 'a:b'" --role "${first}" import --local --alias a:b
+  usage_case "invalid --alias 'ok" --role "${first}" import --local --alias $'ok\n;touch /tmp/x'
+  usage_case "invalid --alias 'a/.'" --role "${first}" import --local --alias a/.
+  usage_case "invalid --alias ''" --role "${first}" import --local --alias ""
   usage_case "invalid --remote-host '-oProxyCommand=x'" --role "${first}" import --remote-host -oProxyCommand=x
   usage_case "invalid --remote-host 'host;id'" --role "${first}" import --remote-host 'host;id'
   usage_case "--local and --remote-host h exclude each other" --role "${first}" import --local --remote-host h
