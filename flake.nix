@@ -39,19 +39,16 @@
         inherit (role) system description variant diskSize modules specialArgs instanceType;
         name = role.imageName;
         packageName = role.packageAttr;
-        buildInstructions = ''
-          nix build .#packages.${role.system}.${role.packageAttr}
-          (Incus guest role ${role.id}; also built by ${lib.concatStringsSep ", " (map (attr: ".#${attr}") role.legacyPackageAttrs)})
-        '';
+        buildInstructions =
+          "nix build .#packages.${role.system}.${role.packageAttr}   # Incus guest role ${role.id}"
+          + lib.optionalString (role.legacyPackageAttrs != [])
+          "\n(the same image is also .#${lib.concatStringsSep ", .#" role.legacyPackageAttrs})";
         importInstructions = let
           file =
             if role.instanceType == "container"
             then "rootfs.squashfs"
             else "disk.qcow2";
-        in ''
-          incus image import result/metadata.tar.xz result/${file} --alias ${role.defaultAlias}
-          (the default alias of role ${role.id}; pika-server and pikaci look it up by role)
-        '';
+        in "incus image import result/metadata.tar.xz result/${file} --alias ${role.defaultAlias}\n(the default alias of role ${role.id}; pika-server and pikaci find the image by it)";
       };
 
     # All role packages of one system: canonical and legacy names -> the same derivation.
