@@ -68,6 +68,8 @@ impl From<StoreError> for Failure {
 fn incus_status(err: &pika_incus::Error) -> StatusCode {
     match err {
         pika_incus::Error::NotFound { .. } => StatusCode::BAD_REQUEST,
+        // Incus refused the request itself (e.g. a profile that does not exist).
+        pika_incus::Error::Api { status: 400, .. } => StatusCode::BAD_REQUEST,
         pika_incus::Error::Transport { .. } | pika_incus::Error::Timeout { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
