@@ -147,6 +147,14 @@ test_flake_packages() {
 
 test_flake_check() {
   local dir="$1"
+  printf '{a=1;}\n' >"${WORK}/unformatted.nix"
+  local fmt=(nix fmt --override-input nixpkgs "path:${dir}/tests/nix/stub-nixpkgs" --no-write-lock-file --)
+  if (cd "${dir}" && "${fmt[@]}" --check flake.nix 2>"${WORK}/nix.stderr") \
+    && ! (cd "${dir}" && "${fmt[@]}" --check "${WORK}/unformatted.nix" 2>/dev/null); then
+    pass "nix fmt (the flake formatter) accepts flake.nix and rejects an unformatted file"
+  else
+    fail "nix fmt: $(cat "${WORK}/nix.stderr")"
+  fi
   if flake "${dir}" flake check; then
     pass "nix flake check (roles-registry-fresh, nix-formatting, module/devShell evaluation)"
   else
