@@ -67,6 +67,17 @@ fn segment(raw: &str) -> String {
         .replace('+', "%20")
 }
 
+/// Incus 6.0 reports some "already exists" cases without a 409: a duplicate instance name fails
+/// its database insert (HTTP 500, `UNIQUE constraint failed`), a duplicate image fails its
+/// operation (`... already exists`). These texts mark them.
+const CONFLICT_MARKERS: &[&str] = &["UNIQUE constraint failed", "already exists"];
+
+pub(crate) fn means_conflict(message: &str) -> bool {
+    CONFLICT_MARKERS
+        .iter()
+        .any(|marker| message.contains(marker))
+}
+
 /// Query parameter names.
 pub(crate) const Q_PROJECT: &str = "project";
 pub(crate) const Q_RECURSION: &str = "recursion";
@@ -107,6 +118,16 @@ mod tests {
         assert_eq!(operation_id("/1.0/operations/abc-1"), "abc-1");
         assert_eq!(operation_id("/1.0/operations/abc-1?project=p"), "abc-1");
         assert_eq!(operation_id("abc-1"), "abc-1");
+    }
+
+    #[test]
+    fn conflicts_told_by_text() {
+        assert!(means_conflict(
+            "Failed creating instance record: Add instance info to the database: Failed to create \"instances\" \
+             entry: UNIQUE constraint failed: instances.project_id, instances.name"
+        ));
+        assert!(means_conflict("Image with same fingerprint already exists"));
+        assert!(!means_conflict("Instance not found"));
     }
 
     #[test]

@@ -391,6 +391,9 @@ impl IncusClient {
         match status {
             StatusCode::NOT_FOUND => Error::NotFound { what, message },
             StatusCode::CONFLICT => Error::Conflict { what, message },
+            _ if status.is_server_error() && api::means_conflict(&message) => {
+                Error::Conflict { what, message }
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
                 what,
                 endpoint: self.endpoint.to_string(),
@@ -528,27 +531,23 @@ impl IncusClient {
                 ],
             )
             .timeout(bound);
-        let operation: Operation =
-            match tokio::time::timeout(bound, self.expect_sync(what, request)).await {
-                Ok(result) => result.map_err(|e| match e {
-                    Error::Timeout { what, .. } => Error::Timeout {
-                        what,
-                        after: timeout,
-                    },
-                    other => other,
-                })?,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        what: what.to_string(),
-                        after: timeout,
-                    });
-                }
-            };
+        let timed_out = || Error::Timeout {
+            what: what.to_string(),
+            after: timeout,
+        };
+        let waited = tokio::time::timeout(bound, self.expect_sync::<Operation>(what, request))
+            .await
+            .map_err(|_| timed_out())?;
+        let operation = match waited {
+            Ok(operation) => operation,
+            Err(Error::Timeout { .. }) => return Err(timed_out()),
+            // Incus 6 answers the wait of a failed operation with an error (the operation's code
+            // and message, e.g. 400 "The instance is already stopped").
+            Err(Error::Api { message, .. }) => return Err(operation_failed(what, message)),
+            Err(other) => return Err(other),
+        };
         if !operation.is_done() {
-            return Err(Error::Timeout {
-                what: what.to_string(),
-                after: timeout,
-            });
+            return Err(timed_out());
         }
         if !operation.is_success() {
             let message = if operation.err.is_empty() {
@@ -556,12 +555,19 @@ impl IncusClient {
             } else {
                 operation.err.clone()
             };
-            return Err(Error::OperationFailed {
-                what: what.to_string(),
-                message,
-            });
+            return Err(operation_failed(what, message));
         }
         Ok(operation)
+    }
+}
+
+/// A failed operation: [`Error::Conflict`] when Incus says the object already exists.
+fn operation_failed(what: &str, message: String) -> Error {
+    let what = what.to_string();
+    if api::means_conflict(&message) {
+        Error::Conflict { what, message }
+    } else {
+        Error::OperationFailed { what, message }
     }
 }
 

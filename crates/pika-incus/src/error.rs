@@ -13,7 +13,8 @@ pub enum Error {
     #[error("{what}: not found: {message}")]
     NotFound { what: String, message: String },
 
-    /// Incus answered 409: the object already exists (or is in a conflicting state).
+    /// The object already exists (or is in a conflicting state): Incus answered 409, or said
+    /// "already exists" in another way (see `api::means_conflict`).
     #[error("{what}: conflict: {message}")]
     Conflict { what: String, message: String },
 
@@ -26,7 +27,8 @@ pub enum Error {
         message: String,
     },
 
-    /// A background operation ended in failure; `message` is Incus's own.
+    /// A background operation ended in failure; `message` is Incus's own. (A failure saying
+    /// "already exists" is a [`Error::Conflict`] instead.)
     #[error("{what}: operation failed: {message}")]
     OperationFailed { what: String, message: String },
 

@@ -80,11 +80,18 @@ struct PinnedVerifier {
 }
 
 /// Why a server certificate was refused; rustls carries it to the transport error message.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("the server certificate (sha256 {presented}) is not the pinned one (sha256 {pinned})")]
 struct PinMismatch {
     presented: String,
     pinned: String,
+}
+
+/// rustls shows the cause with `{:?}`: make that the readable sentence too.
+impl std::fmt::Debug for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl ServerCertVerifier for PinnedVerifier {
