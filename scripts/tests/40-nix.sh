@@ -371,6 +371,29 @@ clear_images() {
   done
 }
 
+# Every role's guest modules evaluate (stub lib.evalModules) and carry its payloads.
+test_guest_modules() {
+  local id json
+  for id in $(toml "${REPO_ROOT}" '.roles | keys[]' | jq -r .); do
+    json="$(nix-instantiate --eval --strict --json "${REPO_ROOT}/tests/nix/guest-module-eval.nix" --argstr role "${id}" \
+      2>"${WORK}/nix.stderr")" || { fail "guest modules of ${id} do not evaluate: $(cat "${WORK}/nix.stderr")"; continue; }
+    assert_eq "guest ${id}: payloads installed, DHCP uplink, stateVersion" "true true true" \
+      "$(jq -r '[(.payloads - .packages == []), (.dhcpUplinks | length > 0), (.stateVersion | length > 0)] | map(tostring) | join(" ")' <<<"${json}")"
+    # Deliberate pins: what each of today's roles must run.
+    case "${id}" in
+      managed-openclaw)
+        assert_eq "guest ${id}: openclaw-gateway runs the payload's program" "true" \
+          "$(jq -r '.services["openclaw-gateway"] | test("stub-openclaw-gateway/bin/openclaw'"'"' '"'"'gateway'"'"'$")' <<<"${json}")"
+        ;;
+      pikaci-runner)
+        assert_eq "guest ${id}: nix, git and bash installed, pikaci user" "true" \
+          "$(jq -r '((["nix", "git", "bash"] - .packages) == []) and (.users | index("pikaci") != null)' <<<"${json}")"
+        ;;
+      *) ;;
+    esac
+  done
+}
+
 cleanup() {
   if incus project show "${PROJECT}" >/dev/null 2>&1; then
     incus delete --force packaged --project "${PROJECT}" >/dev/null 2>&1 || true
@@ -398,6 +421,7 @@ main() {
   timed test_stale "${WORK}/stale"
   timed test_packaging
   timed test_server_module
+  timed test_guest_modules
 
   log "$((CHECKS - FAILURES)) of ${CHECKS} checks passed"
   ((FAILURES == 0))

@@ -37,6 +37,7 @@
       echo "stub nixpkgs cannot build ${name} (nixpkgs is not available on this machine)" >&2
       exit 1
     '';
+  placeholder = name: unbuildable name // {pname = name;};
 in {
   inherit system lib runCommand;
   path = ./.;
@@ -64,6 +65,22 @@ in {
   qemu-utils = hostTool "qemu-utils" "qemu-img";
   squashfsTools = hostTool "squashfs-tools" "mksquashfs";
   jq = hostTool "jq" "jq";
+
+  # Packages the guest modules list (placeholders: evaluated by tests/nix/guest-module-eval.nix,
+  # never built).
+  bash = placeholder "bash";
+  coreutils = placeholder "coreutils";
+  curl = placeholder "curl";
+  findutils = placeholder "findutils";
+  git = placeholder "git";
+  gnugrep = placeholder "gnugrep";
+  gnumake = placeholder "gnumake";
+  gnused = placeholder "gnused";
+  gzip = placeholder "gzip";
+  nix = placeholder "nix";
+  openssh = placeholder "openssh";
+  rsync = placeholder "rsync";
+  zstd = placeholder "zstd";
 
   # Payloads of the roles (stand-ins for packages nixpkgs does not ship; passed as special args).
   openclawGatewayPkg = runCommand "stub-openclaw-gateway" {meta.mainProgram = "openclaw";} ''mkdir -p "$out"'';
