@@ -214,6 +214,21 @@ impl ProjectClient {
         self.sync(&self.what("image alias", name), request).await
     }
 
+    // ---- operations --------------------------------------------------------------------------
+
+    /// The operations of this project that are still running (e.g. a create whose client went
+    /// away); wait for one with [`IncusClient::wait_operation`].
+    pub async fn running_operations(&self) -> Result<Vec<Operation>> {
+        let mut by_status: std::collections::BTreeMap<String, Vec<Operation>> = self
+            .get(
+                &self.what("operations", "*"),
+                api::OPERATIONS,
+                &[(api::Q_RECURSION, "1")],
+            )
+            .await?;
+        Ok(by_status.remove("running").unwrap_or_default())
+    }
+
     // ---- instances ---------------------------------------------------------------------------
 
     /// Creates (and, with [`InstanceCreate::start`], starts) an instance from an image alias of

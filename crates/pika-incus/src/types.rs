@@ -484,9 +484,22 @@ pub struct Operation {
     pub err: String,
     pub may_cancel: bool,
     pub location: String,
+    /// What the operation works on, by kind (`instances` -> `/1.0/instances/c1?project=p`).
+    /// `None` when Incus sends `null`.
+    pub resources: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Operation {
+    /// Whether the operation works on instance `name` (of any project: match the project too
+    /// when it matters).
+    pub fn touches_instance(&self, name: &str) -> bool {
+        let instances = self.resources.as_ref().and_then(|r| r.get("instances"));
+        instances.into_iter().flatten().any(|path| {
+            let path = path.split('?').next().unwrap_or(path);
+            path.rsplit('/').next() == Some(name)
+        })
+    }
+
     /// Finished, one way or the other (success 200, failure 400, cancelled 401).
     pub fn is_done(&self) -> bool {
         self.status_code >= 200
