@@ -19,6 +19,7 @@ use crate::params::{
     resolved_incus_params,
 };
 use crate::store::{Store, StoreError};
+use pika_incus::ProjectClient;
 
 /// Everything a request handler needs.
 pub struct Agents {
@@ -397,6 +398,37 @@ pub struct ReconcileSummary {
 pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> {
     let mut summary = ReconcileSummary::default();
     let rows = agents.store.list(None)?;
+
+    // Where instances of ours can be: the default project plus every project a row points at.
+    let mut scopes: BTreeMap<(Option<String>, String), bool> = BTreeMap::new();
+    if let Some(project) = &agents.defaults.project {
+        scopes.insert(
+            (agents.defaults.endpoint.clone(), project.clone()),
+            agents.defaults.insecure_tls.unwrap_or(false),
+        );
+    }
+    for row in &rows {
+        if let Some(project) = &row.incus.project {
+            scopes.insert(
+                (row.incus.endpoint.clone(), project.clone()),
+                row.incus.insecure_tls.unwrap_or(false),
+            );
+        }
+    }
+    let mut projects = Vec::new();
+    for ((endpoint, project_name), insecure) in scopes {
+        match agents.connector.client(endpoint.as_deref(), insecure) {
+            Ok(client) => projects.push(client.in_project(project_name)),
+            Err(err) => tracing::warn!("reconcile: {err}"),
+        }
+    }
+
+    // A crashed server's create/start/delete may still be running inside Incus: let those end
+    // first (the operation wait API, no polling), so what we look at next is final.
+    for project in &projects {
+        settle_operations(project).await;
+    }
+
     for row in &rows {
         match row.state {
             AgentState::Provisioning => {
@@ -414,7 +446,7 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
         }
     }
 
-    // Orphans: scan the default project plus every project a row points at on the same endpoint.
+    // Orphans: instances carrying an agent ID that no live row knows.
     let live: HashSet<String> = agents
         .store
         .list(None)?
@@ -422,33 +454,11 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
         .filter(|row| row.state != AgentState::Failed)
         .map(|row| row.id)
         .collect();
-    let mut scopes: BTreeMap<(Option<String>, String), bool> = BTreeMap::new();
-    if let Some(project) = &agents.defaults.project {
-        scopes.insert(
-            (agents.defaults.endpoint.clone(), project.clone()),
-            agents.defaults.insecure_tls.unwrap_or(false),
-        );
-    }
-    for row in &rows {
-        if let Some(project) = &row.incus.project {
-            scopes.insert(
-                (row.incus.endpoint.clone(), project.clone()),
-                row.incus.insecure_tls.unwrap_or(false),
-            );
-        }
-    }
-    for ((endpoint, project_name), insecure) in scopes {
-        let project = match agents.connector.client(endpoint.as_deref(), insecure) {
-            Ok(client) => client.in_project(project_name.clone()),
-            Err(err) => {
-                tracing::warn!("reconcile: {err}");
-                continue;
-            }
-        };
+    for project in &projects {
         let instances = match project.list_instances().await {
             Ok(instances) => instances,
             Err(err) => {
-                tracing::warn!("reconcile: listing instances of {project_name}: {err}");
+                tracing::warn!("reconcile: listing instances of {}: {err}", project.name());
                 continue;
             }
         };
@@ -460,7 +470,7 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
                 continue;
             }
             tracing::warn!(instance = %instance.name, agent = %agent_id, "reconcile: deleting orphan");
-            match remove_instance(&project, &instance.name).await {
+            match remove_instance(project, &instance.name).await {
                 Ok(()) => summary.deleted_orphans += 1,
                 Err(err) => tracing::warn!("reconcile: deleting orphan {}: {err}", instance.name),
             }
@@ -468,6 +478,42 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
     }
     tracing::info!(?summary, "reconciled");
     Ok(summary)
+}
+
+/// Waits for the running Incus operations of `project` that touch agent instances.
+async fn settle_operations(project: &ProjectClient) {
+    let operations = match project.running_operations().await {
+        Ok(operations) => operations,
+        Err(err) => {
+            tracing::warn!("reconcile: operations of {}: {err}", project.name());
+            return;
+        }
+    };
+    for operation in operations {
+        let ours = operation
+            .resources
+            .as_ref()
+            .and_then(|r| r.get("instances"))
+            .into_iter()
+            .flatten()
+            .any(|path| {
+                let path = path.split('?').next().unwrap_or(path);
+                path.rsplit('/')
+                    .next()
+                    .is_some_and(|name| name.starts_with(incus_keys::INSTANCE_NAME_PREFIX))
+            });
+        if !ours {
+            continue;
+        }
+        tracing::info!(operation = %operation.id, what = %operation.description, "reconcile: waiting for an operation left by the previous run");
+        if let Err(err) = project
+            .client()
+            .wait_operation(&operation.id, pika_incus::DEFAULT_OPERATION_TIMEOUT)
+            .await
+        {
+            tracing::warn!("reconcile: {err}");
+        }
+    }
 }
 
 /// Returns true when the row ends `running`.
