@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs every benchmark on this machine in one go and writes BENCHMARKS.md: each figure is a ratio
+# against the raw `incus` CLI (or a target) measured in this run, on the same image.
+#
+# Usage: scripts/bench.sh [--no-setup] [OUTPUT]   (default OUTPUT: BENCHMARKS.md in the repo root)
+# Needs root and what scripts/test.sh installs; Incus objects live in pika-test-bench-* projects.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+
+# shellcheck source=scripts/lib/test-env.sh
+source "${REPO_ROOT}/scripts/lib/test-env.sh"
+# shellcheck source=scripts/lib/test-image.sh
+source "${REPO_ROOT}/scripts/lib/test-image.sh"
+
+err() {
+  echo "bench.sh: error: $*" >&2
+}
+
+# section TITLE COMMAND...: runs the command, appends its output to the report as a code block.
+section() {
+  local title="$1" output status=0
+  shift
+  echo "bench.sh: ${title}" >&2
+  output="$("$@" 2>&1)" || status=$?
+  {
+    echo "## ${title}"
+    echo
+    echo '```'
+    echo "\$ ${*}"
+    echo "${output}" | grep -v '^\s*\(Compiling\|Finished\|Running\|warning: the group\)' | tail -n 40
+    ((status == 0)) || echo "(exit status ${status})"
+    echo '```'
+    echo
+  } >>"${REPORT_TMP}"
+}
+
+# A no-op `cargo build` must rerun no build script: build twice, count reruns in the second.
+noop_build_reruns() {
+  cargo build --workspace --quiet
+  local reruns
+  reruns="$(cargo build --workspace -vv 2>&1 | grep -c 'Running `.*build-script-build' || true)"
+  echo "build scripts rerun by a no-op cargo build: ${reruns} (target 0)"
+}
+
+main() {
+  local setup=1 out="${REPO_ROOT}/BENCHMARKS.md"
+  while (($# > 0)); do
+    case "$1" in
+      --no-setup) setup=0 ;;
+      -h | --help) sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      -*) err "unknown option $1"; exit 2 ;;
+      *) out="$1" ;;
+    esac
+    shift
+  done
+  if ((setup)); then
+    test_env_install_packages
+    test_env_start_incusd
+  fi
+  test_env_export
+  cd "${REPO_ROOT}"
+  local work
+  work="$(mktemp -d)"
+  trap 'rm -rf "${work}"; test_env_cleanup_projects' EXIT
+  export PIKA_TEST_IMAGE_DIR="${work}/images"
+  test_image_container "${PIKA_TEST_IMAGE_DIR}/container" "pika bench image" bench
+  test_image_vm "${PIKA_TEST_IMAGE_DIR}/vm" "pika bench vm image" bench
+  REPORT_TMP="${work}/report.md"
+  {
+    echo "# Benchmarks"
+    echo
+    echo "Produced by \`scripts/bench.sh\` in one run on one machine; every figure is a ratio measured"
+    echo "in that run against the raw \`incus\` CLI on the same busybox container image (or against a"
+    echo "stated target). Targets: provisioning p50 <= 1.15x raw launch, CI job <= 1.15x raw"
+    echo "launch+exec, codegen of 1,000 roles < 20 ms, no-op cargo build reruns 0 build scripts."
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr), $(. /etc/os-release && echo "${PRETTY_NAME}")"
+    echo "- incus: $(incus version 2>/dev/null | tr '\n' ' ')"
+    echo "- rustc: $(rustc --version)"
+    echo
+  } >"${REPORT_TMP}"
+  section "Codegen of 1,000 roles (release)" \
+    cargo run --quiet --release -p pika-roles-codegen --example bench_codegen -- 1000
+  section "No-op cargo build" noop_build_reruns
+  section "Incus client: create+start+delete vs incus launch + delete -f" \
+    cargo run --quiet --release -p pika-incus --example bench_lifecycle -- 10
+  section "Agent provisioning through the API vs raw incus launch; server idle RSS" \
+    cargo run --quiet --release -p pika-server --example bench_provision
+  section "CI job through jerichoci vs raw incus launch + exec" \
+    cargo run --quiet --release -p pikaci --example bench_job
+  section "Image import with atomic alias swap vs plain incus image import" \
+    bash scripts/bench/image-swap.sh
+  mv "${REPORT_TMP}" "${out}"
+  echo "bench.sh: wrote ${out}" >&2
+}
+
+main "$@"
