@@ -7,13 +7,13 @@ use time::macros::format_description;
 /// Longest instance name Incus accepts (a DNS label).
 pub const MAX_INSTANCE_NAME_LEN: usize = 63;
 
-/// A new run ID: UTC time plus a random suffix, e.g. `20261127-103500-3f9a`. Sorts by start time and
-/// is valid in file names and Incus instance names.
+/// A new run ID: UTC time to the millisecond plus a random suffix, e.g. `20261127-103500-042-3f9a`.
+/// Sorts by start time and is valid in file names and Incus instance names.
 pub fn new_run_id() -> String {
     let now = OffsetDateTime::now_utc();
     let stamp = now
         .format(format_description!(
-            "[year][month][day]-[hour][minute][second]"
+            "[year][month][day]-[hour][minute][second]-[subsecond digits:3]"
         ))
         .expect("a fixed format always formats");
     let suffix: u16 = rand::rng().random();
@@ -117,7 +117,12 @@ mod tests {
     #[test]
     fn run_ids_are_valid_names() {
         let id = new_run_id();
-        assert_eq!(id.len(), "20261127-103500-3f9a".len(), "{id}");
+        assert_eq!(id.len(), "20261127-103500-042-3f9a".len(), "{id}");
+        let later = {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            new_run_id()
+        };
+        assert!(later > id, "{later} sorts after {id}");
         assert!(valid_for_incus(&instance_name(&id, "unit")));
         assert!(now_rfc3339().ends_with('Z'));
     }

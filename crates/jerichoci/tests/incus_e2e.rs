@@ -184,15 +184,15 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
         IncusGuestRole::PikaciRunner,
     )
     .with_timeout(Some(Duration::from_secs(2)));
-    let started = std::time::Instant::now();
     let run = exec.run("e2e-timeout", &[job]).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
     let job = &run.jobs[0];
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
+    // The limit applies to the command alone; launch and cleanup time on a busy incusd do not count.
+    let run_phase = job.phases.iter().find(|p| p.phase == Phase::Run).unwrap();
+    assert!(
+        (2000..20_000).contains(&run_phase.duration_ms),
+        "{run_phase:?}"
+    );
     assert!(
         job.error.as_deref().unwrap().contains("timeout of 2s"),
         "{job:?}"

@@ -110,6 +110,9 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
         Some(path) => path.clone(),
         None => default_config_path()?,
     };
+    // Absolute, so records name paths that work from anywhere.
+    let config_path = std::path::absolute(&config_path)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", config_path.display())))?;
     match cli.command {
         Command::List => {
             let config = config::load(&config_path).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -175,7 +178,7 @@ fn state_dir_from(workspace: &Path, lookup: impl Fn(&str) -> Option<String>) -> 
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
     {
-        Some(dir) => PathBuf::from(dir),
+        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
         None => workspace.join(DEFAULT_STATE_DIR),
     }
 }
