@@ -202,7 +202,6 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
         1,
         "the job's instance should be running"
     );
-    let started = Instant::now();
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -211,17 +210,15 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(130), "{seen}{}", rest.join("\n"));
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
     project.assert_no_instances();
 
     let record = show_latest(ws.path(), &project);
     assert_eq!(record.status, RunStatus::Interrupted);
     let job = &record.jobs[0];
     assert_eq!(job.status, JobStatus::Interrupted);
+    // The command (sleep 120) was cut short, not waited for.
+    let run_phase = job.phases.iter().find(|p| p.phase == Phase::Run).unwrap();
+    assert!(run_phase.duration_ms < 60_000, "{run_phase:?}");
     let phases: Vec<_> = job.phases.iter().map(|p| (p.phase, p.status)).collect();
     assert_eq!(
         phases,
