@@ -57,8 +57,11 @@ ARTIFACT="${DEFAULT_ARTIFACT}"
 declare -A GIVEN=()
 SSH_OPTS=()
 INCUS=(incus)
-QUIET=()
+SHOW_PROGRESS=0
 TARGET_TMP=""
+LOCAL_TMP=""
+# Set by import_image.
+IMPORTED_FP=""
 # Set by resolve_artifact.
 ARTIFACT_META=""
 ARTIFACT_PAYLOAD=""
@@ -217,11 +220,8 @@ target_name() {
 }
 
 setup_target() {
-  if [[ -t 1 && -z "${CI:-}" ]]; then
-    QUIET=()
-  else
-    QUIET=(--quiet)
-  fi
+  if [[ -t 1 && -z "${CI:-}" ]]; then SHOW_PROGRESS=1; fi
+  LOCAL_TMP="$(mktemp -d "${TMPDIR:-/tmp}/pika-incus-role-image.XXXXXX")"
   ((LOCAL)) && return 0
   [[ -n "${PIKA_BUILD_SSH_KEY:-}" ]] && SSH_OPTS+=(-i "${PIKA_BUILD_SSH_KEY}")
   SSH_OPTS+=(-o StrictHostKeyChecking=accept-new)
@@ -242,6 +242,8 @@ make_target_tmp() {
 }
 
 cleanup() {
+  [[ -z "${LOCAL_TMP}" ]] || rm -rf -- "${LOCAL_TMP}"
+  LOCAL_TMP=""
   [[ -n "${TARGET_TMP}" ]] || return 0
   on_target rm -rf -- "${TARGET_TMP}" || err "could not remove ${TARGET_TMP} on $(target_name)"
   TARGET_TMP=""
@@ -288,16 +290,15 @@ alias_target() {
   local out
   if out="$(target_incus query "$(alias_url)" 2>&1)"; then
     sed -n 's/^[[:space:]]*"target": "\([0-9a-f]\{64\}\)".*/\1/p' <<<"${out}"
+  elif [[ "${out}" == *"roject not found"* ]]; then
+    err "Incus project ${PROJECT} (--project) is not available on $(target_name)"
+    return 1
   elif [[ "${out}" == *"not found"* ]]; then
     return 0
   else
     err "cannot read alias ${ALIAS} in project ${PROJECT}: ${out}"
     return 1
   fi
-}
-
-image_exists() {
-  target_incus query "/1.0/images/$1?project=${PROJECT}" >/dev/null 2>&1
 }
 
 # Incus fingerprints a split image as sha256(metadata tarball || rootfs or disk).
@@ -330,22 +331,43 @@ retire_image() {
   fi
 }
 
+# import_image META PAYLOAD: imports without an alias and sets IMPORTED_FP from Incus's own report.
+# Returns 3 when the identical image is already in the project, 1 on any other failure. Incus's
+# output (upload progress, result line) is shown on a terminal outside CI and swallowed otherwise.
+import_image() {
+  local out="${LOCAL_TMP}/import.out" errors="${LOCAL_TMP}/import.err" status=0
+  IMPORTED_FP=""
+  if ((SHOW_PROGRESS)); then
+    target_incus image import --project "${PROJECT}" "$1" "$2" 2>"${errors}" | tee "${out}" || status=$?
+  else
+    target_incus image import --project "${PROJECT}" "$1" "$2" >"${out}" 2>"${errors}" || status=$?
+  fi
+  if ((status != 0)); then
+    grep -q "already exists" "${errors}" && return 3
+    cat "${errors}" >&2
+    return 1
+  fi
+  IMPORTED_FP="$(tr '\r' '\n' <"${out}" | sed -n 's/.*fingerprint: \([0-9a-f]\{64\}\).*/\1/p' | tail -n 1)"
+  # Older or newer clients may word the result differently: fall back to hashing.
+  [[ -n "${IMPORTED_FP}" ]] || IMPORTED_FP="$(image_fingerprint "$1" "$2")"
+}
+
 # Imports META + PAYLOAD (paths on the target) without an alias, then moves the alias in one request.
 import_with_swap() {
-  local meta="$1" payload="$2" fp old
-  fp="$(image_fingerprint "${meta}" "${payload}")"
+  local meta="$1" payload="$2" fp old status=0
   old="$(alias_target)"
-  if image_exists "${fp}"; then
-    note "image ${fp} is already in project ${PROJECT}; not importing it again"
-  elif ! target_incus image import --project "${PROJECT}" "${QUIET[@]}" "${meta}" "${payload}" \
-    && ! image_exists "${fp}"; then
-    err "importing ${meta} + ${payload} into project ${PROJECT} on $(target_name) failed; alias ${ALIAS} is unchanged (${old:-absent})"
-    return 1
-  fi
-  if ! image_exists "${fp}"; then
-    err "Incus did not register the image as ${fp}; alias ${ALIAS} is unchanged (${old:-absent})"
-    return 1
-  fi
+  import_image "${meta}" "${payload}" || status=$?
+  case "${status}" in
+    0) fp="${IMPORTED_FP}" ;;
+    3)
+      fp="$(image_fingerprint "${meta}" "${payload}")"
+      note "image ${fp} is already in project ${PROJECT}; not importing it again"
+      ;;
+    *)
+      err "importing ${meta} + ${payload} into project ${PROJECT} on $(target_name) failed; alias ${ALIAS} is unchanged (${old:-absent})"
+      return 1
+      ;;
+  esac
   if [[ "${old}" == "${fp}" ]]; then
     note "alias ${ALIAS} already points at ${fp}; nothing to do"
     return 0
@@ -370,11 +392,11 @@ cmd_build() {
 
 cmd_import() {
   resolve_artifact "${ARTIFACT}" run_here
-  check_project
   if ((LOCAL)); then
     import_with_swap "${ARTIFACT_META}" "${ARTIFACT_PAYLOAD}"
     return
   fi
+  check_project
   make_target_tmp
   local files=("${ARTIFACT_META##*/}" "${ARTIFACT_PAYLOAD##*/}")
   # -h: ./result and its files are symlinks into the Nix store.

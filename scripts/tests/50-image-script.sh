@@ -6,8 +6,10 @@
 # lib-image-script/nix-stub through PIKA_IMAGE_NIX; ssh (no second host or sshd here) by
 # lib-image-script/fake-ssh through PIKA_IMAGE_SSH, which runs the command line through `bash -c`
 # exactly as sshd hands it to the login shell. Everything Incus does is real.
-set -euo pipefail
+set -Eeuo pipefail
 shopt -s inherit_errexit
+# A command failing outside a check aborts the suite: say where.
+trap 'echo "50-image-script: error: aborted at line ${LINENO}: ${BASH_COMMAND}" >&2' ERR
 
 REPO="${REPO_ROOT:-$(pwd)}"
 readonly REPO
