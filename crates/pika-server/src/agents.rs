@@ -27,7 +27,14 @@ pub struct Agents {
     pub connector: Connector,
     /// The `PIKA_AGENT_INCUS_*` defaults.
     pub defaults: IncusProvisionParams,
+    /// Bounds the instance creates/deletes in flight (see [`INCUS_CONCURRENCY`]).
+    pub incus_slots: tokio::sync::Semaphore,
 }
+
+/// How many instance creates/deletes the server runs against Incus at once. Incus answers a burst
+/// of 50 creates slowly enough that single requests pass the client timeout; queueing here instead
+/// keeps every Incus request short, and a few in flight already keep Incus busy.
+pub const INCUS_CONCURRENCY: usize = 8;
 
 /// A failed request: HTTP status, message, and the row it left behind (if any).
 #[derive(Debug)]
@@ -134,6 +141,7 @@ impl Agents {
         mut record: AgentRecord,
         resolved: &ResolvedIncusParams,
     ) -> Result<AgentRecord, Failure> {
+        let _slot = self.incus_slots.acquire().await.expect("never closed");
         let outcome = match self.connector.project(resolved) {
             Ok(project) => {
                 match create_agent_instance(&project, resolved, &record.id, &record.owner).await {
@@ -223,7 +231,10 @@ impl Agents {
         }
         tracing::info!(agent = %id, params = %resolved, "reprovisioning");
         let removed = match self.connector.project(&old) {
-            Ok(project) => remove_instance(&project, &record.instance_name).await,
+            Ok(project) => {
+                let _slot = self.incus_slots.acquire().await.expect("never closed");
+                remove_instance(&project, &record.instance_name).await
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = removed {
@@ -268,7 +279,10 @@ impl Agents {
     async fn finish_delete(&self, record: &AgentRecord) -> Result<(), Failure> {
         let params = resolve_stored(&record.incus)?;
         let removed = match self.connector.project(&params) {
-            Ok(project) => remove_instance(&project, &record.instance_name).await,
+            Ok(project) => {
+                let _slot = self.incus_slots.acquire().await.expect("never closed");
+                remove_instance(&project, &record.instance_name).await
+            }
             Err(err) => Err(err),
         };
         match removed {
@@ -538,6 +552,9 @@ async fn settle_provisioning(agents: &Agents, row: &AgentRecord) -> Result<bool,
         Ok(project) => project,
         Err(err) => return fail(format!("server restarted during provisioning; {err}")),
     };
+    // Look again right before deciding: under load Incus may only now run the create that the
+    // crashed server sent just before it died.
+    settle_operations(&project).await;
     let instance = match project.get_instance(&row.instance_name).await {
         Ok(instance) => instance,
         Err(err) if err.is_not_found() => {

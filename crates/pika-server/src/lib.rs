@@ -103,6 +103,7 @@ pub async fn serve(
         store,
         connector: incus::Connector::new(config.incus_socket.clone(), config.tls.clone()),
         defaults: config.incus_defaults.clone(),
+        incus_slots: tokio::sync::Semaphore::new(agents::INCUS_CONCURRENCY),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
