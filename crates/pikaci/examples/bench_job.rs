@@ -4,8 +4,8 @@
 //! - raw: `incus launch --ephemeral` + `incus exec -- sh -c CMD` + `incus delete -f`;
 //! - jerichoci: one Incus job running CMD (launch, snapshot upload, run, collect, cleanup);
 //!
-//! on the same busybox image in a fresh `pika-test-bench-*` project, then prints the medians and their
-//! ratio (target: <= 1.15). The jerichoci job uploads a small git workspace (one file).
+//! on the same busybox image in a fresh `pikaci-bench-job-*` project (deleted at the end), then
+//! prints the medians and their ratio (target: <= 1.15). The jerichoci job uploads a small git workspace (one file).
 //!
 //! ```text
 //! cargo run -p pikaci --example bench_job            # PIKA_TEST_IMAGE_DIR=... to reuse an image
@@ -50,7 +50,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let project = common::TestProject::new("bench");
+    let project = common::TestProject::with_prefix("pikaci-bench", "job");
     let ws = common::workspace("");
     let alias = IncusGuestRole::PikaciRunner.default_image_alias();
     let project_flag = format!("--project={}", project.name);

@@ -62,9 +62,15 @@ pub struct TestProject {
 
 impl TestProject {
     pub fn new(tag: &str) -> Self {
+        Self::with_prefix("pika-test", tag)
+    }
+
+    /// A project named `<prefix>-<tag>-<pid>-<n>` (benchmarks use their own prefix, so the
+    /// `pika-test-*` sweep of a concurrent scripts/test.sh does not delete it mid-run).
+    pub fn with_prefix(prefix: &str, tag: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
-            "pika-test-{tag}-{}-{}",
+            "{prefix}-{tag}-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
