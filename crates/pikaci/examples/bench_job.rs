@@ -5,7 +5,8 @@
 //! - jerichoci: one Incus job running CMD (launch, snapshot upload, run, collect, cleanup);
 //!
 //! on the same busybox image in a fresh `pikaci-bench-job-*` project (deleted at the end), then
-//! prints the medians and their ratio (target: <= 1.15). The jerichoci job uploads a small git workspace (one file).
+//! prints the medians and their ratio (target: <= 1.15). The jerichoci job uploads a small git
+//! workspace (one file).
 //!
 //! ```text
 //! cargo run -p pikaci --example bench_job            # PIKA_TEST_IMAGE_DIR=... to reuse an image
