@@ -237,7 +237,7 @@ t_swap_while_polling() {
   wait "${pid}" || rc=$?
   expect "import with swap exits 0 while polled" test "${rc}" -eq 0
   expect "${polls} polls during the import all resolved the alias (old ${saw_old}, new ${saw_new}, other ${bad})" \
-    test "${bad}" -eq 0 -a "${polls}" -ge 3 -a "${saw_old}" -ge 1
+    test "${bad}" -eq 0 -a "${polls}" -ge 2 -a "${saw_old}" -ge 1
   expect "the alias never went back to the old image once moved" test "${went_back}" -eq 0
   expect "afterwards the alias points at the new image" test "$(alias_fp "${project}" "${alias}")" == "${new_fp}"
   expect "the old image is gone" not image_present "${project}" "${old_fp}"
@@ -458,12 +458,14 @@ main() {
   [[ -n "${PIKA_TEST_IMAGE_DIR:-}" ]] || { err "PIKA_TEST_IMAGE_DIR is not set; run through scripts/test.sh"; exit 2; }
   rm -rf "${WORK}"
   mkdir -p "${WORK}"
-  local test
+  local test start
   for test in t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical \
     t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers t_progress \
     t_build_import_local t_remote_mode t_third_role_in_copy; do
+    start="${SECONDS}"
     echo "- ${test}"
     "${test}"
+    echo "  (${test}: $((SECONDS - start))s)"
   done
   if ((FAILED > 0)); then
     err "${FAILED} check(s) failed"
