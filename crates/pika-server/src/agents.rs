@@ -444,6 +444,7 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
     }
 
     for row in &rows {
+        tracing::debug!(agent = %row.id, state = %row.state, "reconcile: row");
         match row.state {
             AgentState::Provisioning => {
                 if settle_provisioning(agents, row).await? {
@@ -460,14 +461,9 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
         }
     }
 
-    // Orphans: instances carrying an agent ID that no live row knows.
-    let live: HashSet<String> = agents
-        .store
-        .list(None)?
-        .into_iter()
-        .filter(|row| row.state != AgentState::Failed)
-        .map(|row| row.id)
-        .collect();
+    // Orphans: instances carrying an agent ID that no live row knows. Rows are written before
+    // instances are created, so reading the rows after listing the instances cannot mistake a
+    // request being served right now for an orphan.
     for project in &projects {
         let instances = match project.list_instances().await {
             Ok(instances) => instances,
@@ -476,6 +472,13 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> 
                 continue;
             }
         };
+        let live: HashSet<String> = agents
+            .store
+            .list(None)?
+            .into_iter()
+            .filter(|row| row.state != AgentState::Failed)
+            .map(|row| row.id)
+            .collect();
         for instance in instances {
             let Some(agent_id) = instance.config.get(incus_keys::AGENT_ID_KEY) else {
                 continue;

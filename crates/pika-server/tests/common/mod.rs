@@ -222,7 +222,7 @@ pub fn server_command(setup: &ServerSetup<'_>) -> Command {
         .env("INCUS_SOCKET", incus_socket())
         .env("PIKA_AGENT_INCUS_PROFILE", TEST_PROFILE)
         .env("PIKA_AGENT_INCUS_STORAGE_POOL", storage_pool())
-        .env("RUST_LOG", "info,pika_incus=debug");
+        .env("RUST_LOG", "info,pika_incus=debug,pika_server=debug");
     if let Some(project) = setup.project {
         command.env("PIKA_AGENT_INCUS_PROJECT", project);
     }
@@ -250,7 +250,9 @@ impl Server {
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+        // Startup reconciliation may wait for Incus operations a killed server left running
+        // (bounded by the operation timeout, 300 s).
+        let url = match rx.recv_timeout(Duration::from_secs(330)) {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
