@@ -45,16 +45,38 @@ async fn run(project: &ProjectClient, rounds: usize) -> Result<()> {
         .import_image(&image(scratch.path())?.alias(ALIAS))
         .await?;
     let (mut by_client, mut by_cli) = (Vec::new(), Vec::new());
+    // PIKA_BENCH_ONLY=client|cli runs one side alone (to tell which one misbehaves).
+    let only = std::env::var("PIKA_BENCH_ONLY").unwrap_or_default();
     for round in 0..rounds {
         let instance = format!("bench-{round}");
         // Alternate which goes first.
-        if round % 2 == 0 {
-            by_client.push(with_client(project, &format!("{instance}-client")).await?);
-            by_cli.push(with_cli(project.name(), &format!("{instance}-cli"))?);
+        for side in if round % 2 == 0 {
+            ["client", "cli"]
         } else {
-            by_cli.push(with_cli(project.name(), &format!("{instance}-cli"))?);
-            by_client.push(with_client(project, &format!("{instance}-client")).await?);
+            ["cli", "client"]
+        } {
+            if !only.is_empty() && only != side {
+                continue;
+            }
+            let name = format!("{instance}-{side}");
+            let (samples, elapsed) = match side {
+                "client" => (&mut by_client, with_client(project, &name).await?),
+                _ => (&mut by_cli, with_cli(project.name(), &name)?),
+            };
+            eprintln!("{name}: {:.1} ms", elapsed.as_secs_f64() * 1000.0);
+            samples.push(elapsed);
         }
+    }
+    if by_client.is_empty() || by_cli.is_empty() {
+        for (side, samples) in [("client", &mut by_client), ("cli", &mut by_cli)] {
+            if !samples.is_empty() {
+                println!(
+                    "{side}: median {:.1} ms of {rounds}",
+                    median(samples).as_secs_f64() * 1000.0
+                );
+            }
+        }
+        return Ok(());
     }
     let (client_median, cli_median) = (median(&mut by_client), median(&mut by_cli));
     println!("create+start+delete of one container, median of {rounds}:");

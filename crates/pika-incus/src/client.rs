@@ -111,8 +111,14 @@ impl IncusClient {
     pub fn unix(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let endpoint = format!("unix:{}", path.display());
+        // No idle connections: incusd (6.0) peeks at the first byte of every new connection to
+        // its unix socket inside its accept loop, so a connection that is opened and left unused
+        // stalls every later one (LXC's start/stop hooks included: starts then hang and fail).
+        // hyper's pool makes such connections when a new connection races a returning idle one.
+        // Connecting to a local socket is cheap; a stalled daemon is not.
         let http = reqwest::Client::builder()
             .unix_socket(path)
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| {
                 Error::config(
