@@ -24,6 +24,12 @@ use crate::store::{RunStore, StoreError};
 pub const GUEST_SNAPSHOT_DIR: &str = "/workspace/snapshot";
 /// Where the snapshot tar is pushed before it is unpacked (and removed).
 pub const GUEST_SNAPSHOT_TAR: &str = "/tmp/pikaci-snapshot.tar";
+/// Where the command's output goes in the guest (copied into the job log while it runs).
+pub const GUEST_OUTPUT: &str = "/tmp/pikaci-job-output";
+/// How often the output is copied while the command runs (a log over [`BIG_OUTPUT`]: 10 s).
+const STREAM_INTERVAL: Duration = Duration::from_secs(1);
+/// Output size from which the guest file is copied less often (each copy reads the whole file).
+const BIG_OUTPUT: usize = 8 << 20;
 /// Limit of a command without a job timeout.
 const UNLIMITED: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Extra time given to Incus's own wait, so the executor's timeout fires first.
@@ -473,44 +479,56 @@ impl Executor {
         uploaded?;
         self.check_cancel(record)?;
 
-        // run: the command, stderr merged into stdout so the log keeps their order.
+        // run: the command, stdout and stderr into one guest file (so the log keeps their order),
+        // copied into the log while the command runs.
         let started = Instant::now();
         let limit = job.timeout.unwrap_or(UNLIMITED);
+        let script = format!("exec >{GUEST_OUTPUT} 2>&1; exec sh -c \"$1\"");
         let exec = ExecRequest::new([
             "sh",
             "-c",
-            "exec 2>&1; exec sh -c \"$1\"",
+            script.as_str(),
             "pikaci",
             job.effective_command(),
         ])
         .cwd(GUEST_SNAPSHOT_DIR)
         .timeout(limit + WAIT_SLACK);
-        let (outcome, output) = tokio::select! {
-            r = tokio::time::timeout(limit, project.exec(&context.instance_name, &exec)) => match r {
-                Ok(Ok(out)) => (RunOutcome::Exited(out.exit_code), Some(out)),
-                Ok(Err(e)) => (RunOutcome::Error(format!("run: {e}")), None),
-                Err(_) => (RunOutcome::TimedOut(limit), None),
-            },
-            () = self.wait_cancel() => (RunOutcome::Interrupted, None),
+        let mut tail = OutputTail::default();
+        let running = async {
+            let exec = project.exec(&context.instance_name, &exec);
+            tokio::pin!(exec);
+            let mut next = tokio::time::Instant::now() + STREAM_INTERVAL;
+            loop {
+                tokio::select! {
+                    result = &mut exec => break result,
+                    () = tokio::time::sleep_until(next) => {
+                        let _ = tail.pull(project, &context.instance_name, log).await;
+                        next = tokio::time::Instant::now() + tail.interval();
+                    }
+                }
+            }
         };
-        let failed = !matches!(outcome, RunOutcome::Exited(_));
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, running) => match r {
+                Ok(Ok(out)) => RunOutcome::Exited(out.exit_code),
+                Ok(Err(e)) => RunOutcome::Error(format!("run: {e}")),
+                Err(_) => RunOutcome::TimedOut(limit),
+            },
+            () = self.wait_cancel() => RunOutcome::Interrupted,
+        };
+        let exited = matches!(outcome, RunOutcome::Exited(_));
         self.finish_run_phase(job, record, started, outcome);
-        if failed {
-            return Ok(());
-        }
 
-        // collect: the recorded output into the log file.
+        // collect: the rest of the output (also after a timeout or Ctrl-C: what the command wrote).
         let started = Instant::now();
-        let collected = output
-            .map(|out| {
-                log.write_all(&out.stdout)
-                    .and_then(|()| log.write_all(&out.stderr))
-                    .and_then(|()| log.flush())
-            })
-            .unwrap_or(Ok(()))
-            .map_err(|e| format!("collect: writing {}: {e}", record.log_path));
+        let collected = tail
+            .pull(project, &context.instance_name, log)
+            .await
+            .map_err(|e| format!("collect: {e}"));
         self.simple_phase(job, record, Phase::Collect, started, &collected);
-        if let Err(e) = collected {
+        if let Err(e) = collected
+            && exited
+        {
             record.status = JobStatus::Error;
             return Err(e);
         }
@@ -552,6 +570,42 @@ impl Executor {
                 error: result.as_ref().err().cloned(),
             },
         );
+    }
+}
+
+/// The part of the guest output file already copied into the job log.
+#[derive(Default)]
+struct OutputTail {
+    copied: usize,
+}
+
+impl OutputTail {
+    /// Copies what the command wrote since the last pull into `log`.
+    async fn pull(
+        &mut self,
+        project: &ProjectClient,
+        instance: &str,
+        log: &mut File,
+    ) -> Result<(), String> {
+        let bytes = project
+            .pull_file(instance, GUEST_OUTPUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        if bytes.len() > self.copied {
+            log.write_all(&bytes[self.copied..])
+                .and_then(|()| log.flush())
+                .map_err(|e| format!("writing the job log: {e}"))?;
+            self.copied = bytes.len();
+        }
+        Ok(())
+    }
+
+    fn interval(&self) -> Duration {
+        if self.copied > BIG_OUTPUT {
+            STREAM_INTERVAL * 10
+        } else {
+            STREAM_INTERVAL
+        }
     }
 }
 

@@ -7,9 +7,10 @@
 //! An Incus job goes through five phases, each recorded with its duration ([`Phase`]):
 //! `launch` (create + start the instance from the role's image alias while the snapshot tar is
 //! built), `upload` (push the tar of `git ls-files -co --exclude-standard`, unpack it into
-//! `/workspace/snapshot`), `run` (`sh -c` there, stderr merged into stdout), `collect` (write the
-//! recorded output to the job's log file, once the command has ended) and `cleanup` (delete the
-//! instance; this runs on success, failure, timeout and Ctrl-C alike).
+//! `/workspace/snapshot`), `run` (`sh -c` there; stdout and stderr go to one guest file that is
+//! copied into the job's log file every second while the command runs), `collect` (copy the rest,
+//! also after a timeout or Ctrl-C) and `cleanup` (delete the instance; this runs on success,
+//! failure, timeout and Ctrl-C alike).
 //!
 //! Where it runs comes from [`RemoteIncusContext`]: the `PIKACI_REMOTE_LINUX_VM_INCUS_*` environment
 //! ([`remote`]) over the job's own config. The image record attributes the image to the role only

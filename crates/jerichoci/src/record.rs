@@ -153,7 +153,7 @@ pub enum Phase {
     Upload,
     /// Run the command.
     Run,
-    /// Fetch the command's recorded output into the log file.
+    /// Copy the rest of the command's output into the log file (it is copied while it runs too).
     Collect,
     /// Delete the instance.
     Cleanup,

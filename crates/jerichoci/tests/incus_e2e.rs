@@ -204,9 +204,57 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
             (Phase::Launch, PhaseStatus::Ok),
             (Phase::Upload, PhaseStatus::Ok),
             (Phase::Run, PhaseStatus::TimedOut),
+            (Phase::Collect, PhaseStatus::Ok),
             (Phase::Cleanup, PhaseStatus::Ok)
         ]
     );
+    // What the command wrote before it was stopped is in the log.
+    assert_eq!(std::fs::read_to_string(&job.log_path).unwrap(), "started\n");
+    project.assert_no_instances();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn output_reaches_the_log_while_the_command_runs() {
+    let project = TestProject::new("jci-stream");
+    let ws = workspace("");
+    let exec = executor(ws.path(), env(&[(PROJECT_ENV, &project.name)]));
+    let job = JobSpec::incus(
+        "stream",
+        "echo early; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo late",
+        IncusGuestRole::PikaciRunner,
+    );
+    let log_path = exec.store().log_path("e2e-stream", "stream");
+    let task = tokio::spawn({
+        let exec = exec.clone();
+        async move { exec.run("e2e-stream", &[job]).await }
+    });
+    // The command waits for /tmp/go, so "early" can only be in the log if it was copied live.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while std::fs::read_to_string(&log_path).unwrap_or_default() != "early\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no live output in {}",
+            log_path.display()
+        );
+        assert!(
+            !task.is_finished(),
+            "the job ended before its output was seen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let instance = project.instances().pop().expect("the job's instance runs");
+    common::incus(&[
+        "exec",
+        &instance,
+        &format!("--project={}", project.name),
+        "--",
+        "touch",
+        "/tmp/go",
+    ]);
+    let run = task.await.unwrap().unwrap();
+    assert_eq!(run.jobs[0].status, JobStatus::Passed, "{:?}", run.jobs[0]);
+    assert_eq!(std::fs::read_to_string(&log_path).unwrap(), "early\nlate\n");
     project.assert_no_instances();
 }
 

@@ -197,6 +197,17 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
         }
     }
     assert!(seen.contains("[slow] upload   ok"), "{seen}");
+    // The job's output streams into its log while it runs: wait for it, then interrupt.
+    let log_path = seen
+        .split("  log: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the start line names the log")
+        .to_owned();
+    while std::fs::read_to_string(&log_path).unwrap_or_default() != "started\n" {
+        assert!(Instant::now() < deadline, "no live output in {log_path}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(
         project.instances().len(),
         1,
@@ -216,6 +227,7 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     assert_eq!(record.status, RunStatus::Interrupted);
     let job = &record.jobs[0];
     assert_eq!(job.status, JobStatus::Interrupted);
+    assert_eq!(std::fs::read_to_string(&job.log_path).unwrap(), "started\n");
     // The command (sleep 120) was cut short, not waited for.
     let run_phase = job.phases.iter().find(|p| p.phase == Phase::Run).unwrap();
     assert!(run_phase.duration_ms < 60_000, "{run_phase:?}");
@@ -226,6 +238,7 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
             (Phase::Launch, PhaseStatus::Ok),
             (Phase::Upload, PhaseStatus::Ok),
             (Phase::Run, PhaseStatus::Interrupted),
+            (Phase::Collect, PhaseStatus::Ok),
             (Phase::Cleanup, PhaseStatus::Ok)
         ]
     );
