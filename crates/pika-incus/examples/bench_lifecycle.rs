@@ -35,7 +35,7 @@ async fn main() -> Result<()> {
         .await?;
     let project = client.in_project(&name);
     let outcome = run(&project, rounds).await;
-    cleanup(&project).await?;
+    project.delete_with_contents().await?;
     outcome
 }
 
@@ -159,18 +159,4 @@ fn image(scratch: &Path) -> Result<ImageImport> {
         dir.join("metadata.tar.xz"),
         dir.join("rootfs.squashfs"),
     ))
-}
-
-async fn cleanup(project: &ProjectClient) -> Result<()> {
-    for instance in project.list_instances().await? {
-        if instance.is_running() {
-            project.stop_instance(&instance.name, true).await?;
-        }
-        project.delete_instance(&instance.name).await?;
-    }
-    for image in project.list_images().await? {
-        project.delete_image(&image.fingerprint).await?;
-    }
-    project.client().delete_project(project.name()).await?;
-    Ok(())
 }

@@ -86,6 +86,22 @@ impl ProjectClient {
             .await
     }
 
+    /// Deletes the project's instances (force-stopping running ones) and images (their aliases
+    /// go with them), then the project itself. For throwaway projects, such as tests use; a
+    /// project with other contents (own profiles, volumes) is refused by Incus at the last step.
+    pub async fn delete_with_contents(&self) -> Result<()> {
+        for instance in self.list_instances().await? {
+            if instance.is_running() {
+                self.stop_instance(&instance.name, true).await?;
+            }
+            self.delete_instance(&instance.name).await?;
+        }
+        for image in self.list_images().await? {
+            self.delete_image(&image.fingerprint).await?;
+        }
+        self.client.delete_project(&self.project).await
+    }
+
     // ---- profiles ----------------------------------------------------------------------------
 
     pub async fn get_profile(&self, name: &str) -> Result<Profile> {

@@ -81,7 +81,7 @@ fn first_image(scratch: &Path) -> Result<(ImageImport, Option<&'static str>)> {
 
 /// A project whose instances use the default project's profiles (root disk included).
 async fn fresh_project(client: &IncusClient, name: &str) -> Result<ProjectClient> {
-    match client.delete_project(name).await {
+    match client.in_project(name).delete_with_contents().await {
         Ok(()) | Err(Error::NotFound { .. }) => {}
         Err(e) => return Err(e).context("removing a leftover project"),
     }
@@ -90,21 +90,6 @@ async fn fresh_project(client: &IncusClient, name: &str) -> Result<ProjectClient
         .config("features.profiles", "false");
     client.create_project(&create).await?;
     Ok(client.in_project(name))
-}
-
-/// Deletes everything the tests put in `project`, then the project.
-async fn remove_project(project: &ProjectClient) -> Result<()> {
-    for instance in project.list_instances().await? {
-        if instance.is_running() {
-            project.stop_instance(&instance.name, true).await?;
-        }
-        project.delete_instance(&instance.name).await?;
-    }
-    for image in project.list_images().await? {
-        project.delete_image(&image.fingerprint).await?;
-    }
-    project.client().delete_project(project.name()).await?;
-    Ok(())
 }
 
 /// The smoke run of the issue, through whichever transport `client` uses.
@@ -286,17 +271,18 @@ async fn smoke(client: &IncusClient, project_name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs `body`, then always `remove_project` (ignoring "not found"), returning `body`'s result.
+/// Runs `body`, then always deletes the project and its contents (gone already is fine);
+/// returns `body`'s result first.
 async fn with_cleanup(
     client: &IncusClient,
     name: &str,
     body: impl Future<Output = Result<()>>,
 ) -> Result<()> {
     let outcome = body.await;
-    let cleanup = remove_project(&client.in_project(name)).await;
+    let cleanup = client.in_project(name).delete_with_contents().await;
     match (outcome, cleanup) {
         (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) if !e.downcast_ref::<Error>().is_some_and(Error::is_not_found) => Err(e),
+        (Ok(()), Err(e)) if !e.is_not_found() => Err(e.into()),
         (Ok(()), _) => Ok(()),
     }
 }
