@@ -147,7 +147,7 @@ impl ProjectClient {
     /// creates its aliases. Returns the image as Incus recorded it. An image with the same
     /// fingerprint already in the project fails the operation.
     pub async fn import_image(&self, import: &ImageImport) -> Result<Image> {
-        let what = self.what("image import", &import.rootfs.display().to_string());
+        let what = self.what("image import", &file_name(&import.rootfs));
         let rootfs_field = match import.image_type {
             InstanceType::Container => api::PART_ROOTFS_CONTAINER,
             InstanceType::VirtualMachine => api::PART_ROOTFS_VM,
