@@ -44,9 +44,18 @@ test_image_rootfs() {
     [[ "${applet}" == "busybox" ]] && continue
     [[ -e "${root}/bin/${applet}" ]] || ln -s busybox "${root}/bin/${applet}"
   done
-  ln -sf ../bin/busybox "${root}/sbin/init"
-  # busybox init: keep one long-lived process so the container stays up.
-  printf '::sysinit:/bin/mkdir -p /run /tmp\n::respawn:/bin/sleep 86400\n' >"${root}/etc/inittab"
+  # A tiny init: busybox init ignores SIGPWR, which Incus sends for a clean stop, so a stop would
+  # hang until its timeout. This one exits on SIGPWR/SIGTERM and otherwise just waits.
+  cat >"${root}/sbin/init" <<'INIT'
+#!/bin/sh
+trap 'exit 0' PWR TERM INT
+mkdir -p /run /tmp
+while :; do
+  sleep 86400 &
+  wait $!
+done
+INIT
+  chmod 0755 "${root}/sbin/init"
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"${root}/etc/passwd"
   printf 'root:x:0:\n' >"${root}/etc/group"
   printf '%s\n' "${marker}" >"${root}/etc/pika-test-marker"
