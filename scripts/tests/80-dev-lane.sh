@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The local lane once: `up` twice (it must be safe to repeat), check that an agent runs in the
+# managed-openclaw role and the CI job passed in a pikaci-runner guest, then `down`, which must
+# leave Incus exactly as it found it.
+set -euo pipefail
+
+err() {
+  echo "80-dev-lane: error: $*" >&2
+}
+
+incus_state() {
+  incus project list --format csv | sort
+  incus list --all-projects --format csv --columns en | sort
+  incus image list --all-projects --format csv --columns lf 2>/dev/null | sort
+  incus profile list --format csv | sort
+  incus storage list --format csv --columns n | sort
+}
+
+export PIKA_LANE_STATE="${PIKA_TEST_WORK}/dev-lane"
+export PIKA_LANE_PORT=18787
+before="$(incus_state)"
+trap 'bash scripts/dev-lane.sh down >/dev/null 2>&1 || true' EXIT
+
+bash scripts/dev-lane.sh up >"${PIKA_TEST_WORK}/lane-up-1.log" 2>&1 \
+  || { cat "${PIKA_TEST_WORK}/lane-up-1.log" >&2; err "first up failed"; exit 1; }
+bash scripts/dev-lane.sh up >"${PIKA_TEST_WORK}/lane-up-2.log" 2>&1 \
+  || { cat "${PIKA_TEST_WORK}/lane-up-2.log" >&2; err "second up failed"; exit 1; }
+cat "${PIKA_TEST_WORK}/lane-up-2.log"
+
+# shellcheck source=scripts/lib/roles.sh
+source scripts/lib/roles.sh
+agent_role="$(incus list --project pika-managed-agents --format json \
+  | jq -r '[.[] | select(.config["user.pika.agent_id"] != null)] | if length == 1 then .[0].config["user.pika.guest_role"] + " " + .[0].status else "count=\(length)" end')"
+[[ "${agent_role}" == "managed-openclaw Running" ]] || { err "expected one running managed-openclaw agent, got: ${agent_role}"; exit 1; }
+for role in "${PIKA_ROLE_IDS[@]}"; do
+  incus image alias list --project pika-managed-agents --format csv | grep -q "^${PIKA_ROLE_DEFAULT_ALIAS[${role}]}," \
+    || { err "alias ${PIKA_ROLE_DEFAULT_ALIAS[${role}]} of ${role} is missing"; exit 1; }
+done
+grep -q '^ci: .*: passed$' "${PIKA_TEST_WORK}/lane-up-2.log" || { err "the lane's CI job did not pass"; exit 1; }
+
+bash scripts/dev-lane.sh down
+trap - EXIT
+after="$(incus_state)"
+if [[ "${before}" != "${after}" ]]; then
+  err "down did not leave Incus as it found it:"
+  diff <(echo "${before}") <(echo "${after}") >&2 || true
+  exit 1
+fi
+echo "80-dev-lane: up (twice), agent running as managed-openclaw, CI passed, down restored Incus"
