@@ -25,6 +25,8 @@ readonly WORK
 source "${REPO}/scripts/lib/roles.sh"
 # shellcheck source=scripts/lib/test-image.sh
 source "${REPO}/scripts/lib/test-image.sh"
+# shellcheck source=scripts/lib/test-env.sh
+source "${REPO}/scripts/lib/test-env.sh"
 
 FAILED=0
 PROJECT_COUNT=0
@@ -454,10 +456,19 @@ TOML
   expect "the repository's script (its own table) still rejects it with exit 2" test "${RC}" -eq 2
 }
 
+# Deletes this run's projects (test.sh sweeps pika-test-* too; this keeps standalone runs tidy).
+cleanup() {
+  local i
+  for ((i = 1; i <= PROJECT_COUNT; i++)); do
+    test_env_delete_project "${PROJECT_PREFIX}-${i}"
+  done
+}
+
 main() {
   [[ -n "${PIKA_TEST_IMAGE_DIR:-}" ]] || { err "PIKA_TEST_IMAGE_DIR is not set; run through scripts/test.sh"; exit 2; }
   rm -rf "${WORK}"
   mkdir -p "${WORK}"
+  trap cleanup EXIT
   local test start
   for test in t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical \
     t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers t_progress \
