@@ -333,4 +333,23 @@ async fn fifty_concurrent_provisions_make_fifty_agents() {
     assert_eq!(instances, expected, "one instance per agent");
     let (running, failed) = assert_consistent(&project, &dir.path().join("agents.db"));
     assert_eq!((running, failed), (N, 0));
+
+    // And 50 concurrent deletes leave nothing.
+    let deletes = ids.iter().map(|id| {
+        let (http, url, token) = (http.clone(), server.url.clone(), token.clone());
+        async move {
+            http.delete(format!("{url}{AGENTS_PATH}/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("server answers")
+                .status()
+        }
+    });
+    for status in futures_util::future::join_all(deletes).await {
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    assert!(project.instances().is_empty(), "every instance deleted");
+    let store = Store::open(&dir.path().join("agents.db")).unwrap();
+    assert!(store.list(None).unwrap().is_empty(), "every row deleted");
 }
