@@ -161,10 +161,16 @@ async fn custom_alias_carries_no_role() {
     let api = Api::new(&server);
     let token = server.add_token("alice");
 
+    // Request data cannot reach the server's user.pika.* keys, whatever it tries.
+    let sneaky = json!({OWNER_KEY: "mallory", GUEST_ROLE_KEY: MANAGED.as_str()});
     let (status, record) = api
         .provision(
             &token,
-            json!({"incus": {"image_alias": "pika-test/custom"}}),
+            json!({
+                "incus": {"image_alias": "pika-test/custom", "config": sneaky},
+                "config": sneaky,
+                "owner": "mallory",
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
@@ -175,6 +181,8 @@ async fn custom_alias_carries_no_role() {
         .unwrap();
     let keys = pika_keys(&instance);
     assert_eq!(key(&keys, GUEST_ROLE_KEY), None, "{keys:?}");
+    assert_eq!(key(&keys, OWNER_KEY), Some("alice"), "{keys:?}");
+    assert_eq!(record["owner"], json!("alice"));
     assert!(key(&keys, AGENT_ID_KEY).is_some());
 }
 
