@@ -16,7 +16,7 @@ use crate::record::{
     JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord, RunRecord,
     RunStatus,
 };
-use crate::remote::{GUEST_ROLE_CONFIG_NAME, RemoteIncusContext, RemoteIncusError, process_env};
+use crate::remote::{RemoteIncusContext, RemoteIncusError, process_env};
 use crate::snapshot::{Snapshot, build_snapshot};
 use crate::store::{RunStore, StoreError};
 
@@ -420,7 +420,8 @@ impl Executor {
             .ephemeral(true)
             .start(true);
         if let Some(role) = context.recorded_guest_role() {
-            create = create.user_config(GUEST_ROLE_CONFIG_NAME, role.as_str());
+            // Labelled only when the image is the role's own (see recorded_guest_role).
+            create = create.config(pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY, role.as_str());
         }
         guard.armed = true;
         let (alias, created) = tokio::join!(

@@ -18,9 +18,6 @@ pub const IMAGE_ALIAS_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_IMAGE_ALIAS";
 pub const PROJECT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT";
 /// Incus profile the CI guests are created with.
 pub const PROFILE_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE";
-/// `user.<name>` config key labelling a CI instance with its guest role (only when the image is the
-/// role's own, see [`RemoteIncusContext::recorded_guest_role`]).
-pub const GUEST_ROLE_CONFIG_NAME: &str = "pika.guest_role";
 /// The Incus unix socket (default: `pika_incus::api::DEFAULT_UNIX_SOCKET`).
 pub const INCUS_SOCKET_ENV: &str = "INCUS_SOCKET";
 /// Project used when [`PROJECT_ENV`] is unset.

@@ -15,3 +15,8 @@ mod generated {
 }
 
 pub use generated::{IncusGuestRole, ParseIncusGuestRoleError};
+
+/// The Incus instance config key that labels an instance with its guest role. It is set only when
+/// the instance runs the role's default image (see `IncusGuestRole::uses_default_image_alias`), and
+/// both the agent server and the CI executor write it, so it lives here, next to the role.
+pub const GUEST_ROLE_CONFIG_KEY: &str = "user.pika.guest_role";

@@ -9,7 +9,7 @@ pub const AGENT_ID_KEY: &str = "user.pika.agent_id";
 /// Config key holding the owner the agent belongs to.
 pub const OWNER_KEY: &str = "user.pika.owner";
 /// Config key holding the guest role, set only when the instance runs the role's default image.
-pub const GUEST_ROLE_KEY: &str = "user.pika.guest_role";
+pub const GUEST_ROLE_KEY: &str = pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY;
 /// Prefix of every key the server owns; request data can never set keys under it.
 pub const PIKA_KEY_PREFIX: &str = "user.pika.";
 
