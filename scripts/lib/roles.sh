@@ -1,6 +1,6 @@
 # Generated from roles.toml by `pika-roles generate`; do not edit.
 # Regenerate: cargo run -p pika-roles-codegen -- generate
-# shellcheck shell=bash disable=SC2034
+# shellcheck shell=bash disable=SC2034,SC2016
 # Sourceable role table: PIKA_ROLE_IDS lists the roles; each PIKA_ROLE_* array is keyed by role ID.
 PIKA_ROLE_IDS=('managed-openclaw' 'pikaci-runner')
 declare -gA PIKA_ROLE_DEFAULT_ALIAS=(['managed-openclaw']='pika-agent/dev' ['pikaci-runner']='pikaci/dev')

@@ -1,6 +1,6 @@
 # Generated from roles.toml by `pika-roles generate`; do not edit.
 # Regenerate: cargo run -p pika-roles-codegen -- generate
-# shellcheck shell=bash disable=SC2034
+# shellcheck shell=bash disable=SC2034,SC2016
 # Sourceable role table: PIKA_ROLE_IDS lists the roles; each PIKA_ROLE_* array is keyed by role ID.
 PIKA_ROLE_IDS=('alpha' 'beta')
 declare -gA PIKA_ROLE_DEFAULT_ALIAS=(['alpha']='alpha/dev' ['beta']='beta/dev')
