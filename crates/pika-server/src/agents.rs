@@ -168,7 +168,9 @@ impl Agents {
                 )?;
                 record.state = AgentState::Running;
                 tracing::info!(agent = %record.id, instance = %record.instance_name, "running");
-                Ok(record)
+                // Answer with the row as stored, so the response equals what GET shows later
+                // (the transition stamped a new updated_at).
+                Ok(self.store.get(&record.id)?.unwrap_or(record))
             }
             Err(err) => {
                 let message = format!("provisioning agent {} failed: {err}", record.id);
@@ -181,6 +183,7 @@ impl Agents {
                 )?;
                 record.state = AgentState::Failed;
                 record.error = Some(message.clone());
+                let record = self.store.get(&record.id)?.unwrap_or(record);
                 Err(Failure {
                     status: incus_status(&err),
                     message,
