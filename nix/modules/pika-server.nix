@@ -10,7 +10,9 @@
   ...
 }: let
   cfg = config.services.pika-server;
-  inherit (import ../incus/registry.nix {repoRoot = ../..;}) roleIds;
+  inherit (import ../incus/registry.nix {repoRoot = ../..;}) roleIds registry;
+  # Documentation examples come from the registry too: no role fact is typed here.
+  exampleRole = builtins.head roleIds;
 
   # Variables whose option is null are left out.
   optionalEnv = name: value: lib.optionalAttrs (value != null) {${name} = toString value;};
@@ -82,7 +84,7 @@ in {
       guestRole = lib.mkOption {
         type = lib.types.nullOr (lib.types.enum roleIds);
         default = null;
-        example = "managed-openclaw";
+        example = exampleRole;
         description = ''
           Incus guest role the server provisions (PIKA_AGENT_INCUS_GUEST_ROLE): one of the role IDs
           in roles.toml (${lib.concatStringsSep ", " roleIds}). Null leaves the choice to the server.
@@ -92,7 +94,7 @@ in {
       imageAlias = lib.mkOption {
         type = lib.types.nullOr lib.types.str;
         default = null;
-        example = "pika-agent/dev";
+        example = registry.${exampleRole}.defaultAlias;
         description = ''
           Incus image alias for new guests (PIKA_AGENT_INCUS_IMAGE_ALIAS). Null (the usual setting)
           uses the guest role's default alias from roles.toml.
