@@ -182,6 +182,7 @@ impl Validator<'_> {
             }
         };
 
+        // The table is a BTreeMap keyed by ID, so roles come out sorted by ID.
         let mut roles = Vec::new();
         for (id, role) in roles_table.into_inner() {
             if let Some(role) = self.role(id, role.into_inner()) {
@@ -190,7 +191,6 @@ impl Validator<'_> {
         }
         self.check_unique(&roles);
         if self.errors.is_empty() {
-            roles.sort_by(|a, b| a.0.id.cmp(&b.0.id));
             Ok(Registry {
                 roles: roles.into_iter().map(|(r, _)| r).collect(),
             })

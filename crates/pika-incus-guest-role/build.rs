@@ -1,7 +1,7 @@
 //! Generates `IncusGuestRole` from the workspace roles.toml into OUT_DIR, and refreshes the
 //! checked-in Nix and shell outputs when they are stale (failing when they cannot be written).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -23,24 +23,27 @@ fn main() {
         fail(&format!("{errors}"));
     });
 
+    // The enum goes to OUT_DIR through the same write-if-changed path as the checked-in files.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
-    write_if_changed(
-        &out_dir.join(pika_roles_codegen::RUST_FILE_NAME),
-        &pika_roles_codegen::render_rust(&registry),
-    );
+    let generated_enum = pika_roles_codegen::Output {
+        path: pika_roles_codegen::RUST_FILE_NAME.into(),
+        contents: pika_roles_codegen::render_rust(&registry),
+    };
+    if let Err(e) = pika_roles_codegen::sync_outputs(
+        &out_dir,
+        &[generated_enum],
+        pika_roles_codegen::Mode::Write,
+    ) {
+        fail(&format!(
+            "cannot write the generated enum into OUT_DIR: {e}"
+        ));
+    }
 
     let outputs = pika_roles_codegen::checked_in_outputs(&registry);
     if let Err(e) =
         pika_roles_codegen::sync_outputs(&repo_root, &outputs, pika_roles_codegen::Mode::Write)
     {
         fail(&e.to_string());
-    }
-}
-
-fn write_if_changed(path: &Path, contents: &str) {
-    if !pika_roles_codegen::is_fresh(path, contents) {
-        std::fs::write(path, contents)
-            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
     }
 }
 
