@@ -63,9 +63,7 @@ main() {
   cd "${REPO_ROOT}"
   BENCH_WORK="$(mktemp -d)"
   trap 'rm -rf "${BENCH_WORK}"; test_env_cleanup_projects' EXIT
-  export PIKA_TEST_IMAGE_DIR="${BENCH_WORK}/images"
-  test_image_container "${PIKA_TEST_IMAGE_DIR}/container" "pika bench image" bench
-  test_image_vm "${PIKA_TEST_IMAGE_DIR}/vm" "pika bench vm image" bench
+  test_image_shared "${BENCH_WORK}/images"
   REPORT_TMP="${BENCH_WORK}/report.md"
   {
     echo "# Benchmarks"

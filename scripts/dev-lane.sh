@@ -152,7 +152,7 @@ summary() {
       || agent="unreachable"
     echo "agent: ${agent:-none}"
   fi
-  ci="$("$(bin pikaci)" --json show latest 2>/dev/null | jq -r '"\(.id // .run_id // "?"): \(.status // .outcome // "?")"' 2>/dev/null)" || ci="none"
+  ci="$("$(bin pikaci)" --json show latest 2>/dev/null | jq -r '"\(.run_id): \(.status)"')" || ci="none"
   echo "ci: ${ci}"
 }
 

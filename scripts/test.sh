@@ -24,13 +24,6 @@ usage() {
   sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
-# Test images shared by all suites (busybox-static container + fake qcow2 VM image).
-build_shared_images() {
-  export PIKA_TEST_IMAGE_DIR="${PIKA_TEST_WORK}/images"
-  test_image_container "${PIKA_TEST_IMAGE_DIR}/container" "pika test container image" "shared"
-  test_image_vm "${PIKA_TEST_IMAGE_DIR}/vm" "pika test vm image" "shared"
-}
-
 cleanup() {
   test_env_cleanup_projects
   [[ -n "${PIKA_TEST_WORK:-}" ]] && rm -rf "${PIKA_TEST_WORK}"
@@ -67,7 +60,7 @@ main() {
   export PIKA_TEST_WORK
   trap cleanup EXIT
   test_env_cleanup_projects
-  build_shared_images
+  test_image_shared "${PIKA_TEST_WORK}/images"
 
   local passed=0 failed=0 failed_names=() start
   for arg in "${suites[@]}"; do

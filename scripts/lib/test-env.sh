@@ -51,8 +51,7 @@ test_env_install_packages() {
   local missing=()
   command -v nix-build >/dev/null || missing+=(nix-bin)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
-  [[ -x /bin/busybox ]] && /bin/busybox --help 2>&1 | grep -q 'statically linked' \
-    || dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v sqlite3 >/dev/null || missing+=(sqlite3)
   command -v qemu-img >/dev/null || missing+=(qemu-utils)
   command -v xz >/dev/null || missing+=(xz-utils)

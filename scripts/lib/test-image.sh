@@ -6,6 +6,8 @@
 #       MARKER is written to /etc/pika-test-marker so two builds get different fingerprints.
 #   test_image_vm OUTDIR [DESCRIPTION] [MARKER]
 #       OUTDIR/metadata.tar.xz + OUTDIR/disk.qcow2 (imports; VMs cannot start on these machines).
+#   test_image_shared DIR
+#       DIR/container and DIR/vm, exported as PIKA_TEST_IMAGE_DIR for the tests and benchmarks.
 
 test_image_busybox() {
   local candidate
@@ -83,4 +85,11 @@ test_image_vm() {
   qemu-img convert -f raw -O qcow2 "${work}/disk.raw" "${out}/disk.qcow2"
   test_image_metadata "${out}" "${description}" "test-vm"
   rm -rf "${work}"
+}
+
+test_image_shared() {
+  local dir="$1"
+  test_image_container "${dir}/container" "pika test container image" "shared"
+  test_image_vm "${dir}/vm" "pika test vm image" "shared"
+  export PIKA_TEST_IMAGE_DIR="${dir}"
 }
