@@ -354,27 +354,29 @@ impl Agents {
             return report(checks);
         }
         let project = client.in_project(resolved.project.clone());
-        let named = |kind: &str, name: &str| format!("{kind} {name} exists");
-        let result = client.get_project(&resolved.project).await;
         check(
             "project",
-            result
-                .map(|_| named("project", &resolved.project))
-                .map_err(|e| e.to_string()),
+            existence(
+                "project",
+                &resolved.project,
+                client.get_project(&resolved.project).await,
+            ),
         );
-        let result = project.get_profile(&resolved.profile).await;
         check(
             "profile",
-            result
-                .map(|_| named("profile", &resolved.profile))
-                .map_err(|e| e.to_string()),
+            existence(
+                "profile",
+                &resolved.profile,
+                project.get_profile(&resolved.profile).await,
+            ),
         );
-        let result = client.get_storage_pool(&resolved.storage_pool).await;
         check(
             "storage_pool",
-            result
-                .map(|_| named("storage pool", &resolved.storage_pool))
-                .map_err(|e| e.to_string()),
+            existence(
+                "storage pool",
+                &resolved.storage_pool,
+                client.get_storage_pool(&resolved.storage_pool).await,
+            ),
         );
         let result = project.get_image_alias(&resolved.image_alias).await;
         check(
@@ -390,6 +392,17 @@ impl Agents {
         );
         report(checks)
     }
+}
+
+/// A health check outcome for an Incus object that must exist: "<kind> <name> exists" or the error.
+fn existence<T>(
+    kind: &str,
+    name: &str,
+    result: Result<T, pika_incus::Error>,
+) -> Result<String, String> {
+    result
+        .map(|_| format!("{kind} {name} exists"))
+        .map_err(|e| e.to_string())
 }
 
 fn report(checks: Vec<HealthCheck>) -> HealthReport {
