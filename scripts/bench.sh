@@ -59,6 +59,8 @@ main() {
     test_env_install_packages
     test_env_start_incusd
   fi
+  # The benchmarks' projects are pika-test-bench-*; the exit trap sweeps exactly those.
+  PIKA_TEST_PROJECT_PREFIX="pika-test-bench"
   test_env_export
   cd "${REPO_ROOT}"
   BENCH_WORK="$(mktemp -d)"

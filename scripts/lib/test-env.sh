@@ -5,14 +5,20 @@
 # Public functions:
 #   test_env_install_packages   apt-installs nix-bin, incus (bookworm-backports), busybox-static, ...
 #   test_env_start_incusd       test_env_start_daemon + test_env_ensure_storage
-#   test_env_start_daemon       starts incusd when its socket does not answer
+#   test_env_start_daemon       starts incusd when its socket does not answer, trusting the test CA
+#   test_env_ensure_ca          a test CA (TEST_ENV_CA_DIR) and a bundle of the system roots plus it
 #   test_env_ensure_storage     dir storage pool "default" + root disk in the default profile
 #   test_env_export             exports INCUS_SOCKET / PIKA_TEST_INCUS for the tests
-#   test_env_cleanup_projects   deletes every Incus project named pika-test-* (instances, images, profiles)
+#   test_env_cleanup_projects   deletes every Incus project named ${PIKA_TEST_PROJECT_PREFIX}-*
+#                               (instances, images, profiles); test_env_export picks a prefix per run,
+#                               so concurrent runs on one machine never delete each other's projects
 
 TEST_ENV_INCUS_SOCKET="${INCUS_SOCKET:-/var/lib/incus/unix.socket}"
 TEST_ENV_LOG_DIR="${PIKA_TEST_LOG_DIR:-/tmp/pika-test-logs}"
 TEST_ENV_POOL="default"
+# incusd fetches simplestreams images itself and trusts only its system roots (SSL_CERT_FILE), so it
+# starts with a bundle that adds this CA; tests sign their HTTPS servers' certificates with it.
+TEST_ENV_CA_DIR="${PIKA_TEST_CA_DIR:-/var/lib/pika-test-ca}"
 
 test_env_log() {
   echo "test-env: $*" >&2
@@ -71,6 +77,26 @@ test_env_install_packages() {
     test_env_apt_update
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports incus >/dev/null
   fi
+  # incus-extra: incus-benchmark (bench.sh) and incus-simplestreams (image publishing tests).
+  if ! command -v incus-simplestreams >/dev/null || ! command -v incus-benchmark >/dev/null; then
+    test_env_log "installing incus-extra from bookworm-backports"
+    test_env_enable_backports
+    test_env_apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports incus-extra >/dev/null
+  fi
+}
+
+test_env_ensure_ca() {
+  [[ -s "${TEST_ENV_CA_DIR}/bundle.pem" ]] && return 0
+  mkdir -p "${TEST_ENV_CA_DIR}"
+  chmod 0700 "${TEST_ENV_CA_DIR}"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=pika test CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "${TEST_ENV_CA_DIR}/ca.key" -out "${TEST_ENV_CA_DIR}/ca.pem" 2>/dev/null
+  cat /etc/ssl/certs/ca-certificates.crt "${TEST_ENV_CA_DIR}/ca.pem" >"${TEST_ENV_CA_DIR}/bundle.pem.tmp" 2>/dev/null \
+    || cp "${TEST_ENV_CA_DIR}/ca.pem" "${TEST_ENV_CA_DIR}/bundle.pem.tmp"
+  mv "${TEST_ENV_CA_DIR}/bundle.pem.tmp" "${TEST_ENV_CA_DIR}/bundle.pem"
 }
 
 test_env_incusd_bin() {
@@ -86,6 +112,7 @@ test_env_incus_ready() {
 }
 
 test_env_start_incusd() {
+  test_env_ensure_ca
   test_env_start_daemon
   test_env_ensure_storage
 }
@@ -100,8 +127,9 @@ test_env_start_daemon() {
       test_env_err "incusd not found after install"
       return 1
     fi
+    test_env_ensure_ca
     test_env_log "starting ${bin} (log: ${TEST_ENV_LOG_DIR}/incusd.log)"
-    nohup "${bin}" --group root >>"${TEST_ENV_LOG_DIR}/incusd.log" 2>&1 &
+    SSL_CERT_FILE="${TEST_ENV_CA_DIR}/bundle.pem" nohup "${bin}" --group root >>"${TEST_ENV_LOG_DIR}/incusd.log" 2>&1 &
   fi
   local waited=0
   until test_env_incus_ready; do
@@ -129,6 +157,10 @@ test_env_export() {
   export INCUS_SOCKET="${TEST_ENV_INCUS_SOCKET}"
   export PIKA_TEST_INCUS=1
   export PIKA_TEST_STORAGE_POOL="${TEST_ENV_POOL}"
+  # The CA incusd trusts (see test_env_ensure_ca): ca.pem, ca.key.
+  export PIKA_TEST_CA_DIR="${TEST_ENV_CA_DIR}"
+  # Every test project of this run starts with this prefix (tests read it; cleanup sweeps only it).
+  export PIKA_TEST_PROJECT_PREFIX="${PIKA_TEST_PROJECT_PREFIX:-pika-test-r$$}"
   # Debian's nix-bin runs single-user as root here: no nixbld group, no sandbox.
   export NIX_CONFIG=$'build-users-group =\nsandbox = false'
 }
@@ -153,7 +185,7 @@ test_env_delete_project() {
 test_env_cleanup_projects() {
   local project
   for project in $(incus project list --format csv 2>/dev/null | cut -d, -f1 | sed 's/ (current)$//'); do
-    [[ "${project}" == pika-test-* ]] && test_env_delete_project "${project}"
+    [[ "${project}" == "${PIKA_TEST_PROJECT_PREFIX:-pika-test}"-* ]] && test_env_delete_project "${project}"
   done
   return 0
 }

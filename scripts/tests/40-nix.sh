@@ -16,7 +16,7 @@ readonly WORKSPACE_BINARIES='["pika-cli","pika-roles","pika-server","pikaci"]'
 # shellcheck disable=SC2016 # backticks are part of the message
 readonly STALE_MESSAGE='nix/incus/roles.nix is stale: run `cargo run -p pika-roles-codegen -- generate`'
 
-PROJECT="pika-test-nix-$$"
+PROJECT="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-nix-$$"
 WORK=""
 FAILURES=0
 CHECKS=0

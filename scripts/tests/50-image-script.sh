@@ -17,7 +17,7 @@ readonly SCRIPT="${REPO}/scripts/incus-role-image.sh"
 readonly HELPERS="${REPO}/scripts/tests/lib-image-script"
 readonly NIX_STUB="${HELPERS}/nix-stub"
 readonly FAKE_SSH="${HELPERS}/fake-ssh"
-readonly PROJECT_PREFIX="pika-test-imgscript-$$"
+readonly PROJECT_PREFIX="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-imgscript-$$"
 WORK="${PIKA_TEST_WORK:?run through scripts/test.sh}/image-script"
 readonly WORK
 

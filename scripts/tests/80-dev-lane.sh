@@ -8,13 +8,20 @@ err() {
   echo "80-dev-lane: error: $*" >&2
 }
 
+# Objects of concurrent test runs (their pika-test-* projects) are left out of the comparison.
 incus_state() {
-  incus project list --format csv | sort
-  incus list --all-projects --format csv --columns en | sort
-  incus image list --all-projects --format csv --columns lf 2>/dev/null | sort
-  incus profile list --format csv | sort
-  incus storage list --format csv --columns n | sort
+  {
+    incus project list --format csv | sort
+    incus list --all-projects --format csv --columns en | sort
+    incus image list --all-projects --format csv --columns lf 2>/dev/null | sort
+    incus profile list --format csv | sort
+    incus storage list --format csv --columns n | sort
+  } | grep -v 'pika-test-' || true
 }
+
+# The lane has one fixed project and port per machine: one lane test at a time.
+exec {lane_lock}>/tmp/pika-dev-lane-test.lock
+flock "${lane_lock}"
 
 export PIKA_LANE_STATE="${PIKA_TEST_WORK}/dev-lane"
 export PIKA_LANE_PORT=18787

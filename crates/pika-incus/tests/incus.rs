@@ -38,7 +38,9 @@ fn unix_client() -> IncusClient {
 
 /// A project name unique to this test and process.
 fn project_name(tag: &str) -> String {
-    format!("pika-test-incus-{tag}-{}", std::process::id())
+    let prefix =
+        std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into());
+    format!("{prefix}-incus-{tag}-{}", std::process::id())
 }
 
 /// A busybox container image built by scripts/lib/test-image.sh into `out` with `marker` in

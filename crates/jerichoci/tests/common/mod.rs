@@ -62,7 +62,9 @@ pub struct TestProject {
 
 impl TestProject {
     pub fn new(tag: &str) -> Self {
-        Self::with_prefix("pika-test", tag)
+        let prefix =
+            std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into());
+        Self::with_prefix(&prefix, tag)
     }
 
     /// A project named `<prefix>-<tag>-<pid>-<n>` (benchmarks use their own prefix, so the

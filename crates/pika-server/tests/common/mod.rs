@@ -85,6 +85,12 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// The prefix of every Incus project this test run creates: `PIKA_TEST_PROJECT_PREFIX` (scripts/test.sh
+/// sets one per run, so concurrent runs never sweep each other's projects), else `pika-test`.
+pub fn test_project_prefix() -> String {
+    std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into())
+}
+
 /// A `pika-test-*` Incus project with a profile and the test image; deleted on drop.
 pub struct TestProject {
     pub name: String,
@@ -92,7 +98,7 @@ pub struct TestProject {
 
 impl TestProject {
     pub fn new(tag: &str) -> Self {
-        let name = format!("pika-test-{}", unique(tag));
+        let name = format!("{}-{}", test_project_prefix(), unique(tag));
         run_ok(Command::new("incus").args(["project", "create", &name]));
         let project = TestProject { name };
         project.incus_ok(&["profile", "create", TEST_PROFILE]);
