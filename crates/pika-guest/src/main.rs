@@ -1,0 +1,50 @@
+//! `pika-guest`: the operator tool for Incus guests of any role of roles.toml.
+//!
+//! ```text
+//! pika-guest launch --role ROLE NAME [--ssh-key FILE] [--project P]
+//! pika-guest list [--role ROLE]
+//! pika-guest delete NAME
+//! pika-guest image import|status|rollback|prune|publish --role ROLE ...
+//! ```
+//! Exit codes: 0 ok, 1 failure, 2 usage error.
+
+mod guest;
+mod image;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Launch, list and delete Incus guests of any Pika role, and manage the role images.
+#[derive(Parser)]
+#[command(name = "pika-guest", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Guest(guest::GuestCommand),
+    /// The Incus side of role images: import, status, rollback, prune, publish.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Guest(command) => guest::run(command),
+        Command::Image { command } => image::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("pika-guest: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
