@@ -38,8 +38,7 @@ fn unix_client() -> IncusClient {
 
 /// A project name unique to this test and process.
 fn project_name(tag: &str) -> String {
-    let prefix =
-        std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into());
+    let prefix = std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into());
     format!("{prefix}-incus-{tag}-{}", std::process::id())
 }
 
