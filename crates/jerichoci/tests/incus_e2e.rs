@@ -1,12 +1,9 @@
 //! jerichoci against the real incusd: real instances, real exec, real cleanup.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestProject, workspace};
 use jerichoci::remote::{
     GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROJECT_ENV, incus_client_from, process_env,
 };
@@ -14,6 +11,7 @@ use jerichoci::{
     Executor, IncusGuestRole, JobSpec, JobStatus, Phase, PhaseStatus, RemoteIncusContext,
     RunStatus, RunStore, load_remote_incus_image_record,
 };
+use pika_test_support::ci::{self, CiProject, phases, workspace};
 
 fn env(pairs: &[(&str, &str)]) -> jerichoci::EnvLookup {
     let map: HashMap<String, String> = pairs
@@ -30,14 +28,10 @@ fn executor(ws: &std::path::Path, env: jerichoci::EnvLookup) -> Executor {
         .with_env(env)
 }
 
-fn phases(job: &jerichoci::JobRecord) -> Vec<(Phase, PhaseStatus)> {
-    job.phases.iter().map(|p| (p.phase, p.status)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
-    let project = TestProject::new("jci-run");
+    let project = CiProject::new("jci-run");
     let ws = workspace("");
     let exec = executor(ws.path(), env(&[(PROJECT_ENV, &project.name)]));
     let role = IncusGuestRole::PikaciRunner;
@@ -65,7 +59,7 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
     ]
     .map(|p| (p, PhaseStatus::Ok));
     assert_eq!(phases(pass), all_ok);
-    let log = std::fs::read_to_string(&pass.log_path).unwrap();
+    let log = ci::log(pass);
     assert_eq!(
         log,
         "hello from the snapshot\non-stderr\n/workspace/snapshot\n"
@@ -86,11 +80,8 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
     let fail = &run.jobs[1];
     assert_eq!(fail.status, JobStatus::Failed);
     assert_eq!(fail.exit_code, Some(7));
-    assert_eq!(
-        std::fs::read_to_string(&fail.log_path).unwrap(),
-        "about to fail\n"
-    );
-    let run_phase = fail.phases.iter().find(|p| p.phase == Phase::Run).unwrap();
+    assert_eq!(ci::log(fail), "about to fail\n");
+    let run_phase = ci::phase(fail, Phase::Run);
     assert_eq!(
         (run_phase.status, run_phase.exit_code),
         (PhaseStatus::Failed, Some(7))
@@ -106,7 +97,7 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn custom_alias_runs_but_is_not_attributed_to_the_role() {
-    let project = TestProject::new("jci-alias");
+    let project = CiProject::new("jci-alias");
     project.add_alias("custom/runner");
     let ws = workspace("");
     let exec = executor(
@@ -125,13 +116,7 @@ async fn custom_alias_runs_but_is_not_attributed_to_the_role() {
         .unwrap();
     let job = &run.jobs[0];
     assert_eq!(job.status, JobStatus::Passed, "{job:?}");
-    let image = job
-        .remote_linux_vm
-        .as_ref()
-        .unwrap()
-        .incus_image
-        .as_ref()
-        .unwrap();
+    let image = ci::incus_image(job);
     assert_eq!(image.alias, "custom/runner");
     assert_eq!(
         image.fingerprint.as_deref(),
@@ -146,7 +131,7 @@ async fn custom_alias_runs_but_is_not_attributed_to_the_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn invalid_role_env_fails_before_any_instance_exists() {
-    let project = TestProject::new("jci-badrole");
+    let project = CiProject::new("jci-badrole");
     let ws = workspace("");
     let exec = executor(
         ws.path(),
@@ -175,7 +160,7 @@ async fn invalid_role_env_fails_before_any_instance_exists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn timeout_stops_the_command_and_deletes_the_instance() {
-    let project = TestProject::new("jci-timeout");
+    let project = CiProject::new("jci-timeout");
     let ws = workspace("");
     let exec = executor(ws.path(), env(&[(PROJECT_ENV, &project.name)]));
     let job = JobSpec::incus(
@@ -188,7 +173,7 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
     let job = &run.jobs[0];
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
     // The limit applies to the command alone; launch and cleanup time on a busy incusd do not count.
-    let run_phase = job.phases.iter().find(|p| p.phase == Phase::Run).unwrap();
+    let run_phase = ci::phase(job, Phase::Run);
     assert!(
         (2000..20_000).contains(&run_phase.duration_ms),
         "{run_phase:?}"
@@ -209,14 +194,14 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
         ]
     );
     // What the command wrote before it was stopped is in the log.
-    assert_eq!(std::fs::read_to_string(&job.log_path).unwrap(), "started\n");
+    assert_eq!(ci::log(job), "started\n");
     project.assert_no_instances();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn output_reaches_the_log_while_the_command_runs() {
-    let project = TestProject::new("jci-stream");
+    let project = CiProject::new("jci-stream");
     let ws = workspace("");
     let exec = executor(ws.path(), env(&[(PROJECT_ENV, &project.name)]));
     let job = JobSpec::incus(
@@ -243,8 +228,11 @@ async fn output_reaches_the_log_while_the_command_runs() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let instance = project.instances().pop().expect("the job's instance runs");
-    common::incus(&[
+    let instance = project
+        .instance_names()
+        .pop()
+        .expect("the job's instance runs");
+    pika_test_support::incus(&[
         "exec",
         &instance,
         &format!("--project={}", project.name),
@@ -261,7 +249,7 @@ async fn output_reaches_the_log_while_the_command_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn missing_alias_is_a_launch_error_naming_it() {
-    let project = TestProject::new("jci-noalias");
+    let project = CiProject::new("jci-noalias");
     let ws = workspace("");
     let exec = executor(
         ws.path(),
@@ -287,13 +275,7 @@ async fn missing_alias_is_a_launch_error_naming_it() {
             (Phase::Cleanup, PhaseStatus::Ok)
         ]
     );
-    let image = job
-        .remote_linux_vm
-        .as_ref()
-        .unwrap()
-        .incus_image
-        .as_ref()
-        .unwrap();
+    let image = ci::incus_image(job);
     assert_eq!(
         (image.alias.as_str(), image.fingerprint.as_deref()),
         ("no/such-alias", None)
@@ -304,7 +286,7 @@ async fn missing_alias_is_a_launch_error_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn image_record_fingerprint_is_what_incus_reports() {
-    let project = TestProject::new("jci-record");
+    let project = CiProject::new("jci-record");
     let incus = incus_client_from(process_env).unwrap();
     let job = JobSpec::incus("j", "true", IncusGuestRole::PikaciRunner);
     let name = project.name.clone();

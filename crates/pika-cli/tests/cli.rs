@@ -1,43 +1,14 @@
 //! End-to-end tests of the `pika` binary against a real `pika-server` and the real incusd.
 
-#[path = "../../pika-server/tests/common/mod.rs"]
-mod common;
-
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use common::{Server, ServerSetup, TestProject, pika_keys, run};
 use pika_managed_agent_contract::{AgentList, AgentRecord, AgentState, ApiError, IncusGuestRole};
 use pika_server::incus_keys::GUEST_ROLE_KEY;
+use pika_test_support::server::{self, Server, ServerSetup, pika_keys};
+use pika_test_support::{cargo_bin, run};
 
 const PIKA: &str = env!("CARGO_BIN_EXE_pika");
 const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
-
-/// The `pika-server` binary next to `pika`, (re)built by cargo so it is never stale.
-fn server_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let pika = Path::new(PIKA);
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        command.args([
-            "build",
-            "--quiet",
-            "-p",
-            "pika-server",
-            "--bin",
-            "pika-server",
-        ]);
-        if pika.components().any(|c| c.as_os_str() == "release") {
-            command.arg("--release");
-        }
-        common::run_ok(command.current_dir(common::repo_root()));
-        let bin = pika.with_file_name("pika-server");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
-    .clone()
-}
 
 fn pika(server: &Server, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(PIKA);
@@ -89,10 +60,10 @@ fn help_and_usage_errors_need_no_server() {
 #[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn cli_drives_the_agent_lifecycle() {
-    let project = TestProject::new("cli");
+    let project = server::project("cli");
     project.incus_ok(&["profile", "create", "pika-test-2"]);
     let dir = tempfile::tempdir().unwrap();
-    let bin = server_bin();
+    let bin = cargo_bin("pika-server", "pika-server");
     let server = Server::start(ServerSetup {
         bin: &bin,
         dir: dir.path(),

@@ -8,12 +8,12 @@
 //! The image is `$PIKA_TEST_IMAGE_DIR/container` (built with scripts/lib/test-image.sh when unset).
 //! Everything happens in a throwaway `pika-test-bench-*` project, removed at the end.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use pika_incus::{ImageImport, IncusClient, InstanceCreate, ProjectClient, ProjectCreate, api};
+use pika_test_support::incus;
 
 const ALIAS: &str = "pika-test/bench";
 
@@ -40,9 +40,9 @@ async fn main() -> Result<()> {
 }
 
 async fn run(project: &ProjectClient, rounds: usize) -> Result<()> {
-    let scratch = tempfile::tempdir()?;
+    let image = pika_test_support::image::shared_container();
     project
-        .import_image(&image(scratch.path())?.alias(ALIAS))
+        .import_image(&ImageImport::container(image.metadata(), image.rootfs()).alias(ALIAS))
         .await?;
     let (mut by_client, mut by_cli) = (Vec::new(), Vec::new());
     // PIKA_BENCH_ONLY=client|cli runs one side alone (to tell which one misbehaves).
@@ -109,54 +109,12 @@ async fn with_client(project: &ProjectClient, instance: &str) -> Result<Duration
 
 fn with_cli(project: &str, instance: &str) -> Result<Duration> {
     let started = Instant::now();
-    incus(&["launch", ALIAS, instance, "--project", project])?;
-    incus(&["delete", "--force", instance, "--project", project])?;
+    incus(&["launch", ALIAS, instance, "--project", project]);
+    incus(&["delete", "--force", instance, "--project", project]);
     Ok(started.elapsed())
-}
-
-fn incus(args: &[&str]) -> Result<()> {
-    let output = Command::new("incus")
-        .args(args)
-        .output()
-        .context("running incus")?;
-    if !output.status.success() {
-        bail!(
-            "incus {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn image(scratch: &Path) -> Result<ImageImport> {
-    let dir = match std::env::var_os("PIKA_TEST_IMAGE_DIR") {
-        Some(dir) => PathBuf::from(dir).join("container"),
-        None => {
-            let dir = scratch.join("container");
-            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/test-image.sh");
-            let status = Command::new("bash")
-                .arg("-c")
-                .arg(r#"set -e; source "$1"; test_image_container "$2""#)
-                .arg("bash")
-                .arg(&lib)
-                .arg(&dir)
-                .status()?;
-            ensure!(
-                status.success(),
-                "building the test image with {} failed",
-                lib.display()
-            );
-            dir
-        }
-    };
-    Ok(ImageImport::container(
-        dir.join("metadata.tar.xz"),
-        dir.join("rootfs.squashfs"),
-    ))
 }

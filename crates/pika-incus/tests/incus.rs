@@ -13,6 +13,8 @@ use pika_incus::{
     CertificateAdd, Config, Error, ExecRequest, FileMode, HttpsConfig, ImageImport, IncusClient,
     InstanceCreate, ProjectClient, ProjectCreate, api,
 };
+use pika_test_support::image::{self, ContainerImage};
+use pika_test_support::project_prefix;
 
 const ALIAS: &str = "pika-test/busybox";
 
@@ -38,46 +40,20 @@ fn unix_client() -> IncusClient {
 
 /// A project name unique to this test and process.
 fn project_name(tag: &str) -> String {
-    let prefix = std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into());
-    format!("{prefix}-incus-{tag}-{}", std::process::id())
+    format!("{}-incus-{tag}-{}", project_prefix(), std::process::id())
 }
 
-/// A busybox container image built by scripts/lib/test-image.sh into `out` with `marker` in
-/// /etc/pika-test-marker.
-fn build_image(out: &Path, marker: &str) -> Result<ImageImport> {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/test-image.sh");
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -e; source "$1"; test_image_container "$2" "pika-incus test image" "$3""#)
-        .arg("bash")
-        .arg(&lib)
-        .arg(out)
-        .arg(marker)
-        .status()
-        .with_context(|| format!("running {}", lib.display()))?;
-    ensure!(
-        status.success(),
-        "test_image_container {} failed: {status}",
-        out.display()
-    );
-    Ok(split_image(out))
+/// A busybox container image built into `out` with `marker` in /etc/pika-test-marker.
+fn build_image(out: &Path, marker: &str) -> ImageImport {
+    split_image(&image::build_container(
+        out,
+        "pika-incus test image",
+        marker,
+    ))
 }
 
-fn split_image(dir: &Path) -> ImageImport {
-    ImageImport::container(dir.join("metadata.tar.xz"), dir.join("rootfs.squashfs"))
-}
-
-/// The shared test image of scripts/test.sh (its marker unknown here), or a fresh one built in
-/// `scratch` with a known marker.
-fn first_image(scratch: &Path) -> Result<(ImageImport, Option<&'static str>)> {
-    if let Some(dir) = std::env::var_os("PIKA_TEST_IMAGE_DIR") {
-        let dir = PathBuf::from(dir).join("container");
-        if dir.join("rootfs.squashfs").exists() {
-            return Ok((split_image(&dir), None));
-        }
-    }
-    let marker = "pika-incus-first";
-    Ok((build_image(&scratch.join("first"), marker)?, Some(marker)))
+fn split_image(image: &ContainerImage) -> ImageImport {
+    ImageImport::container(image.metadata(), image.rootfs())
 }
 
 /// A project whose instances use the default project's profiles (root disk included).
@@ -121,7 +97,8 @@ async fn smoke(client: &IncusClient, project_name: &str) -> Result<()> {
     );
 
     // Image under an alias.
-    let (first, first_marker) = first_image(scratch.path())?;
+    let shared = image::shared_container();
+    let (first, first_marker) = (split_image(shared), shared.marker.as_deref());
     let image = project.import_image(&first.clone().alias(ALIAS)).await?;
     ensure!(
         image.fingerprint.len() == 64,
@@ -217,7 +194,7 @@ async fn smoke(client: &IncusClient, project_name: &str) -> Result<()> {
     // Retarget the alias to a second image (other marker, other fingerprint) in one request.
     let second_marker = "pika-incus-second";
     let second = project
-        .import_image(&build_image(&scratch.path().join("second"), second_marker)?)
+        .import_image(&build_image(&scratch.path().join("second"), second_marker))
         .await?;
     ensure!(
         second.fingerprint != image.fingerprint,
@@ -535,15 +512,11 @@ fn https_config_errors() -> Result<()> {
 }
 
 /// A project with the test image under [`ALIAS`].
-async fn project_with_image(
-    client: &IncusClient,
-    tag: &str,
-) -> Result<(ProjectClient, tempfile::TempDir)> {
-    let scratch = tempfile::tempdir()?;
+async fn project_with_image(client: &IncusClient, tag: &str) -> Result<ProjectClient> {
     let project = fresh_project(client, &project_name(tag)).await?;
-    let (image, _) = first_image(scratch.path())?;
+    let image = split_image(image::shared_container());
     project.import_image(&image.alias(ALIAS)).await?;
-    Ok((project, scratch))
+    Ok(project)
 }
 
 #[tokio::test]
@@ -552,7 +525,7 @@ async fn errors_name_their_object() -> Result<()> {
     let client = unix_client();
     let name = project_name("errors");
     with_cleanup(&client, &name, async {
-        let (project, _scratch) = project_with_image(&client, "errors").await?;
+        let project = project_with_image(&client, "errors").await?;
 
         // Unknown instance, alias, image, project: not found, naming the object.
         match project.get_instance("no-such-instance").await {

@@ -7,38 +7,11 @@
 //! Needs a local incusd (INCUS_SOCKET) and busybox-static; uses PIKA_TEST_IMAGE_DIR when set.
 //! Creates and deletes a `pika-test-bench-*` project.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, ServerSetup, TestProject, storage_pool};
 use pika_managed_agent_contract::{AGENTS_PATH, IncusGuestRole};
-
-fn server_bin() -> PathBuf {
-    let me = std::env::current_exe().expect("own path");
-    // target/<profile>/examples/bench_provision -> target/<profile>/pika-server
-    let profile_dir = me
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args([
-        "build",
-        "--quiet",
-        "-p",
-        "pika-server",
-        "--bin",
-        "pika-server",
-    ]);
-    if profile_dir.ends_with("release") {
-        command.arg("--release");
-    }
-    common::run_ok(command.current_dir(common::repo_root()));
-    profile_dir.join("pika-server")
-}
+use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
+use pika_test_support::{cargo_bin, storage_pool};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -66,9 +39,9 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(10);
     let alias = IncusGuestRole::ManagedOpenclaw.default_image_alias();
-    let project = TestProject::new("bench");
+    let project = server::project("bench");
     let dir = tempfile::tempdir().unwrap();
-    let bin = server_bin();
+    let bin = cargo_bin("pika-server", "pika-server");
     let server = Server::start(ServerSetup {
         bin: &bin,
         dir: dir.path(),
@@ -100,7 +73,7 @@ async fn main() {
             alias,
             &name,
             "--profile",
-            common::TEST_PROFILE,
+            TEST_PROFILE,
             "--storage",
             &pool,
         ]);

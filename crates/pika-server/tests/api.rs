@@ -1,13 +1,12 @@
 //! End-to-end tests of the real `pika-server` binary against the real incusd, SQLite and HTTP.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, ServerSetup, TestProject, pika_keys, run};
 use pika_managed_agent_contract::{AGENTS_PATH, AgentState, HEALTHZ_PATH, IncusGuestRole};
 use pika_server::incus_keys::{AGENT_ID_KEY, GUEST_ROLE_KEY, OWNER_KEY};
+use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE, pika_keys};
+use pika_test_support::{TestProject, run, storage_pool};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -86,7 +85,7 @@ fn key<'a>(keys: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn provision_show_list_delete_with_the_managed_role() {
-    let project = TestProject::new("api-basic");
+    let project = server::project("api-basic");
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &project);
     let api = Api::new(&server);
@@ -119,11 +118,8 @@ async fn provision_show_list_delete_with_the_managed_role() {
     assert_eq!(key(&keys, GUEST_ROLE_KEY), Some(MANAGED.as_str()));
     assert_eq!(key(&keys, AGENT_ID_KEY), record["id"].as_str());
     assert_eq!(key(&keys, OWNER_KEY), Some("alice"));
-    assert_eq!(
-        instance["devices"]["root"]["pool"],
-        json!(common::storage_pool())
-    );
-    assert_eq!(instance["profiles"], json!([common::TEST_PROFILE]));
+    assert_eq!(instance["devices"]["root"]["pool"], json!(storage_pool()));
+    assert_eq!(instance["profiles"], json!([TEST_PROFILE]));
 
     let (status, shown) = api
         .call(Method::GET, &agent_path(&record["id"]), Some(&alice), None)
@@ -154,7 +150,7 @@ async fn provision_show_list_delete_with_the_managed_role() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn custom_alias_carries_no_role() {
-    let project = TestProject::new("api-custom");
+    let project = server::project("api-custom");
     project.import_image("pika-test/custom");
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &project);
@@ -189,7 +185,7 @@ async fn custom_alias_carries_no_role() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn other_roles_and_bad_bodies_are_rejected_without_side_effects() {
-    let project = TestProject::new("api-reject");
+    let project = server::project("api-reject");
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &project);
     let api = Api::new(&server);
@@ -244,7 +240,7 @@ async fn other_roles_and_bad_bodies_are_rejected_without_side_effects() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn tokens_are_required_and_owners_are_isolated() {
-    let project = TestProject::new("api-auth");
+    let project = server::project("api-auth");
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &project);
     let api = Api::new(&server);
@@ -288,7 +284,7 @@ async fn tokens_are_required_and_owners_are_isolated() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn reprovision_keeps_stored_params_and_applies_new_ones() {
-    let project = TestProject::new("api-reprov");
+    let project = server::project("api-reprov");
     project.incus_ok(&["profile", "create", "pika-test-2"]);
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &project);
@@ -353,7 +349,7 @@ async fn reprovision_keeps_stored_params_and_applies_new_ones() {
 #[test]
 fn invalid_guest_role_env_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = common::server_command(&ServerSetup {
+    let mut command = server::server_command(&ServerSetup {
         bin: Path::new(BIN),
         dir: dir.path(),
         project: Some("pika-test-never-used"),
@@ -384,7 +380,7 @@ fn help_and_usage_errors() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn healthz_names_what_is_missing() {
-    let project = TestProject::new("api-health");
+    let project = server::project("api-health");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerSetup {
         bin: Path::new(BIN),

@@ -1,18 +1,17 @@
 //! Fault tests of the real `pika-server`: Incus unreachable, crashes between row and instance,
 //! and many concurrent provisions.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Server, ServerSetup, TestProject, storage_pool};
 use pika_managed_agent_contract::{
     AGENTS_PATH, AgentState, HEALTHZ_PATH, IncusGuestRole, IncusProvisionParams,
 };
 use pika_server::incus_keys::{AGENT_ID_KEY, instance_name};
 use pika_server::store::Store;
+use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
+use pika_test_support::{TestProject, storage_pool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -94,7 +93,7 @@ fn assert_consistent(project: &TestProject, db: &Path) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn unreachable_incus_gives_503_and_no_provisioning_row() {
-    let project = TestProject::new("fault-down");
+    let project = server::project("fault-down");
     let dir = tempfile::tempdir().unwrap();
     // A socket file nobody listens on: what a stopped incusd leaves behind (connection refused).
     // The shared incusd itself keeps running for the other suites.
@@ -155,7 +154,7 @@ async fn unreachable_incus_gives_503_and_no_provisioning_row() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
-    let project = TestProject::new("fault-crash");
+    let project = server::project("fault-crash");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agents.db");
     let server = Server::start(setup(dir.path(), &project, vec![]));
@@ -169,7 +168,7 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
     let params = IncusProvisionParams {
         guest_role: Some(MANAGED),
         project: Some(project.name.clone()),
-        profile: Some(common::TEST_PROFILE.into()),
+        profile: Some(TEST_PROFILE.into()),
         storage_pool: Some(storage_pool()),
         image_alias: Some(MANAGED.default_image_alias().into()),
         ..Default::default()
@@ -189,7 +188,7 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
             MANAGED.default_image_alias().to_owned(),
             name.to_owned(),
             "--profile".into(),
-            common::TEST_PROFILE.into(),
+            TEST_PROFILE.into(),
             "--storage".into(),
             storage_pool(),
         ];
@@ -258,7 +257,7 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
-    let project = TestProject::new("fault-kill");
+    let project = server::project("fault-kill");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agents.db");
     let server = Server::start(setup(dir.path(), &project, vec![]));
@@ -307,7 +306,7 @@ async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn fifty_concurrent_provisions_make_fifty_agents() {
     const N: usize = 50;
-    let project = TestProject::new("fault-fifty");
+    let project = server::project("fault-fifty");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(setup(dir.path(), &project, vec![]));
     let token = server.add_token("alice");

@@ -12,15 +12,13 @@
 //! cargo run -p pikaci --example bench_job            # PIKA_TEST_IMAGE_DIR=... to reuse an image
 //! ```
 
-#[path = "../../jerichoci/tests/common/mod.rs"]
-mod common;
-
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jerichoci::remote::{DEFAULT_PROFILE, PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{Executor, IncusGuestRole, JobSpec, JobStatus, RunStore};
+use pika_test_support::ci::{CiProject, workspace};
+use pika_test_support::incus;
 
 const COMMAND: &str = "cat /etc/pika-test-marker >/dev/null";
 
@@ -34,25 +32,13 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     }
 }
 
-fn incus(args: &[&str]) {
-    let out = Command::new("incus")
-        .args(args)
-        .output()
-        .expect("incus runs");
-    assert!(
-        out.status.success(),
-        "incus {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn main() {
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let project = common::TestProject::with_prefix("pikaci-bench", "job");
-    let ws = common::workspace("");
+    let project = CiProject::with_prefix("pikaci-bench", "job");
+    let ws = workspace("");
     let alias = IncusGuestRole::PikaciRunner.default_image_alias();
     let project_flag = format!("--project={}", project.name);
     let profile_flag = format!("--profile={DEFAULT_PROFILE}");

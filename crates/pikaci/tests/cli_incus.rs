@@ -1,16 +1,13 @@
 //! The `pikaci` binary against the real incusd, with the environment set on the child process.
 
-#[path = "../../jerichoci/tests/common/mod.rs"]
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestProject, workspace};
 use jerichoci::remote::{GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROFILE_ENV, PROJECT_ENV};
 use jerichoci::{IncusGuestRole, JobStatus, Phase, PhaseStatus, RunRecord, RunStatus};
+use pika_test_support::ci::{self, CiProject, workspace};
 
 const CONFIG: &str = r#"
 [targets.reads-snapshot]
@@ -23,7 +20,7 @@ command = "echo failing >&2; exit 3"
 command = "echo started; sleep 120"
 "#;
 
-fn pikaci(ws: &Path, project: &TestProject, env: &[(&str, &str)]) -> Command {
+fn pikaci(ws: &Path, project: &CiProject, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pikaci"));
     cmd.current_dir(ws)
         .env(PROJECT_ENV, &project.name)
@@ -37,11 +34,11 @@ fn pikaci(ws: &Path, project: &TestProject, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-fn run(ws: &Path, project: &TestProject, env: &[(&str, &str)], args: &[&str]) -> Output {
+fn run(ws: &Path, project: &CiProject, env: &[(&str, &str)], args: &[&str]) -> Output {
     pikaci(ws, project, env).args(args).output().unwrap()
 }
 
-fn show_latest(ws: &Path, project: &TestProject) -> RunRecord {
+fn show_latest(ws: &Path, project: &CiProject) -> RunRecord {
     let out = run(ws, project, &[], &["show", "latest", "--json"]);
     assert!(
         out.status.success(),
@@ -54,7 +51,7 @@ fn show_latest(ws: &Path, project: &TestProject) -> RunRecord {
 #[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn pass_and_fail_targets_in_pikaci_runner_guests() {
-    let project = TestProject::new("pikaci-run");
+    let project = CiProject::new("pikaci-run");
     let ws = workspace(CONFIG);
     let out = run(
         ws.path(),
@@ -78,19 +75,10 @@ fn pass_and_fail_targets_in_pikaci_runner_guests() {
         (pass.job_id.as_str(), pass.status),
         ("reads-snapshot", JobStatus::Passed)
     );
-    assert_eq!(
-        std::fs::read_to_string(&pass.log_path).unwrap(),
-        "hello from the snapshot\n"
-    );
+    assert_eq!(ci::log(pass), "hello from the snapshot\n");
     // Default state dir: .pikaci/runs in the workspace.
     assert!(Path::new(&pass.log_path).starts_with(ws.path().join(".pikaci/runs")));
-    let image = pass
-        .remote_linux_vm
-        .as_ref()
-        .unwrap()
-        .incus_image
-        .as_ref()
-        .unwrap();
+    let image = ci::incus_image(pass);
     assert_eq!(
         image.alias,
         IncusGuestRole::PikaciRunner.default_image_alias()
@@ -104,17 +92,14 @@ fn pass_and_fail_targets_in_pikaci_runner_guests() {
 
     let fail = &record.jobs[1];
     assert_eq!((fail.status, fail.exit_code), (JobStatus::Failed, Some(3)));
-    assert_eq!(
-        std::fs::read_to_string(&fail.log_path).unwrap(),
-        "failing\n"
-    );
+    assert_eq!(ci::log(fail), "failing\n");
     project.assert_no_instances();
 }
 
 #[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn custom_alias_env_drops_the_guest_role_from_the_record() {
-    let project = TestProject::new("pikaci-alias");
+    let project = CiProject::new("pikaci-alias");
     project.add_alias("experiments/runner");
     let ws = workspace(CONFIG);
     let out = run(
@@ -130,13 +115,7 @@ fn custom_alias_env_drops_the_guest_role_from_the_record() {
         String::from_utf8_lossy(&out.stderr)
     );
     let record: RunRecord = serde_json::from_slice(&out.stdout).unwrap();
-    let image = record.jobs[0]
-        .remote_linux_vm
-        .as_ref()
-        .unwrap()
-        .incus_image
-        .as_ref()
-        .unwrap();
+    let image = ci::incus_image(&record.jobs[0]);
     assert_eq!(image.alias, "experiments/runner");
     assert_eq!(
         image.fingerprint.as_deref(),
@@ -156,7 +135,7 @@ fn custom_alias_env_drops_the_guest_role_from_the_record() {
 #[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn invalid_role_env_fails_before_any_instance_is_created() {
-    let project = TestProject::new("pikaci-badrole");
+    let project = CiProject::new("pikaci-badrole");
     let ws = workspace(CONFIG);
     let out = run(
         ws.path(),
@@ -177,7 +156,7 @@ fn invalid_role_env_fails_before_any_instance_is_created() {
 #[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn ctrl_c_deletes_the_instance_and_exits_130() {
-    let project = TestProject::new("pikaci-sigint");
+    let project = CiProject::new("pikaci-sigint");
     let ws = workspace(CONFIG);
     let mut child = pikaci(ws.path(), &project, &[])
         .args(["--config", "pikaci.toml", "run", "slow"])
@@ -227,11 +206,11 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     assert_eq!(record.status, RunStatus::Interrupted);
     let job = &record.jobs[0];
     assert_eq!(job.status, JobStatus::Interrupted);
-    assert_eq!(std::fs::read_to_string(&job.log_path).unwrap(), "started\n");
+    assert_eq!(ci::log(job), "started\n");
     // The command (sleep 120) was cut short, not waited for.
-    let run_phase = job.phases.iter().find(|p| p.phase == Phase::Run).unwrap();
+    let run_phase = ci::phase(job, Phase::Run);
     assert!(run_phase.duration_ms < 60_000, "{run_phase:?}");
-    let phases: Vec<_> = job.phases.iter().map(|p| (p.phase, p.status)).collect();
+    let phases: Vec<_> = ci::phases(job);
     assert_eq!(
         phases,
         [

@@ -1,0 +1,97 @@
+//! CI fixtures shared by the jerichoci and pikaci tests: a project ready for `pikaci-runner` jobs,
+//! a git workspace, and readers of the run record a job leaves.
+
+use std::ops::Deref;
+use std::process::Command;
+
+use jerichoci::remote::DEFAULT_PROFILE;
+use jerichoci::{
+    IncusGuestRole, JobRecord, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmImageRecord,
+};
+
+use crate::process::run_ok;
+use crate::project::{TestProject, project_prefix, storage_pool};
+
+/// A [`TestProject`] with jerichoci's default profile (root disk on `PIKA_TEST_STORAGE_POOL`, else
+/// `default`) and the busybox test image under the `pikaci-runner` role's default alias.
+pub struct CiProject {
+    project: TestProject,
+    /// Fingerprint Incus reported when it imported the image.
+    pub fingerprint: String,
+}
+
+impl CiProject {
+    pub fn new(tag: &str) -> Self {
+        Self::with_prefix(&project_prefix(), tag)
+    }
+
+    /// See [`TestProject::with_prefix`].
+    pub fn with_prefix(prefix: &str, tag: &str) -> Self {
+        let project = TestProject::with_prefix(prefix, tag);
+        project.create_profile(DEFAULT_PROFILE, Some(&storage_pool()));
+        let fingerprint = project.import_image(IncusGuestRole::PikaciRunner.default_image_alias());
+        CiProject {
+            project,
+            fingerprint,
+        }
+    }
+
+    /// Adds alias `alias` for the imported image.
+    pub fn add_alias(&self, alias: &str) {
+        assert_eq!(self.project.import_image(alias), self.fingerprint);
+    }
+}
+
+impl Deref for CiProject {
+    type Target = TestProject;
+
+    fn deref(&self) -> &TestProject {
+        &self.project
+    }
+}
+
+/// A git working tree with a nested file, an ignored file and a `pikaci.toml` with `config`.
+pub fn workspace(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = dir.path();
+    run_ok(Command::new("git").args(["init", "-q"]).current_dir(root));
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("workspace directory");
+        }
+        std::fs::write(&path, text).expect("workspace file");
+    };
+    write("docs/notes/hello.txt", "hello from the snapshot\n");
+    write(".gitignore", "secret.txt\n");
+    write("secret.txt", "must not be uploaded\n");
+    write("pikaci.toml", config);
+    dir
+}
+
+/// The job's log as the run left it.
+pub fn log(job: &JobRecord) -> String {
+    std::fs::read_to_string(&job.log_path)
+        .unwrap_or_else(|err| panic!("reading the log {}: {err}", job.log_path))
+}
+
+/// Each phase with its status, in order.
+pub fn phases(job: &JobRecord) -> Vec<(Phase, PhaseStatus)> {
+    job.phases.iter().map(|p| (p.phase, p.status)).collect()
+}
+
+/// The record of `phase`; panics when the job has none.
+pub fn phase(job: &JobRecord, phase: Phase) -> &PhaseRecord {
+    job.phases
+        .iter()
+        .find(|p| p.phase == phase)
+        .unwrap_or_else(|| panic!("no {phase:?} phase in {job:?}"))
+}
+
+/// The Incus image the job's guest was launched from; panics when the record has none.
+pub fn incus_image(job: &JobRecord) -> &RemoteLinuxVmImageRecord {
+    job.remote_linux_vm
+        .as_ref()
+        .and_then(|vm| vm.incus_image.as_ref())
+        .unwrap_or_else(|| panic!("no Incus image in {job:?}"))
+}

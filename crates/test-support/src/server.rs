@@ -1,0 +1,183 @@
+//! A real `pika-server` process for the pika-server and pika-cli tests, and the Incus project it
+//! provisions into.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pika_managed_agent_contract::IncusGuestRole;
+use serde_json::Value;
+
+use crate::process::run_ok;
+use crate::project::{TestProject, storage_pool, unique};
+
+/// The profile every server test project gets (the default profile of a new project has no root
+/// disk; the server adds the root disk itself).
+pub const TEST_PROFILE: &str = "pika-test";
+
+/// A [`TestProject`] with [`TEST_PROFILE`] and the busybox test image under the managed-openclaw
+/// default alias.
+pub fn project(tag: &str) -> TestProject {
+    let project = TestProject::new(tag);
+    project.create_profile(TEST_PROFILE, None);
+    project.import_image(IncusGuestRole::ManagedOpenclaw.default_image_alias());
+    project
+}
+
+pub fn incus_socket() -> String {
+    std::env::var("INCUS_SOCKET").unwrap_or_else(|_| "/var/lib/incus/unix.socket".into())
+}
+
+/// A running `pika-server` process (killed on drop) with its own database and tokens file.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    stderr_log: PathBuf,
+}
+
+/// How to start a server: the env beyond the defaults the harness sets.
+pub struct ServerSetup<'a> {
+    pub bin: &'a Path,
+    pub dir: &'a Path,
+    pub project: Option<&'a str>,
+    pub env: Vec<(String, String)>,
+}
+
+const PIKA_ENV: &[&str] = &[
+    "PIKA_AGENT_INCUS_ENDPOINT",
+    "PIKA_AGENT_INCUS_PROJECT",
+    "PIKA_AGENT_INCUS_PROFILE",
+    "PIKA_AGENT_INCUS_STORAGE_POOL",
+    "PIKA_AGENT_INCUS_GUEST_ROLE",
+    "PIKA_AGENT_INCUS_IMAGE_ALIAS",
+    "PIKA_AGENT_INCUS_INSECURE_TLS",
+    "PIKA_AGENT_INCUS_CLIENT_CERT_PATH",
+    "PIKA_AGENT_INCUS_CLIENT_KEY_PATH",
+    "PIKA_AGENT_INCUS_SERVER_CERT_PATH",
+    "PIKA_SERVER_LISTEN",
+    "PIKA_SERVER_DB",
+    "PIKA_SERVER_TOKENS_FILE",
+];
+
+/// The command of `pika-server` with the harness environment for `setup`.
+pub fn server_command(setup: &ServerSetup<'_>) -> Command {
+    let mut command = Command::new(setup.bin);
+    for var in PIKA_ENV {
+        command.env_remove(var);
+    }
+    command
+        .env("PIKA_SERVER_LISTEN", "127.0.0.1:0")
+        .env("PIKA_SERVER_DB", setup.dir.join("agents.db"))
+        .env("PIKA_SERVER_TOKENS_FILE", setup.dir.join("tokens"))
+        .env("INCUS_SOCKET", incus_socket())
+        .env("PIKA_AGENT_INCUS_PROFILE", TEST_PROFILE)
+        .env("PIKA_AGENT_INCUS_STORAGE_POOL", storage_pool())
+        .env("RUST_LOG", "info,pika_incus=debug,pika_server=debug");
+    if let Some(project) = setup.project {
+        command.env("PIKA_AGENT_INCUS_PROJECT", project);
+    }
+    for (key, value) in &setup.env {
+        command.env(key, value);
+    }
+    command
+}
+
+impl Server {
+    pub fn start(setup: ServerSetup<'_>) -> Server {
+        let stderr_log = setup.dir.join(format!("server-{}.log", unique("log")));
+        let stderr = std::fs::File::create(&stderr_log).expect("the server log file");
+        let mut child = server_command(&setup)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawning {}: {err}", setup.bin.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("pika-server listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        // Startup reconciliation may wait for Incus operations a killed server left running
+        // (bounded by the operation timeout, 300 s).
+        let url = match rx.recv_timeout(Duration::from_secs(330)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "pika-server did not become ready: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        Server {
+            child,
+            url,
+            dir: setup.dir.to_path_buf(),
+            bin: setup.bin.to_path_buf(),
+            stderr_log,
+        }
+    }
+
+    /// `pika-server token add OWNER` against this server's tokens file; returns the token.
+    pub fn add_token(&self, owner: &str) -> String {
+        add_token(&self.bin, &self.dir, owner)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// SIGKILL, like a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns the exit status once the process is gone (bounded wait).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        run_ok(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for pika-server") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "pika-server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn add_token(bin: &Path, dir: &Path, owner: &str) -> String {
+    let out = run_ok(
+        Command::new(bin)
+            .args(["token", "add", owner])
+            .env("PIKA_SERVER_TOKENS_FILE", dir.join("tokens")),
+    );
+    let token = out.trim().to_owned();
+    assert!(!token.is_empty(), "token add printed nothing");
+    token
+}
+
+/// `user.pika.*` keys of an instance (from `incus list --format json`).
+pub fn pika_keys(instance: &Value) -> Vec<(String, String)> {
+    instance["config"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.starts_with(pika_server::incus_keys::PIKA_KEY_PREFIX))
+        .map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
