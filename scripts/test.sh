@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (Debian, as root), brings up a local incusd,
-# then runs every suite in scripts/tests/ in name order and prints "N passed, M failed".
+# then runs every suite in scripts/tests/ in name order and prints "N passed, M failed, K skipped".
+# A suite that exits 77 is SKIPPED (it lacks a hard prerequisite of this machine and says which).
 #
 # Usage: scripts/test.sh [--no-setup] [SUITE...]
 #   SUITE is a file name under scripts/tests/ without .sh (e.g. `10-rust`); default: all.
@@ -21,7 +22,7 @@ err() {
 }
 
 usage() {
-  sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 cleanup() {
@@ -62,13 +63,19 @@ main() {
   test_env_cleanup_projects
   test_image_shared "${PIKA_TEST_WORK}/images"
 
-  local passed=0 failed=0 failed_names=() start
+  local passed=0 failed=0 skipped=0 failed_names=() skipped_names=() start status
   for arg in "${suites[@]}"; do
     echo "=== suite ${arg}"
     start="${SECONDS}"
-    if (cd "${REPO_ROOT}" && bash "${SUITE_DIR}/${arg}.sh"); then
+    status=0
+    (cd "${REPO_ROOT}" && bash "${SUITE_DIR}/${arg}.sh") || status=$?
+    if ((status == 0)); then
       passed=$((passed + 1))
       echo "=== suite ${arg}: ok ($((SECONDS - start))s)"
+    elif ((status == 77)); then
+      skipped=$((skipped + 1))
+      skipped_names+=("${arg}")
+      echo "=== suite ${arg}: SKIPPED ($((SECONDS - start))s)"
     else
       failed=$((failed + 1))
       failed_names+=("${arg}")
@@ -76,8 +83,9 @@ main() {
     fi
     test_env_cleanup_projects
   done
+  ((skipped == 0)) || echo "SKIPPED suites (see their output for the missing prerequisite): ${skipped_names[*]}"
   ((failed == 0)) || echo "failed suites: ${failed_names[*]}"
-  echo "${passed} passed, ${failed} failed"
+  echo "${passed} passed, ${failed} failed, ${skipped} skipped"
   ((failed == 0))
 }
 

@@ -66,6 +66,8 @@ test_env_install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v jq >/dev/null || missing+=(jq)
   command -v pgrep >/dev/null || missing+=(procps)
+  # socat: the test cluster's loopback endpoint (scripts/lib/test-cluster.sh).
+  command -v socat >/dev/null || missing+=(socat)
   if ((${#missing[@]} > 0)); then
     test_env_log "installing ${missing[*]}"
     test_env_apt_update
