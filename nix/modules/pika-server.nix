@@ -16,6 +16,8 @@
 
   # Variables whose option is null are left out.
   optionalEnv = name: value: lib.optionalAttrs (value != null) {${name} = toString value;};
+  # Allow-lists are comma-separated; empty lists emit no variable (only the defaults are allowed).
+  listEnv = name: values: lib.optionalAttrs (values != []) {${name} = lib.concatStringsSep "," values;};
 
   environment =
     {
@@ -33,7 +35,24 @@
     // optionalEnv "PIKA_AGENT_INCUS_CLIENT_CERT_PATH" cfg.incus.clientCertPath
     // optionalEnv "PIKA_AGENT_INCUS_CLIENT_KEY_PATH" cfg.incus.clientKeyPath
     // optionalEnv "PIKA_AGENT_INCUS_SERVER_CERT_PATH" cfg.incus.serverCertPath
+    // listEnv "PIKA_AGENT_INCUS_ALLOWED_ENDPOINTS" cfg.incus.allowed.endpoints
+    // listEnv "PIKA_AGENT_INCUS_INSECURE_TLS_ENDPOINTS" cfg.incus.allowed.insecureTlsEndpoints
+    // listEnv "PIKA_AGENT_INCUS_ALLOWED_PROJECTS" cfg.incus.allowed.projects
+    // listEnv "PIKA_AGENT_INCUS_ALLOWED_PROFILES" cfg.incus.allowed.profiles
+    // listEnv "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS" cfg.incus.allowed.storagePools
+    // listEnv "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES" cfg.incus.allowed.imageAliases
     // cfg.extraEnvironment;
+
+  allowList = what: variable:
+    lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [];
+      description = ''
+        Further ${what} a token holder may name in a request (${variable}, exact names, no
+        wildcards). Requests may always use the configured default; anything else is refused
+        with 403 before any Incus call.
+      '';
+    };
 
   nullOrStr = description:
     lib.mkOption {
@@ -110,6 +129,16 @@ in {
       clientCertPath = nullOrStr "TLS client certificate for the Incus endpoint (PIKA_AGENT_INCUS_CLIENT_CERT_PATH).";
       clientKeyPath = nullOrStr "TLS client key for the Incus endpoint (PIKA_AGENT_INCUS_CLIENT_KEY_PATH); keep it outside the Nix store.";
       serverCertPath = nullOrStr "Pinned Incus server certificate (PIKA_AGENT_INCUS_SERVER_CERT_PATH).";
+
+      # Token holders are tenants: by default they may use only the settings above.
+      allowed = {
+        endpoints = allowList "Incus endpoints (https://HOST[:PORT])" "PIKA_AGENT_INCUS_ALLOWED_ENDPOINTS";
+        insecureTlsEndpoints = allowList "endpoints used with insecure_tls (each must also be allowed)" "PIKA_AGENT_INCUS_INSECURE_TLS_ENDPOINTS";
+        projects = allowList "Incus projects" "PIKA_AGENT_INCUS_ALLOWED_PROJECTS";
+        profiles = allowList "Incus profiles" "PIKA_AGENT_INCUS_ALLOWED_PROFILES";
+        storagePools = allowList "storage pools" "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS";
+        imageAliases = allowList "image aliases" "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES";
+      };
     };
   };
 

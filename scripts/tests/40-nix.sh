@@ -348,6 +348,9 @@ test_server_module() {
   json="$(module_eval --arg settings '{ incus.imageAlias = "pika-test/alias"; incus.endpoint = "https://incus.test:8443"; incus.insecureTls = true; }')"
   assert_eq "module, alias + endpoint set, no role: variables" "pika-test/alias https://incus.test:8443 true false []" \
     "$(jq -r '[.environment.PIKA_AGENT_INCUS_IMAGE_ALIAS, .environment.PIKA_AGENT_INCUS_ENDPOINT, .environment.PIKA_AGENT_INCUS_INSECURE_TLS, (.environment | has("PIKA_AGENT_INCUS_GUEST_ROLE") | tostring), (.userGroups | tojson)] | join(" ")' <<<"${json}")"
+  json="$(module_eval --arg settings '{ incus.allowed.projects = [ "b" "c" ]; incus.allowed.endpoints = [ "https://x:8443" ]; }')"
+  assert_eq "module, allow-lists: comma-separated variables, empty lists emit none" "b,c https://x:8443 false" \
+    "$(jq -r '[.environment.PIKA_AGENT_INCUS_ALLOWED_PROJECTS, .environment.PIKA_AGENT_INCUS_ALLOWED_ENDPOINTS, (.environment | has("PIKA_AGENT_INCUS_ALLOWED_PROFILES") | tostring)] | join(" ")' <<<"${json}")"
   json="$(module_eval --arg host true)" || { fail "host example: $(cat "${WORK}/nix.stderr")"; return; }
   assert_eq "host example: managed-openclaw role, no alias, local socket group" "managed-openclaw false [\"incus-admin\"]" \
     "$(jq -r '[.environment.PIKA_AGENT_INCUS_GUEST_ROLE, (.environment | has("PIKA_AGENT_INCUS_IMAGE_ALIAS") | tostring), (.userGroups | tojson)] | join(" ")' <<<"${json}")"

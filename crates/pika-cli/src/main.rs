@@ -3,10 +3,11 @@
 //! ```text
 //! pika agent provision [--name N] [--image-alias A] [--project P] [--profile P]
 //!                      [--storage-pool S] [--endpoint URL] [--guest-role R]
-//! pika agent list | show ID | reprovision ID [same flags] | delete ID
+//! pika agent list | show ID | reprovision ID [same flags] | delete ID [--force]
 //! ```
-//! `--server`/`PIKA_SERVER_URL`, `--token`/`PIKA_SERVER_TOKEN`, and `--json` work on every command.
-//! Exit codes: 0 ok, 1 the server refused or failed, 2 usage error.
+//! `--server`/`PIKA_SERVER_URL`, `--token`/`PIKA_SERVER_TOKEN`, `--timeout`/`PIKA_TIMEOUT` and
+//! `--json` work on every command. IDs are percent-encoded into the URL path.
+//! Exit codes: 0 ok, 1 the server refused or failed (or did not answer in time), 2 usage error.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+/// Long enough for a provision under load (the server queues Incus work), short enough that a
+/// stalled server does not hang a script.
+const DEFAULT_TIMEOUT: &str = "300s";
 
 /// Provision and manage Pika agents through the agent API.
 #[derive(Parser)]
@@ -30,6 +34,9 @@ struct Cli {
     /// Bearer token (from `pika-server token add OWNER`).
     #[arg(long, global = true, env = "PIKA_SERVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Give up on a request after this long (e.g. 30s, 5m; 0 waits forever).
+    #[arg(long, global = true, env = "PIKA_TIMEOUT", default_value = DEFAULT_TIMEOUT, value_parser = parse_duration)]
+    timeout: std::time::Duration,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -67,7 +74,14 @@ enum AgentCommand {
         incus: IncusFlags,
     },
     /// Delete an agent and its instance.
-    Delete { id: String },
+    Delete {
+        id: String,
+        /// If the instance cannot be removed (its Incus endpoint is unreachable or no longer
+        /// configured), keep the agent as `abandoned` naming the leftover instance; forcing the
+        /// delete of an `abandoned` agent forgets it.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Default)]
@@ -93,6 +107,42 @@ struct IncusFlags {
     /// Guest role; sent only when given (the server decides otherwise).
     #[arg(long, value_parser = parse_role)]
     guest_role: Option<IncusGuestRole>,
+}
+
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration: use e.g. 30s, 5m, 1h"))?;
+    let seconds = match unit {
+        "" | "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{value:?} is not a duration: use e.g. 30s, 5m, 1h"))?;
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// The server's base URL: http(s), a host, nothing after the path.
+fn parse_server(value: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(value.trim())
+        .map_err(|err| format!("{value:?} is not a URL: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{value:?}: expected an http:// or https:// URL with a host"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{value:?}: the URL may not have a query or fragment"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn parse_role(value: &str) -> Result<IncusGuestRole, String> {
@@ -145,6 +195,7 @@ struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
+    timeout: std::time::Duration,
 }
 
 impl Api {
@@ -162,10 +213,16 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| Failure::runtime(format!("{method} {url}: {}", chain(&err))))?;
+        let response = request.send().await.map_err(|err| {
+            if err.is_timeout() {
+                Failure::runtime(format!(
+                    "{method} {url}: no answer within {:?} (raise --timeout)",
+                    self.timeout
+                ))
+            } else {
+                Failure::runtime(format!("{method} {url}: {}", chain(&err)))
+            }
+        })?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -177,6 +234,12 @@ impl Api {
         if !status.is_success() {
             let body = serde_json::from_slice::<ApiError>(&bytes).ok();
             let message = match &body {
+                Some(body) if !body.request_id.is_empty() => format!(
+                    "{} (HTTP {}, request {})",
+                    body.error,
+                    status.as_u16(),
+                    body.request_id
+                ),
                 Some(body) => format!("{} (HTTP {})", body.error, status.as_u16()),
                 None => format!(
                     "{method} {url}: HTTP {status}: {}",
@@ -312,16 +375,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .token
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Failure::usage("--token or PIKA_SERVER_TOKEN is required"))?;
-    let base = cli.server.trim_end_matches('/').to_owned();
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(Failure::usage(format!(
-            "--server / PIKA_SERVER_URL = {base:?} is invalid: expected an http:// or https:// URL"
-        )));
+    let base = parse_server(&cli.server)
+        .map_err(|err| Failure::usage(format!("--server / PIKA_SERVER_URL: {err}")))?;
+    let mut http = reqwest::Client::builder();
+    if !cli.timeout.is_zero() {
+        http = http.timeout(cli.timeout);
     }
+    let http = http
+        .build()
+        .map_err(|err| Failure::runtime(format!("HTTP client: {}", chain(&err))))?;
     let api = Api {
-        http: reqwest::Client::new(),
+        http,
         base,
         token,
+        timeout: cli.timeout,
     };
     let Command::Agent { command } = cli.command;
     match command {
@@ -372,13 +439,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 print_record(&record);
             }
         }
-        AgentCommand::Delete { id } => {
-            api.call::<serde_json::Value>(Method::DELETE, &agent_path(&id), None)
-                .await?;
-            if cli.json {
-                print_json(&serde_json::json!({ "deleted": id }));
+        AgentCommand::Delete { id, force } => {
+            let path = if force {
+                format!("{}?force=true", agent_path(&id))
             } else {
-                println!("deleted agent {id}");
+                agent_path(&id)
+            };
+            let abandoned: Option<AgentRecord> = api.call(Method::DELETE, &path, None).await?;
+            match abandoned {
+                None if cli.json => print_json(&serde_json::json!({ "deleted": id })),
+                None => println!("deleted agent {id}"),
+                Some(record) if cli.json => print_json(&record),
+                Some(record) => {
+                    eprintln!(
+                        "pika: warning: agent {id} is abandoned: its instance may remain (see error)"
+                    );
+                    print_record(&record);
+                }
             }
         }
     }
@@ -404,6 +481,9 @@ fn main() -> ExitCode {
             if json {
                 let body = failure.body.unwrap_or(ApiError {
                     error: failure.message.clone(),
+                    code: if failure.code == 2 { "usage" } else { "client" }.into(),
+                    field: None,
+                    request_id: String::new(),
                     agent: None,
                 });
                 print_json(&body);
@@ -469,6 +549,33 @@ mod tests {
         let text = err.to_string();
         for role in IncusGuestRole::ALL {
             assert!(text.contains(role.as_str()), "{text}");
+        }
+    }
+
+    #[test]
+    fn durations_and_server_urls_parse_strictly() {
+        assert_eq!(
+            parse_duration("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(parse_duration("0"), Ok(std::time::Duration::ZERO));
+        for bad in ["", "s", "5x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_server("http://h:1/").as_deref(), Ok("http://h:1"));
+        for bad in [
+            "http//x",
+            "ftp://x",
+            "http://",
+            "x",
+            "http://h/?q=1",
+            "http://[::1",
+        ] {
+            assert!(parse_server(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -58,6 +58,44 @@ fn help_and_usage_errors_need_no_server() {
 }
 
 #[test]
+fn a_malformed_server_url_is_a_usage_error() {
+    for url in [
+        "http//127.0.0.1:8080",
+        "ftp://127.0.0.1",
+        "http://",
+        "http://[::1",
+    ] {
+        let output = run(Command::new(PIKA)
+            .args(["agent", "list", "--server", url])
+            .env("PIKA_SERVER_TOKEN", "t"));
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("PIKA_SERVER_URL"),
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn a_stalled_server_times_out() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(stream);
+    });
+    let output = run(Command::new(PIKA)
+        .args(["agent", "list", "--timeout", "1s", "--server", &url])
+        .env("PIKA_SERVER_TOKEN", "t"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no answer within 1s"), "{stderr}");
+    held.join().unwrap();
+}
+
+#[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn cli_drives_the_agent_lifecycle() {
     let project = server::project("cli");
@@ -68,10 +106,22 @@ fn cli_drives_the_agent_lifecycle() {
         bin: &bin,
         dir: dir.path(),
         project: Some(&project.name),
-        env: vec![],
+        env: vec![(
+            "PIKA_AGENT_INCUS_ALLOWED_PROFILES".into(),
+            "pika-test-2".into(),
+        )],
     });
     let alice = server.add_token("alice");
     let bob = server.add_token("bob");
+
+    // IDs are one path segment: this one cannot climb to another endpoint (with the token).
+    let output = pika(&server, Some(&alice), &["agent", "show", "../../healthz"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("agent \"../../healthz\" not found") && stderr.contains("HTTP 404"),
+        "{stderr}"
+    );
 
     // Provision with the default alias: the role is materialized on the record and the instance.
     let record: AgentRecord = json_ok(&pika(
@@ -157,7 +207,8 @@ fn cli_drives_the_agent_lifecycle() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(project.instance(&record.instance_name).is_none());
+    assert!(project.instance(&again.instance_name).is_none());
+    assert!(project.instances().is_empty());
     let list: AgentList = json_ok(&pika(&server, Some(&alice), &["agent", "list", "--json"]));
     assert!(list.agents.is_empty());
 

@@ -20,17 +20,40 @@ pub use pika_incus_guest_role::{IncusGuestRole, ParseIncusGuestRoleError};
 
 /// Path of the agent collection (`POST` provisions, `GET` lists).
 pub const AGENTS_PATH: &str = "/v1/agents";
-/// Path of the health check.
+/// Path of the liveness check: `{"ok": bool}` only, no token needed.
 pub const HEALTHZ_PATH: &str = "/healthz";
+/// Path of the detailed health report (bearer token needed).
+pub const HEALTH_PATH: &str = "/v1/health";
+/// Request header that makes `POST /v1/agents` safe to retry: the same key returns the same agent.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+/// Header carrying the request ID on every response (also in every error body).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Path of one agent.
+/// Characters escaped in a path segment: everything but RFC 3986 unreserved characters, so an ID
+/// like `../../healthz` stays one segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One URL path segment, percent-encoded (`.` and `..` are encoded too: they are not IDs).
+pub fn path_segment(value: &str) -> String {
+    match value {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => percent_encoding::utf8_percent_encode(value, SEGMENT).to_string(),
+    }
+}
+
+/// Path of one agent (the ID is percent-encoded).
 pub fn agent_path(id: &str) -> String {
-    format!("{AGENTS_PATH}/{id}")
+    format!("{AGENTS_PATH}/{}", path_segment(id))
 }
 
 /// Path that reprovisions one agent.
 pub fn agent_reprovision_path(id: &str) -> String {
-    format!("{AGENTS_PATH}/{id}/reprovision")
+    format!("{}/reprovision", agent_path(id))
 }
 
 /// Where and how an agent's Incus instance is provisioned.
@@ -40,6 +63,7 @@ pub fn agent_reprovision_path(id: &str) -> String {
 /// `guest_role` is present there only when the image alias is the role's default alias, i.e. when the
 /// instance really runs that role's image.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IncusProvisionParams {
     /// The guest role of the instance (`managed-openclaw`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,8 +88,10 @@ pub struct IncusProvisionParams {
     pub insecure_tls: Option<bool>,
 }
 
-/// Body of `POST /v1/agents`.
+/// Body of `POST /v1/agents`. Unknown fields are refused (a removed or misspelt field must not be
+/// silently ignored).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentProvisionRequest {
     /// Optional human-readable name of the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +103,7 @@ pub struct AgentProvisionRequest {
 
 /// Body of `POST /v1/agents/{id}/reprovision`: fields given here replace the stored ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentReprovisionRequest {
     #[serde(default)]
     pub incus: IncusProvisionParams,
@@ -94,6 +121,12 @@ pub enum AgentState {
     Failed,
     /// The instance is being deleted.
     Deleting,
+    /// The row said `running` but its instance is gone (found by reconciliation); reprovision or
+    /// delete it.
+    Lost,
+    /// Deleted with `force` while its Incus endpoint could not remove the instance: `error` names
+    /// the leftover instance. A later delete retries the removal (forced again: forgets the row).
+    Abandoned,
 }
 
 impl AgentState {
@@ -102,6 +135,8 @@ impl AgentState {
         AgentState::Running,
         AgentState::Failed,
         AgentState::Deleting,
+        AgentState::Lost,
+        AgentState::Abandoned,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -110,6 +145,8 @@ impl AgentState {
             AgentState::Running => "running",
             AgentState::Failed => "failed",
             AgentState::Deleting => "deleting",
+            AgentState::Lost => "lost",
+            AgentState::Abandoned => "abandoned",
         }
     }
 }
@@ -164,10 +201,21 @@ pub struct AgentList {
     pub agents: Vec<AgentRecord>,
 }
 
-/// Body of every error response.
+/// Body of every error response, whatever the status (400, 401, 403, 404, 405, 409, 413, 415,
+/// 422, 500, 502, 503).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
+    /// What went wrong, for people.
     pub error: String,
+    /// What went wrong, for programs: `invalid`, `forbidden`, `unauthorized`, `not-found`, ...
+    #[serde(default)]
+    pub code: String,
+    /// The request field at fault (`incus.project`, `name`, ...), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The ID of the request (also the `x-request-id` response header and in the server log).
+    #[serde(default)]
+    pub request_id: String,
     /// The agent the failed request left behind (state `failed`), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Box<AgentRecord>>,
@@ -181,7 +229,14 @@ pub struct HealthCheck {
     pub detail: String,
 }
 
-/// Body of `GET /healthz` (200 when `ok`, 503 otherwise).
+/// Body of `GET /healthz` (200 when `ok`, 503 otherwise): nothing but the verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub ok: bool,
+}
+
+/// Body of `GET /v1/health` (token needed; 200 when `ok`, 503 otherwise).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
     pub ok: bool,
@@ -288,8 +343,42 @@ mod tests {
         }
         let err = "gone".parse::<AgentState>().unwrap_err();
         assert!(
-            err.contains("provisioning, running, failed, deleting"),
+            err.contains("provisioning, running, failed, deleting, lost, abandoned"),
             "{err}"
+        );
+    }
+
+    /// Ported from the original project: removed or unknown request fields fail closed.
+    #[test]
+    fn agent_provision_request_rejects_removed_legacy_fields() {
+        let err = serde_json::from_str::<AgentProvisionRequest>(
+            r#"{"legacy_backend":{"kind":"openclaw"}}"#,
+        )
+        .expect_err("removed legacy request fields must fail closed");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        // The issue's case: a misspelt field must not fall back to the default role.
+        let err = serde_json::from_str::<AgentProvisionRequest>(
+            r#"{"incus":{"guest-role":"pikaci-runner"}}"#,
+        )
+        .expect_err("a misspelt field is refused");
+        assert!(
+            err.to_string().contains("unknown field `guest-role`"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<AgentReprovisionRequest>(r#"{"name":"x"}"#)
+            .expect_err("reprovision takes only incus");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn agent_paths_encode_their_segment() {
+        assert_eq!(agent_path("ab12"), "/v1/agents/ab12");
+        assert_eq!(agent_path("../../healthz"), "/v1/agents/..%2F..%2Fhealthz");
+        assert_eq!(agent_path(".."), "/v1/agents/%2E%2E");
+        assert_eq!(agent_path("a b?c#d"), "/v1/agents/a%20b%3Fc%23d");
+        assert_eq!(
+            agent_reprovision_path("x/y"),
+            "/v1/agents/x%2Fy/reprovision"
         );
     }
 }

@@ -1,315 +1,601 @@
-//! What the endpoints do: provision, reprovision, delete, health, and startup reconciliation.
+//! The agent service: provision, reprovision, delete, health. It speaks [`AgentError`], never HTTP.
 //!
-//! Every path writes the row before it calls Incus and leaves it in a final state (`running`,
-//! `failed`, or gone) before it answers, so only a crash can leave a `provisioning` or `deleting`
-//! row behind, and [`reconcile`] settles those at the next start.
+//! Order of every mutating path: validate and resolve the request, check it against the operator's
+//! [`Policy`], check that the named Incus objects exist, and only then write a row and call Incus.
+//! So a refused request leaves no row and makes no Incus call that changes anything. Rows reach a
+//! final state (`running`, `failed`, or gone) before the answer; only a crash leaves
+//! `provisioning` or `deleting` behind, and [`crate::reconcile`] settles those at the next start.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use pika_managed_agent_contract::{
-    AgentRecord, AgentState, HealthCheck, HealthReport, IncusProvisionParams,
+    AgentProvisionRequest, AgentRecord, AgentState, HealthCheck, HealthReport, IncusProvisionParams,
 };
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
-use crate::incus::{Connector, create_agent_instance, remove_instance};
-use crate::incus_keys;
-use crate::params::{
-    ParamsError, ResolvedIncusParams, incus_params_provided, merge_incus_provision_params,
-    resolved_incus_params,
+use crate::config::IncusSettings;
+use crate::error::{AgentError, ErrorKind};
+use crate::incus::{
+    Connector, Preflight, PreflightError, Stamp, create_verified, preflight, remove_instance,
 };
+use crate::incus_keys;
+use crate::names;
+use crate::params::{
+    ResolvedIncusParams, incus_params_provided, merge_incus_provision_params, resolved_incus_params,
+};
+use crate::policy::Policy;
 use crate::store::{Store, StoreError};
-use pika_incus::ProjectClient;
-
-/// Everything a request handler needs.
-pub struct Agents {
-    pub store: Store,
-    pub connector: Connector,
-    /// The `PIKA_AGENT_INCUS_*` defaults.
-    pub defaults: IncusProvisionParams,
-    /// Bounds the instance creates/deletes in flight (see [`INCUS_CONCURRENCY`]).
-    pub incus_slots: tokio::sync::Semaphore,
-}
 
 /// How many instance creates/deletes the server runs against Incus at once. Incus answers a burst
 /// of 50 creates slowly enough that single requests pass the client timeout; queueing here instead
 /// keeps every Incus request short, and a few in flight already keep Incus busy.
 pub const INCUS_CONCURRENCY: usize = 8;
 
-/// A failed request: HTTP status, message, and the row it left behind (if any).
-#[derive(Debug)]
-pub struct Failure {
-    pub status: StatusCode,
-    pub message: String,
-    pub agent: Option<Box<AgentRecord>>,
+/// How long a health report is reused: health checks cost several Incus calls.
+pub const HEALTH_CACHE: Duration = Duration::from_secs(1);
+
+/// Everything a request handler needs.
+pub struct Agents {
+    pub(crate) store: Arc<Store>,
+    pub(crate) connector: Connector,
+    /// The configured defaults (what a request without `incus` gets).
+    pub(crate) defaults: IncusProvisionParams,
+    pub(crate) policy: Policy,
+    pub(crate) server_id: String,
+    /// Bounds the instance creates/deletes in flight (see [`INCUS_CONCURRENCY`]).
+    incus_slots: tokio::sync::Semaphore,
+    /// Agents a request of this process is building right now: a `provisioning` row that is not
+    /// in here was left by a failure and may be deleted.
+    building: Arc<Mutex<HashSet<String>>>,
+    health: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
 }
 
-impl Failure {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-            agent: None,
+/// A POST's idempotency key with the hash of its body.
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+impl Idempotency {
+    pub fn new(key: String, body: &[u8]) -> Self {
+        Idempotency {
+            key,
+            request_hash: hex::encode(Sha256::digest(body)),
         }
     }
-
-    fn not_found(id: &str) -> Self {
-        Failure::new(StatusCode::NOT_FOUND, format!("agent {id} not found"))
-    }
 }
 
-impl From<ParamsError> for Failure {
-    fn from(err: ParamsError) -> Self {
-        Failure::new(StatusCode::BAD_REQUEST, err.to_string())
-    }
+/// The outcome of a provision: a new agent, or the one an earlier request with the same
+/// idempotency key made.
+pub struct Provisioned {
+    pub record: AgentRecord,
+    pub replayed: bool,
 }
 
-impl From<StoreError> for Failure {
-    fn from(err: StoreError) -> Self {
-        tracing::error!("{err}");
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
-    }
+/// The outcome of a delete.
+pub enum Deleted {
+    /// Instance and row are gone.
+    Gone,
+    /// Forced: the instance could not be removed; the row is kept as `abandoned` naming it.
+    Abandoned(Box<AgentRecord>),
 }
 
-/// The HTTP status for an Incus error: a missing object means the parameters name something that
-/// is not there (400); an unreachable Incus is 503; anything else Incus did is 502.
-fn incus_status(err: &pika_incus::Error) -> StatusCode {
-    match err {
-        pika_incus::Error::NotFound { .. } => StatusCode::BAD_REQUEST,
-        // Incus refused the request itself (e.g. a profile that does not exist).
-        pika_incus::Error::Api { status: 400, .. } => StatusCode::BAD_REQUEST,
-        pika_incus::Error::Transport { .. } | pika_incus::Error::Timeout { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        pika_incus::Error::Conflict { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_GATEWAY,
-    }
+fn new_hex_id(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    hex::encode(buffer)
 }
 
-fn new_agent_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
-fn check_name(name: Option<String>) -> Result<Option<String>, Failure> {
+fn check_name(name: Option<String>) -> Result<Option<String>, AgentError> {
     let Some(name) = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };
-    if name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("name {name:?} is invalid: use at most 64 characters, no control characters"),
-        ));
-    }
+    names::check_agent_name(&name).map_err(|reason| {
+        AgentError::new(
+            ErrorKind::Invalid,
+            format!("name {name:?} is invalid: {reason}"),
+        )
+        .field("name")
+    })?;
     Ok(Some(name))
 }
 
 /// Resolves stored parameters back into complete ones (they were complete when stored).
-fn resolve_stored(stored: &IncusProvisionParams) -> Result<ResolvedIncusParams, Failure> {
+pub(crate) fn resolve_stored(
+    stored: &IncusProvisionParams,
+) -> Result<ResolvedIncusParams, AgentError> {
     resolved_incus_params(&IncusProvisionParams::default(), stored).map_err(|err| {
-        Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        AgentError::new(
+            ErrorKind::Internal,
             format!("stored parameters are unusable: {err}"),
         )
     })
 }
 
+fn preflight_error(err: PreflightError) -> AgentError {
+    match err {
+        PreflightError::Missing(field, message) => {
+            AgentError::new(ErrorKind::Invalid, message).field(format!("incus.{field}"))
+        }
+        PreflightError::Incus(err) => AgentError::incus(&err, "checking the Incus parameters"),
+    }
+}
+
+/// Removes an ID from the building set when the request ends, however it ends.
+struct Building {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
 impl Agents {
+    pub fn new(store: Store, connector: Connector, settings: &IncusSettings) -> Self {
+        let server_id = store.server_id().to_owned();
+        Agents {
+            store: Arc::new(store),
+            connector,
+            defaults: settings.defaults(),
+            policy: settings.policy(),
+            server_id,
+            incus_slots: tokio::sync::Semaphore::new(INCUS_CONCURRENCY),
+            building: Arc::new(Mutex::new(HashSet::new())),
+            health: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    /// Runs database work on a blocking thread, off the async workers.
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, AgentError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|err| AgentError::new(ErrorKind::Internal, format!("database task: {err}")))?
+            .map_err(AgentError::from)
+    }
+
+    fn mark_building(&self, id: &str) -> Building {
+        self.building
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned());
+        Building {
+            set: Arc::clone(&self.building),
+            id: id.to_owned(),
+        }
+    }
+
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AgentError> {
+        self.incus_slots
+            .acquire()
+            .await
+            .map_err(|err| AgentError::new(ErrorKind::Internal, format!("incus slots: {err}")))
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: &'static [AgentState],
+        to: AgentState,
+        error: Option<String>,
+    ) -> Result<bool, AgentError> {
+        let id = id.to_owned();
+        self.db(move |s| s.transition(&id, from, to, error.as_deref()))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<AgentRecord>, AgentError> {
+        let id = id.to_owned();
+        self.db(move |s| s.get(&id)).await
+    }
+
+    /// Validates, resolves and checks a request's parameters against the policy and Incus.
+    async fn admit(
+        &self,
+        base: &IncusProvisionParams,
+        requested: &IncusProvisionParams,
+    ) -> Result<(ResolvedIncusParams, pika_incus::ProjectClient, Preflight), AgentError> {
+        let resolved = resolved_incus_params(base, requested)?;
+        self.policy.check(&resolved)?;
+        let project = self
+            .connector
+            .project(&resolved)
+            .map_err(|err| AgentError::incus(&err, "connecting to Incus"))?;
+        let checked = preflight(&project, &resolved)
+            .await
+            .map_err(preflight_error)?;
+        Ok((resolved, project, checked))
+    }
+
     pub async fn provision(
         &self,
         owner: &str,
-        name: Option<String>,
-        requested: &IncusProvisionParams,
-    ) -> Result<AgentRecord, Failure> {
-        let name = check_name(name)?;
-        let resolved = resolved_incus_params(&self.defaults, requested)?;
-        let id = new_agent_id();
-        let record = self.store.insert_provisioning(
-            &id,
-            owner,
-            name.as_deref(),
-            &resolved.materialized(),
-        )?;
+        request: AgentProvisionRequest,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Provisioned, AgentError> {
+        let name = check_name(request.name)?;
+        if let Some(replay) = self.replay(owner, idempotency.as_ref()).await? {
+            return Ok(replay);
+        }
+        let (resolved, project, checked) = self.admit(&self.defaults, &request.incus).await?;
+        let id = new_hex_id(8);
+        let _building = self.mark_building(&id);
+        let record = {
+            let (id, owner, incus) = (id.clone(), owner.to_owned(), resolved.materialized());
+            let key = idempotency.map(|i| (i.key, i.request_hash));
+            self.db(move |s| {
+                let key = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
+                s.insert_provisioning(&id, &owner, name.as_deref(), &incus, key)
+            })
+            .await
+        };
+        let record = record?;
         tracing::info!(agent = %id, %owner, params = %resolved, "provisioning");
-        self.build(record, &resolved).await
+        let record = self.build(record, &resolved, &project, &checked).await?;
+        Ok(Provisioned {
+            record,
+            replayed: false,
+        })
+    }
+
+    /// The agent an earlier POST with this idempotency key made, if any.
+    async fn replay(
+        &self,
+        owner: &str,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Option<Provisioned>, AgentError> {
+        let Some(idempotency) = idempotency else {
+            return Ok(None);
+        };
+        let (owner_key, key) = (owner.to_owned(), idempotency.key.clone());
+        let Some((record, hash)) = self
+            .db(move |s| s.find_idempotent(&owner_key, &key))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if hash.as_deref() != Some(idempotency.request_hash.as_str()) {
+            return Err(AgentError::new(
+                ErrorKind::IdempotencyMismatch,
+                format!(
+                    "Idempotency-Key {:?} was used for a different request (agent {})",
+                    idempotency.key, record.id
+                ),
+            )
+            .field("Idempotency-Key"));
+        }
+        if record.state == AgentState::Provisioning {
+            return Err(AgentError::busy(&record.id, record.state));
+        }
+        Ok(Some(Provisioned {
+            record,
+            replayed: true,
+        }))
     }
 
     /// Creates and starts the instance of a `provisioning` row; the row ends `running` or `failed`.
     async fn build(
         &self,
-        mut record: AgentRecord,
+        record: AgentRecord,
         resolved: &ResolvedIncusParams,
-    ) -> Result<AgentRecord, Failure> {
-        let _slot = self.incus_slots.acquire().await.expect("never closed");
-        let outcome = match self.connector.project(resolved) {
-            Ok(project) => {
-                match create_agent_instance(&project, resolved, &record.id, &record.owner).await {
-                    Ok(()) => Ok(()),
-                    Err(err) => {
-                        // A failed start leaves a created instance behind: remove it.
-                        if let Err(cleanup) = remove_instance(&project, &record.instance_name).await
-                        {
-                            tracing::warn!(agent = %record.id, "cleanup after failure: {cleanup}");
-                        }
-                        Err(err)
-                    }
-                }
-            }
-            Err(err) => Err(err),
+        project: &pika_incus::ProjectClient,
+        checked: &Preflight,
+    ) -> Result<AgentRecord, AgentError> {
+        let stamp = Stamp {
+            server_id: &self.server_id,
+            agent_id: &record.id,
+            owner: &record.owner,
         };
-        match outcome {
-            Ok(()) => {
-                self.store.transition(
-                    &record.id,
-                    &[AgentState::Provisioning],
-                    AgentState::Running,
-                    None,
-                )?;
-                record.state = AgentState::Running;
+        let created = {
+            let _slot = self.slot().await?;
+            create_verified(project, resolved, checked, &record.instance_name, &stamp).await
+        };
+        if let Err(err) = created {
+            let error = AgentError::incus(&err, format!("provisioning agent {}", record.id));
+            tracing::warn!(agent = %record.id, error = %err, "provisioning failed");
+            self.transition(
+                &record.id,
+                &[AgentState::Provisioning],
+                AgentState::Failed,
+                Some(error.message.clone()),
+            )
+            .await?;
+            return Err(error.with_agent(self.get(&record.id).await?));
+        }
+        match self
+            .transition(
+                &record.id,
+                &[AgentState::Provisioning],
+                AgentState::Running,
+                None,
+            )
+            .await
+        {
+            Ok(_) => {
                 tracing::info!(agent = %record.id, instance = %record.instance_name, "running");
-                // Answer with the row as stored, so the response equals what GET shows later
-                // (the transition stamped a new updated_at).
-                Ok(self.store.get(&record.id)?.unwrap_or(record))
+                // Answer with the row as stored, so the response equals what GET shows later.
+                Ok(self.get(&record.id).await?.unwrap_or(record))
             }
             Err(err) => {
-                let message = format!("provisioning agent {} failed: {err}", record.id);
-                tracing::warn!("{message}");
-                self.store.transition(
-                    &record.id,
-                    &[AgentState::Provisioning],
-                    AgentState::Failed,
-                    Some(&message),
-                )?;
-                record.state = AgentState::Failed;
-                record.error = Some(message.clone());
-                let record = self.store.get(&record.id)?.unwrap_or(record);
-                Err(Failure {
-                    status: incus_status(&err),
-                    message,
-                    agent: Some(Box::new(record)),
-                })
+                // The instance exists but the row cannot say so: remove the instance rather than
+                // leave one that no row knows, and fail the row if the database lets us.
+                tracing::error!(agent = %record.id, error = %err, "recording the running agent failed; removing its instance");
+                let _slot = self.slot().await?;
+                if let Err(cleanup) = remove_instance(project, &record.instance_name).await {
+                    tracing::error!(agent = %record.id, error = %cleanup, "compensating removal failed; reconcile will retry");
+                }
+                let _ = self
+                    .transition(
+                        &record.id,
+                        &[AgentState::Provisioning],
+                        AgentState::Failed,
+                        Some(
+                            "the server could not record the agent; its instance was removed"
+                                .into(),
+                        ),
+                    )
+                    .await;
+                Err(err)
             }
         }
     }
 
-    pub fn list(&self, owner: &str) -> Result<Vec<AgentRecord>, Failure> {
-        Ok(self.store.list(Some(owner))?)
+    pub async fn list(&self, owner: &str) -> Result<Vec<AgentRecord>, AgentError> {
+        let owner = owner.to_owned();
+        self.db(move |s| s.list(Some(&owner))).await
     }
 
-    pub fn show(&self, owner: &str, id: &str) -> Result<AgentRecord, Failure> {
-        self.store
-            .get_owned(owner, id)?
-            .ok_or_else(|| Failure::not_found(id))
+    pub async fn show(&self, owner: &str, id: &str) -> Result<AgentRecord, AgentError> {
+        let (owner, id_owned) = (owner.to_owned(), id.to_owned());
+        self.db(move |s| s.get_owned(&owner, &id_owned))
+            .await?
+            .ok_or_else(|| AgentError::not_found(id))
     }
 
-    /// Recreates the instance with the stored parameters, overridden by the present request fields.
+    /// Makes a new instance with the stored parameters overridden by the request's, checks that
+    /// it runs, and only then removes the old one. If anything before that fails, the old
+    /// instance is untouched and the row keeps its state.
     pub async fn reprovision(
         &self,
         owner: &str,
         id: &str,
         requested: &IncusProvisionParams,
-    ) -> Result<AgentRecord, Failure> {
-        let record = self.show(owner, id)?;
+    ) -> Result<AgentRecord, AgentError> {
+        let record = self.show(owner, id).await?;
         let merged = if incus_params_provided(requested) {
             merge_incus_provision_params(&record.incus, requested)
         } else {
             record.incus.clone()
         };
-        // Stored params are complete, so no env default is needed (or wanted: the env may have
+        // Stored params are complete, so no default is needed (or wanted: the defaults may have
         // changed since, and reprovision keeps what the agent was given).
-        let resolved = resolved_incus_params(&IncusProvisionParams::default(), &merged)?;
+        let (resolved, project, checked) = self
+            .admit(&IncusProvisionParams::default(), &merged)
+            .await?;
         let old = resolve_stored(&record.incus)?;
-        let claimed = self.store.transition(
-            id,
-            &[AgentState::Running, AgentState::Failed],
-            AgentState::Provisioning,
-            None,
-        )?;
+        const CLAIMABLE: &[AgentState] =
+            &[AgentState::Running, AgentState::Failed, AgentState::Lost];
+        if !CLAIMABLE.contains(&record.state) {
+            return Err(AgentError::busy(id, record.state));
+        }
+        let _building = self.mark_building(id);
+        let claimed = self
+            .transition(
+                id,
+                CLAIMABLE,
+                AgentState::Provisioning,
+                record.error.clone(),
+            )
+            .await?;
         if !claimed {
-            return Err(Failure::new(
-                StatusCode::CONFLICT,
-                format!("agent {id} is busy (state {}); try again", record.state),
-            ));
+            return Err(AgentError::busy(id, record.state));
         }
         tracing::info!(agent = %id, params = %resolved, "reprovisioning");
+        let new_name = incus_keys::replacement_instance_name(id, &new_hex_id(4));
+        let stamp = Stamp {
+            server_id: &self.server_id,
+            agent_id: id,
+            owner,
+        };
+        let created = {
+            let _slot = self.slot().await?;
+            create_verified(&project, &resolved, &checked, &new_name, &stamp).await
+        };
+        let restore = |message: Option<String>| {
+            let (id, state, incus, name) = (
+                id.to_owned(),
+                record.state,
+                record.incus.clone(),
+                record.instance_name.clone(),
+            );
+            self.db(move |s| {
+                s.set_instance(&id, &name, &incus)?;
+                s.update(&id, state, message.as_deref(), &incus)
+            })
+        };
+        if let Err(err) = created {
+            let error = AgentError::incus(
+                &err,
+                format!("reprovisioning agent {id} (the old instance is untouched)"),
+            );
+            restore(record.error.clone()).await?;
+            return Err(error.with_agent(self.get(id).await?));
+        }
+        let materialized = resolved.materialized();
+        let pointed = {
+            let (id, name, incus) = (id.to_owned(), new_name.clone(), materialized.clone());
+            self.db(move |s| s.set_instance(&id, &name, &incus)).await
+        };
+        if let Err(err) = pointed {
+            tracing::error!(agent = %id, error = %err, "recording the new instance failed; removing it");
+            if let Err(cleanup) = remove_instance(&project, &new_name).await {
+                tracing::error!(agent = %id, error = %cleanup, "compensating removal failed; reconcile will retry");
+            }
+            let _ = restore(record.error.clone()).await;
+            return Err(err);
+        }
+        // The row points at the new instance: the old one is now an orphan of ours, removed here
+        // or, if that fails, by the next reconcile.
         let removed = match self.connector.project(&old) {
-            Ok(project) => {
-                let _slot = self.incus_slots.acquire().await.expect("never closed");
-                remove_instance(&project, &record.instance_name).await
+            Ok(old_project) => {
+                let _slot = self.slot().await?;
+                remove_instance(&old_project, &record.instance_name).await
             }
             Err(err) => Err(err),
         };
         if let Err(err) = removed {
-            let message = format!("reprovisioning agent {id}: removing the old instance: {err}");
-            self.store
-                .update(id, AgentState::Failed, Some(&message), &record.incus)?;
-            let agent = self.store.get(id)?.map(Box::new);
-            return Err(Failure {
-                status: incus_status(&err),
-                message,
-                agent,
-            });
+            tracing::warn!(agent = %id, instance = %record.instance_name, error = %err, "removing the replaced instance failed; reconcile will retry");
         }
-        let materialized = resolved.materialized();
-        self.store
-            .update(id, AgentState::Provisioning, None, &materialized)?;
-        let fresh = self.store.get(id)?.ok_or_else(|| Failure::not_found(id))?;
-        self.build(fresh, &resolved).await
+        self.transition(id, &[AgentState::Provisioning], AgentState::Running, None)
+            .await?;
+        self.get(id).await?.ok_or_else(|| AgentError::not_found(id))
     }
 
-    pub async fn delete(&self, owner: &str, id: &str) -> Result<(), Failure> {
-        let record = self.show(owner, id)?;
-        let claimed = self.store.transition(
-            id,
-            &[
-                AgentState::Running,
-                AgentState::Failed,
-                AgentState::Deleting,
-            ],
-            AgentState::Deleting,
-            None,
-        )?;
-        if !claimed {
-            return Err(Failure::new(
-                StatusCode::CONFLICT,
-                format!("agent {id} is busy (state {}); try again", record.state),
-            ));
+    /// Deletes the instance and then the row. With `force`, an instance that cannot be removed
+    /// (endpoint unreachable or no longer configured) leaves the row `abandoned` naming it, and a
+    /// forced delete of an `abandoned` row forgets it.
+    pub async fn delete(&self, owner: &str, id: &str, force: bool) -> Result<Deleted, AgentError> {
+        let record = self.show(owner, id).await?;
+        if force && record.state == AgentState::Abandoned {
+            let id_owned = id.to_owned();
+            self.db(move |s| s.delete(&id_owned)).await?;
+            tracing::warn!(agent = %id, "forgotten by a forced delete");
+            return Ok(Deleted::Gone);
         }
-        self.finish_delete(&record).await
-    }
-
-    async fn finish_delete(&self, record: &AgentRecord) -> Result<(), Failure> {
-        let params = resolve_stored(&record.incus)?;
-        let removed = match self.connector.project(&params) {
-            Ok(project) => {
-                let _slot = self.incus_slots.acquire().await.expect("never closed");
-                remove_instance(&project, &record.instance_name).await
-            }
-            Err(err) => Err(err),
+        let claimed = {
+            let (id, building) = (id.to_owned(), Arc::clone(&self.building));
+            self.db(move |s| {
+                // Under the building lock, so no request starts on it between look and claim.
+                let building = building.lock().unwrap_or_else(|p| p.into_inner());
+                let mut from = vec![
+                    AgentState::Running,
+                    AgentState::Failed,
+                    AgentState::Deleting,
+                    AgentState::Lost,
+                    AgentState::Abandoned,
+                ];
+                if !building.contains(&id) {
+                    // Left by a failed database write, not by a request in progress.
+                    from.push(AgentState::Provisioning);
+                }
+                s.transition(&id, &from, AgentState::Deleting, None)
+            })
+            .await?
         };
-        match removed {
+        if !claimed {
+            return Err(AgentError::busy(id, record.state));
+        }
+        match self.remove_agent_instance(&record).await {
             Ok(()) => {
-                self.store.delete(&record.id)?;
-                tracing::info!(agent = %record.id, "deleted");
-                Ok(())
+                let id_owned = id.to_owned();
+                self.db(move |s| s.delete(&id_owned)).await?;
+                tracing::info!(agent = %id, "deleted");
+                Ok(Deleted::Gone)
+            }
+            Err(err) if force => {
+                let leftover = format!(
+                    "deleted by force: instance {} in project {} on {} could not be removed ({}); it may remain there",
+                    record.instance_name,
+                    record.incus.project.as_deref().unwrap_or("?"),
+                    record
+                        .incus
+                        .endpoint
+                        .as_deref()
+                        .unwrap_or("the local socket"),
+                    err.message
+                );
+                tracing::warn!(agent = %id, instance = %record.instance_name, error = %err.message, "forced delete left the instance behind");
+                self.transition(
+                    id,
+                    &[AgentState::Deleting],
+                    AgentState::Abandoned,
+                    Some(leftover),
+                )
+                .await?;
+                let row = self
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| AgentError::not_found(id))?;
+                Ok(Deleted::Abandoned(Box::new(row)))
             }
             Err(err) => {
-                let message = format!("deleting agent {}: {err} (retry the delete)", record.id);
-                self.store.transition(
-                    &record.id,
+                let message = format!(
+                    "deleting agent {id}: {} (retry, or delete with force to give the instance up)",
+                    err.message
+                );
+                self.transition(
+                    id,
                     &[AgentState::Deleting],
                     AgentState::Deleting,
-                    Some(&message),
-                )?;
-                Err(Failure::new(incus_status(&err), message))
+                    Some(message.clone()),
+                )
+                .await?;
+                Err(AgentError::new(err.kind, message))
             }
         }
     }
 
-    /// `/healthz`: the configuration is complete, Incus answers, and the project, profile,
-    /// storage pool and image alias of the defaults exist.
+    /// Removes an agent's instance, only on an endpoint and project the operator configures.
+    pub(crate) async fn remove_agent_instance(
+        &self,
+        record: &AgentRecord,
+    ) -> Result<(), AgentError> {
+        let params = resolve_stored(&record.incus)?;
+        if !self
+            .policy
+            .covers(params.endpoint.as_deref(), &params.project)
+        {
+            return Err(AgentError::new(
+                ErrorKind::IncusUnavailable,
+                format!(
+                    "project {} on {} is no longer configured on this server",
+                    params.project,
+                    params.endpoint.as_deref().unwrap_or("the local socket")
+                ),
+            ));
+        }
+        let project = self
+            .connector
+            .project(&params)
+            .map_err(|err| AgentError::incus(&err, "connecting to Incus"))?;
+        let _slot = self.slot().await?;
+        remove_instance(&project, &record.instance_name)
+            .await
+            .map_err(|err| AgentError::incus(&err, format!("removing {}", record.instance_name)))
+    }
+
+    /// The health report, computed at most once per [`HEALTH_CACHE`].
     pub async fn health(&self) -> HealthReport {
+        let mut cache = self.health.lock().await;
+        if let Some((at, report)) = cache.as_ref()
+            && at.elapsed() < HEALTH_CACHE
+        {
+            return report.clone();
+        }
+        let report = self.check_health().await;
+        *cache = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    /// The configuration is complete, Incus answers, and the defaults' project, profile, storage
+    /// pool and image alias exist.
+    async fn check_health(&self) -> HealthReport {
         let mut checks = Vec::new();
         let mut check = |name: &str, result: Result<String, String>| {
             let ok = result.is_ok();
@@ -354,259 +640,24 @@ impl Agents {
             return report(checks);
         }
         let project = client.in_project(resolved.project.clone());
-        check(
-            "project",
-            existence(
-                "project",
-                &resolved.project,
-                client.get_project(&resolved.project).await,
+        match preflight(&project, &resolved).await {
+            Ok(_) => check(
+                "incus_objects",
+                Ok(format!(
+                    "project {}, profile {}, storage pool {} and image alias {} exist",
+                    resolved.project, resolved.profile, resolved.storage_pool, resolved.image_alias
+                )),
             ),
-        );
-        check(
-            "profile",
-            existence(
-                "profile",
-                &resolved.profile,
-                project.get_profile(&resolved.profile).await,
-            ),
-        );
-        check(
-            "storage_pool",
-            existence(
-                "storage pool",
-                &resolved.storage_pool,
-                client.get_storage_pool(&resolved.storage_pool).await,
-            ),
-        );
-        let result = project.get_image_alias(&resolved.image_alias).await;
-        check(
-            "image_alias",
-            result
-                .map(|alias| {
-                    format!(
-                        "image alias {} -> {} ({})",
-                        resolved.image_alias, alias.target, alias.image_type
-                    )
-                })
-                .map_err(|e| e.to_string()),
-        );
+            Err(PreflightError::Missing(_, message)) => check("incus_objects", Err(message)),
+            Err(PreflightError::Incus(err)) => check("incus_objects", Err(err.to_string())),
+        };
         report(checks)
     }
-}
-
-/// A health check outcome for an Incus object that must exist: "<kind> <name> exists" or the error.
-fn existence<T>(
-    kind: &str,
-    name: &str,
-    result: Result<T, pika_incus::Error>,
-) -> Result<String, String> {
-    result
-        .map(|_| format!("{kind} {name} exists"))
-        .map_err(|e| e.to_string())
 }
 
 fn report(checks: Vec<HealthCheck>) -> HealthReport {
     HealthReport {
         ok: checks.iter().all(|c| c.ok),
         checks,
-    }
-}
-
-/// What startup reconciliation did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ReconcileSummary {
-    pub finished: usize,
-    pub failed: usize,
-    pub deleted_rows: usize,
-    pub deleted_orphans: usize,
-}
-
-/// Settles what a crash left: `provisioning` rows become `running` (their instance is there and
-/// runs) or `failed` (no instance; a half-made one is removed), `deleting` rows finish their
-/// delete, and instances carrying `user.pika.agent_id` in the server's project that no live row
-/// knows are deleted.
-pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, StoreError> {
-    let mut summary = ReconcileSummary::default();
-    let rows = agents.store.list(None)?;
-
-    // Where instances of ours can be: the default project plus every project a row points at.
-    let mut scopes: BTreeMap<(Option<String>, String), bool> = BTreeMap::new();
-    if let Some(project) = &agents.defaults.project {
-        scopes.insert(
-            (agents.defaults.endpoint.clone(), project.clone()),
-            agents.defaults.insecure_tls.unwrap_or(false),
-        );
-    }
-    for row in &rows {
-        if let Some(project) = &row.incus.project {
-            scopes.insert(
-                (row.incus.endpoint.clone(), project.clone()),
-                row.incus.insecure_tls.unwrap_or(false),
-            );
-        }
-    }
-    let mut projects = Vec::new();
-    for ((endpoint, project_name), insecure) in scopes {
-        match agents.connector.client(endpoint.as_deref(), insecure) {
-            Ok(client) => projects.push(client.in_project(project_name)),
-            Err(err) => tracing::warn!("reconcile: {err}"),
-        }
-    }
-
-    // A crashed server's create/start/delete may still be running inside Incus: let those end
-    // first (the operation wait API, no polling), so what we look at next is final.
-    for project in &projects {
-        settle_operations(project).await;
-    }
-
-    for row in &rows {
-        tracing::debug!(agent = %row.id, state = %row.state, "reconcile: row");
-        match row.state {
-            AgentState::Provisioning => {
-                if settle_provisioning(agents, row).await? {
-                    summary.finished += 1;
-                } else {
-                    summary.failed += 1;
-                }
-            }
-            AgentState::Deleting => match agents.finish_delete(row).await {
-                Ok(()) => summary.deleted_rows += 1,
-                Err(err) => tracing::warn!(agent = %row.id, "reconcile: {}", err.message),
-            },
-            AgentState::Running | AgentState::Failed => {}
-        }
-    }
-
-    // Orphans: instances carrying an agent ID that no live row knows. Rows are written before
-    // instances are created, so reading the rows after listing the instances cannot mistake a
-    // request being served right now for an orphan.
-    for project in &projects {
-        let instances = match project.list_instances().await {
-            Ok(instances) => instances,
-            Err(err) => {
-                tracing::warn!("reconcile: listing instances of {}: {err}", project.name());
-                continue;
-            }
-        };
-        let live: HashSet<String> = agents
-            .store
-            .list(None)?
-            .into_iter()
-            .filter(|row| row.state != AgentState::Failed)
-            .map(|row| row.id)
-            .collect();
-        for instance in instances {
-            let Some(agent_id) = instance.config.get(incus_keys::AGENT_ID_KEY) else {
-                continue;
-            };
-            if live.contains(agent_id) {
-                continue;
-            }
-            tracing::warn!(instance = %instance.name, agent = %agent_id, "reconcile: deleting orphan");
-            match remove_instance(project, &instance.name).await {
-                Ok(()) => summary.deleted_orphans += 1,
-                Err(err) => tracing::warn!("reconcile: deleting orphan {}: {err}", instance.name),
-            }
-        }
-    }
-    tracing::info!(?summary, "reconciled");
-    Ok(summary)
-}
-
-/// Waits for the running Incus operations of `project` that touch agent instances.
-async fn settle_operations(project: &ProjectClient) {
-    let operations = match project.running_operations().await {
-        Ok(operations) => operations,
-        Err(err) => {
-            tracing::warn!("reconcile: operations of {}: {err}", project.name());
-            return;
-        }
-    };
-    for operation in operations {
-        let ours = operation
-            .resources
-            .as_ref()
-            .and_then(|r| r.get("instances"))
-            .into_iter()
-            .flatten()
-            .any(|path| {
-                let path = path.split('?').next().unwrap_or(path);
-                path.rsplit('/')
-                    .next()
-                    .is_some_and(|name| name.starts_with(incus_keys::INSTANCE_NAME_PREFIX))
-            });
-        if !ours {
-            continue;
-        }
-        tracing::info!(operation = %operation.id, what = %operation.description, "reconcile: waiting for an operation left by the previous run");
-        if let Err(err) = project
-            .client()
-            .wait_operation(&operation.id, pika_incus::DEFAULT_OPERATION_TIMEOUT)
-            .await
-        {
-            tracing::warn!("reconcile: {err}");
-        }
-    }
-}
-
-/// Returns true when the row ends `running`.
-async fn settle_provisioning(agents: &Agents, row: &AgentRecord) -> Result<bool, StoreError> {
-    let fail = |message: String| {
-        tracing::warn!(agent = %row.id, "reconcile: {message}");
-        agents
-            .store
-            .transition(
-                &row.id,
-                &[AgentState::Provisioning],
-                AgentState::Failed,
-                Some(&message),
-            )
-            .map(|_| false)
-    };
-    let params = match resolve_stored(&row.incus) {
-        Ok(params) => params,
-        Err(err) => return fail(err.message),
-    };
-    let project = match agents.connector.project(&params) {
-        Ok(project) => project,
-        Err(err) => return fail(format!("server restarted during provisioning; {err}")),
-    };
-    // Look again right before deciding: under load Incus may only now run the create that the
-    // crashed server sent just before it died.
-    settle_operations(&project).await;
-    let instance = match project.get_instance(&row.instance_name).await {
-        Ok(instance) => instance,
-        Err(err) if err.is_not_found() => {
-            return fail(
-                "server stopped before the instance was created; reprovision or delete the agent"
-                    .into(),
-            );
-        }
-        Err(err) => return fail(format!("server restarted during provisioning; {err}")),
-    };
-    let started = if instance.is_running() {
-        Ok(())
-    } else {
-        project.start_instance(&row.instance_name).await
-    };
-    match started {
-        Ok(()) => {
-            agents.store.transition(
-                &row.id,
-                &[AgentState::Provisioning],
-                AgentState::Running,
-                None,
-            )?;
-            tracing::info!(agent = %row.id, "reconcile: finished provisioning");
-            Ok(true)
-        }
-        Err(err) => {
-            if let Err(cleanup) = remove_instance(&project, &row.instance_name).await {
-                tracing::warn!(agent = %row.id, "reconcile cleanup: {cleanup}");
-            }
-            fail(format!(
-                "server restarted during provisioning; start failed: {err}"
-            ))
-        }
     }
 }

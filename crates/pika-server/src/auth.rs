@@ -1,24 +1,25 @@
 //! Bearer tokens: the tokens file holds lines `OWNER SHA256(token)` (hex); `#` starts a comment.
 //!
-//! Only hashes are stored. The file is re-read when its modification time changes, so
-//! `pika-server token add` takes effect without a restart.
+//! Only hashes are stored. The file is read again on every authenticated request and parsed again
+//! when its content changed (not its modification time, which an edit may keep), so
+//! `pika-server token add` and revocations take effect without a restart. A file that does not
+//! parse fails closed: every authenticated request is refused (503) until it is fixed.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokensError {
     #[error("tokens file {path}: {source}")]
     Io {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     #[error("tokens file {path}:{line}: {message}")]
     Syntax {
@@ -87,7 +88,7 @@ pub fn add_token(path: &Path, owner: &str) -> Result<String, TokensError> {
     check_owner(owner)?;
     let io = |source| TokensError::Io {
         path: path.display().to_string(),
-        source,
+        source: std::sync::Arc::new(source),
     };
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -102,20 +103,30 @@ pub fn add_token(path: &Path, owner: &str) -> Result<String, TokensError> {
     Ok(token)
 }
 
-/// The tokens file, reloaded when it changes.
+/// The tokens file, reloaded when its content changes.
 pub struct Tokens {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, HashMap<String, String>)>,
+    cache: Mutex<Cache>,
+}
+
+struct Cache {
+    /// SHA-256 of the content the state was parsed from (`None`: not read yet).
+    digest: Option<[u8; 32]>,
+    state: Result<HashMap<String, String>, TokensError>,
 }
 
 impl Tokens {
-    /// Loads the file now; a missing file means no tokens (every request gets 401).
+    /// Loads the file now; a missing file means no tokens (every request gets 401). A file that
+    /// does not parse is an error here (the server does not start).
     pub fn load(path: PathBuf) -> Result<Self, TokensError> {
         let tokens = Tokens {
             path,
-            cache: Mutex::new((None, HashMap::new())),
+            cache: Mutex::new(Cache {
+                digest: None,
+                state: Ok(HashMap::new()),
+            }),
         };
-        tokens.refresh()?;
+        tokens.current()?;
         Ok(tokens)
     }
 
@@ -123,45 +134,51 @@ impl Tokens {
         &self.path
     }
 
-    fn refresh(&self) -> Result<(), TokensError> {
-        let display = self.path.display().to_string();
-        let modified = match std::fs::metadata(&self.path) {
-            Ok(meta) => meta.modified().ok(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+    /// The token map of the file as it is now, or why it cannot be used.
+    fn current(&self) -> Result<HashMap<String, String>, TokensError> {
+        let shown = self.path.display().to_string();
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => {
                 return Err(TokensError::Io {
-                    path: display,
-                    source,
+                    path: shown,
+                    source: std::sync::Arc::new(source),
                 });
             }
         };
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if modified.is_some() && cache.0 == modified {
-            return Ok(());
-        }
-        let map = match std::fs::read_to_string(&self.path) {
-            Ok(text) => parse_tokens(&display, &text)?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(source) => {
-                return Err(TokensError::Io {
-                    path: display,
-                    source,
-                });
+        if cache.digest != Some(digest) {
+            cache.state = parse_tokens(&shown, &text);
+            cache.digest = Some(digest);
+            match &cache.state {
+                Ok(map) => tracing::info!(tokens = map.len(), file = %shown, "tokens loaded"),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    line = err.line(),
+                    "the tokens file does not parse: refusing every token until it is fixed"
+                ),
             }
-        };
-        *cache = (modified, map);
-        Ok(())
+        }
+        cache.state.clone()
     }
 
-    /// The owner of a token, if the token is known.
-    pub fn owner_of(&self, token: &str) -> Option<String> {
-        if let Err(err) = self.refresh() {
-            // Keep serving with the last good file rather than locking everyone out.
-            tracing::error!("{err}; keeping the previously loaded tokens");
+    /// The owner of a token (`None`: unknown token), or an error when the tokens file cannot be
+    /// used: then no token is accepted (fail closed).
+    pub fn owner_of(&self, token: &str) -> Result<Option<String>, TokensError> {
+        let map = self.current()?;
+        Ok(map.get(&hash_token(token)).cloned())
+    }
+}
+
+impl TokensError {
+    /// The line of a syntax error.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            TokensError::Syntax { line, .. } => Some(*line),
+            _ => None,
         }
-        let hash = hash_token(token);
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.1.get(&hash).cloned()
     }
 }
 
@@ -174,13 +191,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
         let tokens = Tokens::load(path.clone()).unwrap();
-        assert_eq!(tokens.owner_of("anything"), None);
+        assert_eq!(tokens.owner_of("anything").unwrap(), None);
         let alice = add_token(&path, "alice").unwrap();
         let bob = add_token(&path, "bob").unwrap();
         assert_ne!(alice, bob);
-        assert_eq!(tokens.owner_of(&alice).as_deref(), Some("alice"));
-        assert_eq!(tokens.owner_of(&bob).as_deref(), Some("bob"));
-        assert_eq!(tokens.owner_of("pika_wrong"), None);
+        assert_eq!(tokens.owner_of(&alice).unwrap().as_deref(), Some("alice"));
+        assert_eq!(tokens.owner_of(&bob).unwrap().as_deref(), Some("bob"));
+        assert_eq!(tokens.owner_of("pika_wrong").unwrap(), None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&alice), "the file stores hashes only");
         assert!(text.contains(&hash_token(&alice)));
@@ -196,5 +213,43 @@ mod tests {
         let err = parse_tokens("t", "alice\n").unwrap_err();
         assert!(err.to_string().starts_with("tokens file t:1:"), "{err}");
         assert!(add_token(Path::new("/nonexistent/x"), "bad owner").is_err());
+    }
+
+    #[test]
+    fn a_broken_file_fails_closed_until_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let alice = add_token(&path, "alice").unwrap();
+        let tokens = Tokens::load(path.clone()).unwrap();
+        assert_eq!(tokens.owner_of(&alice).unwrap().as_deref(), Some("alice"));
+        let good = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{good}bob nothex\n")).unwrap();
+        let err = tokens.owner_of(&alice).unwrap_err();
+        assert_eq!(err.line(), Some(2), "{err}");
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(tokens.owner_of(&alice).unwrap().as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_change_that_keeps_the_mtime_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let alice = add_token(&path, "alice").unwrap();
+        let tokens = Tokens::load(path.clone()).unwrap();
+        assert!(tokens.owner_of(&alice).unwrap().is_some());
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // Revoke alice by rewriting the line with another hash of the same length.
+        let revoked = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(&hash_token(&alice), &hash_token("other"));
+        std::fs::write(&path, revoked).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        assert_eq!(tokens.owner_of(&alice).unwrap(), None, "revoked");
     }
 }

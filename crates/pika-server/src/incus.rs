@@ -91,44 +91,119 @@ impl Connector {
     }
 }
 
-/// Creates and starts the instance of agent `agent_id` in one Incus operation.
+/// What a new agent instance is made of, all checked to exist before anything is created.
+#[derive(Clone, Debug)]
+pub struct Preflight {
+    pub instance_type: InstanceType,
+}
+
+/// One Incus object a request names that is not there.
+#[derive(Debug)]
+pub enum PreflightError {
+    /// `field` names something missing: (request field, message).
+    Missing(&'static str, String),
+    Incus(pika_incus::Error),
+}
+
+/// Checks that the project, profile, storage pool and image alias exist, before a row is written.
 ///
 /// The instance type is the type of the image the alias points at: Incus cannot create a container
 /// from a VM image or the reverse, so taking the role's `instance_type` would only fail for aliases
 /// that hold the other kind (the tests import busybox containers under the managed-openclaw alias,
-/// and VMs cannot start on every host). The alias lookup also turns a missing alias into a clear
-/// error before anything is created.
-pub async fn create_agent_instance(
+/// and VMs cannot start on every host).
+pub async fn preflight(
     project: &ProjectClient,
     params: &ResolvedIncusParams,
-    agent_id: &str,
-    owner: &str,
-) -> Result<(), pika_incus::Error> {
-    let alias = project.get_image_alias(&params.image_alias).await?;
+) -> Result<Preflight, PreflightError> {
+    let missing = |field: &'static str, what: &str, name: &str, err: pika_incus::Error| {
+        if err.is_not_found() {
+            PreflightError::Missing(
+                field,
+                format!("incus.{field} = {name:?}: {what} {name} does not exist"),
+            )
+        } else {
+            PreflightError::Incus(err)
+        }
+    };
+    project
+        .client()
+        .get_project(&params.project)
+        .await
+        .map_err(|e| missing("project", "project", &params.project, e))?;
+    project
+        .get_profile(&params.profile)
+        .await
+        .map_err(|e| missing("profile", "profile", &params.profile, e))?;
+    project
+        .client()
+        .get_storage_pool(&params.storage_pool)
+        .await
+        .map_err(|e| missing("storage_pool", "storage pool", &params.storage_pool, e))?;
+    let alias = project
+        .get_image_alias(&params.image_alias)
+        .await
+        .map_err(|e| missing("image_alias", "image alias", &params.image_alias, e))?;
     let instance_type = if alias.image_type == InstanceType::VirtualMachine.as_str() {
         InstanceType::VirtualMachine
     } else {
         InstanceType::Container
     };
-    let mut create =
-        InstanceCreate::from_alias(incus_keys::instance_name(agent_id), &params.image_alias)
-            .instance_type(instance_type)
-            .profiles([params.profile.as_str()])
-            .device(
-                incus_keys::ROOT_DEVICE,
-                [
-                    ("type", "disk"),
-                    ("path", "/"),
-                    ("pool", params.storage_pool.as_str()),
-                ],
-            )
-            .config(incus_keys::AGENT_ID_KEY, agent_id)
-            .config(incus_keys::OWNER_KEY, owner)
-            .start(true);
+    Ok(Preflight { instance_type })
+}
+
+/// Who an instance belongs to: stamped on it as `user.pika.*` config.
+pub struct Stamp<'a> {
+    pub server_id: &'a str,
+    pub agent_id: &'a str,
+    pub owner: &'a str,
+}
+
+/// Creates and starts `instance_name` in one Incus operation, then checks that it runs. On any
+/// failure the half-made instance is removed before the error is returned.
+pub async fn create_verified(
+    project: &ProjectClient,
+    params: &ResolvedIncusParams,
+    preflight: &Preflight,
+    instance_name: &str,
+    stamp: &Stamp<'_>,
+) -> Result<(), pika_incus::Error> {
+    let mut create = InstanceCreate::from_alias(instance_name, &params.image_alias)
+        .instance_type(preflight.instance_type)
+        .profiles([params.profile.as_str()])
+        .device(
+            incus_keys::ROOT_DEVICE,
+            [
+                ("type", "disk"),
+                ("path", "/"),
+                ("pool", params.storage_pool.as_str()),
+            ],
+        )
+        .config(incus_keys::SERVER_ID_KEY, stamp.server_id)
+        .config(incus_keys::AGENT_ID_KEY, stamp.agent_id)
+        .config(incus_keys::OWNER_KEY, stamp.owner)
+        .start(true);
     if let Some(role) = params.materialized_guest_role() {
         create = create.config(incus_keys::GUEST_ROLE_KEY, role.as_str());
     }
-    project.create_instance(&create).await
+    let created = async {
+        project.create_instance(&create).await?;
+        let instance = project.get_instance(instance_name).await?;
+        if instance.is_running() {
+            Ok(())
+        } else {
+            Err(pika_incus::Error::OperationFailed {
+                what: format!("instance {instance_name}"),
+                message: format!("created but not running (status {})", instance.status),
+            })
+        }
+    }
+    .await;
+    if created.is_err()
+        && let Err(cleanup) = remove_instance(project, instance_name).await
+    {
+        tracing::warn!(instance = %instance_name, error = %cleanup, "cleanup after a failed create");
+    }
+    created
 }
 
 /// Stops (forcibly) and deletes an instance; an instance that is not there counts as removed.

@@ -6,6 +6,9 @@
 
 /// Config key holding the agent ID (the primary key of the server's row).
 pub const AGENT_ID_KEY: &str = "user.pika.agent_id";
+/// Config key holding the ID of the server that made the instance: reconcile only ever touches
+/// instances carrying its own ID.
+pub const SERVER_ID_KEY: &str = "user.pika.server_id";
 /// Config key holding the owner the agent belongs to.
 pub const OWNER_KEY: &str = "user.pika.owner";
 /// Config key holding the guest role, set only when the instance runs the role's default image.
@@ -13,7 +16,7 @@ pub const GUEST_ROLE_KEY: &str = pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY;
 /// Prefix of every key the server owns; request data can never set keys under it.
 pub const PIKA_KEY_PREFIX: &str = "user.pika.";
 
-/// Instance names are `pika-agent-<id>`.
+/// Instance names are `pika-agent-<id>` (a reprovisioned agent's: `pika-agent-<id>-<suffix>`).
 pub const INSTANCE_NAME_PREFIX: &str = "pika-agent-";
 
 /// Name of the root disk device the server adds (on the resolved storage pool).
@@ -22,6 +25,11 @@ pub const ROOT_DEVICE: &str = "root";
 /// The Incus instance name of an agent.
 pub fn instance_name(agent_id: &str) -> String {
     format!("{INSTANCE_NAME_PREFIX}{agent_id}")
+}
+
+/// The name of an agent's replacement instance (made by reprovision before the old one goes).
+pub fn replacement_instance_name(agent_id: &str, suffix: &str) -> String {
+    format!("{INSTANCE_NAME_PREFIX}{agent_id}-{suffix}")
 }
 
 /// Environment variables of the Incus defaults (`PIKA_AGENT_INCUS_*`).
@@ -36,6 +44,12 @@ pub mod env {
     pub const CLIENT_CERT_PATH: &str = "PIKA_AGENT_INCUS_CLIENT_CERT_PATH";
     pub const CLIENT_KEY_PATH: &str = "PIKA_AGENT_INCUS_CLIENT_KEY_PATH";
     pub const SERVER_CERT_PATH: &str = "PIKA_AGENT_INCUS_SERVER_CERT_PATH";
+    pub const ALLOWED_ENDPOINTS: &str = "PIKA_AGENT_INCUS_ALLOWED_ENDPOINTS";
+    pub const INSECURE_TLS_ENDPOINTS: &str = "PIKA_AGENT_INCUS_INSECURE_TLS_ENDPOINTS";
+    pub const ALLOWED_PROJECTS: &str = "PIKA_AGENT_INCUS_ALLOWED_PROJECTS";
+    pub const ALLOWED_PROFILES: &str = "PIKA_AGENT_INCUS_ALLOWED_PROFILES";
+    pub const ALLOWED_STORAGE_POOLS: &str = "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS";
+    pub const ALLOWED_IMAGE_ALIASES: &str = "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES";
     /// Local socket used when no endpoint is set (defaults to the standard incusd socket).
     pub const SOCKET: &str = "INCUS_SOCKET";
 }
@@ -46,7 +60,7 @@ mod tests {
 
     #[test]
     fn server_keys_share_the_reserved_prefix() {
-        for key in [AGENT_ID_KEY, OWNER_KEY, GUEST_ROLE_KEY] {
+        for key in [AGENT_ID_KEY, SERVER_ID_KEY, OWNER_KEY, GUEST_ROLE_KEY] {
             assert!(key.starts_with(PIKA_KEY_PREFIX), "{key}");
         }
         assert_eq!(instance_name("abc"), "pika-agent-abc");

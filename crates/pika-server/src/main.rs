@@ -1,29 +1,29 @@
 //! `pika-server`: runs the agent API (no subcommand, or `serve`) and manages its tokens.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use pika_server::{DEFAULT_TOKENS_FILE, ENV_TOKENS_FILE, ServerConfig, auth};
+use clap::{CommandFactory, Parser, Subcommand};
+use pika_server::{ServerConfig, StateSettings, auth};
 
 /// The Pika agent API server: provisions managed OpenClaw agents as Incus instances.
 ///
-/// Configuration comes from the environment: PIKA_SERVER_LISTEN (default 127.0.0.1:8080),
-/// PIKA_SERVER_DB (SQLite file), PIKA_SERVER_TOKENS_FILE, INCUS_SOCKET, and the Incus defaults
-/// PIKA_AGENT_INCUS_{ENDPOINT,PROJECT,PROFILE,STORAGE_POOL,GUEST_ROLE,IMAGE_ALIAS,INSECURE_TLS,
-/// CLIENT_CERT_PATH,CLIENT_KEY_PATH,SERVER_CERT_PATH}.
+/// Every setting is a flag and an environment variable (shown with its default below); an
+/// invalid value stops the server naming the flag or variable.
 #[derive(Parser)]
-#[command(name = "pika-server", version)]
+#[command(name = "pika-server", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Settings of `serve` (also accepted without the subcommand).
+    #[command(flatten)]
+    serve: ServerConfig,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the API (the default).
-    Serve,
+    Serve(Box<ServerConfig>),
     /// Manage bearer tokens.
     Token {
         #[command(subcommand)]
@@ -37,39 +37,74 @@ enum TokenCommand {
     Add {
         /// Owner name (A-Z a-z 0-9 . _ -).
         owner: String,
-        /// The tokens file.
-        #[arg(long, env = ENV_TOKENS_FILE, default_value = DEFAULT_TOKENS_FILE)]
-        tokens_file: PathBuf,
+        #[command(flatten)]
+        state: StateSettings,
     },
 }
 
+/// Names the environment variable next to the flag when a value is invalid: the value may have
+/// come from either, and clap's message names only the flag.
+fn with_env_hint(mut err: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg).cloned() else {
+        return err;
+    };
+    let long = arg
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("--")
+        .to_owned();
+    let mut command = Cli::command();
+    command.build();
+    let env = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long.as_str()))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
+    if let Some(env) = env {
+        err.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![
+                format!("--{long} is also set by the environment variable {env}").into(),
+            ]),
+        );
+    }
+    err
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => with_env_hint(err).exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => run_server(),
-        Command::Token {
-            command: TokenCommand::Add { owner, tokens_file },
-        } => auth::add_token(&tokens_file, &owner)
+    let result = match cli.command {
+        None => run_server(cli.serve),
+        Some(Command::Serve(config)) => run_server(*config),
+        Some(Command::Token {
+            command: TokenCommand::Add { owner, state },
+        }) => auth::add_token(&state.tokens_path(), &owner)
             .map(|token| println!("{token}"))
             .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "pika-server failed");
             eprintln!("pika-server: error: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run_server() -> anyhow::Result<()> {
-    let config = ServerConfig::from_env()?;
+fn run_server(config: ServerConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -89,7 +124,7 @@ async fn shutdown_signal() {
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
         Err(err) => {
-            tracing::error!("cannot listen for SIGTERM: {err}");
+            tracing::error!(error = %err, "cannot listen for SIGTERM");
             return std::future::pending().await;
         }
     };

@@ -6,18 +6,10 @@ use std::fmt;
 use pika_managed_agent_contract::{IncusGuestRole, IncusProvisionParams};
 
 use crate::incus_keys::env;
+use crate::policy::Endpoint;
 
 /// The only role the managed runtime provisions today.
 pub const MANAGED_ROLE: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
-
-/// A bad environment variable: names it and says what would be valid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{var}={value:?} is invalid: {reason}")]
-pub struct EnvError {
-    pub var: &'static str,
-    pub value: String,
-    pub reason: String,
-}
 
 /// Why a request's parameters cannot be used (answered with HTTP 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,77 +32,11 @@ pub enum ParamsError {
     },
 }
 
-/// The Incus defaults of the server, read from `PIKA_AGENT_INCUS_*`.
-///
-/// Blank variables count as unset. An invalid `PIKA_AGENT_INCUS_GUEST_ROLE` or
-/// `PIKA_AGENT_INCUS_INSECURE_TLS` is an error naming the variable (the server refuses to start).
-pub fn default_incus_params_from_env() -> Result<IncusProvisionParams, EnvError> {
-    default_incus_params_from(|name| std::env::var(name).ok())
-}
-
-/// [`default_incus_params_from_env`] with an explicit variable lookup (for tests).
-pub fn default_incus_params_from(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<IncusProvisionParams, EnvError> {
-    let get = |name: &str| non_blank(lookup(name).as_deref());
-    let guest_role = match get(env::GUEST_ROLE) {
-        None => None,
-        Some(value) => Some(value.parse::<IncusGuestRole>().map_err(|err| EnvError {
-            var: env::GUEST_ROLE,
-            value: value.clone(),
-            reason: format!("{err} (valid roles: {})", IncusGuestRole::valid_ids()),
-        })?),
-    };
-    let insecure_tls = match get(env::INSECURE_TLS) {
-        None => None,
-        Some(value) => Some(parse_bool(&value).ok_or_else(|| EnvError {
-            var: env::INSECURE_TLS,
-            value: value.clone(),
-            reason: "expected one of 1, true, yes, on, 0, false, no, off".into(),
-        })?),
-    };
-    let params = IncusProvisionParams {
-        guest_role,
-        endpoint: get(env::ENDPOINT),
-        project: get(env::PROJECT),
-        profile: get(env::PROFILE),
-        storage_pool: get(env::STORAGE_POOL),
-        image_alias: get(env::IMAGE_ALIAS),
-        insecure_tls,
-    };
-    if let Some(endpoint) = &params.endpoint {
-        check_endpoint(endpoint).map_err(|reason| EnvError {
-            var: env::ENDPOINT,
-            value: endpoint.clone(),
-            reason,
-        })?;
-    }
-    Ok(params)
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 fn non_blank(value: Option<&str>) -> Option<String> {
     value
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-}
-
-fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let url = url::Url::parse(endpoint).map_err(|err| format!("not a URL: {err}"))?;
-    if url.scheme() != "https" || url.host_str().is_none() {
-        return Err(
-            "expected an https://HOST[:PORT] URL (leave it unset for the local socket)".into(),
-        );
-    }
-    Ok(())
 }
 
 /// Whether a request carries any Incus parameter at all (the guest role counts).
@@ -217,13 +143,20 @@ pub fn resolved_incus_params(
     if guest_role != MANAGED_ROLE {
         return Err(ParamsError::UnsupportedRole(guest_role));
     }
-    if let Some(endpoint) = &merged.endpoint {
-        check_endpoint(endpoint).map_err(|reason| ParamsError::Invalid {
-            field: "endpoint",
-            value: endpoint.clone(),
-            reason,
-        })?;
-    }
+    let endpoint = merged
+        .endpoint
+        .as_deref()
+        .map(|endpoint| {
+            endpoint
+                .parse::<Endpoint>()
+                .map(|e| e.to_string())
+                .map_err(|reason| ParamsError::Invalid {
+                    field: "endpoint",
+                    value: endpoint.to_owned(),
+                    reason,
+                })
+        })
+        .transpose()?;
     let required = |value: Option<String>, field: &'static str, var: &'static str| {
         let value = value.ok_or(ParamsError::Missing { field, var })?;
         check_name(field, &value)?;
@@ -235,7 +168,7 @@ pub fn resolved_incus_params(
     check_name("image_alias", &image_alias)?;
     Ok(ResolvedIncusParams {
         guest_role,
-        endpoint: merged.endpoint,
+        endpoint,
         project: required(merged.project, "project", env::PROJECT)?,
         profile: required(merged.profile, "profile", env::PROFILE)?,
         storage_pool: required(merged.storage_pool, "storage_pool", env::STORAGE_POOL)?,
@@ -244,29 +177,18 @@ pub fn resolved_incus_params(
     })
 }
 
-/// Incus names travel in URLs and config: refuse control characters and absurd lengths early.
+/// Incus names travel in URLs and config: refuse control and format characters and absurd lengths.
 fn check_name(field: &'static str, value: &str) -> Result<(), ParamsError> {
-    let reason = if value.len() > 255 {
-        Some("longer than 255 bytes")
-    } else if value.chars().any(char::is_control) {
-        Some("contains control characters")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(ParamsError::Invalid {
-            field,
-            value: value.to_owned(),
-            reason: reason.into(),
-        }),
-        None => Ok(()),
-    }
+    crate::names::check_incus_name(value).map_err(|reason| ParamsError::Invalid {
+        field,
+        value: value.to_owned(),
+        reason: reason.into(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn env_defaults() -> IncusProvisionParams {
         IncusProvisionParams {
@@ -275,14 +197,6 @@ mod tests {
             storage_pool: Some("default".into()),
             ..Default::default()
         }
-    }
-
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
     }
 
     #[test]
@@ -375,40 +289,6 @@ mod tests {
                 var: env::PROFILE
             }
         );
-    }
-
-    #[test]
-    fn invalid_env_role_is_rejected_naming_the_variable() {
-        let err = default_incus_params_from(lookup(&[(env::GUEST_ROLE, "openclaw")])).unwrap_err();
-        assert_eq!(err.var, "PIKA_AGENT_INCUS_GUEST_ROLE");
-        let text = err.to_string();
-        assert!(
-            text.starts_with("PIKA_AGENT_INCUS_GUEST_ROLE=\"openclaw\""),
-            "{text}"
-        );
-        for role in IncusGuestRole::ALL {
-            assert!(text.contains(role.as_str()), "{text} should list {role}");
-        }
-    }
-
-    #[test]
-    fn env_is_read_and_blank_means_unset() {
-        let params = default_incus_params_from(lookup(&[
-            (env::GUEST_ROLE, " managed-openclaw "),
-            (env::PROJECT, "agents"),
-            (env::PROFILE, ""),
-            (env::ENDPOINT, "https://incus.example:8443"),
-            (env::INSECURE_TLS, "true"),
-        ]))
-        .unwrap();
-        assert_eq!(params.guest_role, Some(MANAGED_ROLE));
-        assert_eq!(params.project.as_deref(), Some("agents"));
-        assert_eq!(params.profile, None);
-        assert_eq!(params.insecure_tls, Some(true));
-        let err = default_incus_params_from(lookup(&[(env::INSECURE_TLS, "maybe")])).unwrap_err();
-        assert_eq!(err.var, env::INSECURE_TLS);
-        let err = default_incus_params_from(lookup(&[(env::ENDPOINT, "http://x")])).unwrap_err();
-        assert_eq!(err.var, env::ENDPOINT);
     }
 
     #[test]

@@ -20,20 +20,43 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("database {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database {path}: row {id} is unreadable: {message}")]
     Corrupt {
         path: String,
         id: String,
         message: String,
     },
+    #[error(
+        "database {path}: schema version {found} is newer than this pika-server knows ({known}); run the newer server"
+    )]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    /// The insert collided with an existing row (the same idempotency key of the same owner).
+    #[error("database {path}: duplicate row")]
+    Duplicate { path: String },
 }
 
 pub struct Store {
     path: String,
+    server_id: String,
     conn: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
+/// The schema, one migration per version (`PRAGMA user_version` counts the applied ones).
+/// Never edit a released migration: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first release's schema, verbatim. It says IF NOT EXISTS, so a database made before
+    // versioning (user_version 0, these tables present) passes through unchanged.
+    "
 CREATE TABLE IF NOT EXISTS agents (
     id            TEXT PRIMARY KEY NOT NULL,
     owner         TEXT NOT NULL,
@@ -46,7 +69,23 @@ CREATE TABLE IF NOT EXISTS agents (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
-";
+",
+    // 2: the server's identity (stamped on its instances) and idempotency keys of POST requests.
+    "
+CREATE TABLE server_meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+INSERT INTO server_meta (key, value) VALUES ('server_id', lower(hex(randomblob(16))));
+ALTER TABLE agents ADD COLUMN idempotency_key TEXT;
+ALTER TABLE agents ADD COLUMN request_hash TEXT;
+CREATE UNIQUE INDEX agents_idempotency ON agents(owner, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+",
+];
+
+/// The schema version this server writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 const COLUMNS: &str = "id, owner, name, instance_name, state, incus, error, created_at, updated_at";
 
@@ -59,33 +98,143 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
+/// Applies the migrations the database lacks, each in its own transaction.
+fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let wrap = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(wrap)?;
+    // A negative version is nothing this server wrote: treat it as too new.
+    let found = usize::try_from(found).unwrap_or(usize::MAX);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found) {
+        let tx = conn.transaction().map_err(wrap)?;
+        tx.execute_batch(sql).map_err(wrap)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(index + 1).unwrap_or(i64::MAX),
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        tracing::info!(database = %path, version = index + 1, "schema migrated");
+    }
+    Ok(())
+}
+
+/// The database and its -wal/-shm files are readable by the server's user only (they hold owner
+/// names and agent parameters). SQLite gives the -wal/-shm files the database file's mode.
+fn restrict_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let display = path.display().to_string();
+        restrict_files(path).map_err(|source| StoreError::Io {
+            path: display.clone(),
+            source,
+        })?;
         let wrap = |source| StoreError::Sqlite {
             path: display.clone(),
             source,
         };
-        let conn = Connection::open(path).map_err(wrap)?;
+        let mut conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        migrate(&mut conn, &display)?;
+        let server_id: String = conn
+            .query_row(
+                "SELECT value FROM server_meta WHERE key = 'server_id'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(wrap)?;
         Ok(Store {
             path: display,
+            server_id,
             conn: Mutex::new(conn),
         })
     }
 
+    /// This server's identity: created once with the database, stamped on every instance.
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn).map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
+        f(&conn).map_err(|source| {
+            if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ConstraintViolation)
+            ) {
+                StoreError::Duplicate {
+                    path: self.path.clone(),
+                }
+            } else {
+                StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
         })
+    }
+
+    /// The row made by `owner`'s POST with this idempotency key, with the hash of that request.
+    pub fn find_idempotent(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<(AgentRecord, Option<String>)>, StoreError> {
+        let found = self.with(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {COLUMNS}, request_hash FROM agents WHERE owner = ?1 AND idempotency_key = ?2"
+                ),
+                params![owner, key],
+                |row| Ok((raw_row(row)?, row.get::<_, Option<String>>(9)?)),
+            )
+            .optional()
+        })?;
+        found
+            .map(|(raw, hash)| Ok((self.decode(raw)?, hash)))
+            .transpose()
     }
 
     /// Inserts a new row in state `provisioning`.
@@ -95,6 +244,7 @@ impl Store {
         owner: &str,
         name: Option<&str>,
         incus: &IncusProvisionParams,
+        idempotency: Option<(&str, &str)>,
     ) -> Result<AgentRecord, StoreError> {
         let now = now();
         let record = AgentRecord {
@@ -112,7 +262,8 @@ impl Store {
         self.with(|c| {
             c.execute(
                 &format!(
-                    "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    "INSERT INTO agents ({COLUMNS}, idempotency_key, request_hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                 ),
                 params![
                     record.id,
@@ -123,7 +274,9 @@ impl Store {
                     incus_json,
                     record.error,
                     record.created_at,
-                    record.updated_at
+                    record.updated_at,
+                    idempotency.map(|(key, _)| key),
+                    idempotency.map(|(_, hash)| hash),
                 ],
             )
         })?;
@@ -193,6 +346,23 @@ impl Store {
             c.execute(
                 "UPDATE agents SET state = ?2, error = ?3, incus = ?4, updated_at = ?5 WHERE id = ?1",
                 params![id, state.as_str(), error, incus_json, now()],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Points a row at a new instance with new parameters (reprovision, before the old instance goes).
+    pub fn set_instance(
+        &self,
+        id: &str,
+        instance_name: &str,
+        incus: &IncusProvisionParams,
+    ) -> Result<(), StoreError> {
+        let incus_json = serde_json::to_string(incus).expect("params serialize");
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET instance_name = ?2, incus = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, instance_name, incus_json, now()],
             )
         })?;
         Ok(())
@@ -271,10 +441,10 @@ mod tests {
         let path = dir.path().join("agents.db");
         let store = Store::open(&path).unwrap();
         let a = store
-            .insert_provisioning("a1", "alice", Some("bot"), &params())
+            .insert_provisioning("a1", "alice", Some("bot"), &params(), None)
             .unwrap();
         store
-            .insert_provisioning("b1", "bob", None, &params())
+            .insert_provisioning("b1", "bob", None, &params(), None)
             .unwrap();
         assert_eq!(a.instance_name, "pika-agent-a1");
         assert_eq!(store.get("a1").unwrap().unwrap(), a);
@@ -291,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
         store
-            .insert_provisioning("a1", "alice", None, &params())
+            .insert_provisioning("a1", "alice", None, &params(), None)
             .unwrap();
         assert!(
             !store
@@ -320,12 +490,131 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
         store
-            .insert_provisioning("a1", "alice", None, &params())
+            .insert_provisioning("a1", "alice", None, &params(), None)
             .unwrap();
         assert!(
             store
-                .insert_provisioning("a1", "bob", None, &params())
+                .insert_provisioning("a1", "bob", None, &params(), None)
                 .is_err()
         );
+    }
+
+    /// The schema of the release before versioned migrations, byte for byte, as it created
+    /// databases (`CREATE TABLE IF NOT EXISTS`, user_version 0).
+    const FIRST_RELEASE_DDL: &str = "
+CREATE TABLE IF NOT EXISTS agents (
+    id            TEXT PRIMARY KEY NOT NULL,
+    owner         TEXT NOT NULL,
+    name          TEXT,
+    instance_name TEXT NOT NULL UNIQUE,
+    state         TEXT NOT NULL,
+    incus         TEXT NOT NULL,
+    error         TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
+";
+
+    #[test]
+    fn a_database_of_the_first_release_upgrades_without_losing_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.execute_batch(FIRST_RELEASE_DDL).unwrap();
+            for (id, owner, state) in [
+                ("a1", "alice", "running"),
+                ("b1", "bob", "failed"),
+                ("c1", "alice", "provisioning"),
+            ] {
+                conn.execute(
+                    "INSERT INTO agents VALUES (?1, ?2, 'n', ?3, ?4, ?5, NULL, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                    params![id, owner, format!("pika-agent-{id}"), state, serde_json::to_string(&params()).unwrap()],
+                )
+                .unwrap();
+            }
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 0, "the first release did not version its schema");
+        }
+        let store = Store::open(&path).unwrap();
+        let rows = store.list(None).unwrap();
+        assert_eq!(rows.len(), 3, "every row survived");
+        assert_eq!(rows[0].id, "a1");
+        assert_eq!(rows[0].state, AgentState::Running);
+        assert_eq!(rows[0].incus, params());
+        assert_eq!(store.server_id().len(), 32);
+        // The new columns work on the upgraded database.
+        store
+            .insert_provisioning("d1", "alice", None, &params(), Some(("k1", "h1")))
+            .unwrap();
+        let (found, hash) = store.find_idempotent("alice", "k1").unwrap().unwrap();
+        assert_eq!((found.id.as_str(), hash.as_deref()), ("d1", Some("h1")));
+        let server_id = store.server_id().to_owned();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.server_id(), server_id, "the identity is created once");
+        assert_eq!(store.list(None).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(SCHEMA_VERSION + 1).unwrap(),
+        )
+        .unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().expect("refused").to_string();
+        assert!(
+            err.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/agents.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .insert_provisioning("a1", "alice", None, &params(), None)
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+        // A database made with a looser mode is tightened when opened.
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn one_idempotency_key_makes_one_row_per_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("agents.db")).unwrap();
+        store
+            .insert_provisioning("a1", "alice", None, &params(), Some(("k", "h")))
+            .unwrap();
+        let err = store
+            .insert_provisioning("a2", "alice", None, &params(), Some(("k", "h")))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
+        store
+            .insert_provisioning("b1", "bob", None, &params(), Some(("k", "h")))
+            .unwrap();
+        assert!(store.find_idempotent("carol", "k").unwrap().is_none());
     }
 }

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use pika_managed_agent_contract::{AGENTS_PATH, AgentState, HEALTHZ_PATH, IncusGuestRole};
-use pika_server::incus_keys::{AGENT_ID_KEY, GUEST_ROLE_KEY, OWNER_KEY};
+use pika_managed_agent_contract::{
+    AGENTS_PATH, AgentState, HEALTH_PATH, HEALTHZ_PATH, IncusGuestRole,
+};
+use pika_server::incus_keys::{AGENT_ID_KEY, GUEST_ROLE_KEY, OWNER_KEY, SERVER_ID_KEY};
 use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE, pika_keys};
 use pika_test_support::{TestProject, run, storage_pool};
 use reqwest::{Method, StatusCode};
@@ -93,7 +95,19 @@ async fn provision_show_list_delete_with_the_managed_role() {
 
     let (status, health) = api.call(Method::GET, HEALTHZ_PATH, None, None).await;
     assert_eq!(status, StatusCode::OK, "{health}");
-    assert_eq!(health["ok"], json!(true));
+    assert_eq!(
+        health,
+        json!({"ok": true}),
+        "nothing but the verdict without a token"
+    );
+    let (status, _) = api.call(Method::GET, HEALTH_PATH, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "details need a token");
+    let (status, details) = api.call(Method::GET, HEALTH_PATH, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::OK, "{details}");
+    assert!(
+        details["checks"].as_array().unwrap().len() >= 3,
+        "{details}"
+    );
 
     let (status, record) = api.provision(&alice, json!({"name": "first"})).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
@@ -118,6 +132,11 @@ async fn provision_show_list_delete_with_the_managed_role() {
     assert_eq!(key(&keys, GUEST_ROLE_KEY), Some(MANAGED.as_str()));
     assert_eq!(key(&keys, AGENT_ID_KEY), record["id"].as_str());
     assert_eq!(key(&keys, OWNER_KEY), Some("alice"));
+    let server_id = pika_server::store::Store::open(&dir.path().join("agents.db"))
+        .unwrap()
+        .server_id()
+        .to_owned();
+    assert_eq!(key(&keys, SERVER_ID_KEY), Some(server_id.as_str()));
     assert_eq!(instance["devices"]["root"]["pool"], json!(storage_pool()));
     assert_eq!(instance["profiles"], json!([TEST_PROFILE]));
 
@@ -153,20 +172,38 @@ async fn custom_alias_carries_no_role() {
     let project = server::project("api-custom");
     project.import_image("pika-test/custom");
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &project);
+    let server = Server::start(ServerSetup {
+        bin: Path::new(BIN),
+        dir: dir.path(),
+        project: Some(&project.name),
+        env: vec![(
+            "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES".into(),
+            "pika-test/custom".into(),
+        )],
+    });
     let api = Api::new(&server);
     let token = server.add_token("alice");
 
-    // Request data cannot reach the server's user.pika.* keys, whatever it tries.
+    // Request data cannot reach the server's user.pika.* keys, whatever it tries: unknown
+    // fields are refused outright.
     let sneaky = json!({OWNER_KEY: "mallory", GUEST_ROLE_KEY: MANAGED.as_str()});
+    for body in [
+        json!({"incus": {"image_alias": "pika-test/custom", "config": sneaky}}),
+        json!({"config": sneaky}),
+        json!({"owner": "mallory"}),
+    ] {
+        let (status, error) = api.provision(&token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert!(
+            error["error"].as_str().unwrap().contains("unknown field"),
+            "{error}"
+        );
+    }
+    assert!(api.list(&token).await.is_empty());
     let (status, record) = api
         .provision(
             &token,
-            json!({
-                "incus": {"image_alias": "pika-test/custom", "config": sneaky},
-                "config": sneaky,
-                "owner": "mallory",
-            }),
+            json!({"incus": {"image_alias": "pika-test/custom"}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
@@ -221,20 +258,18 @@ async fn other_roles_and_bad_bodies_are_rejected_without_side_effects() {
             json!({"incus": {"image_alias": "pika-test/missing"}}),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("pika-test/missing"),
-        "{body}"
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an alias the operator did not allow: {body}"
     );
-    assert_eq!(body["agent"]["state"], json!("failed"), "{body}");
+    assert_eq!(body["field"], json!("incus.image_alias"), "{body}");
 
     assert!(project.instances().is_empty(), "no instance was created");
-    let rows = api.list(&token).await;
-    assert_eq!(rows.len(), 1, "only the missing-alias attempt left a row");
-    assert_eq!(rows[0]["state"], json!("failed"));
+    assert!(
+        api.list(&token).await.is_empty(),
+        "no refused request left a row"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,16 +322,25 @@ async fn reprovision_keeps_stored_params_and_applies_new_ones() {
     let project = server::project("api-reprov");
     project.incus_ok(&["profile", "create", "pika-test-2"]);
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &project);
+    let server = Server::start(ServerSetup {
+        bin: Path::new(BIN),
+        dir: dir.path(),
+        project: Some(&project.name),
+        env: vec![(
+            "PIKA_AGENT_INCUS_ALLOWED_PROFILES".into(),
+            "pika-test-2".into(),
+        )],
+    });
     let api = Api::new(&server);
     let token = server.add_token("alice");
 
     let (status, record) = api.provision(&token, json!({"name": "re"})).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
-    let name = record["instance_name"].as_str().unwrap().to_owned();
-    let uuid =
-        |project: &TestProject| project.instance(&name).unwrap()["config"]["volatile.uuid"].clone();
-    let first_uuid = uuid(&project);
+    let uuid = |project: &TestProject, record: &Value| {
+        let name = record["instance_name"].as_str().unwrap();
+        project.instance(name).unwrap()["config"]["volatile.uuid"].clone()
+    };
+    let first_uuid = uuid(&project, &record);
     let path = format!("{}/reprovision", agent_path(&record["id"]));
 
     // No parameters: same stored params, a fresh instance.
@@ -306,8 +350,9 @@ async fn reprovision_keeps_stored_params_and_applies_new_ones() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["incus"], record["incus"]);
     assert_eq!(again["state"], json!("running"));
-    let second_uuid = uuid(&project);
+    let second_uuid = uuid(&project, &again);
     assert_ne!(first_uuid, second_uuid, "the instance was recreated");
+    assert_eq!(project.instances().len(), 1, "the old instance is gone");
 
     // A new profile: applied; everything else kept, role still materialized.
     let (status, changed) = api
@@ -323,7 +368,9 @@ async fn reprovision_keeps_stored_params_and_applies_new_ones() {
     assert_eq!(changed["incus"]["project"], record["incus"]["project"]);
     assert_eq!(changed["incus"]["guest_role"], json!(MANAGED.as_str()));
     assert_eq!(changed["name"], json!("re"));
-    let instance = project.instance(&name).unwrap();
+    let instance = project
+        .instance(changed["instance_name"].as_str().unwrap())
+        .unwrap();
     assert_eq!(instance["profiles"], json!(["pika-test-2"]));
     assert_eq!(
         key(&pika_keys(&instance), GUEST_ROLE_KEY),
@@ -363,8 +410,13 @@ fn invalid_guest_role_env_stops_the_server() {
         "names the variable: {stderr}"
     );
     for role in IncusGuestRole::ALL {
-        assert!(stderr.contains(role.as_str()), "lists {role}: {stderr}");
+        assert_eq!(
+            stderr.matches(role.as_str()).count(),
+            1,
+            "lists {role} once: {stderr}"
+        );
     }
+    assert_eq!(output.status.code(), Some(2), "a usage error");
     assert!(!dir.path().join("agents.db").exists(), "nothing was opened");
 }
 
@@ -392,16 +444,27 @@ async fn healthz_names_what_is_missing() {
         )],
     });
     let api = Api::new(&server);
-    let (status, report) = api.call(Method::GET, HEALTHZ_PATH, None, None).await;
+    let token = server.add_token("alice");
+    let (status, verdict) = api.call(Method::GET, HEALTHZ_PATH, None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{verdict}");
+    assert_eq!(verdict, json!({"ok": false}));
+    let (status, report) = api.call(Method::GET, HEALTH_PATH, Some(&token), None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
-    let failed: Vec<&str> = report["checks"]
+    let failed: Vec<&Value> = report["checks"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["ok"] == json!(false))
-        .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(failed, ["image_alias"], "{report}");
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["name"], json!("incus_objects"), "{report}");
+    assert!(
+        failed[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pika-test/absent"),
+        "{report}"
+    );
     drop(server);
 
     // No project configured: a config error, not a skip.
@@ -412,8 +475,9 @@ async fn healthz_names_what_is_missing() {
         project: None,
         env: vec![],
     });
+    let token = server.add_token("alice");
     let (status, report) = Api::new(&server)
-        .call(Method::GET, HEALTHZ_PATH, None, None)
+        .call(Method::GET, HEALTH_PATH, Some(&token), None)
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     assert_eq!(report["checks"][0]["name"], json!("config"));

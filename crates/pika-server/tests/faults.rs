@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pika_managed_agent_contract::{
-    AGENTS_PATH, AgentState, HEALTHZ_PATH, IncusGuestRole, IncusProvisionParams,
+    AGENTS_PATH, AgentState, HEALTH_PATH, IncusGuestRole, IncusProvisionParams,
 };
-use pika_server::incus_keys::{AGENT_ID_KEY, instance_name};
+use pika_server::incus_keys::{AGENT_ID_KEY, SERVER_ID_KEY, instance_name};
 use pika_server::store::Store;
 use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
 use pika_test_support::{TestProject, storage_pool};
@@ -108,7 +108,8 @@ async fn unreachable_incus_gives_503_and_no_provisioning_row() {
     let token = server.add_token("alice");
 
     let response = http
-        .get(format!("{}{HEALTHZ_PATH}", server.url))
+        .get(format!("{}{HEALTH_PATH}", server.url))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -138,15 +139,12 @@ async fn unreachable_incus_gives_503_and_no_provisioning_row() {
         error.contains(&dead.display().to_string()),
         "names the socket: {error}"
     );
-    assert_eq!(body["agent"]["state"], json!("failed"));
+    assert_eq!(body["code"], json!("incus-unavailable"), "{body}");
 
     let store = Store::open(&dir.path().join("agents.db")).unwrap();
-    let rows = store.list(None).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(
-        rows[0].state,
-        AgentState::Failed,
-        "no row left in provisioning"
+    assert!(
+        store.list(None).unwrap().is_empty(),
+        "checked before any row was written"
     );
     assert!(project.instances().is_empty());
 }
@@ -174,15 +172,16 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
         ..Default::default()
     };
     let store = Store::open(&db).unwrap();
+    let server_id = store.server_id().to_owned();
     // 1. Row written, killed before Incus was called.
     store
-        .insert_provisioning("c0ffee0000000001", "alice", None, &params)
+        .insert_provisioning("c0ffee0000000001", "alice", None, &params, None)
         .unwrap();
     // 2. Row written, instance created but not started.
     store
-        .insert_provisioning("c0ffee0000000002", "alice", None, &params)
+        .insert_provisioning("c0ffee0000000002", "alice", None, &params, None)
         .unwrap();
-    let create = |name: &str, agent_id: &str| {
+    let create = |name: &str, agent_id: &str, server: &str| {
         let mut args = vec![
             "init".to_owned(),
             MANAGED.default_image_alias().to_owned(),
@@ -195,13 +194,20 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
         if !agent_id.is_empty() {
             args.extend(["--config".into(), format!("{AGENT_ID_KEY}={agent_id}")]);
         }
+        if !server.is_empty() {
+            args.extend(["--config".into(), format!("{SERVER_ID_KEY}={server}")]);
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         project.incus_ok(&args);
     };
-    create(&instance_name("c0ffee0000000002"), "c0ffee0000000002");
+    create(
+        &instance_name("c0ffee0000000002"),
+        "c0ffee0000000002",
+        &server_id,
+    );
     // 3. A delete that crashed after claiming the row.
     store
-        .insert_provisioning("c0ffee0000000003", "alice", None, &params)
+        .insert_provisioning("c0ffee0000000003", "alice", None, &params, None)
         .unwrap();
     store
         .transition(
@@ -211,11 +217,25 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
             None,
         )
         .unwrap();
-    create(&instance_name("c0ffee0000000003"), "c0ffee0000000003");
+    create(
+        &instance_name("c0ffee0000000003"),
+        "c0ffee0000000003",
+        &server_id,
+    );
     // 4. An instance of ours whose row never made it (or was deleted).
-    create(&instance_name("0000000000000ghost"), "0000000000000ghost");
+    create(
+        &instance_name("0000000000000ghost"),
+        "0000000000000ghost",
+        &server_id,
+    );
     // 5. Someone else's instance in the same project: not ours, never touched.
-    create("not-an-agent", "");
+    create("not-an-agent", "", "");
+    // 6. Another server's agent in the same project: carries an agent ID, not our server ID.
+    create(
+        &instance_name("00000000000other"),
+        "00000000000other",
+        "another-server",
+    );
     drop(store);
 
     let server = Server::start(setup(dir.path(), &project, vec![]));
@@ -249,6 +269,14 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
         project.instance("not-an-agent").is_some(),
         "foreign instance kept"
     );
+    assert!(
+        project
+            .instance(&instance_name("00000000000other"))
+            .is_some(),
+        "another server's agent kept"
+    );
+    project.incus_ok(&["delete", "--force", "not-an-agent"]);
+    project.incus_ok(&["delete", "--force", &instance_name("00000000000other")]);
     let (running, failed) = assert_consistent(&project, &db);
     assert_eq!((running, failed), (2, 1));
     assert!(server.log().contains("reconcile"), "{}", server.log());

@@ -60,6 +60,13 @@ const PIKA_ENV: &[&str] = &[
     "PIKA_SERVER_LISTEN",
     "PIKA_SERVER_DB",
     "PIKA_SERVER_TOKENS_FILE",
+    "PIKA_SERVER_STATE_DIR",
+    "PIKA_AGENT_INCUS_ALLOWED_ENDPOINTS",
+    "PIKA_AGENT_INCUS_INSECURE_TLS_ENDPOINTS",
+    "PIKA_AGENT_INCUS_ALLOWED_PROJECTS",
+    "PIKA_AGENT_INCUS_ALLOWED_PROFILES",
+    "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS",
+    "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES",
 ];
 
 /// The command of `pika-server` with the harness environment for `setup`.
@@ -70,6 +77,7 @@ pub fn server_command(setup: &ServerSetup<'_>) -> Command {
     }
     command
         .env("PIKA_SERVER_LISTEN", "127.0.0.1:0")
+        .env("PIKA_SERVER_STATE_DIR", setup.dir)
         .env("PIKA_SERVER_DB", setup.dir.join("agents.db"))
         .env("PIKA_SERVER_TOKENS_FILE", setup.dir.join("tokens"))
         .env("INCUS_SOCKET", incus_socket())

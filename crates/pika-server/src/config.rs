@@ -1,0 +1,276 @@
+//! Every setting of `pika-server`, declared once: a flag and an environment variable each, with its
+//! default shown by `--help`, and one way of reporting an invalid value (clap's, naming the flag or
+//! variable and what would be valid).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use clap::builder::BoolishValueParser;
+use pika_managed_agent_contract::{IncusGuestRole, IncusProvisionParams};
+
+use crate::incus::TlsFiles;
+use crate::incus_keys::env;
+use crate::policy::{Endpoint, Policy};
+
+/// Listen address unless `PIKA_SERVER_LISTEN` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// State directory unless `PIKA_SERVER_STATE_DIR` says otherwise (the NixOS module's StateDirectory).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pika-server";
+/// File name of the database inside the state directory.
+pub const DB_FILE_NAME: &str = "pika-server.db";
+/// File name of the tokens file inside the state directory.
+pub const TOKENS_FILE_NAME: &str = "tokens";
+/// The local incusd socket unless `INCUS_SOCKET` says otherwise.
+pub const DEFAULT_INCUS_SOCKET: &str = pika_incus::api::DEFAULT_UNIX_SOCKET;
+
+pub const ENV_LISTEN: &str = "PIKA_SERVER_LISTEN";
+pub const ENV_STATE_DIR: &str = "PIKA_SERVER_STATE_DIR";
+pub const ENV_DB: &str = "PIKA_SERVER_DB";
+pub const ENV_TOKENS_FILE: &str = "PIKA_SERVER_TOKENS_FILE";
+
+/// Where the server keeps its files.
+#[derive(Args, Clone, Debug)]
+pub struct StateSettings {
+    /// State directory: holds the database and, unless set apart, the tokens file.
+    #[arg(long, env = ENV_STATE_DIR, default_value = DEFAULT_STATE_DIR, value_parser = absolute_path)]
+    pub state_dir: PathBuf,
+    /// SQLite database (its -wal/-shm files sit next to it) [default: STATE_DIR/pika-server.db].
+    #[arg(long, env = ENV_DB, value_parser = absolute_path)]
+    pub db: Option<PathBuf>,
+    /// Tokens file, lines `OWNER SHA256(token)` [default: STATE_DIR/tokens].
+    #[arg(long, env = ENV_TOKENS_FILE, value_parser = absolute_path)]
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl StateSettings {
+    pub fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(DB_FILE_NAME))
+    }
+
+    pub fn tokens_path(&self) -> PathBuf {
+        self.tokens_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(TOKENS_FILE_NAME))
+    }
+}
+
+/// Everything `pika-server serve` reads.
+#[derive(Args, Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on (HOST:PORT); the server prints `pika-server listening on http://ADDR`
+    /// once requests are accepted.
+    #[arg(long, env = ENV_LISTEN, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub state: StateSettings,
+    /// The local incusd socket (used when no endpoint is named).
+    #[arg(long, env = env::SOCKET, default_value = DEFAULT_INCUS_SOCKET)]
+    pub incus_socket: PathBuf,
+    #[command(flatten)]
+    pub incus: IncusSettings,
+}
+
+/// The Incus side: the defaults every agent gets and what a request may name beyond them.
+#[derive(Args, Clone, Debug, Default)]
+pub struct IncusSettings {
+    /// Incus HTTPS endpoint (https://HOST[:PORT], port 8443 by default) [default: the local socket].
+    #[arg(long = "incus-endpoint", env = env::ENDPOINT)]
+    pub endpoint: Option<Endpoint>,
+    /// Incus project of the agents (required unless every request names an allowed one).
+    #[arg(long = "incus-project", env = env::PROJECT)]
+    pub project: Option<String>,
+    /// Incus profile of the agents.
+    #[arg(long = "incus-profile", env = env::PROFILE)]
+    pub profile: Option<String>,
+    /// Storage pool of the agents' root disks.
+    #[arg(long = "incus-storage-pool", env = env::STORAGE_POOL)]
+    pub storage_pool: Option<String>,
+    /// Guest role the server provisions [default: the one role it serves].
+    #[arg(long = "incus-guest-role", env = env::GUEST_ROLE, value_parser = parse_role)]
+    pub guest_role: Option<IncusGuestRole>,
+    /// Image alias of new agents [default: the guest role's default alias].
+    #[arg(long = "incus-image-alias", env = env::IMAGE_ALIAS)]
+    pub image_alias: Option<String>,
+    /// Skip verification of the configured endpoint's certificate (development only).
+    #[arg(
+        long = "incus-insecure-tls",
+        env = env::INSECURE_TLS,
+        value_parser = BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub insecure_tls: bool,
+    /// TLS client certificate presented to HTTPS endpoints.
+    #[arg(long = "incus-client-cert-path", env = env::CLIENT_CERT_PATH)]
+    pub client_cert_path: Option<PathBuf>,
+    /// TLS client key presented to HTTPS endpoints.
+    #[arg(long = "incus-client-key-path", env = env::CLIENT_KEY_PATH)]
+    pub client_key_path: Option<PathBuf>,
+    /// Pinned Incus server certificate.
+    #[arg(long = "incus-server-cert-path", env = env::SERVER_CERT_PATH)]
+    pub server_cert_path: Option<PathBuf>,
+    /// Further endpoints a request may name (comma-separated, exact URLs, no wildcards).
+    #[arg(long = "incus-allowed-endpoints", env = env::ALLOWED_ENDPOINTS, value_delimiter = ',')]
+    pub allowed_endpoints: Vec<Endpoint>,
+    /// Endpoints a request may use with insecure_tls (comma-separated; each must be allowed).
+    #[arg(long = "incus-insecure-tls-endpoints", env = env::INSECURE_TLS_ENDPOINTS, value_delimiter = ',')]
+    pub insecure_tls_endpoints: Vec<Endpoint>,
+    /// Further projects a request may name (comma-separated).
+    #[arg(long = "incus-allowed-projects", env = env::ALLOWED_PROJECTS, value_delimiter = ',', value_parser = allow_list_name)]
+    pub allowed_projects: Vec<String>,
+    /// Further profiles a request may name (comma-separated).
+    #[arg(long = "incus-allowed-profiles", env = env::ALLOWED_PROFILES, value_delimiter = ',', value_parser = allow_list_name)]
+    pub allowed_profiles: Vec<String>,
+    /// Further storage pools a request may name (comma-separated).
+    #[arg(long = "incus-allowed-storage-pools", env = env::ALLOWED_STORAGE_POOLS, value_delimiter = ',', value_parser = allow_list_name)]
+    pub allowed_storage_pools: Vec<String>,
+    /// Further image aliases a request may name (comma-separated).
+    #[arg(long = "incus-allowed-image-aliases", env = env::ALLOWED_IMAGE_ALIASES, value_delimiter = ',', value_parser = allow_list_name)]
+    pub allowed_image_aliases: Vec<String>,
+}
+
+impl IncusSettings {
+    /// The defaults as provisioning parameters (what a request without `incus` gets).
+    pub fn defaults(&self) -> IncusProvisionParams {
+        let blank_is_unset = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        IncusProvisionParams {
+            guest_role: self.guest_role,
+            endpoint: self.endpoint.as_ref().map(Endpoint::to_string),
+            project: blank_is_unset(&self.project),
+            profile: blank_is_unset(&self.profile),
+            storage_pool: blank_is_unset(&self.storage_pool),
+            image_alias: blank_is_unset(&self.image_alias),
+            insecure_tls: Some(self.insecure_tls),
+        }
+    }
+
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            client_cert: self.client_cert_path.clone(),
+            client_key: self.client_key_path.clone(),
+            server_cert: self.server_cert_path.clone(),
+        }
+    }
+
+    /// What requests may name: the defaults plus the allow-lists.
+    pub fn policy(&self) -> Policy {
+        Policy::new(self)
+    }
+}
+
+fn parse_role(value: &str) -> Result<IncusGuestRole, String> {
+    // The error text already lists the valid roles (from the registry).
+    value.trim().parse().map_err(|err| format!("{err}"))
+}
+
+fn absolute_path(value: &str) -> Result<PathBuf, String> {
+    let path = Path::new(value);
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(
+            "expected an absolute path (a relative one would depend on the working directory)"
+                .into(),
+        )
+    }
+}
+
+fn allow_list_name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("empty entry in the list".into());
+    }
+    if value.contains('*') || value.contains('?') {
+        return Err("wildcards are not supported: list each name".into());
+    }
+    crate::names::check_incus_name(value).map_err(|reason| reason.to_string())?;
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServerConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pika-server").chain(args.iter().copied()))
+            .map(|cli| cli.config)
+    }
+
+    #[test]
+    fn defaults_are_absolute_and_lists_are_empty() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(
+            config.state.db_path(),
+            Path::new(DEFAULT_STATE_DIR).join(DB_FILE_NAME)
+        );
+        assert!(config.state.tokens_path().is_absolute());
+        assert!(config.incus.allowed_projects.is_empty());
+        assert!(!config.incus.insecure_tls);
+    }
+
+    #[test]
+    fn invalid_values_name_the_flag_and_the_reason() {
+        let err = parse(&["--db", "relative.db"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--db") && err.contains("absolute path"),
+            "{err}"
+        );
+        let err = parse(&["--incus-insecure-tls", "maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--incus-insecure-tls"), "{err}");
+        let err = parse(&["--incus-allowed-projects", "a,*"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wildcards"), "{err}");
+        let err = parse(&["--incus-guest-role", "nope"])
+            .unwrap_err()
+            .to_string();
+        for role in IncusGuestRole::ALL {
+            assert_eq!(err.matches(role.as_str()).count(), 1, "listed once: {err}");
+        }
+        let err = parse(&["--incus-endpoint", "http://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("https"), "{err}");
+    }
+
+    #[test]
+    fn lists_split_on_commas() {
+        let config = parse(&[
+            "--incus-allowed-projects",
+            "a, b",
+            "--incus-allowed-endpoints",
+            "https://Incus.Example,https://other:9443/",
+        ])
+        .unwrap();
+        assert_eq!(config.incus.allowed_projects, ["a", "b"]);
+        let endpoints: Vec<String> = config
+            .incus
+            .allowed_endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            endpoints,
+            ["https://incus.example:8443", "https://other:9443"]
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Startup reconciliation: settles what a crash or an outage left, touching only what is this
+//! server's own.
+//!
+//! Scope: only the (endpoint, project) pairs the operator configured (never a place a request
+//! merely named), and only instances stamped with this server's `user.pika.server_id`. A second
+//! server or a fresh database on the same project therefore deletes nothing that is not its own.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pika_incus::{Instance, ProjectClient};
+use pika_managed_agent_contract::{AgentRecord, AgentState};
+
+use crate::agents::{Agents, resolve_stored};
+use crate::error::AgentError;
+use crate::incus::remove_instance;
+use crate::incus_keys;
+use crate::policy::Endpoint;
+
+/// What reconciliation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReconcileSummary {
+    pub finished: usize,
+    pub failed: usize,
+    pub deleted_rows: usize,
+    pub lost: usize,
+    pub deleted_orphans: usize,
+}
+
+/// `(endpoint, project)`; `None` is the local socket.
+type Scope = (Option<String>, String);
+
+struct Reachable {
+    project: ProjectClient,
+    instances: Vec<Instance>,
+}
+
+/// Settles rows and instances: `provisioning` rows become `running` (their instance is there and
+/// runs) or `failed`; `deleting` and `abandoned` rows finish their delete; `running` rows whose
+/// instance is gone become `lost`; instances of this server that no row knows are deleted.
+pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> {
+    let mut summary = ReconcileSummary::default();
+    let mut reachable: BTreeMap<Scope, Reachable> = BTreeMap::new();
+    for (endpoint, insecure) in agents.policy.endpoints() {
+        let client = match agents
+            .connector
+            .client(endpoint.map(Endpoint::as_str), insecure)
+        {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(error = %err, "reconcile: endpoint skipped");
+                continue;
+            }
+        };
+        for project_name in agents.policy.projects() {
+            let project = client.in_project(project_name);
+            // A crashed server's create/start/delete may still run inside Incus: let those end
+            // first (the operation wait API, no polling), so what we look at next is final.
+            settle_operations(&project).await;
+            match project.list_instances().await {
+                Ok(instances) => {
+                    let scope = (endpoint.map(Endpoint::to_string), project_name.to_owned());
+                    reachable.insert(scope, Reachable { project, instances });
+                }
+                Err(err) => {
+                    tracing::warn!(project = %project_name, error = %err, "reconcile: project skipped")
+                }
+            }
+        }
+    }
+
+    let rows = agents.db(|s| s.list(None)).await?;
+    for row in &rows {
+        let scope: Scope = (
+            row.incus.endpoint.clone(),
+            row.incus.project.clone().unwrap_or_default(),
+        );
+        let Some(place) = reachable.get(&scope) else {
+            if row.state != AgentState::Failed {
+                tracing::warn!(agent = %row.id, state = %row.state, project = %scope.1, "reconcile: row outside the configured, reachable projects left as it is");
+            }
+            continue;
+        };
+        match row.state {
+            AgentState::Provisioning => {
+                if settle_provisioning(agents, row, &place.project).await? {
+                    summary.finished += 1;
+                } else {
+                    summary.failed += 1;
+                }
+            }
+            AgentState::Deleting | AgentState::Abandoned => {
+                match agents.remove_agent_instance(row).await {
+                    Ok(()) => {
+                        let id = row.id.clone();
+                        agents.db(move |s| s.delete(&id)).await?;
+                        summary.deleted_rows += 1;
+                    }
+                    Err(err) => {
+                        tracing::warn!(agent = %row.id, error = %err.message, "reconcile: delete not finished")
+                    }
+                }
+            }
+            AgentState::Running => {
+                let present = place.instances.iter().any(|i| i.name == row.instance_name);
+                if !present {
+                    let message = format!(
+                        "instance {} disappeared from project {}; reprovision or delete the agent",
+                        row.instance_name, scope.1
+                    );
+                    tracing::warn!(agent = %row.id, instance = %row.instance_name, "reconcile: running agent lost its instance");
+                    let id = row.id.clone();
+                    agents
+                        .db(move |s| {
+                            s.transition(
+                                &id,
+                                &[AgentState::Running],
+                                AgentState::Lost,
+                                Some(&message),
+                            )
+                        })
+                        .await?;
+                    summary.lost += 1;
+                }
+            }
+            AgentState::Failed | AgentState::Lost => {}
+        }
+    }
+
+    // Orphans: instances stamped with this server's ID that no live row points at (a row whose
+    // create never got recorded, or the old instance of a reprovision).
+    let live: HashMap<String, String> = agents
+        .db(|s| s.list(None))
+        .await?
+        .into_iter()
+        .filter(|row| {
+            matches!(
+                row.state,
+                AgentState::Running | AgentState::Provisioning | AgentState::Deleting
+            )
+        })
+        .map(|row| (row.id, row.instance_name))
+        .collect();
+    let mut seen = HashSet::new();
+    for place in reachable.values() {
+        for instance in &place.instances {
+            if instance
+                .config
+                .get(incus_keys::SERVER_ID_KEY)
+                .map(String::as_str)
+                != Some(agents.server_id())
+            {
+                continue;
+            }
+            let agent_id = instance
+                .config
+                .get(incus_keys::AGENT_ID_KEY)
+                .cloned()
+                .unwrap_or_default();
+            if live.get(&agent_id) == Some(&instance.name) || !seen.insert(instance.name.clone()) {
+                continue;
+            }
+            tracing::warn!(instance = %instance.name, agent = %agent_id, "reconcile: deleting an orphan of this server");
+            match remove_instance(&place.project, &instance.name).await {
+                Ok(()) => summary.deleted_orphans += 1,
+                Err(err) => {
+                    tracing::warn!(instance = %instance.name, error = %err, "reconcile: deleting an orphan failed")
+                }
+            }
+        }
+    }
+    tracing::info!(?summary, "reconciled");
+    Ok(summary)
+}
+
+/// Waits for the running Incus operations of `project` that touch agent instances.
+async fn settle_operations(project: &ProjectClient) {
+    let operations = match project.running_operations().await {
+        Ok(operations) => operations,
+        Err(err) => {
+            tracing::warn!(project = %project.name(), error = %err, "reconcile: listing operations");
+            return;
+        }
+    };
+    for operation in operations {
+        let ours = operation
+            .resources
+            .as_ref()
+            .and_then(|r| r.get("instances"))
+            .into_iter()
+            .flatten()
+            .any(|path| {
+                let path = path.split('?').next().unwrap_or(path);
+                path.rsplit('/')
+                    .next()
+                    .is_some_and(|name| name.starts_with(incus_keys::INSTANCE_NAME_PREFIX))
+            });
+        if !ours {
+            continue;
+        }
+        tracing::info!(operation = %operation.id, what = %operation.description, "reconcile: waiting for an operation left by the previous run");
+        if let Err(err) = project
+            .client()
+            .wait_operation(&operation.id, pika_incus::DEFAULT_OPERATION_TIMEOUT)
+            .await
+        {
+            tracing::warn!(error = %err, "reconcile: waiting for an operation");
+        }
+    }
+}
+
+/// Returns true when the row ends `running`.
+async fn settle_provisioning(
+    agents: &Agents,
+    row: &AgentRecord,
+    project: &ProjectClient,
+) -> Result<bool, AgentError> {
+    let fail = |message: String| async move {
+        tracing::warn!(agent = %row.id, reason = %message, "reconcile: provisioning failed");
+        let id = row.id.clone();
+        agents
+            .db(move |s| {
+                s.transition(
+                    &id,
+                    &[AgentState::Provisioning],
+                    AgentState::Failed,
+                    Some(&message),
+                )
+            })
+            .await
+            .map(|_| false)
+    };
+    if let Err(err) = resolve_stored(&row.incus) {
+        return fail(err.message).await;
+    }
+    // Look again right before deciding: under load Incus may only now run the create that the
+    // crashed server sent just before it died.
+    settle_operations(project).await;
+    let instance = match project.get_instance(&row.instance_name).await {
+        Ok(instance) => instance,
+        Err(err) if err.is_not_found() => {
+            return fail(
+                "server stopped before the instance was created; reprovision or delete the agent"
+                    .into(),
+            )
+            .await;
+        }
+        Err(err) => return fail(format!("server restarted during provisioning; {err}")).await,
+    };
+    let started = if instance.is_running() {
+        Ok(())
+    } else {
+        project.start_instance(&row.instance_name).await
+    };
+    match started {
+        Ok(()) => {
+            let id = row.id.clone();
+            agents
+                .db(move |s| {
+                    s.transition(&id, &[AgentState::Provisioning], AgentState::Running, None)
+                })
+                .await?;
+            tracing::info!(agent = %row.id, "reconcile: finished provisioning");
+            Ok(true)
+        }
+        Err(err) => {
+            if let Err(cleanup) = remove_instance(project, &row.instance_name).await {
+                tracing::warn!(agent = %row.id, error = %cleanup, "reconcile: cleanup");
+            }
+            fail(format!(
+                "server restarted during provisioning; start failed: {err}"
+            ))
+            .await
+        }
+    }
+}
