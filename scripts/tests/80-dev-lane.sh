@@ -13,8 +13,9 @@ incus_state() {
   {
     incus project list --format csv | sort
     incus list --all-projects --format csv --columns en | sort
-    incus image list --all-projects --format csv --columns lf 2>/dev/null | sort
-    incus profile list --format csv | sort
+    incus image list --all-projects --format csv --columns elf 2>/dev/null | sort
+    # Without the used-by count: instances of concurrent runs use the default profile too.
+    incus profile list --format csv --columns nd | sort
     incus storage list --format csv --columns n | sort
   } | grep -v 'pika-test-' || true
 }
