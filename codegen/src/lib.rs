@@ -25,16 +25,26 @@
 //! and the crate includes it inside a module:
 //! `include!(concat!(env!("OUT_DIR"), "/incus_guest_role.rs"));`
 
+mod contract;
 mod diagnostic;
+mod digest;
 mod manifest;
+mod migrate;
 mod registry;
 mod render;
 mod sync;
 
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use contract::{
+    ConfigValue, InstanceConfig, Mount, READINESS_KINDS, REQUIRED_CONTRACT_KEYS, RUNTIME_MODES,
+    check_cluster_group, check_config_key_shape, check_device_name, check_guest_path,
+};
+pub use diagnostic::{Diagnostic, Diagnostics, line_col};
+pub use digest::{nix_json, role_digest, role_digests};
+pub use migrate::{MIGRATE_COMMENT, Migration, migrate};
 pub use registry::{
-    FIELD_NAMES, INSTANCE_TYPES, Registry, Role, SCHEMA_VERSION, SYSTEMS, check_alias, is_kebab_id,
-    is_nix_attr_name, is_nix_identifier, is_store_name, repo_root_of, upper_camel,
+    FIELD_NAMES, INSTANCE_TYPES, PREVIOUS_SCHEMA_VERSION, Registry, Role, SCHEMA_VERSION, SYSTEMS,
+    check_alias, is_kebab_id, is_nix_attr_name, is_nix_identifier, is_store_name, repo_root_of,
+    upper_camel,
 };
 pub use render::{
     NIX_REGISTRY_PATH, Output, REGENERATE_COMMAND, RUST_FILE_NAME, SHELL_TABLE_PATH,

@@ -5,18 +5,32 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pika_roles_codegen::{
-    FIELD_NAMES, FileState, Mode, Registry, Role, checked_in_outputs, find_manifest, repo_root_of,
-    sync_outputs,
+    FIELD_NAMES, FileState, Migration, Mode, Output, Registry, Role, SCHEMA_VERSION,
+    checked_in_outputs, find_manifest, repo_root_of, sync_outputs,
 };
 
-/// Usage errors exit 2 (clap does the same for its own errors).
+/// Exit codes, documented in `--help` and README. 1: the manifest cannot be read or is invalid.
+const EXIT_INVALID: u8 = 1;
+/// Usage errors (clap uses 2 for its own too), including an unknown role ID.
 const EXIT_USAGE: u8 = 2;
+/// `check`: some generated file is stale.
+const EXIT_STALE: u8 = 3;
+/// A generated file (or the migrated manifest) cannot be written.
+const EXIT_WRITE: u8 = 4;
+
+const EXIT_CODES_HELP: &str = "Exit codes:
+  0  success
+  1  roles.toml cannot be read or is invalid (each error names roles.toml:LINE:COL)
+  2  usage error (bad arguments, unknown role, no roles.toml found)
+  3  check: a generated file is stale (run `pika-roles generate`)
+  4  a file cannot be written";
 
 #[derive(Parser)]
 #[command(
     name = "pika-roles",
     version,
-    about = "Generate and inspect Pika's Incus guest roles from roles.toml"
+    about = "Generate and inspect Pika's Incus guest roles from roles.toml",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     /// Path to roles.toml [default: found by walking up from the current directory]
@@ -31,8 +45,11 @@ enum Command {
     /// Regenerate nix/incus/roles.nix and scripts/lib/roles.sh (only files whose content changed),
     /// then print the role table
     Generate,
-    /// Exit 1 naming each generated file that is stale; exit 0 when all are fresh
+    /// Exit 3 naming each generated file that is stale; exit 0 when all are fresh
     Check,
+    /// Rewrite a schema-1 roles.toml as schema 2 in place: add each missing runtime-contract key
+    /// with an explicit value (what launchers did before schema 2) for you to review
+    Migrate,
     /// List the roles
     List {
         /// Print JSON instead of a table
@@ -63,6 +80,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Command::Migrate = cli.command {
+        return migrate(&manifest);
+    }
     let registry = match Registry::load(&manifest) {
         Ok(registry) => registry,
         Err(errors) => {
@@ -72,7 +92,7 @@ fn main() -> ExitCode {
                 errors.0.len(),
                 manifest.display()
             );
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_INVALID);
         }
     };
     match cli.command {
@@ -87,7 +107,55 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Show { role, json, field } => show(&registry, &role, json, field.as_deref()),
+        Command::Migrate => unreachable!("handled before loading the registry"),
     }
+}
+
+fn migrate(manifest: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(manifest) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}:1:1: cannot read manifest: {e}", manifest.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let (text, added) = match pika_roles_codegen::migrate(&text, manifest, &repo_root_of(manifest))
+    {
+        Ok(Migration::AlreadyCurrent) => {
+            eprintln!(
+                "{} is already schema {SCHEMA_VERSION}; nothing to migrate",
+                manifest.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(Migration::Migrated { text, added }) => (text, added),
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("pika-roles: migrate changed nothing");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let root = manifest.parent().unwrap_or(Path::new("."));
+    let output = Output {
+        path: manifest.file_name().unwrap_or_default().into(),
+        contents: text,
+    };
+    if let Err(e) = sync_outputs(root, &[output], Mode::Write) {
+        eprintln!(
+            "pika-roles: error: cannot write {}: {}",
+            manifest.display(),
+            e.source
+        );
+        return ExitCode::from(EXIT_WRITE);
+    }
+    for (role, keys) in added {
+        eprintln!("role {role}: added {}", keys.join(", "));
+    }
+    eprintln!(
+        "migrated {} to schema {SCHEMA_VERSION}; review the added values, then run `pika-roles generate`",
+        manifest.display()
+    );
+    ExitCode::SUCCESS
 }
 
 fn default_manifest() -> Option<PathBuf> {
@@ -110,7 +178,7 @@ fn generate(manifest: &Path, registry: &Registry) -> ExitCode {
         }
         Err(e) => {
             eprintln!("pika-roles: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_WRITE)
         }
     }
 }
@@ -134,7 +202,7 @@ fn check(manifest: &Path, registry: &Registry) -> ExitCode {
         eprintln!("all generated files are fresh");
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(EXIT_STALE)
     }
 }
 

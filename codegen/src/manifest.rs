@@ -14,6 +14,9 @@ pub(crate) struct RawManifest {
     pub roles: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawRole>>>>,
 }
 
+/// One `[roles.<id>]` table. The schema-2 keys are optional here so that a schema-1 manifest
+/// still parses and validation can name every missing key with its meaning (and `migrate` can add
+/// them); validation makes the required ones required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawRole {
@@ -30,4 +33,26 @@ pub(crate) struct RawRole {
     pub modules: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub special_args: Vec<Spanned<String>>,
+    // Schema 2: the runtime contract.
+    pub runtime_mode: Option<Spanned<String>>,
+    pub readiness: Option<Spanned<String>>,
+    pub cpu: Option<Spanned<i64>>,
+    pub memory_mib: Option<Spanned<i64>>,
+    pub secure_boot: Option<Spanned<bool>>,
+    pub cluster_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mounts: Vec<Spanned<RawMount>>,
+    /// Values are a string or `{ value, reason }`; checked by hand (serde's untagged enums lose
+    /// spans and give vague errors).
+    #[serde(default)]
+    pub instance_config: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// One `[[roles.<id>.mounts]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawMount {
+    pub name: Spanned<String>,
+    pub path: Spanned<String>,
+    pub read_only: Spanned<bool>,
 }

@@ -1,16 +1,24 @@
 //! The validated role registry: what every generator renders from.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Component, Path};
 
 use serde::Serialize;
 use toml::Spanned;
 
+use crate::contract::{
+    self, ConfigValue, InstanceConfig, Mount, READINESS_KINDS, REQUIRED_CONTRACT_KEYS,
+    RUNTIME_MODES,
+};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceMap};
-use crate::manifest::{RawManifest, RawRole};
+use crate::digest;
+use crate::manifest::{RawManifest, RawMount, RawRole};
 
 /// The manifest schema this generator understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+/// The previous schema: read only to say how to migrate (`pika-roles migrate`).
+pub const PREVIOUS_SCHEMA_VERSION: i64 = 1;
 /// Systems a role may target.
 pub const SYSTEMS: &[&str] = &["x86_64-linux", "aarch64-linux"];
 /// Incus instance types a role may use.
@@ -42,6 +50,17 @@ pub struct Role {
     /// Repository-relative paths, as written in roles.toml.
     pub modules: Vec<String>,
     pub special_args: Vec<String>,
+    pub runtime_mode: String,
+    /// `booted`, `incus-agent`, `ssh` or an absolute lifecycle file path.
+    pub readiness: String,
+    pub cpu: u32,
+    pub memory_mib: u32,
+    pub secure_boot: bool,
+    pub cluster_group: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub instance_config: InstanceConfig,
+    /// sha256 hex of Nix's `builtins.toJSON` of this role's table as `builtins.fromTOML` reads it.
+    pub roles_digest: String,
 }
 
 /// Field names accepted by `pika-roles show --field`, as in roles.toml.
@@ -58,6 +77,15 @@ pub const FIELD_NAMES: &[&str] = &[
     "disk-size-mib",
     "modules",
     "special-args",
+    "runtime-mode",
+    "readiness",
+    "cpu",
+    "memory-mib",
+    "secure-boot",
+    "cluster-group",
+    "mounts",
+    "instance-config",
+    "roles-digest",
 ];
 
 impl Role {
@@ -77,8 +105,25 @@ impl Role {
             "disk-size-mib" => Some(vec![self.disk_size_mib.to_string()]),
             "modules" => Some(self.modules.clone()),
             "special-args" => Some(self.special_args.clone()),
+            "runtime-mode" => one(&self.runtime_mode),
+            "readiness" => one(&self.readiness),
+            "cpu" => Some(vec![self.cpu.to_string()]),
+            "memory-mib" => Some(vec![self.memory_mib.to_string()]),
+            "secure-boot" => Some(vec![self.secure_boot.to_string()]),
+            "cluster-group" => Some(self.cluster_group.iter().cloned().collect()),
+            "mounts" => Some(self.mounts.iter().map(Mount::spec).collect()),
+            "instance-config" => Some(self.instance_config_pairs()),
+            "roles-digest" => one(&self.roles_digest),
             _ => None,
         }
+    }
+
+    /// `key=value` for each instance-config entry, sorted by key.
+    pub fn instance_config_pairs(&self) -> Vec<String> {
+        self.instance_config
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.value()))
+            .collect()
     }
 }
 
@@ -97,12 +142,26 @@ impl Registry {
             let span = e.span().unwrap_or(0..0);
             Diagnostics(vec![map.at(&span, e.message().trim().to_owned())])
         })?;
-        Validator {
+        let mut registry = Validator {
             map: &map,
             repo_root,
             errors: Vec::new(),
         }
-        .run(raw)
+        .run(raw)?;
+        let digests = digest::role_digests(text).map_err(|e| {
+            Diagnostics(vec![
+                map.at(&(0..0), format!("cannot compute the roles digest: {e}")),
+            ])
+        })?;
+        for role in &mut registry.roles {
+            role.roles_digest = digests.get(&role.id).cloned().ok_or_else(|| {
+                Diagnostics(vec![map.at(
+                    &(0..0),
+                    format!("cannot compute the roles digest of role `{}`", role.id),
+                )])
+            })?;
+        }
+        Ok(registry)
     }
 
     /// Reads, parses and validates a manifest file; modules are resolved next to it.
@@ -158,12 +217,21 @@ impl Validator<'_> {
     }
 
     fn run(mut self, raw: RawManifest) -> Result<Registry, Diagnostics> {
-        if *raw.schema.get_ref() != SCHEMA_VERSION {
+        let schema = *raw.schema.get_ref();
+        if schema == PREVIOUS_SCHEMA_VERSION {
+            let required: Vec<&str> = REQUIRED_CONTRACT_KEYS.iter().map(|(k, _, _)| *k).collect();
             self.error(
                 &raw.schema,
                 format!(
-                    "unsupported schema {}; this generator reads schema = {SCHEMA_VERSION}",
-                    raw.schema.get_ref()
+                    "schema {schema} manifest: schema {SCHEMA_VERSION} adds the per-role keys {} (required) and cluster-group, mounts, instance-config (optional); run `pika-roles migrate` to add them with explicit values, then review them",
+                    required.join(", ")
+                ),
+            );
+        } else if schema != SCHEMA_VERSION {
+            self.error(
+                &raw.schema,
+                format!(
+                    "unsupported schema {schema}; this generator reads schema = {SCHEMA_VERSION} (and migrates schema = {PREVIOUS_SCHEMA_VERSION})"
                 ),
             );
         }
@@ -185,7 +253,7 @@ impl Validator<'_> {
         // The table is a BTreeMap keyed by ID, so roles come out sorted by ID.
         let mut roles = Vec::new();
         for (id, role) in roles_table.into_inner() {
-            if let Some(role) = self.role(id, role.into_inner()) {
+            if let Some(role) = self.role(id, role) {
                 roles.push(role);
             }
         }
@@ -206,8 +274,10 @@ impl Validator<'_> {
     }
 
     /// Validates one role's own fields; returns it with the spans needed for cross-role checks.
-    fn role(&mut self, id: Spanned<String>, raw: RawRole) -> Option<(Role, RoleSpans)> {
+    fn role(&mut self, id: Spanned<String>, raw: Spanned<RawRole>) -> Option<(Role, RoleSpans)> {
         let before = self.errors.len();
+        let role_span = raw.span();
+        let raw = raw.into_inner();
         if !is_kebab_id(id.get_ref()) {
             self.error(
                 &id,
@@ -229,6 +299,8 @@ impl Validator<'_> {
         }
         if raw.description.get_ref().trim().is_empty() {
             self.error(&raw.description, "description must not be empty");
+        } else if let Err(why) = contract::check_text(raw.description.get_ref()) {
+            self.error(&raw.description, format!("description {why}"));
         }
         if let Err(why) = check_alias(raw.default_alias.get_ref()) {
             self.error(
@@ -260,20 +332,7 @@ impl Validator<'_> {
         }
         self.one_of(&raw.system, "system", SYSTEMS);
         self.one_of(&raw.instance_type, "instance-type", INSTANCE_TYPES);
-        let disk = *raw.disk_size_mib.get_ref();
-        let disk_size_mib = match u32::try_from(disk) {
-            Ok(v) if v > 0 => v,
-            _ => {
-                self.error(
-                    &raw.disk_size_mib,
-                    format!(
-                        "disk-size-mib must be an integer between 1 and {}, got {disk}",
-                        u32::MAX
-                    ),
-                );
-                0
-            }
-        };
+        let disk_size_mib = self.positive_u32(&raw.disk_size_mib, "disk-size-mib");
         if raw.modules.get_ref().is_empty() {
             self.error(&raw.modules, "modules must list at least one NixOS module");
         }
@@ -299,9 +358,11 @@ impl Validator<'_> {
                 );
             }
         }
+        let contract = self.contract(&role_span, &raw);
         if self.errors.len() != before {
             return None;
         }
+        let contract = contract?;
         let spans = RoleSpans {
             id: id.span(),
             alias: raw.default_alias.span(),
@@ -337,8 +398,226 @@ impl Validator<'_> {
                 .into_iter()
                 .map(Spanned::into_inner)
                 .collect(),
+            runtime_mode: contract.runtime_mode,
+            readiness: contract.readiness,
+            cpu: contract.cpu,
+            memory_mib: contract.memory_mib,
+            secure_boot: contract.secure_boot,
+            cluster_group: contract.cluster_group,
+            mounts: contract.mounts,
+            instance_config: contract.instance_config,
+            // Filled in by `Registry::parse` from the role's table once everything is valid.
+            roles_digest: String::new(),
         };
         Some((role, spans))
+    }
+
+    /// An integer between 1 and u32::MAX, or an error at it (and 0).
+    fn positive_u32(&mut self, value: &Spanned<i64>, what: &str) -> u32 {
+        let n = *value.get_ref();
+        match u32::try_from(n) {
+            Ok(v) if v > 0 => v,
+            _ => {
+                self.error(
+                    value,
+                    format!(
+                        "{what} must be an integer between 1 and {}, got {n}",
+                        u32::MAX
+                    ),
+                );
+                0
+            }
+        }
+    }
+
+    /// The schema-2 runtime contract of one role; `None` when a required key is missing (each
+    /// missing key is reported at the role's table with its meaning).
+    fn contract(&mut self, role_span: &Range<usize>, raw: &RawRole) -> Option<Contract> {
+        let mut complete = true;
+        let present = [
+            raw.runtime_mode.is_some(),
+            raw.readiness.is_some(),
+            raw.cpu.is_some(),
+            raw.memory_mib.is_some(),
+            raw.secure_boot.is_some(),
+        ];
+        for ((key, meaning, _), present) in REQUIRED_CONTRACT_KEYS.iter().zip(present) {
+            if !present {
+                complete = false;
+                self.errors.push(
+                    self.map
+                        .at(role_span, format!("missing field `{key}` ({meaning})")),
+                );
+            }
+        }
+        if let Some(mode) = &raw.runtime_mode {
+            self.one_of(mode, "runtime-mode", RUNTIME_MODES);
+        }
+        if let Some(readiness) = &raw.readiness {
+            self.readiness(readiness);
+        }
+        let cpu = raw.cpu.as_ref().map(|v| self.positive_u32(v, "cpu"));
+        let memory_mib = raw
+            .memory_mib
+            .as_ref()
+            .map(|v| self.positive_u32(v, "memory-mib"));
+        if let Some(group) = &raw.cluster_group
+            && let Err(why) = contract::check_cluster_group(group.get_ref())
+        {
+            self.error(group, format!("cluster-group `{}` {why}", group.get_ref()));
+        }
+        let mounts = self.mounts(&raw.mounts);
+        let instance_config = self.instance_config(&raw.instance_config);
+        if !complete {
+            return None;
+        }
+        Some(Contract {
+            runtime_mode: raw.runtime_mode.as_ref()?.get_ref().clone(),
+            readiness: raw.readiness.as_ref()?.get_ref().clone(),
+            cpu: cpu?,
+            memory_mib: memory_mib?,
+            secure_boot: *raw.secure_boot.as_ref()?.get_ref(),
+            cluster_group: raw.cluster_group.as_ref().map(|g| g.get_ref().clone()),
+            mounts,
+            instance_config,
+        })
+    }
+
+    fn readiness(&mut self, value: &Spanned<String>) {
+        let readiness = value.get_ref();
+        if READINESS_KINDS.contains(&readiness.as_str()) {
+            return;
+        }
+        if readiness.starts_with('/') {
+            if let Err(why) = contract::check_guest_path(readiness) {
+                self.error(
+                    value,
+                    format!("readiness lifecycle file `{readiness}` {why}"),
+                );
+            }
+        } else {
+            self.error(
+                value,
+                format!(
+                    "readiness `{readiness}` is not one of: {}, or an absolute lifecycle file path",
+                    READINESS_KINDS.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn mounts(&mut self, raw: &[Spanned<RawMount>]) -> Vec<Mount> {
+        let mut names = BTreeSet::new();
+        let mut paths = BTreeSet::new();
+        let mut mounts = Vec::new();
+        for mount in raw {
+            let RawMount {
+                name,
+                path,
+                read_only,
+            } = mount.get_ref();
+            if let Err(why) = contract::check_device_name(name.get_ref()) {
+                self.error(name, format!("mount name `{}` {why}", name.get_ref()));
+            } else if !names.insert(name.get_ref().as_str()) {
+                self.error(
+                    name,
+                    format!("mount name `{}` is used twice in this role", name.get_ref()),
+                );
+            }
+            if let Err(why) = contract::check_guest_path(path.get_ref()) {
+                self.error(path, format!("mount path `{}` {why}", path.get_ref()));
+            } else if !paths.insert(path.get_ref().as_str()) {
+                self.error(
+                    path,
+                    format!("mount path `{}` is used twice in this role", path.get_ref()),
+                );
+            }
+            mounts.push(Mount {
+                name: name.get_ref().clone(),
+                path: path.get_ref().clone(),
+                read_only: *read_only.get_ref(),
+            });
+        }
+        mounts
+    }
+
+    fn instance_config(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    ) -> InstanceConfig {
+        let mut config = InstanceConfig::new();
+        for (key, value) in raw {
+            let name = key.get_ref();
+            if let Err(why) = contract::check_config_key_shape(name) {
+                self.error(key, format!("instance-config key `{name}` {why}"));
+                continue;
+            }
+            let Some(parsed) = self.config_value(name, value) else {
+                continue;
+            };
+            let explained = matches!(parsed, ConfigValue::Explained { .. });
+            if let Some(why) = contract::refused_config_key(name, explained) {
+                self.error(key, why);
+                continue;
+            }
+            if parsed.value().is_empty() || parsed.value().chars().any(char::is_whitespace) {
+                self.error(
+                    value,
+                    format!(
+                        "instance-config `{name}` value must be non-empty and hold no whitespace (roles.sh lists `key=value` pairs separated by spaces)"
+                    ),
+                );
+                continue;
+            }
+            if let ConfigValue::Explained { reason, .. } = &parsed {
+                let problem = if reason.trim().is_empty() {
+                    Some("must not be empty".to_owned())
+                } else {
+                    contract::check_text(reason).err()
+                };
+                if let Some(why) = problem {
+                    self.error(value, format!("instance-config `{name}` reason {why}"));
+                    continue;
+                }
+            }
+            config.insert(name.clone(), parsed);
+        }
+        config
+    }
+
+    /// A string, or a table of exactly `value` and `reason` strings.
+    fn config_value(&mut self, name: &str, value: &Spanned<toml::Value>) -> Option<ConfigValue> {
+        let shape = format!(
+            "instance-config `{name}` must be a string or {{ value = \"...\", reason = \"...\" }}"
+        );
+        match value.get_ref() {
+            toml::Value::String(s) => Some(ConfigValue::Plain(s.clone())),
+            toml::Value::Table(table) => {
+                if let Some(unknown) = table
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "value" | "reason"))
+                {
+                    self.error(value, format!("{shape}: unknown key `{unknown}`"));
+                    return None;
+                }
+                match (table.get("value"), table.get("reason")) {
+                    (Some(toml::Value::String(v)), Some(toml::Value::String(r))) => {
+                        Some(ConfigValue::Explained {
+                            value: v.clone(),
+                            reason: r.clone(),
+                        })
+                    }
+                    _ => {
+                        self.error(value, format!("{shape}: both must be strings"));
+                        None
+                    }
+                }
+            }
+            other => {
+                self.error(value, format!("{shape}, got a {}", other.type_str()));
+                None
+            }
+        }
     }
 
     fn one_of(&mut self, value: &Spanned<String>, what: &str, valid: &[&str]) {
@@ -386,10 +665,22 @@ impl Validator<'_> {
     }
 }
 
+/// A role's validated runtime contract.
+struct Contract {
+    runtime_mode: String,
+    readiness: String,
+    cpu: u32,
+    memory_mib: u32,
+    secure_boot: bool,
+    cluster_group: Option<String>,
+    mounts: Vec<Mount>,
+    instance_config: InstanceConfig,
+}
+
 struct RoleSpans {
-    id: std::ops::Range<usize>,
-    alias: std::ops::Range<usize>,
-    packages: Vec<(String, std::ops::Range<usize>)>,
+    id: Range<usize>,
+    alias: Range<usize>,
+    packages: Vec<(String, Range<usize>)>,
 }
 
 /// `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`

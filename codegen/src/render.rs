@@ -8,7 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use askama::Template;
 
-use crate::registry::{Registry, Role};
+use crate::contract::Mount;
+use crate::registry::{Registry, Role, upper_camel};
 
 /// The command that regenerates every output, named in each header.
 pub const REGENERATE_COMMAND: &str = "cargo run -p pika-roles-codegen -- generate";
@@ -89,6 +90,27 @@ pub fn render_nix(registry: &Registry) -> String {
                     nix_list(r.special_args.iter().map(|s| nix_string(s))),
                 ),
                 ("specialArgs", nix_inherit_set(&r.special_args)),
+                ("runtimeMode", nix_string(&r.runtime_mode)),
+                ("readiness", nix_string(&r.readiness)),
+                ("cpu", r.cpu.to_string()),
+                ("memoryMib", r.memory_mib.to_string()),
+                ("secureBoot", r.secure_boot.to_string()),
+                (
+                    "clusterGroup",
+                    r.cluster_group.as_deref().map_or("null".into(), nix_string),
+                ),
+                ("mounts", nix_mounts(&r.mounts)),
+                (
+                    "instanceConfig",
+                    nix_attrs(
+                        FIELD_INDENT,
+                        r.instance_config
+                            .iter()
+                            .map(|(k, v)| (nix_string(k), nix_string(v.value())))
+                            .collect(),
+                    ),
+                ),
+                ("rolesDigest", nix_string(&r.roles_digest)),
             ],
         })
         .collect();
@@ -125,6 +147,47 @@ pub fn nix_string(s: &str) -> String {
 fn nix_list(items: impl Iterator<Item = String>) -> String {
     let items: Vec<String> = items.collect();
     format!("[{}]", items.join(" "))
+}
+
+/// Indentation of a role's attributes in roles.nix (the template's), so nested values can be laid
+/// out the way alejandra formats them (the generated file passes `alejandra --check`).
+const FIELD_INDENT: usize = 4;
+
+/// An attribute set: inline with at most one binding, one binding per line otherwise (alejandra).
+fn nix_attrs(indent: usize, entries: Vec<(String, String)>) -> String {
+    if entries.len() <= 1 {
+        let body: String = entries.iter().map(|(k, v)| format!("{k} = {v};")).collect();
+        return format!("{{{body}}}");
+    }
+    let inner = " ".repeat(indent + 2);
+    let body: String = entries
+        .iter()
+        .map(|(k, v)| format!("{inner}{k} = {v};\n"))
+        .collect();
+    format!("{{\n{body}{}}}", " ".repeat(indent))
+}
+
+/// The mounts list: each mount an attribute set of three bindings, so one per line (alejandra).
+fn nix_mounts(mounts: &[Mount]) -> String {
+    if mounts.is_empty() {
+        return "[]".into();
+    }
+    let inner = " ".repeat(FIELD_INDENT + 2);
+    let items: String = mounts
+        .iter()
+        .map(|m| {
+            let attrs = nix_attrs(
+                FIELD_INDENT + 2,
+                vec![
+                    ("name".into(), nix_string(&m.name)),
+                    ("path".into(), nix_string(&m.path)),
+                    ("readOnly".into(), m.read_only.to_string()),
+                ],
+            );
+            format!("{inner}{attrs}\n")
+        })
+        .collect();
+    format!("[\n{items}{}]", " ".repeat(FIELD_INDENT))
 }
 
 fn nix_inherit_set(names: &[String]) -> String {
@@ -189,6 +252,25 @@ pub fn render_shell(registry: &Registry) -> String {
             table("PIKA_ROLE_VARIANT", |r| r.variant.clone()),
             table("PIKA_ROLE_DISK_SIZE_MIB", |r| r.disk_size_mib.to_string()),
             table("PIKA_ROLE_DESCRIPTION", |r| r.description.clone()),
+            table("PIKA_ROLE_RUNTIME_MODE", |r| r.runtime_mode.clone()),
+            table("PIKA_ROLE_READINESS", |r| r.readiness.clone()),
+            table("PIKA_ROLE_CPU", |r| r.cpu.to_string()),
+            table("PIKA_ROLE_MEMORY_MIB", |r| r.memory_mib.to_string()),
+            table("PIKA_ROLE_SECURE_BOOT", |r| r.secure_boot.to_string()),
+            table("PIKA_ROLE_CLUSTER_GROUP", |r| {
+                r.cluster_group.clone().unwrap_or_default()
+            }),
+            table("PIKA_ROLE_MOUNTS", |r| {
+                r.mounts
+                    .iter()
+                    .map(Mount::spec)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            table("PIKA_ROLE_INSTANCE_CONFIG", |r| {
+                r.instance_config_pairs().join(" ")
+            }),
+            table("PIKA_ROLE_ROLES_DIGEST", |r| r.roles_digest.clone()),
         ],
     }
     .render()
@@ -222,6 +304,15 @@ struct RustRole {
     instance_type: String,
     disk_size_mib: u32,
     description: String,
+    runtime_mode: String,
+    readiness: String,
+    cpu: u32,
+    memory_mib: u32,
+    secure_boot: bool,
+    cluster_group: String,
+    mounts: String,
+    instance_config: String,
+    roles_digest: String,
 }
 
 /// The Rust source of `IncusGuestRole`, for `include!` from OUT_DIR.
@@ -250,6 +341,40 @@ pub fn render_rust(registry: &Registry) -> String {
             instance_type: lit(&r.instance_type),
             disk_size_mib: r.disk_size_mib,
             description: lit(&r.description),
+            runtime_mode: format!("RuntimeMode::{}", upper_camel(&r.runtime_mode)),
+            readiness: match r.readiness.as_str() {
+                path if path.starts_with('/') => format!("Readiness::LifecycleFile({})", lit(path)),
+                kind => format!("Readiness::{}", upper_camel(kind)),
+            },
+            cpu: r.cpu,
+            memory_mib: r.memory_mib,
+            secure_boot: r.secure_boot,
+            cluster_group: r
+                .cluster_group
+                .as_deref()
+                .map_or("None".into(), |g| format!("Some({})", lit(g))),
+            mounts: format!(
+                "&[{}]",
+                r.mounts
+                    .iter()
+                    .map(|m| format!(
+                        "RoleMount {{ name: {}, path: {}, read_only: {} }}",
+                        lit(&m.name),
+                        lit(&m.path),
+                        m.read_only
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            instance_config: format!(
+                "&[{}]",
+                r.instance_config
+                    .iter()
+                    .map(|(k, v)| format!("({}, {})", lit(k), lit(v.value())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            roles_digest: lit(&r.roles_digest),
         })
         .collect();
     RustTemplate {

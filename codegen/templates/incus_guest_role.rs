@@ -112,6 +112,87 @@ impl IncusGuestRole {
         }
     }
 
+    /// How the role's guests run.
+    pub const fn runtime_mode(self) -> RuntimeMode {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.runtime_mode }},
+{%- endfor %}
+        }
+    }
+
+    /// When a launched guest counts as ready.
+    pub const fn readiness(self) -> Readiness {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.readiness }},
+{%- endfor %}
+        }
+    }
+
+    /// The instance's `limits.cpu`.
+    pub const fn cpu(self) -> u32 {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.cpu }},
+{%- endfor %}
+        }
+    }
+
+    /// The instance's `limits.memory`, in MiB.
+    pub const fn memory_mib(self) -> u32 {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.memory_mib }},
+{%- endfor %}
+        }
+    }
+
+    /// Whether the role's image is signed for Secure Boot (false: VMs need `security.secureboot=false`).
+    pub const fn secure_boot(self) -> bool {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.secure_boot }},
+{%- endfor %}
+        }
+    }
+
+    /// The Incus cluster group the role's instances are placed in, if any.
+    pub const fn cluster_group(self) -> Option<&'static str> {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.cluster_group }},
+{%- endfor %}
+        }
+    }
+
+    /// Host directories the launcher attaches, by Incus device name (see `mount_devices`).
+    pub const fn mounts(self) -> &'static [RoleMount] {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.mounts }},
+{%- endfor %}
+        }
+    }
+
+    /// Extra Incus instance config, sorted by key (see `launch_config` for the whole config).
+    pub const fn instance_config(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.instance_config }},
+{%- endfor %}
+        }
+    }
+
+    /// sha256 of Nix's `builtins.toJSON` of the role's roles.toml table: changes when (only) this role's table changes.
+    pub const fn roles_digest(self) -> &'static str {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.roles_digest }},
+{%- endfor %}
+        }
+    }
+
     /// The valid role IDs, comma separated, for error messages.
     pub fn valid_ids() -> String {
         Self::VALID_IDS.to_owned()

@@ -1,11 +1,12 @@
 //! Malformed manifests: each case must fail with `PATH:LINE:COL: message` pointing at the bad value,
-//! exit 1, and leave every file of the checkout exactly as it was.
+//! exit 1 (an invalid manifest), and leave every file of the checkout exactly as it was.
 
 mod common;
 
 use std::path::Path;
 
 use common::{fixture_copy, pika_roles, snapshot, stderr};
+use pika_roles_codegen::line_col;
 
 /// One broken manifest: `replace` turns the fixture into it; `at` is a unique snippet of the
 /// broken text with `@@` where the error must point; `message` must appear in the error.
@@ -46,6 +47,12 @@ const CASES: &[Case] = &[
         replace: &[
             ("[roles.alpha]", "[roles.x-2a]"),
             ("[roles.beta]", "[roles.x2a]"),
+            ("[[roles.beta.mounts]]", "[[roles.x2a.mounts]]"),
+            ("[[roles.beta.mounts]]", "[[roles.x2a.mounts]]"),
+            (
+                "[roles.beta.instance-config]",
+                "[roles.x2a.instance-config]",
+            ),
         ],
         at: "[roles.@@x2a]",
         message: "both become the Rust variant `X2a`",
@@ -61,13 +68,13 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unknown top-level key",
-        replace: &[("schema = 1", "schema = 1\nextra = true")],
+        replace: &[("schema = 2", "schema = 2\nextra = true")],
         at: "@@extra = true",
         message: "unknown field `extra`",
     },
     Case {
         name: "unsupported schema",
-        replace: &[("schema = 1", "schema = 7")],
+        replace: &[("schema = 2", "schema = 7")],
         at: "schema = @@7",
         message: "unsupported schema 7",
     },
@@ -236,6 +243,229 @@ const CASES: &[Case] = &[
         at: "description = \"Beta role@@",
         message: "",
     },
+    // Schema 2: the runtime contract.
+    Case {
+        name: "bad runtime mode",
+        replace: &[("runtime-mode = \"one-shot\"", "runtime-mode = \"daemon\"")],
+        at: "runtime-mode = @@\"daemon\"",
+        message: "runtime-mode `daemon` is not one of: managed-service, one-shot, operator-sandbox",
+    },
+    Case {
+        name: "missing runtime mode",
+        replace: &[("runtime-mode = \"operator-sandbox\"\n", "")],
+        at: "@@[roles.alpha]",
+        message: "missing field `runtime-mode` (how the guest runs: managed-service, one-shot or operator-sandbox)",
+    },
+    Case {
+        name: "missing secure boot",
+        replace: &[("secure-boot = true\n", "")],
+        at: "@@[roles.beta]",
+        message: "missing field `secure-boot` (whether the image is signed for Secure Boot",
+    },
+    Case {
+        name: "bad readiness word",
+        replace: &[("readiness = \"ssh\"", "readiness = \"http\"")],
+        at: "readiness = @@\"http\"",
+        message: "readiness `http` is not one of: booted, incus-agent, ssh, or an absolute lifecycle file path",
+    },
+    Case {
+        name: "relative readiness file",
+        replace: &[("\"/run/beta/ready\"", "\"run/beta/ready\"")],
+        at: "@@\"run/beta/ready\"",
+        message: "readiness `run/beta/ready` is not one of",
+    },
+    Case {
+        name: "readiness file escaping",
+        replace: &[("\"/run/beta/ready\"", "\"/run/../etc/ready\"")],
+        at: "@@\"/run/../etc/ready\"",
+        message: "readiness lifecycle file `/run/../etc/ready` must be normalised (no `.` or `..` segments)",
+    },
+    Case {
+        name: "readiness file with shell characters",
+        replace: &[("\"/run/beta/ready\"", "\"/run/$(reboot)\"")],
+        at: "@@\"/run/$(reboot)\"",
+        message: "may only contain [A-Za-z0-9/._+-]",
+    },
+    Case {
+        name: "zero cpu",
+        replace: &[("cpu = 4", "cpu = 0")],
+        at: "cpu = @@0",
+        message: "cpu must be an integer between 1 and 4294967295, got 0",
+    },
+    Case {
+        name: "cpu beyond u32",
+        replace: &[("cpu = 4", "cpu = 4294967296")],
+        at: "cpu = @@4294967296",
+        message: "cpu must be an integer between 1 and 4294967295, got 4294967296",
+    },
+    Case {
+        name: "cpu as string",
+        replace: &[("cpu = 4", "cpu = \"4\"")],
+        at: "cpu = @@\"4\"",
+        message: "invalid type: string \"4\", expected i64",
+    },
+    Case {
+        name: "negative memory",
+        replace: &[("memory-mib = 512", "memory-mib = -1")],
+        at: "memory-mib = @@-1",
+        message: "memory-mib must be an integer between 1 and 4294967295, got -1",
+    },
+    Case {
+        name: "secure boot as string",
+        replace: &[("secure-boot = true", "secure-boot = \"no\"")],
+        at: "secure-boot = @@\"no\"",
+        message: "invalid type: string \"no\", expected a boolean",
+    },
+    Case {
+        name: "cluster group with space",
+        replace: &[("\"ci-hosts\"", "\"ci hosts\"")],
+        at: "@@\"ci hosts\"",
+        message: "cluster-group `ci hosts` may only contain [A-Za-z0-9-]",
+    },
+    Case {
+        name: "mount name with slash",
+        replace: &[("name = \"snapshot\"", "name = \"snap/shot\"")],
+        at: "name = @@\"snap/shot\"",
+        message: "mount name `snap/shot` may only contain [A-Za-z0-9._-]",
+    },
+    Case {
+        name: "mount named root",
+        replace: &[("name = \"cache\"", "name = \"root\"")],
+        at: "name = @@\"root\"",
+        message: "mount name `root` is the instance's root disk device",
+    },
+    Case {
+        name: "duplicate mount name",
+        replace: &[("name = \"cache\"", "name = \"snapshot\"")],
+        at: "/workspace/snapshot\"\nread-only = true\n\n[[roles.beta.mounts]]\nname = @@\"snapshot\"",
+        message: "mount name `snapshot` is used twice in this role",
+    },
+    Case {
+        name: "relative mount path",
+        replace: &[("\"/var/cache/beta\"", "\"var/cache/beta\"")],
+        at: "@@\"var/cache/beta\"",
+        message: "mount path `var/cache/beta` must be absolute",
+    },
+    Case {
+        name: "mount path with dot dot",
+        replace: &[("\"/var/cache/beta\"", "\"/var/../beta\"")],
+        at: "@@\"/var/../beta\"",
+        message: "mount path `/var/../beta` must be normalised",
+    },
+    Case {
+        name: "duplicate mount path",
+        replace: &[("\"/var/cache/beta\"", "\"/workspace/snapshot\"")],
+        at: "name = \"cache\"\npath = @@\"/workspace/snapshot\"",
+        message: "mount path `/workspace/snapshot` is used twice in this role",
+    },
+    Case {
+        name: "unknown mount key",
+        replace: &[("read-only = false", "read-only = false\nmode = \"rw\"")],
+        at: "@@mode = \"rw\"",
+        message: "unknown field `mode`, expected one of `name`, `path`, `read-only`",
+    },
+    Case {
+        name: "mount without read-only",
+        replace: &[("read-only = false\n", "")],
+        at: "@@[[roles.beta.mounts]]\nname = \"cache\"",
+        message: "missing field `read-only`",
+    },
+    Case {
+        name: "raw instance config",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"raw.lxc\" = \"lxc.aa_profile=unconfined\"",
+        )],
+        at: "@@\"raw.lxc\"",
+        message: "instance-config `raw.lxc` is refused: `raw.*` keys bypass Incus's own validation",
+    },
+    Case {
+        name: "reserved pika key",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"user.pika.guest_role\" = \"x\"",
+        )],
+        at: "@@\"user.pika.guest_role\"",
+        message: "`user.pika.*` is reserved for Pika's own labels",
+    },
+    Case {
+        name: "contract key in instance config",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"limits.memory\" = \"1GiB\"",
+        )],
+        at: "@@\"limits.memory\"",
+        message: "instance-config `limits.memory` is refused: the role's `memory-mib` key sets it",
+    },
+    Case {
+        name: "secure boot in instance config",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"security.secureboot\" = \"false\"",
+        )],
+        at: "@@\"security.secureboot\"",
+        message: "the role's `secure-boot` key sets it",
+    },
+    Case {
+        name: "privileged without reason",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"security.privileged\" = \"true\"",
+        )],
+        at: "@@\"security.privileged\"",
+        message: "instance-config `security.privileged` weakens isolation: write it as `{ value = \"...\", reason = \"why this role needs it\" }`",
+    },
+    Case {
+        name: "empty reason",
+        replace: &[("reason = \"beta runs containers inside\"", "reason = \" \"")],
+        at: "\"security.nesting\" = @@{ value",
+        message: "instance-config `security.nesting` reason must not be empty",
+    },
+    Case {
+        name: "unknown key in explained value",
+        replace: &[(
+            "reason = \"beta runs containers inside\"",
+            "reason = \"x\", why = \"y\"",
+        )],
+        at: "\"security.nesting\" = @@{ value",
+        message: "instance-config `security.nesting` must be a string or { value = \"...\", reason = \"...\" }: unknown key `why`",
+    },
+    Case {
+        name: "instance config not a string",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"boot.autostart\" = false",
+        )],
+        at: "\"boot.autostart\" = @@false",
+        message: "instance-config `boot.autostart` must be a string or { value = \"...\", reason = \"...\" }, got a boolean",
+    },
+    Case {
+        name: "instance config key without namespace",
+        replace: &[("\"boot.autostart\" = \"false\"", "outPath = \"x\"")],
+        at: "@@outPath = \"x\"",
+        message: "instance-config key `outPath` is not an Incus instance key",
+    },
+    Case {
+        name: "instance config value with space",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"environment.GREETING\" = \"hello world\"",
+        )],
+        at: "\"environment.GREETING\" = @@\"hello world\"",
+        message: "instance-config `environment.GREETING` value must be non-empty and hold no whitespace",
+    },
+    Case {
+        name: "description with a control character",
+        replace: &[("\"Beta role\"", "\"Beta\\brole\"")],
+        at: "description = @@\"Beta\\brole\"",
+        message: "description contains the control character U+0008; only tab and newline are allowed",
+    },
+    Case {
+        name: "schema 1",
+        replace: &[("schema = 2", "schema = 1")],
+        at: "schema = @@1",
+        message: "schema 1 manifest: schema 2 adds the per-role keys runtime-mode, readiness, cpu, memory-mib, secure-boot (required) and cluster-group, mounts, instance-config (optional); run `pika-roles migrate`",
+    },
 ];
 
 /// Drops the roles tables: the manifest has no role at all.
@@ -244,13 +474,6 @@ fn without_roles(text: &str) -> String {
         .take_while(|l| !l.starts_with("[roles."))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
 }
 
 /// Writes `text` as the manifest of a fixture copy with sentinel outputs, runs `generate`, and

@@ -11,7 +11,7 @@ use pika_roles_codegen::{
     NIX_REGISTRY_PATH, Registry, SHELL_TABLE_PATH, render_nix, render_rust, render_shell,
 };
 
-const AWKWARD: &str = r#"Alpha "quoted" ${notInterpolated} it's a \ backslash"#;
+const AWKWARD: &str = r#"Alpha "quoted" ${notInterpolated} it's a \ backslash, ünïcödé ☃"#;
 
 fn fixture_registry() -> Registry {
     Registry::load(&fixtures().join("roles.toml")).unwrap_or_else(|e| panic!("{e}"))
@@ -191,7 +191,7 @@ fn check_names_a_stale_file_and_generate_fixes_it() {
     let fresh = std::fs::read_to_string(&nix).unwrap();
     std::fs::write(&nix, fresh.replace("alpha/dev", "alpha/old")).unwrap();
     let out = pika_roles(&["--manifest", m, "check"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "stale outputs exit 3");
     let err = stderr(&out);
     assert!(err.contains(&format!("stale: {}", nix.display())), "{err}");
     assert!(
@@ -242,6 +242,16 @@ instance-type = "container"
 disk-size-mib = 4096
 modules = ["nix/incus/gamma.nix"]
 special-args = ["gammaPkg"]
+runtime-mode = "operator-sandbox"
+readiness = "ssh"
+cpu = 3
+memory-mib = 3072
+secure-boot = false
+
+[[roles.gamma-builder.mounts]]
+name = "work"
+path = "/srv/work"
+read-only = false
 "#,
     );
     let manifest = dir.path().join("roles.toml");
@@ -284,6 +294,61 @@ fn cli_show_list_and_usage_errors() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["default-alias"], "beta/dev");
     assert_eq!(json["disk-size-mib"], 2048);
+
+    // The schema-2 keys, under their roles.toml names.
+    assert_eq!(json["runtime-mode"], "one-shot");
+    assert_eq!(json["readiness"], "/run/beta/ready");
+    assert_eq!(json["cpu"], 4);
+    assert_eq!(json["memory-mib"], 8192);
+    assert_eq!(json["secure-boot"], true);
+    assert_eq!(json["cluster-group"], "ci-hosts");
+    assert_eq!(
+        json["mounts"],
+        serde_json::json!([
+            {"name": "snapshot", "path": "/workspace/snapshot", "read-only": true},
+            {"name": "cache", "path": "/var/cache/beta", "read-only": false},
+        ])
+    );
+    assert_eq!(
+        json["instance-config"],
+        serde_json::json!({
+            "boot.autostart": "false",
+            "security.nesting": {"value": "true", "reason": "beta runs containers inside"},
+        })
+    );
+    let digest = json["roles-digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64, "{digest}");
+    let alpha = pika_roles(&["--manifest", m, "show", "alpha", "--json"]);
+    let alpha: serde_json::Value = serde_json::from_slice(&alpha.stdout).unwrap();
+    assert_eq!(alpha["cluster-group"], serde_json::Value::Null);
+    assert_eq!(alpha["mounts"], serde_json::json!([]));
+    assert_eq!(alpha["instance-config"], serde_json::json!({}));
+
+    for (role, field, want) in [
+        ("beta", "cpu", "4\n"),
+        ("beta", "memory-mib", "8192\n"),
+        ("beta", "secure-boot", "true\n"),
+        ("beta", "runtime-mode", "one-shot\n"),
+        ("beta", "readiness", "/run/beta/ready\n"),
+        ("beta", "cluster-group", "ci-hosts\n"),
+        ("alpha", "cluster-group", ""),
+        (
+            "beta",
+            "mounts",
+            "snapshot:/workspace/snapshot:ro\ncache:/var/cache/beta:rw\n",
+        ),
+        (
+            "beta",
+            "instance-config",
+            "boot.autostart=false\nsecurity.nesting=true\n",
+        ),
+    ] {
+        let out = pika_roles(&["--manifest", m, "show", role, "--field", field]);
+        assert!(out.status.success(), "{field}: {}", stderr(&out));
+        assert_eq!(stdout(&out), want, "{role} --field {field}");
+    }
+    let out = pika_roles(&["--manifest", m, "show", "beta", "--field", "roles-digest"]);
+    assert_eq!(stdout(&out), format!("{digest}\n"));
 
     let out = pika_roles(&["--manifest", m, "list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -368,4 +433,180 @@ fn an_unwritable_stale_output_fails_naming_it_and_the_command_and_changes_nothin
         before,
         "the other stale file was not replaced either"
     );
+    // The CLI says so with its own exit code, and still changes nothing.
+    let m = dir.path().join("roles.toml");
+    let out = pika_roles(&["--manifest", m.to_str().unwrap(), "generate"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is stale and cannot be written"));
+    assert_eq!(common::snapshot(dir.path()), before);
+}
+
+#[test]
+fn help_documents_every_exit_code() {
+    let out = pika_roles(&["--help"]);
+    let help = stdout(&out);
+    for line in [
+        "0  success",
+        "1  roles.toml cannot be read or is invalid",
+        "2  usage error",
+        "3  check: a generated file is stale",
+        "4  a file cannot be written",
+    ] {
+        assert!(help.contains(line), "--help lacks {line:?}:\n{help}");
+    }
+}
+
+/// A manifest with every kind of awkward text TOML can carry into a digest: quotes, backslash,
+/// `${`, tab, newline, unicode escapes and raw unicode, literal and multi-line strings.
+fn awkward_digest_manifest() -> String {
+    let fixture = std::fs::read_to_string(fixtures().join("roles.toml")).unwrap();
+    fixture
+        + r#"
+[roles.gamma]
+description = """
+Gamma "quoted" ${notInterpolated} \\ back\tslash \u00e9\U0001F600 ☃ \
+  continued"""
+default-alias = 'gamma/dev'
+package = "gamma-image"
+image-name = "gamma-img"
+variant = "gamma-variant"
+system = "x86_64-linux"
+instance-type = "virtual-machine"
+disk-size-mib = 1
+modules = ["nix/alpha.nix"]
+runtime-mode = "managed-service"
+readiness = "booted"
+cpu = 1
+memory-mib = 1
+secure-boot = false
+instance-config = { "security.privileged" = { reason = 'literal "needed" \ ${x} é', value = "true" }, "environment.A" = "b" }
+"#
+}
+
+/// Digests from `nix-instantiate`: roles-digest.nix over `builtins.fromTOML` of the manifest.
+fn nix_digests(manifest: &Path) -> serde_json::Value {
+    let expr = format!(
+        "builtins.mapAttrs (_: import {}) (builtins.fromTOML (builtins.readFile {})).roles",
+        repo_root().join("nix/incus/roles-digest.nix").display(),
+        manifest.display()
+    );
+    nix_eval_json(&expr)
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run scripts/test.sh"]
+fn roles_digest_agrees_with_nix_for_every_role() {
+    let dir = fixture_copy();
+    let awkward = dir.path().join("roles.toml");
+    std::fs::write(&awkward, awkward_digest_manifest()).unwrap();
+    for manifest in [
+        repo_root().join("roles.toml"),
+        fixtures().join("roles.toml"),
+        awkward.clone(),
+    ] {
+        let registry = Registry::load(&manifest).unwrap_or_else(|e| panic!("{e}"));
+        let nix = nix_digests(&manifest);
+        assert_eq!(
+            nix.as_object().unwrap().len(),
+            registry.roles.len(),
+            "{}",
+            manifest.display()
+        );
+        for role in &registry.roles {
+            assert_eq!(
+                nix[role.id.as_str()],
+                role.roles_digest.as_str(),
+                "{}: role {}",
+                manifest.display(),
+                role.id
+            );
+        }
+    }
+    // The awkward role really carries its awkward text.
+    let registry = Registry::load(&awkward).unwrap();
+    let gamma = registry.get("gamma").unwrap();
+    assert!(gamma.description.contains("\t") && gamma.description.contains('😀'));
+    assert!(gamma.description.ends_with("slash é😀 ☃ continued"));
+}
+
+#[test]
+fn a_change_to_one_role_changes_only_its_digest() {
+    let digests = |text: &str| -> Vec<(String, String)> {
+        let dir = fixture_copy();
+        let manifest = dir.path().join("roles.toml");
+        std::fs::write(&manifest, text).unwrap();
+        Registry::load(&manifest)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .roles
+            .into_iter()
+            .map(|r| (r.id, r.roles_digest))
+            .collect()
+    };
+    let fixture = std::fs::read_to_string(fixtures().join("roles.toml")).unwrap();
+    let before = digests(&fixture);
+    assert_ne!(before[0].1, before[1].1);
+
+    // Only beta's reason changes (a value no generated field carries).
+    let edited = fixture.replacen("beta runs containers inside", "beta nests", 1);
+    let after = digests(&edited);
+    assert_eq!(after[0], before[0], "alpha's digest must not move");
+    assert_ne!(after[1].1, before[1].1, "beta's digest must move");
+
+    // Layout, comments and key order inside a table do not change any digest.
+    let relaid = fixture.replacen("cpu = 4\n", "", 1).replacen(
+        "[roles.beta]\n",
+        "[roles.beta]\n# a comment\ncpu   =   4\n",
+        1,
+    );
+    assert_eq!(digests(&relaid), before);
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run scripts/test.sh"]
+fn registry_nix_refuses_a_roles_nix_whose_digest_differs() {
+    let dir = fixture_copy();
+    let m = dir.path().join("roles.toml");
+    let out = pika_roles(&["--manifest", m.to_str().unwrap(), "generate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in ["registry.nix", "roles-digest.nix"] {
+        std::fs::copy(
+            repo_root().join("nix/incus").join(file),
+            dir.path().join("nix/incus").join(file),
+        )
+        .unwrap();
+    }
+    let eval = |dir: &Path| {
+        Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json", "--expr"])
+            .arg(format!(
+                "builtins.mapAttrs (_: r: r.rolesDigest) (import {}/nix/incus/registry.nix {{ repoRoot = {}; }}).registry",
+                dir.display(),
+                dir.display()
+            ))
+            .env("NIX_CONFIG", "build-users-group =")
+            .output()
+            .unwrap()
+    };
+    let fresh = eval(dir.path());
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let registry = fixture_registry();
+    let json: serde_json::Value = serde_json::from_slice(&fresh.stdout).unwrap();
+    for role in &registry.roles {
+        assert_eq!(json[role.id.as_str()], role.roles_digest.as_str());
+    }
+
+    // Only beta's reason changes in roles.toml, roles.nix is not regenerated: every field
+    // roles.nix carries still matches, so only the digest check can see it.
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replacen("beta runs containers inside", "beta nests", 1),
+    )
+    .unwrap();
+    let stale = eval(dir.path());
+    assert!(!stale.status.success(), "a stale digest must not evaluate");
+    let err = stderr(&stale);
+    assert!(err.contains("nix/incus/roles.nix is stale"), "{err}");
+    assert!(err.contains("role beta: roles.nix rolesDigest"), "{err}");
+    assert!(!err.contains("role alpha"), "{err}");
 }

@@ -48,7 +48,34 @@
     disk-size-mib = "diskSize";
     modules = "modulePaths";
     special-args = "specialArgNames";
+    runtime-mode = "runtimeMode";
+    readiness = "readiness";
+    cpu = "cpu";
+    memory-mib = "memoryMib";
+    secure-boot = "secureBoot";
+    cluster-group = "clusterGroup";
+    mounts = "mounts";
+    instance-config = "instanceConfig";
   };
+  # Optional roles.toml keys: the value roles.nix carries when the key is absent.
+  fieldDefaults = {
+    cluster-group = null;
+    mounts = [];
+    instance-config = {};
+  };
+  # roles.toml shapes that roles.nix spells differently.
+  fieldShapes = {
+    mounts = map (m: {
+      inherit (m) name path;
+      readOnly = m.read-only;
+    });
+    # A value is a string or { value, reason }; roles.nix keeps the value.
+    instance-config = builtins.mapAttrs (_: v:
+      if builtins.isAttrs v
+      then v.value
+      else v);
+  };
+  rolesDigest = import ./roles-digest.nix;
 
   roleProblems = id: let
     toml = tomlRoles.${id};
@@ -57,7 +84,7 @@
       builtins.concatMap (
         key: let
           attr = fieldMap.${key};
-          want = toml.${key} or null;
+          want = (fieldShapes.${key} or (v: v)) (toml.${key} or (fieldDefaults.${key} or null));
           have = nix.${attr} or null;
         in
           if want == have
@@ -80,8 +107,14 @@
       if sort (builtins.attrNames (nix.specialArgs or {})) == sort (toml.special-args or [])
       then []
       else ["role ${id}: roles.nix specialArgs does not carry roles.toml special-args ${show (toml.special-args or [])}"];
+    # The digest of the role's own table, recomputed here: the image's provenance relies on it.
+    digestWanted = rolesDigest toml;
+    digestProblems =
+      if (nix.rolesDigest or null) == digestWanted
+      then []
+      else ["role ${id}: roles.nix rolesDigest = ${show (nix.rolesDigest or null)}, roles.toml's table digests to ${show digestWanted}"];
   in
-    idProblems ++ fieldProblems ++ moduleProblems ++ specialArgProblems;
+    idProblems ++ fieldProblems ++ moduleProblems ++ specialArgProblems ++ digestProblems;
 
   tomlIds = sort (builtins.attrNames tomlRoles);
   nixIds = sort (builtins.attrNames rawRegistry);
@@ -105,7 +138,7 @@
     then true
     else throw "${staleMessage}\n  ${builtins.concatStringsSep "\n  " problems}";
 in {
-  inherit fresh problems staleMessage manifest;
+  inherit fresh problems staleMessage manifest rolesDigest;
   # The checked registry: role ID -> role entry (see roles.nix). Throws when roles.nix is stale.
   registry = builtins.seq check rawRegistry;
   # Role IDs in roles.toml order-independent (sorted) form; also checked.

@@ -19,6 +19,15 @@
     modulePaths = ["nix/incus/managed-agent-image.nix"];
     specialArgNames = ["openclawGatewayPkg" "pikachatPkg"];
     specialArgs = {inherit openclawGatewayPkg pikachatPkg;};
+    runtimeMode = "managed-service";
+    readiness = "incus-agent";
+    cpu = 2;
+    memoryMib = 4096;
+    secureBoot = false;
+    clusterGroup = null;
+    mounts = [];
+    instanceConfig = {};
+    rolesDigest = "293261f1cabd5e16c7ee4054f672134b6a394ddf114f4d76ae74e45f0489e8a0";
   };
   "pikaci-runner" = {
     id = "pikaci-runner";
@@ -35,5 +44,20 @@
     modulePaths = ["nix/incus/pikaci-image.nix"];
     specialArgNames = [];
     specialArgs = {};
+    runtimeMode = "one-shot";
+    readiness = "incus-agent";
+    cpu = 2;
+    memoryMib = 4096;
+    secureBoot = false;
+    clusterGroup = null;
+    mounts = [
+      {
+        name = "snapshot";
+        path = "/workspace/snapshot";
+        readOnly = true;
+      }
+    ];
+    instanceConfig = {};
+    rolesDigest = "5da06fe185a23584decd1b580ef385873e4aa6ce63338c9e0b65352573e16f0f";
   };
 }

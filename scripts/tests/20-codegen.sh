@@ -37,6 +37,11 @@ instance-type = "container"
 disk-size-mib = 1024
 modules = ["nix/incus/zeta.nix"]
 special-args = []
+runtime-mode = "one-shot"
+readiness = "booted"
+cpu = 1
+memory-mib = 512
+secure-boot = false
 TOML
 
 export CARGO_TARGET_DIR="${copy}/target"

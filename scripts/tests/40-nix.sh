@@ -215,6 +215,11 @@ instance-type = "container"
 disk-size-mib = 1024
 modules = ["nix/incus/pikaci-image.nix"]
 special-args = []
+runtime-mode = "one-shot"
+readiness = "booted"
+cpu = 1
+memory-mib = 512
+secure-boot = false
 
 [roles.test-extra-arm]
 description = "Extra test role on aarch64"
@@ -228,6 +233,11 @@ instance-type = "virtual-machine"
 disk-size-mib = 2048
 modules = ["nix/incus/test-extra-arm.nix"]
 special-args = ["testExtraPayloadPkg"]
+runtime-mode = "one-shot"
+readiness = "booted"
+cpu = 1
+memory-mib = 512
+secure-boot = false
 TOML
   printf '%s\n' '# Test-only guest module.' '{testExtraPayloadPkg, ...}: {environment.systemPackages = [testExtraPayloadPkg];}' \
     >"${dir}/nix/incus/test-extra-arm.nix"

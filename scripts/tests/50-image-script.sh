@@ -437,6 +437,11 @@ instance-type = "container"
 disk-size-mib = 1024
 modules = ["nix/incus/extra-test-image.nix"]
 special-args = []
+runtime-mode = "one-shot"
+readiness = "booted"
+cpu = 1
+memory-mib = 512
+secure-boot = false
 TOML
   if ! (cd "${REPO}" && cargo run -q -p pika-roles-codegen -- generate --manifest "${copy}/roles.toml") \
     >"${WORK}/codegen.log" 2>&1; then

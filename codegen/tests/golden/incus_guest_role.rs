@@ -4,7 +4,7 @@
 /// An Incus guest role of Pika, as defined in roles.toml.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum IncusGuestRole {
-    /// Alpha "quoted" ${notInterpolated} it's a \ backslash
+    /// Alpha "quoted" ${notInterpolated} it's a \ backslash, ünïcödé ☃
     #[serde(rename = "alpha")]
     Alpha,
     /// Beta role
@@ -97,8 +97,80 @@ impl IncusGuestRole {
     /// The human description of the role's image.
     pub const fn description(self) -> &'static str {
         match self {
-            IncusGuestRole::Alpha => "Alpha \"quoted\" ${notInterpolated} it's a \\ backslash",
+            IncusGuestRole::Alpha => "Alpha \"quoted\" ${notInterpolated} it's a \\ backslash, ünïcödé ☃",
             IncusGuestRole::Beta => "Beta role",
+        }
+    }
+
+    /// How the role's guests run.
+    pub const fn runtime_mode(self) -> RuntimeMode {
+        match self {
+            IncusGuestRole::Alpha => RuntimeMode::OperatorSandbox,
+            IncusGuestRole::Beta => RuntimeMode::OneShot,
+        }
+    }
+
+    /// When a launched guest counts as ready.
+    pub const fn readiness(self) -> Readiness {
+        match self {
+            IncusGuestRole::Alpha => Readiness::Ssh,
+            IncusGuestRole::Beta => Readiness::LifecycleFile("/run/beta/ready"),
+        }
+    }
+
+    /// The instance's `limits.cpu`.
+    pub const fn cpu(self) -> u32 {
+        match self {
+            IncusGuestRole::Alpha => 1,
+            IncusGuestRole::Beta => 4,
+        }
+    }
+
+    /// The instance's `limits.memory`, in MiB.
+    pub const fn memory_mib(self) -> u32 {
+        match self {
+            IncusGuestRole::Alpha => 512,
+            IncusGuestRole::Beta => 8192,
+        }
+    }
+
+    /// Whether the role's image is signed for Secure Boot (false: VMs need `security.secureboot=false`).
+    pub const fn secure_boot(self) -> bool {
+        match self {
+            IncusGuestRole::Alpha => false,
+            IncusGuestRole::Beta => true,
+        }
+    }
+
+    /// The Incus cluster group the role's instances are placed in, if any.
+    pub const fn cluster_group(self) -> Option<&'static str> {
+        match self {
+            IncusGuestRole::Alpha => None,
+            IncusGuestRole::Beta => Some("ci-hosts"),
+        }
+    }
+
+    /// Host directories the launcher attaches, by Incus device name (see `mount_devices`).
+    pub const fn mounts(self) -> &'static [RoleMount] {
+        match self {
+            IncusGuestRole::Alpha => &[],
+            IncusGuestRole::Beta => &[RoleMount { name: "snapshot", path: "/workspace/snapshot", read_only: true }, RoleMount { name: "cache", path: "/var/cache/beta", read_only: false }],
+        }
+    }
+
+    /// Extra Incus instance config, sorted by key (see `launch_config` for the whole config).
+    pub const fn instance_config(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            IncusGuestRole::Alpha => &[],
+            IncusGuestRole::Beta => &[("boot.autostart", "false"), ("security.nesting", "true")],
+        }
+    }
+
+    /// sha256 of Nix's `builtins.toJSON` of the role's roles.toml table: changes when (only) this role's table changes.
+    pub const fn roles_digest(self) -> &'static str {
+        match self {
+            IncusGuestRole::Alpha => "81140d759864c48366abf909d920531ae99f2476f679729566923ec2121fef0b",
+            IncusGuestRole::Beta => "bf79e55d8dd5071a008049e49691afd8fca3abf275293a6d100d731032bd20c4",
         }
     }
 

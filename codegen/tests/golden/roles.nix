@@ -14,11 +14,20 @@
     variant = "alpha-variant";
     instanceType = "container";
     diskSize = 1024;
-    description = "Alpha \"quoted\" \${notInterpolated} it's a \\ backslash";
+    description = "Alpha \"quoted\" \${notInterpolated} it's a \\ backslash, ünïcödé ☃";
     modules = [../alpha.nix];
     modulePaths = ["nix/alpha.nix"];
     specialArgNames = ["alphaPkg"];
     specialArgs = {inherit alphaPkg;};
+    runtimeMode = "operator-sandbox";
+    readiness = "ssh";
+    cpu = 1;
+    memoryMib = 512;
+    secureBoot = false;
+    clusterGroup = null;
+    mounts = [];
+    instanceConfig = {};
+    rolesDigest = "81140d759864c48366abf909d920531ae99f2476f679729566923ec2121fef0b";
   };
   "beta" = {
     id = "beta";
@@ -35,5 +44,28 @@
     modulePaths = ["nix/beta.nix"];
     specialArgNames = ["alphaPkg" "betaPkg"];
     specialArgs = {inherit alphaPkg betaPkg;};
+    runtimeMode = "one-shot";
+    readiness = "/run/beta/ready";
+    cpu = 4;
+    memoryMib = 8192;
+    secureBoot = true;
+    clusterGroup = "ci-hosts";
+    mounts = [
+      {
+        name = "snapshot";
+        path = "/workspace/snapshot";
+        readOnly = true;
+      }
+      {
+        name = "cache";
+        path = "/var/cache/beta";
+        readOnly = false;
+      }
+    ];
+    instanceConfig = {
+      "boot.autostart" = "false";
+      "security.nesting" = "true";
+    };
+    rolesDigest = "bf79e55d8dd5071a008049e49691afd8fca3abf275293a6d100d731032bd20c4";
   };
 }

@@ -10,10 +10,14 @@
 //! assert!("no-such-role".parse::<IncusGuestRole>().is_err());
 //! ```
 
+mod contract;
+
 mod generated {
+    use crate::contract::{Readiness, RoleMount, RuntimeMode};
     include!(concat!(env!("OUT_DIR"), "/incus_guest_role.rs"));
 }
 
+pub use contract::{Devices, MountSourceError, Readiness, RoleMount, RuntimeMode};
 pub use generated::{IncusGuestRole, ParseIncusGuestRoleError};
 
 /// The Incus instance config key that labels an instance with its guest role. It is set only when

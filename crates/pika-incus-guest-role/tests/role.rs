@@ -1,11 +1,11 @@
 //! The generated enum against the registry it was generated from: table-driven over every role in
 //! roles.toml, plus pin tests for the deployed contracts.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use pika_incus_guest_role::IncusGuestRole;
+use pika_incus_guest_role::{IncusGuestRole, Readiness, RoleMount, RuntimeMode};
 use pika_roles_codegen::Registry;
 
 fn registry() -> Registry {
@@ -30,6 +30,101 @@ fn every_registry_role_has_a_variant_with_the_same_facts() {
         assert_eq!(role.disk_size_mib(), spec.disk_size_mib);
         assert_eq!(role.description(), spec.description);
         assert_eq!(format!("{role:?}"), spec.variant_name);
+        assert_eq!(role.runtime_mode().as_str(), spec.runtime_mode);
+        assert_eq!(role.readiness().as_str(), spec.readiness);
+        assert_eq!(role.cpu(), spec.cpu);
+        assert_eq!(role.memory_mib(), spec.memory_mib);
+        assert_eq!(role.secure_boot(), spec.secure_boot);
+        assert_eq!(role.cluster_group(), spec.cluster_group.as_deref());
+        let mounts: Vec<(&str, &str, bool)> = role
+            .mounts()
+            .iter()
+            .map(|m| (m.name, m.path, m.read_only))
+            .collect();
+        let want: Vec<(&str, &str, bool)> = spec
+            .mounts
+            .iter()
+            .map(|m| (m.name.as_str(), m.path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(mounts, want);
+        let config: Vec<(&str, &str)> = spec
+            .instance_config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.value()))
+            .collect();
+        assert_eq!(role.instance_config(), config.as_slice());
+        assert_eq!(role.roles_digest(), spec.roles_digest);
+    }
+}
+
+/// The readiness variant matches the roles.toml spelling: a path is a lifecycle file, every other
+/// value its named kind.
+#[test]
+fn readiness_kind_follows_the_spelling() {
+    for &role in IncusGuestRole::ALL {
+        let readiness = role.readiness();
+        assert_eq!(
+            matches!(readiness, Readiness::LifecycleFile(_)),
+            readiness.as_str().starts_with('/'),
+            "{role}: {readiness:?}"
+        );
+    }
+}
+
+/// launch_config for every role: limits from the role, Secure Boot off exactly for unsigned VMs,
+/// the role's own instance config, sorted.
+#[test]
+fn launch_config_applies_every_role_contract() {
+    for &role in IncusGuestRole::ALL {
+        let config = role.launch_config();
+        let get = |key: &str| {
+            config
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let cpu = role.cpu().to_string();
+        let memory = format!("{}MiB", role.memory_mib());
+        assert_eq!(get("limits.cpu"), Some(cpu.as_str()), "{role}");
+        assert_eq!(get("limits.memory"), Some(memory.as_str()), "{role}");
+        let unsigned_vm = role.instance_type() == "virtual-machine" && !role.secure_boot();
+        assert_eq!(
+            get("security.secureboot"),
+            unsigned_vm.then_some("false"),
+            "{role}"
+        );
+        for (key, value) in role.instance_config() {
+            assert_eq!(get(key), Some(*value), "{role}: {key}");
+        }
+        let keys: Vec<&String> = config.iter().map(|(k, _)| k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(keys, sorted, "{role}: sorted and unique");
+    }
+}
+
+#[test]
+fn mount_devices_cover_every_declared_mount() {
+    for &role in IncusGuestRole::ALL {
+        let sources: BTreeMap<String, PathBuf> = role
+            .mounts()
+            .iter()
+            .map(|m| (m.name.to_owned(), PathBuf::from("/srv").join(m.name)))
+            .collect();
+        let devices = role
+            .mount_devices(&sources)
+            .expect("every mount has a source");
+        assert_eq!(devices.len(), role.mounts().len(), "{role}");
+        for mount in role.mounts() {
+            let device = &devices[mount.name];
+            assert_eq!(device["type"], "disk");
+            assert_eq!(device["path"], mount.path);
+            assert_eq!(
+                device.get("readonly").map(String::as_str),
+                mount.read_only.then_some("true")
+            );
+        }
     }
 }
 
@@ -131,6 +226,14 @@ fn pin_deployed_managed_openclaw_contract() {
     assert_eq!(role.default_image_alias(), "pika-agent/dev");
     assert_eq!(role.flake_package_attr(), "managed-openclaw-incus-image");
     assert_eq!(role.legacy_package_attrs(), &["pika-agent-incus-dev-image"]);
+    // Schema 2 runtime contract, pinned on purpose (SCHEMA2.md).
+    assert_eq!(role.runtime_mode(), RuntimeMode::ManagedService);
+    assert_eq!(role.readiness(), Readiness::IncusAgent);
+    assert_eq!((role.cpu(), role.memory_mib()), (2, 4096));
+    assert!(!role.secure_boot());
+    assert_eq!(role.cluster_group(), None);
+    assert_eq!(role.mounts(), &[]);
+    assert_eq!(role.instance_config(), &[]);
 }
 
 #[test]
@@ -140,4 +243,27 @@ fn pin_deployed_pikaci_runner_contract() {
     assert_eq!(role.default_image_alias(), "pikaci/dev");
     assert_eq!(role.flake_package_attr(), "pikaci-runner-incus-image");
     assert_eq!(role.legacy_package_attrs(), &["pikaci-incus-dev-image"]);
+    assert_eq!(role.runtime_mode(), RuntimeMode::OneShot);
+    assert_eq!(role.readiness(), Readiness::IncusAgent);
+    assert_eq!((role.cpu(), role.memory_mib()), (2, 4096));
+    assert!(!role.secure_boot());
+    assert_eq!(role.cluster_group(), None);
+    assert_eq!(
+        role.mounts(),
+        &[RoleMount {
+            name: "snapshot",
+            path: "/workspace/snapshot",
+            read_only: true
+        }]
+    );
+    assert_eq!(role.instance_config(), &[]);
+    assert_eq!(
+        role.launch_config(),
+        [
+            ("limits.cpu", "2"),
+            ("limits.memory", "4096MiB"),
+            ("security.secureboot", "false")
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
 }
