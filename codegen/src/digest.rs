@@ -7,75 +7,91 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
+use toml::de::{DeTable, DeValue};
 
 /// The digest of every role of the manifest text, by role ID.
 pub fn role_digests(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let manifest: toml::Table = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-    let Some(toml::Value::Table(roles)) = manifest.get("roles") else {
-        return Ok(BTreeMap::new());
-    };
-    roles
-        .iter()
-        .map(|(id, table)| Ok((id.clone(), role_digest(table)?)))
+    let root = DeTable::parse(text).map_err(|e| e.message().to_owned())?;
+    role_digests_of(root.get_ref())
+        .into_iter()
+        .map(|(id, d)| Ok((id, d?)))
         .collect()
 }
 
-/// sha256 hex of `nix_json(table)`.
-pub fn role_digest(table: &toml::Value) -> Result<String, String> {
-    let hash = Sha256::digest(nix_json(table)?.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in hash {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    Ok(hex)
+/// The digest of every role of an already parsed manifest (so `Registry::parse` reads the text
+/// once), by role ID; a role whose table holds a value without a stable Nix JSON form gets an error.
+pub(crate) fn role_digests_of(root: &DeTable<'_>) -> BTreeMap<String, Result<String, String>> {
+    let roles = root
+        .iter()
+        .find(|(key, _)| key.get_ref() == "roles")
+        .map(|(_, value)| value.get_ref());
+    let Some(DeValue::Table(roles)) = roles else {
+        return BTreeMap::new();
+    };
+    roles
+        .iter()
+        .map(|(id, table)| {
+            let mut json = String::new();
+            let digest = write_value(&mut json, table.get_ref()).map(|()| sha256_hex(&json));
+            (id.get_ref().to_string(), digest)
+        })
+        .collect()
 }
 
 /// The JSON Nix's `builtins.toJSON` prints for a value `builtins.fromTOML` produced: no whitespace,
 /// attribute names sorted by bytes. Floats and dates are refused: no role key holds one, and their
 /// printing differs between Nix versions.
-pub fn nix_json(value: &toml::Value) -> Result<String, String> {
+pub fn nix_json(text: &str) -> Result<String, String> {
+    let root = DeTable::parse(text).map_err(|e| e.message().to_owned())?;
     let mut out = String::new();
-    write_value(&mut out, value)?;
+    write_value(&mut out, &DeValue::Table(root.into_inner()))?;
     Ok(out)
 }
 
-fn write_value(out: &mut String, value: &toml::Value) -> Result<(), String> {
+fn sha256_hex(json: &str) -> String {
+    let hash = Sha256::digest(json.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in hash {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+fn write_value(out: &mut String, value: &DeValue<'_>) -> Result<(), String> {
     match value {
-        toml::Value::String(s) => write_string(out, s),
-        toml::Value::Integer(i) => {
-            let _ = write!(out, "{i}");
+        DeValue::String(s) => write_string(out, s),
+        DeValue::Integer(i) => {
+            let n = i64::from_str_radix(i.as_str(), i.radix())
+                .map_err(|e| format!("integer {}: {e}", i.as_str()))?;
+            let _ = write!(out, "{n}");
         }
-        toml::Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-        toml::Value::Array(items) => {
+        DeValue::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        DeValue::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, item)?;
+                write_value(out, item.get_ref())?;
             }
             out.push(']');
         }
-        toml::Value::Table(table) => {
-            let mut keys: Vec<&String> = table.keys().collect();
-            keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        DeValue::Table(table) => {
+            let mut entries: Vec<_> = table.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.get_ref().as_bytes().cmp(b.get_ref().as_bytes()));
             out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_string(out, key);
+                write_string(out, key.get_ref());
                 out.push(':');
-                write_value(out, &table[key.as_str()])?;
+                write_value(out, value.get_ref())?;
             }
             out.push('}');
         }
-        other => {
-            return Err(format!(
-                "a {} has no stable JSON form in Nix",
-                other.type_str()
-            ));
-        }
+        DeValue::Float(_) => return Err("a float has no stable JSON form in Nix".into()),
+        DeValue::Datetime(_) => return Err("a datetime has no JSON form in Nix".into()),
     }
     Ok(())
 }
@@ -108,19 +124,16 @@ mod tests {
 
     #[test]
     fn json_is_compact_sorted_and_nix_escaped() {
-        let value: toml::Value = toml::from_str(
-            "b = 1\na = [\"x\\\"y\\\\z\\n\\t\", true]\n\"A\" = { \"z\" = \"ü ${x}\" }\n",
-        )
-        .unwrap();
+        let text = "b = 0x1F\na = [\"x\\\"y\\\\z\\n\\t\", true]\n\"A\" = { \"z\" = \"ü ${x}\" }\n";
         assert_eq!(
-            nix_json(&value).unwrap(),
-            r#"{"A":{"z":"ü ${x}"},"a":["x\"y\\z\n\t",true],"b":1}"#
+            nix_json(text).unwrap(),
+            r#"{"A":{"z":"ü ${x}"},"a":["x\"y\\z\n\t",true],"b":31}"#
         );
     }
 
     #[test]
-    fn floats_are_refused() {
-        let value: toml::Value = toml::from_str("a = 1.5").unwrap();
-        assert!(nix_json(&value).is_err());
+    fn floats_and_dates_are_refused() {
+        assert!(nix_json("a = 1.5").is_err());
+        assert!(nix_json("a = 1979-05-27").is_err());
     }
 }

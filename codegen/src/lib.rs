@@ -39,7 +39,7 @@ pub use contract::{
     check_cluster_group, check_config_key_shape, check_device_name, check_guest_path,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, line_col};
-pub use digest::{nix_json, role_digest, role_digests};
+pub use digest::{nix_json, role_digests};
 pub use migrate::{MIGRATE_COMMENT, Migration, migrate};
 pub use registry::{
     FIELD_NAMES, INSTANCE_TYPES, PREVIOUS_SCHEMA_VERSION, Registry, Role, SCHEMA_VERSION, SYSTEMS,

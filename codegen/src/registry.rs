@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Component, Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::contract::{
@@ -138,26 +138,32 @@ impl Registry {
     /// paths must exist.
     pub fn parse(text: &str, path: &Path, repo_root: &Path) -> Result<Self, Diagnostics> {
         let map = SourceMap::new(path, text);
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let at_error = |e: toml::de::Error| {
             let span = e.span().unwrap_or(0..0);
             Diagnostics(vec![map.at(&span, e.message().trim().to_owned())])
-        })?;
+        };
+        // One parse: the digests read the document tree, then serde consumes it.
+        let root = toml::de::DeTable::parse(text).map_err(at_error)?;
+        let digests = digest::role_digests_of(root.get_ref());
+        let raw = RawManifest::deserialize(toml::de::Deserializer::from(root)).map_err(at_error)?;
         let mut registry = Validator {
             map: &map,
             repo_root,
             errors: Vec::new(),
         }
         .run(raw)?;
-        let digests = digest::role_digests(text).map_err(|e| {
-            Diagnostics(vec![
-                map.at(&(0..0), format!("cannot compute the roles digest: {e}")),
-            ])
-        })?;
         for role in &mut registry.roles {
-            role.roles_digest = digests.get(&role.id).cloned().ok_or_else(|| {
+            let digest = digests
+                .get(&role.id)
+                .cloned()
+                .unwrap_or_else(|| Err("the role's table was not found".into()));
+            role.roles_digest = digest.map_err(|why| {
                 Diagnostics(vec![map.at(
                     &(0..0),
-                    format!("cannot compute the roles digest of role `{}`", role.id),
+                    format!(
+                        "cannot compute the roles digest of role `{}`: {why}",
+                        role.id
+                    ),
                 )])
             })?;
         }
