@@ -1,0 +1,452 @@
+//! Token holders are tenants: the findings of the attacker's trial (issue 12), each as a test
+//! against the real `pika-server`, incusd and SQLite, and the bad-input corpus.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use pika_managed_agent_contract::{
+    AGENTS_PATH, HEALTH_PATH, HEALTHZ_PATH, IDEMPOTENCY_KEY_HEADER, IncusGuestRole,
+    REQUEST_ID_HEADER,
+};
+use pika_server::incus_keys::{AGENT_ID_KEY, SERVER_ID_KEY, instance_name};
+use pika_server::store::Store;
+use pika_test_support::server::{self, Server, ServerSetup};
+use pika_test_support::TestProject;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
+
+fn start(dir: &Path, project: &TestProject, env: &[(&str, &str)]) -> Server {
+    Server::start(ServerSetup {
+        bin: Path::new(BIN),
+        dir,
+        project: Some(&project.name),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+}
+
+/// One HTTP exchange: status, headers and the JSON body (`Null` when empty).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn send(
+    url: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Answer {
+    let mut request = reqwest::Client::new().request(method, format!("{url}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A request with a body larger than the server takes, sent the way curl sends one
+/// (`Expect: 100-continue`, then the body while reading the answer): a client that only reads
+/// after writing everything sees the connection closed instead of the 413.
+fn send_oversized(url: &str, path: &str, headers: &[(&str, &str)], length: usize) -> Answer {
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {length}\r\nExpect: 100-continue\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // The body goes out after `100 Continue`, as curl sends it; the server stops reading at its
+    // limit, so writing may fail once it answered and closed.
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = length;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if writer.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    // Read until a final (non-1xx) answer is whole: interim `100 Continue` answers are skipped.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (status, headers, body) = loop {
+        let n = stream.read(&mut chunk).expect("the server answers");
+        assert!(n > 0, "connection closed mid-answer: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&chunk[..n]);
+        let mut text = String::from_utf8_lossy(&raw).into_owned();
+        while text.starts_with("HTTP/1.1 1") {
+            match text.split_once("\r\n\r\n") {
+                Some((_, rest)) => text = rest.to_owned(),
+                None => break,
+            }
+        }
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        if head.starts_with("HTTP/1.1 1") {
+            continue;
+        }
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("a status line");
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(
+                    HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+                    HeaderValue::from_str(value.trim()).unwrap(),
+                );
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("a content length");
+        if body.len() >= length {
+            break (status, headers, body[..length].to_owned());
+        }
+    };
+    let body = body.as_str();
+    Answer {
+        status: StatusCode::from_u16(status).unwrap(),
+        headers,
+        body: serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+    }
+}
+
+/// `POST /v1/agents` with a JSON body and a token.
+async fn provision(url: &str, token: &str, body: Value, extra: &[(&str, &str)]) -> Answer {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    headers.extend_from_slice(extra);
+    send(
+        url,
+        Method::POST,
+        AGENTS_PATH,
+        &headers,
+        Some(body.to_string().into_bytes()),
+    )
+    .await
+}
+
+async fn authed(url: &str, token: &str, method: Method, path: &str) -> Answer {
+    let auth = format!("Bearer {token}");
+    send(url, method, path, &[("authorization", auth.as_str())], None).await
+}
+
+/// The one error shape: message, code, request ID equal to the response header.
+fn assert_error_shape(answer: &Answer, what: &str) {
+    let body = &answer.body;
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{what}: {body}"
+    );
+    assert!(
+        body["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{what}: {body}"
+    );
+    let header = answer
+        .headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(!header.is_empty(), "{what}: no request id header");
+    assert_eq!(body["request_id"], json!(header), "{what}: {body}");
+}
+
+fn db_rows(dir: &Path) -> Vec<pika_managed_agent_contract::AgentRecord> {
+    Store::open(&dir.join("agents.db")).unwrap().list(None).unwrap()
+}
+
+fn instance_names(project: &TestProject) -> Vec<String> {
+    let mut names = project.instance_names();
+    names.sort();
+    names
+}
+
+/// Incus objects a refused request must not change: instances (with status), profiles and images
+/// of the given projects (a project that vanished fails the listing).
+fn incus_objects(projects: &[&TestProject]) -> Vec<String> {
+    let mut objects = Vec::new();
+    for project in projects {
+        for kind in [["list"], ["profile"], ["image"]] {
+            let args: Vec<&str> = if kind[0] == "list" {
+                vec!["list", "--format", "json"]
+            } else {
+                vec![kind[0], "list", "--format", "json"]
+            };
+            let text = project.incus_ok(&args);
+            let items: Value = serde_json::from_str(&text).unwrap();
+            for item in items.as_array().into_iter().flatten() {
+                let id = item["name"]
+                    .as_str()
+                    .or(item["fingerprint"].as_str())
+                    .unwrap_or_default();
+                objects.push(format!(
+                    "{}/{}/{id}/{}",
+                    project.name,
+                    kind[0],
+                    item["status"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    objects.sort();
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn bad_input_corpus_is_refused_cleanly() {
+    let project = server::project("corpus");
+    project.create_profile("pika-test-other", None);
+    let victim = server::project("victim");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), &project, &[]);
+    let url = srv.url.clone();
+    let alice = srv.add_token("alice");
+    let bob = srv.add_token("bob");
+    let created = provision(&url, &alice, json!({"name": "kept"}), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let agent = format!("{AGENTS_PATH}/{id}");
+    let reprovision = format!("{agent}/reprovision");
+    // A listening port nobody should be made to connect to.
+    let bait = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bait_url = format!("https://127.0.0.1:{}", bait.local_addr().unwrap().port());
+    bait.set_nonblocking(true).unwrap();
+
+    let rows_before = db_rows(dir.path());
+    let objects_before = incus_objects(&[&project, &victim]);
+
+    let a = format!("Bearer {alice}");
+    let b = format!("Bearer {bob}");
+    let json_ct = ("content-type", "application/json");
+    let big = vec![b'x'; 10 * 1024 * 1024];
+    let long = "x".repeat(300);
+    let name65 = "n".repeat(65);
+    let other_role = IncusGuestRole::ALL
+        .iter()
+        .find(|r| **r != IncusGuestRole::ManagedOpenclaw)
+        .map(|r| r.as_str())
+        .unwrap_or("no-such-role");
+    let long_key = "k".repeat(300);
+
+    // (what, method, path, headers, body, status, code)
+    type Case<'a> = (
+        String,
+        Method,
+        String,
+        Vec<(&'a str, String)>,
+        Option<Vec<u8>>,
+        u16,
+        &'a str,
+    );
+    let mut cases: Vec<Case> = Vec::new();
+    let mut post = |what: &str, body: Value, status: u16, code: &'static str| {
+        cases.push((
+            what.to_owned(),
+            Method::POST,
+            AGENTS_PATH.to_owned(),
+            vec![("authorization", a.clone()), (json_ct.0, json_ct.1.into())],
+            Some(body.to_string().into_bytes()),
+            status,
+            code,
+        ));
+    };
+    // Shapes and unknown fields.
+    post("array body", json!([]), 400, "invalid");
+    post("null body", json!(null), 400, "invalid");
+    post("number body", json!(1), 400, "invalid");
+    post("string body", json!("x"), 400, "invalid");
+    post("incus array", json!({"incus": []}), 400, "invalid");
+    post("incus string", json!({"incus": "x"}), 400, "invalid");
+    post("incus null", json!({"incus": null}), 400, "invalid");
+    post("name number", json!({"name": 5}), 400, "invalid");
+    post("name array", json!({"name": []}), 400, "invalid");
+    post("legacy field", json!({"legacy_backend": {"kind": "openclaw"}}), 400, "invalid");
+    post("misspelt role field", json!({"incus": {"guest-role": other_role}}), 400, "invalid");
+    post("incus config", json!({"incus": {"config": {"user.pika.owner": "bob"}}}), 400, "invalid");
+    post("owner field", json!({"owner": "bob"}), 400, "invalid");
+    post("insecure_tls string", json!({"incus": {"insecure_tls": "yes"}}), 400, "invalid");
+    post("project number", json!({"incus": {"project": 5}}), 400, "invalid");
+    post("unknown role", json!({"incus": {"guest_role": "nope"}}), 400, "invalid");
+    post("other role", json!({"incus": {"guest_role": other_role}}), 400, "invalid");
+    // Names.
+    for (what, name) in [
+        ("name with BEL", "a\u{7}b"),
+        ("name with newline", "a\nb"),
+        ("name with U+202E", "evil\u{202E}gpj.exe"),
+        ("name with U+200B", "a\u{200B}b"),
+        ("name with U+FEFF", "\u{FEFF}x"),
+        ("name of 65 characters", name65.as_str()),
+    ] {
+        post(what, json!({"name": name}), 400, "invalid");
+    }
+    post("project with control", json!({"incus": {"project": "a\u{1b}b"}}), 400, "invalid");
+    post("project of 300 bytes", json!({"incus": {"project": long}}), 400, "invalid");
+    post("profile with U+202E", json!({"incus": {"profile": "p\u{202E}"}}), 400, "invalid");
+    post("alias with U+2066", json!({"incus": {"image_alias": "a\u{2066}"}}), 400, "invalid");
+    post("http endpoint", json!({"incus": {"endpoint": "http://127.0.0.1:8443"}}), 400, "invalid");
+    post("endpoint with user", json!({"incus": {"endpoint": "https://u:p@127.0.0.1"}}), 400, "invalid");
+    post("endpoint with path", json!({"incus": {"endpoint": "https://127.0.0.1/x"}}), 400, "invalid");
+    // Outside the operator's boundaries.
+    post("another project", json!({"incus": {"project": victim.name}}), 403, "forbidden");
+    post("default project", json!({"incus": {"project": "default"}}), 403, "forbidden");
+    post("an existing profile not allowed", json!({"incus": {"profile": "pika-test-other"}}), 403, "forbidden");
+    post("privileged profile", json!({"incus": {"profile": "privileged"}}), 403, "forbidden");
+    post("another pool", json!({"incus": {"storage_pool": "host"}}), 403, "forbidden");
+    post("another alias", json!({"incus": {"image_alias": "pika-test/anything"}}), 403, "forbidden");
+    post("listening endpoint", json!({"incus": {"endpoint": bait_url}}), 403, "forbidden");
+    post("closed endpoint", json!({"incus": {"endpoint": "https://127.0.0.1:1"}}), 403, "forbidden");
+    post("name-only endpoint", json!({"incus": {"endpoint": "https://incus.invalid"}}), 403, "forbidden");
+    post("insecure_tls", json!({"incus": {"insecure_tls": true}}), 403, "forbidden");
+    post(
+        "endpoint and insecure_tls",
+        json!({"incus": {"endpoint": bait_url, "insecure_tls": true}}),
+        403,
+        "forbidden",
+    );
+    let mut raw = |what: &str,
+                   method: Method,
+                   path: &str,
+                   headers: Vec<(&'static str, String)>,
+                   body: Option<Vec<u8>>,
+                   status: u16,
+                   code: &'static str| {
+        cases.push((what.to_owned(), method, path.to_owned(), headers, body, status, code));
+    };
+    let auth = |t: &str| vec![("authorization", t.to_owned())];
+    // Tokens.
+    for (what, header) in [
+        ("no token", None),
+        ("scheme only", Some("Bearer".to_owned())),
+        ("empty token", Some("Bearer ".to_owned())),
+        ("basic scheme", Some(format!("Basic {alice}"))),
+        ("token scheme", Some(format!("Token {alice}"))),
+        ("bare token", Some(alice.clone())),
+        ("unknown token", Some("Bearer pika_0000".to_owned())),
+        ("token with suffix", Some(format!("Bearer {alice}x"))),
+        ("token and more", Some(format!("Bearer {alice} extra"))),
+    ] {
+        let headers = header.map(|h| auth(&h)).unwrap_or_default();
+        raw(what, Method::GET, AGENTS_PATH, headers.clone(), None, 401, "unauthorized");
+        raw(what, Method::POST, AGENTS_PATH, headers, Some(b"{}".to_vec()), 401, "unauthorized");
+    }
+    raw("health details without token", Method::GET, HEALTH_PATH, vec![], None, 401, "unauthorized");
+    // Media type, size, invalid JSON.
+    raw("no content type", Method::POST, AGENTS_PATH, auth(&a), Some(b"{}".to_vec()), 415, "unsupported-media-type");
+    raw(
+        "text/plain",
+        Method::POST,
+        AGENTS_PATH,
+        vec![("authorization", a.clone()), ("content-type", "text/plain".into())],
+        Some(b"{}".to_vec()),
+        415,
+        "unsupported-media-type",
+    );
+    let json_auth = vec![("authorization", a.clone()), ("content-type", "application/json".to_owned())];
+    raw("10 MB body", Method::POST, AGENTS_PATH, json_auth.clone(), Some(big), 413, "payload-too-large");
+    raw("truncated JSON", Method::POST, AGENTS_PATH, json_auth.clone(), Some(b"{\"name\":".to_vec()), 400, "invalid");
+    raw("invalid UTF-8", Method::POST, AGENTS_PATH, json_auth.clone(), Some(vec![b'{', 0xff, b'}']), 400, "invalid");
+    let mut with_key = json_auth.clone();
+    with_key.push((IDEMPOTENCY_KEY_HEADER, long_key.clone()));
+    raw("idempotency key of 300 bytes", Method::POST, AGENTS_PATH, with_key, Some(b"{}".to_vec()), 400, "invalid");
+    // Routes and methods.
+    raw("PUT collection", Method::PUT, AGENTS_PATH, auth(&a), None, 405, "method-not-allowed");
+    raw("DELETE collection", Method::DELETE, AGENTS_PATH, auth(&a), None, 405, "method-not-allowed");
+    raw("PATCH agent", Method::PATCH, &agent, auth(&a), None, 405, "method-not-allowed");
+    raw("GET reprovision", Method::GET, &reprovision, auth(&a), None, 405, "method-not-allowed");
+    raw("unknown route", Method::GET, "/v2/agents", auth(&a), None, 404, "no-such-endpoint");
+    raw("too deep", Method::GET, &format!("{agent}/x/y"), auth(&a), None, 404, "no-such-endpoint");
+    // Other owners and unknown agents.
+    raw("bob reads alice's", Method::GET, &agent, auth(&b), None, 404, "not-found");
+    raw("bob deletes alice's", Method::DELETE, &agent, auth(&b), None, 404, "not-found");
+    raw("bob force-deletes alice's", Method::DELETE, &format!("{agent}?force=true"), auth(&b), None, 404, "not-found");
+    raw("bob reprovisions alice's", Method::POST, &reprovision, auth(&b), None, 404, "not-found");
+    raw("unknown agent", Method::GET, &format!("{AGENTS_PATH}/0000000000000000"), auth(&a), None, 404, "not-found");
+    raw("encoded traversal", Method::GET, &format!("{AGENTS_PATH}/..%2Fhealthz"), auth(&a), None, 404, "not-found");
+    // Reprovision and delete of alice's own agent, refused.
+    for (what, body, status, code) in [
+        ("reprovision into another project", json!({"incus": {"project": victim.name}}), 403, "forbidden"),
+        ("reprovision with a profile not allowed", json!({"incus": {"profile": "pika-test-other"}}), 403, "forbidden"),
+        ("reprovision with a name", json!({"name": "x"}), 400, "invalid"),
+        ("reprovision with an array", json!([]), 400, "invalid"),
+    ] {
+        raw(what, Method::POST, &reprovision, json_auth.clone(), Some(body.to_string().into_bytes()), status, code);
+    }
+    raw("force=maybe", Method::DELETE, &format!("{agent}?force=maybe"), auth(&a), None, 400, "invalid");
+    raw("unknown query", Method::DELETE, &format!("{agent}?purge=1"), auth(&a), None, 400, "invalid");
+
+    let mut clean = 0;
+    for (what, method, path, headers, body, status, code) in &cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = match body {
+            Some(body) if body.len() > pika_server::http::BODY_LIMIT => {
+                send_oversized(&url, path, &headers, body.len())
+            }
+            _ => send(&url, method.clone(), path, &headers, body.clone()).await,
+        };
+        assert_eq!(answer.status.as_u16(), *status, "{what}: {}", answer.body);
+        assert_error_shape(&answer, what);
+        assert_eq!(answer.body["code"], json!(code), "{what}: {}", answer.body);
+        if *status == 403 || answer.body.get("field").is_some() {
+            assert!(answer.body["field"].as_str().is_some(), "{what}: names the field: {}", answer.body);
+        }
+        let text = answer.body.to_string();
+        assert!(!text.contains(&alice) && !text.contains(&bob), "{what}: echoes a token");
+        assert!(!text.contains(&dir.path().display().to_string()), "{what}: leaks a path");
+        assert_eq!(db_rows(dir.path()), rows_before, "{what}: rows changed");
+        clean += 1;
+    }
+    assert_eq!(incus_objects(&[&project, &victim]), objects_before, "Incus objects changed");
+    let mut connections = 0;
+    while bait.accept().is_ok() {
+        connections += 1;
+    }
+    assert_eq!(connections, 0, "a refused endpoint was contacted");
+    assert!(cases.len() >= 60, "corpus of {}", cases.len());
+    eprintln!("bad-input corpus: {} requests, {clean} rejected cleanly", cases.len());
+    let log = srv.log();
+    assert!(!log.contains(&alice) && !log.contains(&bob), "a token reached the log");
+}
