@@ -200,9 +200,15 @@ impl Store {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(|source| {
+            // Only a unique key collision is a duplicate (a trigger's ABORT is a constraint
+            // error too, with another extended code).
+            let extended = source.sqlite_error().map(|e| e.extended_code);
             if matches!(
-                source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::ConstraintViolation)
+                extended,
+                Some(
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                )
             ) {
                 StoreError::Duplicate {
                     path: self.path.clone(),

@@ -61,6 +61,24 @@ fn assert_consistent(project: &TestProject, db: &Path) -> (usize, usize) {
             Some((id, i))
         })
         .collect();
+    // Counted first, so a failure reports the figures, then asserted one by one.
+    let dangling = rows
+        .iter()
+        .filter(|r| !matches!(r.state, AgentState::Running | AgentState::Failed))
+        .count();
+    let orphans = instances
+        .keys()
+        .filter(|id| {
+            !rows
+                .iter()
+                .any(|r| &r.id == *id && r.state == AgentState::Running)
+        })
+        .count();
+    eprintln!(
+        "consistency: {} rows, {} agent instances, {orphans} orphans, {dangling} dangling rows",
+        rows.len(),
+        instances.len()
+    );
     for row in &rows {
         assert!(
             matches!(row.state, AgentState::Running | AgentState::Failed),
@@ -323,6 +341,10 @@ async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
 
     let _server = Server::start(setup(dir.path(), &project, vec![]));
     let (running, failed) = assert_consistent(&project, &db);
+    eprintln!(
+        "kill -9 trial: {} rows at the kill; after reconcile {running} running, {failed} failed, 0 orphans, 0 dangling rows",
+        before.len()
+    );
     assert_eq!(
         running + failed,
         before.len(),
