@@ -1,30 +1,48 @@
 {
   description = "Pika Incus guest roles: role images, the pika-server NixOS module and the Pika tools";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  inputs = {
+    # rustc in release-26.05 satisfies the workspace's rust-version (Cargo.toml); see README "Nix".
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+    crane.url = "github:ipetkov/crane";
+    # Role payloads nixpkgs does not ship (nix/incus/payloads.nix maps special-args to them).
+    nix-openclaw = {
+      url = "github:openclaw/nix-openclaw";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+    pika = {
+      url = "github:sledtools/pika";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
 
   # Everything role-specific comes from roles.toml through the generated nix/incus/roles.nix:
   # this file names no role. A new role in roles.toml gets its packages here with no edit.
-  outputs = {
+  outputs = inputs @ {
     self,
     nixpkgs,
+    crane,
+    ...
   }: let
     inherit (nixpkgs) lib;
     systems = ["x86_64-linux" "aarch64-linux"];
     forAllSystems = lib.genAttrs systems;
 
-    # The registry, checked against roles.toml (drift guard): stale -> evaluation error.
-    # Payloads (special-args) resolve through nix/incus/payloads.nix.
+    # Provenance of the images: the commit, or the dirty rev of a dirty tree, or "unknown".
+    sourceRev = self.rev or self.dirtyRev or "unknown";
+
+    # The registry with payloads resolved (nix/incus/payloads.nix), checked against roles.toml
+    # (drift guard): a stale roles.nix is an evaluation error.
     registryFor = {
-      pkgs,
+      system,
       payloads ? {},
     }: let
-      payload = import ./nix/incus/payloads.nix {inherit pkgs payloads;};
+      payloadFor = import ./nix/incus/payloads.nix {inherit inputs system payloads;};
       names = lib.unique (builtins.concatMap (role: role.specialArgNames) (builtins.attrValues metadataRegistry));
     in
       (import ./nix/incus/registry.nix {
         repoRoot = ./.;
-        specialArgs = lib.genAttrs names payload;
+        specialArgs = lib.genAttrs names payloadFor;
       })
       .registry;
     # Role metadata only (the payload arguments are never forced through it).
@@ -36,9 +54,7 @@
         nixpkgsLib = lib;
         inherit pkgs;
       } {
-        inherit (role) system description variant diskSize modules specialArgs instanceType;
-        name = role.imageName;
-        packageName = role.packageAttr;
+        inherit role sourceRev;
         buildInstructions =
           "nix build .#packages.${role.system}.${role.packageAttr}   # Incus guest role ${role.id}"
           + lib.optionalString (role.legacyPackageAttrs != [])
@@ -57,7 +73,8 @@
       pkgs,
       payloads ? {},
     }: let
-      roles = builtins.filter (role: role.system == pkgs.stdenv.hostPlatform.system) (builtins.attrValues (registryFor {inherit pkgs payloads;}));
+      inherit (pkgs.stdenv.hostPlatform) system;
+      roles = builtins.filter (role: role.system == system) (builtins.attrValues (registryFor {inherit system payloads;}));
     in
       builtins.listToAttrs (builtins.concatMap (role: let
         image = mkIncusGuestRoleImagePkg pkgs role;
@@ -65,24 +82,12 @@
         map (name: lib.nameValuePair name image) ([role.packageAttr] ++ role.legacyPackageAttrs))
       roles);
 
-    # Workspace binaries (cargo builds them; no nixpkgs fetch needed for cargo itself).
-    cargoToml = builtins.fromTOML (builtins.readFile ./Cargo.toml);
-    mkWorkspaceBinary = pkgs: cargoPackage: binary:
-      pkgs.rustPlatform.buildRustPackage {
-        pname = binary;
-        inherit (cargoToml.workspace.package) version;
-        src = self;
-        cargoLock.lockFile = ./Cargo.lock;
-        cargoBuildFlags = ["-p" cargoPackage "--bin" binary];
-        doCheck = false;
-        meta.mainProgram = binary;
-      };
-    workspaceBinaries = pkgs:
-      lib.optionalAttrs (builtins.pathExists ./Cargo.lock) {
-        pika-server = mkWorkspaceBinary pkgs "pika-server" "pika-server";
-        pika-cli = mkWorkspaceBinary pkgs "pika-cli" "pika";
-        pikaci = mkWorkspaceBinary pkgs "pikaci" "pikaci";
-        pika-roles = mkWorkspaceBinary pkgs "pika-roles-codegen" "pika-roles";
+    # The Rust workspace (crane): packages and checks of one system.
+    rustFor = pkgs:
+      import ./nix/rust.nix {
+        craneLib = crane.mkLib pkgs;
+        inherit pkgs;
+        repoRoot = ./.;
       };
   in {
     lib = {
@@ -96,10 +101,13 @@
     packages = forAllSystems (system: let
       pkgs = nixpkgs.legacyPackages.${system};
     in
-      mkIncusGuestRolePackages {inherit pkgs;} // workspaceBinaries pkgs);
+      mkIncusGuestRolePackages {inherit pkgs;} // (rustFor pkgs).flakePackages);
 
     nixosModules = {
       pika-server = {pkgs, ...}: {
+        # A key makes the module system import this module once, however many times (and under
+        # however many names: `default` is the same module) a configuration lists it.
+        key = "github:pika/incus-guest-roles#nixosModules.pika-server";
         imports = [./nix/modules/pika-server.nix];
         services.pika-server.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.pika-server;
       };
@@ -109,16 +117,18 @@
     checks = forAllSystems (system: let
       pkgs = nixpkgs.legacyPackages.${system};
       registryCheck = import ./nix/incus/registry.nix {repoRoot = ./.;};
-    in {
-      # Evaluating this fails with the stale message when roles.nix does not match roles.toml.
-      roles-registry-fresh = pkgs.runCommand "roles-registry-fresh" {
-        roles = builtins.seq registryCheck.registry (builtins.attrNames registryCheck.registry);
-      } ''echo "roles.nix matches roles.toml: $roles" > "$out"'';
-      # codegen/templates/*.nix are askama templates, not Nix.
-      nix-formatting = pkgs.runCommand "nix-formatting" {nativeBuildInputs = [pkgs.alejandra];} ''
-        alejandra --check --exclude ${self}/codegen/templates ${self} && touch "$out"
-      '';
-    });
+    in
+      {
+        # Evaluating this fails with the stale message when roles.nix does not match roles.toml.
+        roles-registry-fresh = pkgs.runCommand "roles-registry-fresh" {
+          roles = builtins.seq registryCheck.registry (builtins.attrNames registryCheck.registry);
+        } ''echo "roles.nix matches roles.toml: $roles" > "$out"'';
+        # codegen/templates/*.nix are askama templates, not Nix.
+        nix-formatting = pkgs.runCommand "nix-formatting" {nativeBuildInputs = [pkgs.alejandra];} ''
+          alejandra --check --exclude ${self}/codegen/templates ${self} && touch "$out"
+        '';
+      }
+      // (rustFor pkgs).checks);
 
     formatter = forAllSystems (system: nixpkgs.legacyPackages.${system}.alejandra);
 

@@ -5,6 +5,7 @@
   services.pika-server = {
     enable = true;
     listen = "0.0.0.0:8080";
+    openFirewall = true;
     tokensFile = "/run/secrets/pika-server-tokens";
     incus = {
       guestRole = "managed-openclaw";
@@ -14,5 +15,6 @@
   };
 
   virtualisation.incus.enable = true;
-  networking.firewall.allowedTCPPorts = [8080];
+  # NixOS's incus.nix asserts it: Incus manages its firewall rules through nftables only.
+  networking.nftables.enable = true;
 }

@@ -1,49 +1,35 @@
-# Builds the Incus image of one guest: evaluates the NixOS guest with `nixpkgsLib.nixosSystem`,
-# builds its disk (virtual-machine: nixpkgs' make-disk-image, EFI, qcow2, `diskSize` MiB) or
-# rootfs (container: the squashfs of nixpkgs' lxc-container.nix), and packages it with
-# ./package-incus-image.nix into metadata.tar.xz + disk.qcow2 | rootfs.squashfs + README.txt.
+# Builds the Incus image of one guest role: evaluates the NixOS guest with `nixpkgsLib.nixosSystem`
+# on the modules ./guest-modules.nix composes, builds its disk (virtual-machine) or rootfs
+# (container), and packages it with ./package-incus-image.nix into metadata.tar.xz +
+# disk.qcow2 | rootfs.squashfs + README.txt.
 #
-# The metadata is ours, not nixpkgs' `system.build.metadata`: Incus shows the role's own
-# description and variant (metadata.yaml properties), which nixpkgs' metadata cannot carry.
+# What comes from nixpkgs and what is ours:
+# - container rootfs: nixpkgs' `system.build.squashfs` (lxc-container.nix), as is.
+# - VM disk: nixpkgs' make-disk-image (EFI, qcow2), called here rather than through
+#   incus-virtual-machine.nix's `system.build.qemuImage`, because that one sizes the disk itself
+#   (`diskSize = "auto"`) and compresses it, while a role fixes its size (roles.toml disk-size-mib).
+# - metadata.yaml: ours. nixpkgs' `system.build.metadata` (lxc-image-metadata.nix) writes a fixed
+#   description/os/release and has no option for further properties; a role image must carry its
+#   description, variant, provenance (pika.*) and, when it is not Secure Boot capable,
+#   `requirements.secureboot: "false"`.
 {
   nixpkgsLib,
   pkgs,
 }: {
-  system,
-  # Store name of the image (roles.toml image-name).
-  name,
-  # The flake package attribute that builds it (for README.txt and passthru).
-  packageName,
-  description,
-  variant,
-  # Disk size in MiB (virtual-machine only).
-  diskSize,
-  # Guest NixOS modules of the role.
-  modules,
-  specialArgs ? {},
-  buildInstructions,
-  importInstructions,
-  instanceType ? "virtual-machine",
+  # The role's registry entry (nix/incus/roles.nix), its specialArgs resolved to packages.
+  role,
+  # Source revision for the provenance (the flake's self.rev, else its dirty rev, else "unknown").
+  sourceRev ? "unknown",
+  # Text for README.txt.
+  buildInstructions ? "",
+  importInstructions ? "",
 }: let
   packageIncusImage = import ./package-incus-image.nix {inherit pkgs;};
-  isVm = instanceType == "virtual-machine";
-  instanceTypes = ["virtual-machine" "container"];
-
-  # What every guest gets: nixpkgs' own Incus guest module for the instance type plus our base.
-  incusGuestModule = {modulesPath, ...}: {
-    imports = [
-      (
-        if isVm
-        then "${modulesPath}/virtualisation/incus-virtual-machine.nix"
-        else "${modulesPath}/virtualisation/lxc-container.nix"
-      )
-      ./incus-guest-base.nix
-    ];
-  };
+  isVm = role.instanceType == "virtual-machine";
 
   nixos = nixpkgsLib.nixosSystem {
-    inherit system specialArgs;
-    modules = [incusGuestModule] ++ modules;
+    inherit (role) system specialArgs;
+    modules = import ./guest-modules.nix role;
   };
   inherit (nixos) config;
   guestPkgs = nixos.pkgs or pkgs;
@@ -55,24 +41,38 @@
         inherit config;
         pkgs = guestPkgs;
         lib = nixpkgsLib;
-        name = "${name}-disk";
+        name = "${role.imageName}-disk";
         format = "qcow2";
         partitionTableType = "efi";
-        inherit diskSize;
+        inherit (role) diskSize;
         copyChannel = false;
       }
-    else
-      config.system.build.squashfs
-      or (throw "${packageName}: this nixpkgs has no system.build.squashfs (lxc-container.nix); use NixOS 24.05 or later");
+    else config.system.build.squashfs;
+
+  # Provenance (read back by `pika-guest image status`); the names are a contract, keep them.
+  provenance = {
+    "pika.role" = role.id;
+    "pika.source-rev" = sourceRev;
+    "pika.roles-digest" = role.rolesDigest;
+  };
+  # Incus refuses to start a VM from such an image while security.secureboot is true or unset;
+  # launchers set security.secureboot=false for these roles (IncusGuestRole::launch_config).
+  requirements = nixpkgsLib.optionalAttrs (isVm && !role.secureBoot) {
+    "requirements.secureboot" = "false";
+  };
 in
-  if !(builtins.elem instanceType instanceTypes)
-  then throw "${packageName}: instanceType `${instanceType}` is not one of ${builtins.concatStringsSep ", " instanceTypes}"
-  else
-    packageIncusImage {
-      inherit name system description variant instanceType image buildInstructions importInstructions;
-      release = config.system.nixos.release;
-      passthru = {
-        inherit nixos packageName diskSize;
-        inherit (config.system.build) toplevel;
-      };
-    }
+  packageIncusImage {
+    name = role.imageName;
+    inherit (role) system description variant instanceType;
+    inherit image buildInstructions importInstructions;
+    release = config.system.nixos.release;
+    properties = provenance // requirements;
+    # `pika.built-from`: the output path of the image itself.
+    outPathProperty = "pika.built-from";
+    passthru = {
+      inherit nixos;
+      inherit (role) diskSize;
+      packageName = role.packageAttr;
+      inherit (config.system.build) toplevel;
+    };
+  }

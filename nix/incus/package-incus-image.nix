@@ -27,6 +27,10 @@
   importInstructions ? "",
   # Fixed metadata.yaml creation_date and tar mtime, so the output is reproducible.
   creationDate ? 1,
+  # Further metadata.yaml properties (string values), e.g. provenance or `requirements.secureboot`.
+  properties ? {},
+  # Name of a property whose value is the output path of this image (null: none).
+  outPathProperty ? null,
   # Extra attributes of the result (e.g. the NixOS system it was built from).
   passthru ? {},
 }: let
@@ -52,15 +56,30 @@
   layout =
     layouts.${instanceType}
     or (throw "packageIncusImage: unsupported instanceType `${instanceType}`; supported: ${builtins.concatStringsSep ", " (builtins.attrNames layouts)}");
-  # JSON strings are valid YAML double-quoted scalars: no quoting bugs for odd descriptions.
+  # `incus-simplestreams add` needs os, release, variant and architecture among the properties.
+  standardProperties = {
+    inherit description os release variant architecture;
+  };
+  clashes = builtins.filter (name: standardProperties ? ${name} || name == outPathProperty) (builtins.attrNames properties);
+  allProperties =
+    if clashes != []
+    then throw "packageIncusImage: `properties` may not set ${builtins.concatStringsSep ", " clashes} (given by their own arguments)"
+    else
+      standardProperties
+      // properties
+      # The placeholder becomes $out when the derivation builds.
+      // (
+        if outPathProperty == null
+        then {}
+        else {${outPathProperty} = builtins.placeholder "out";}
+      );
+  # JSON strings are valid YAML double-quoted scalars: no quoting bugs for odd keys or values.
+  # attrNames is sorted, so the file is byte-stable.
   metadataYaml = ''
     architecture: ${builtins.toJSON architecture}
     creation_date: ${toString creationDate}
     properties:
-      description: ${builtins.toJSON description}
-      os: ${builtins.toJSON os}
-      release: ${builtins.toJSON release}
-      variant: ${builtins.toJSON variant}
+    ${builtins.concatStringsSep "\n" (map (name: "  ${builtins.toJSON name}: ${builtins.toJSON allProperties.${name}}") (builtins.attrNames allProperties))}
     templates: {}
   '';
   readme = ''

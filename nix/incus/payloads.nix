@@ -1,20 +1,27 @@
-# Payload packages for the roles' special-args (roles.toml `special-args`), by name.
+# Payloads of the roles' special-args (roles.toml `special-args`), by name: the one place that says
+# where each comes from. nixpkgs ships neither, so both are flake inputs of this repository, each
+# following our nixpkgs (flake.nix `inputs`); tests replace them with stub flakes through
+# `--override-input` (tests/nix/stub-inputs/).
 #
-# Precedence (first that exists): the `payloads` argument of lib.mkIncusGuestRolePackages,
-# an attribute of the same name in pkgs (add it with an overlay), then the nixpkgs default below.
-# A name with none of these throws when an image that needs it is built, saying what to set.
+#   payloadFor = import ./payloads.nix { inherit inputs system; payloads ? { NAME = package; } };
+#   payloadFor "pikachatPkg"
+#
+# `payloads` (from lib.mkIncusGuestRolePackages) takes precedence, for users who bring their own.
 {
-  pkgs,
+  inputs,
+  system,
   payloads ? {},
 }: let
-  # Payloads nixpkgs itself ships. pikachat is not in nixpkgs: it must be provided.
-  nixpkgsDefaults = pkgs.lib.optionalAttrs (pkgs ? openclaw) {
-    # OpenClaw (gateway + CLI) is pkgs/by-name/op/openclaw in recent nixpkgs.
-    openclawGatewayPkg = pkgs.openclaw;
+  fromInput = input: package:
+    inputs.${input}.packages.${system}.${package}
+    or (throw "flake input `${input}` has no packages.${system}.${package}: it does not build for ${system}, or the input was overridden with one that lacks it");
+  fromInputs = {
+    openclawGatewayPkg = fromInput "nix-openclaw" "openclaw-gateway";
+    pikachatPkg = fromInput "pika" "pikachat";
   };
   missing = name:
     throw ("Incus guest role payload `${name}` (roles.toml special-args) is not available: "
-      + "pass it in `payloads` to lib.mkIncusGuestRolePackages { pkgs; payloads.${name} = ...; }, "
-      + "or add pkgs.${name} with an overlay");
+      + "map it to a flake input package in nix/incus/payloads.nix, "
+      + "or pass it in `payloads` to lib.mkIncusGuestRolePackages { pkgs; payloads.${name} = ...; }");
 in
-  name: payloads.${name} or pkgs.${name} or nixpkgsDefaults.${name} or (missing name)
+  name: payloads.${name} or fromInputs.${name} or (missing name)

@@ -15,8 +15,8 @@
     instanceType = "virtual-machine";
     diskSize = 8192;
     description = "Pika managed OpenClaw Incus dev image";
-    modules = [./managed-agent-image.nix];
-    modulePaths = ["nix/incus/managed-agent-image.nix"];
+    modules = [./roles/managed-openclaw.nix];
+    modulePaths = ["nix/incus/roles/managed-openclaw.nix"];
     specialArgNames = ["openclawGatewayPkg" "pikachatPkg"];
     specialArgs = {inherit openclawGatewayPkg pikachatPkg;};
     runtimeMode = "managed-service";
@@ -40,8 +40,8 @@
     instanceType = "virtual-machine";
     diskSize = 12288;
     description = "Pika CI Incus dev image";
-    modules = [./pikaci-image.nix];
-    modulePaths = ["nix/incus/pikaci-image.nix"];
+    modules = [./roles/pikaci-runner.nix];
+    modulePaths = ["nix/incus/roles/pikaci-runner.nix"];
     specialArgNames = [];
     specialArgs = {};
     runtimeMode = "one-shot";

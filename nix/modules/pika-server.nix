@@ -54,6 +54,11 @@
       '';
     };
 
+  # Port of `listen` ("host:port", "[v6]:port"), for openFirewall.
+  listenPort = lib.toInt (lib.last (lib.splitString ":" cfg.listen));
+  isHttps = cfg.incus.endpoint != null && lib.hasPrefix "https://" cfg.incus.endpoint;
+  stateDirectory = "/var/lib/pika-server";
+
   nullOrStr = description:
     lib.mkOption {
       type = lib.types.nullOr lib.types.str;
@@ -77,7 +82,7 @@ in {
 
     database = lib.mkOption {
       type = lib.types.str;
-      default = "/var/lib/pika-server/pika-server.db";
+      default = "${stateDirectory}/pika-server.db";
       description = "SQLite database file (PIKA_SERVER_DB); the default lives in the service's state directory.";
     };
 
@@ -86,6 +91,12 @@ in {
       default = null;
       example = "/run/secrets/pika-server-tokens";
       description = "File with the API tokens (PIKA_SERVER_TOKENS_FILE). A path outside the Nix store: it holds secrets.";
+    };
+
+    openFirewall = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = "Open the TCP port of `listen` in the firewall (networking.firewall.allowedTCPPorts).";
     };
 
     extraEnvironment = lib.mkOption {
@@ -143,6 +154,30 @@ in {
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        # The unit runs with ProtectSystem=strict and WorkingDirectory=/ : a relative path would
+        # land in the read-only root.
+        assertion = lib.hasPrefix "/" cfg.database;
+        message = "services.pika-server.database must be an absolute path (got `${cfg.database}`): under ProtectSystem=strict a relative path resolves into the read-only /; the default lives in ${stateDirectory}.";
+      }
+      {
+        assertion = cfg.tokensFile == null || lib.hasPrefix "/" cfg.tokensFile;
+        message = "services.pika-server.tokensFile must be an absolute path (got `${toString cfg.tokensFile}`).";
+      }
+      {
+        # Incus authenticates HTTPS clients by their certificate; without one every request fails.
+        assertion = !isHttps || (cfg.incus.clientCertPath != null && cfg.incus.clientKeyPath != null);
+        message = "services.pika-server.incus.endpoint is HTTPS (${toString cfg.incus.endpoint}): set services.pika-server.incus.clientCertPath and clientKeyPath (the client certificate Incus trusts).";
+      }
+      {
+        assertion = builtins.match "(.*:)?[0-9]+" cfg.listen != null;
+        message = "services.pika-server.listen must be HOST:PORT (got `${cfg.listen}`).";
+      }
+    ];
+
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [listenPort];
+
     users.groups.pika-server = {};
     users.users.pika-server = {
       isSystemUser = true;
@@ -157,18 +192,18 @@ in {
       wants = ["network-online.target"];
       after = ["network-online.target"] ++ lib.optional (cfg.incus.endpoint == null) "incus.service";
       inherit environment;
-      serviceConfig = {
-        ExecStart = "${cfg.package}/bin/pika-server";
-        User = "pika-server";
-        Group = "pika-server";
-        StateDirectory = "pika-server";
-        Restart = "on-failure";
-        RestartSec = 5;
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-      };
+      serviceConfig =
+        import ../lib/systemd-hardening.nix
+        // {
+          ExecStart = "${lib.getExe cfg.package} serve";
+          User = "pika-server";
+          Group = "pika-server";
+          StateDirectory = "pika-server";
+          Restart = "on-failure";
+          RestartSec = 5;
+          # A database outside the state directory must stay writable under ProtectSystem=strict.
+          ReadWritePaths = lib.optional (!lib.hasPrefix "${stateDirectory}/" cfg.database) (builtins.dirOf cfg.database);
+        };
     };
   };
 }

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Suite 40-nix: the Nix side (flake, image builder, drift guard, NixOS server module, formatting).
+# Suite 40-nix: the Nix side (flake, image builder, drift guard, NixOS modules, formatting).
 #
-# nixpkgs cannot be fetched on the test machines, so the flake is evaluated and built with
-# `--override-input nixpkgs path:tests/nix/stub-nixpkgs` (a stub whose runCommand builds with host
-# tools; see tests/nix/stub-nixpkgs/flake.nix). nix-build, the image packaging, and the imports
-# into incusd are real. Run by scripts/test.sh; standalone: `bash scripts/tests/40-nix.sh` from
-# the repository root (needs nix-bin, incusd, qemu-img, mksquashfs, jq, cargo).
+# Two kinds of evaluation:
+# - The NixOS modules (every role's guest as VM and as container, the pika-server module, the host
+#   example) on the REAL nixpkgs lib and NixOS's own Incus guest modules from the nixpkgs subset
+#   ($PIKA_NIXPKGS_SUBSET, else ../shared/nixpkgs-subset next to the repository), other NixOS
+#   options stubbed with their real types (tests/nix/nixos-stubs). Without the subset (a user's
+#   machine) these tests are skipped, and the suite says so.
+# - The flake, with no network: every input is replaced through --override-input by a stub flake
+#   (tests/nix/stub-nixpkgs, tests/nix/stub-inputs/{crane,nix-openclaw,pika}); the stubs' builders
+#   use host tools. nix-build, the image packaging and the imports into incusd are real.
+# Run by scripts/test.sh; standalone: `bash scripts/tests/40-nix.sh` from the repository root
+# (needs nix-bin, incusd, qemu-img, mksquashfs, jq, cargo).
 set -euo pipefail
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 readonly REPO_ROOT
 readonly SYSTEM="x86_64-linux"
-# Crate names of the workspace binaries the flake packages (not roles: those come from roles.toml).
-readonly WORKSPACE_BINARIES='["pika-cli","pika-roles","pika-server","pikaci"]'
+# Flake package names of the workspace binaries (not roles: those come from roles.toml), and the
+# program each one installs (meta.mainProgram). A deliberate pin: nix/rust.nix must match it.
+readonly WORKSPACE_BINARIES='["pika-cli","pika-guest","pika-roles","pika-server","pikaci"]'
+readonly WORKSPACE_PROGRAMS='{"pika-cli":"pika","pika-guest":"pika-guest","pika-roles":"pika-roles","pika-server":"pika-server","pikaci":"pikaci"}'
 # shellcheck disable=SC2016 # backticks are part of the message
 readonly STALE_MESSAGE='nix/incus/roles.nix is stale: run `cargo run -p pika-roles-codegen -- generate`'
 
@@ -20,6 +28,10 @@ PROJECT="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-nix-$$"
 WORK=""
 FAILURES=0
 CHECKS=0
+SKIPPED=()
+# The nixpkgs subset (real lib + NixOS Incus modules) and the modules tree the tests evaluate.
+SUBSET=""
+MODULES=""
 
 err() {
   echo "40-nix: error: $*" >&2
@@ -78,19 +90,39 @@ nix_files() {
 }
 
 # copy_repo DIR: the repository's files (tracked + new, not ignored) in a fresh git repo, so the
-# flake sees exactly what a clone would.
+# flake sees exactly what a clone would, committed with a lock of the stub inputs.
 copy_repo() {
-  local dir="$1"
+  local dir="$1" overrides=()
   mkdir -p "${dir}"
   (cd "${REPO_ROOT}" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "${dir}")
   (cd "${dir}" && git init -q && git add -A)
+  # A committed lock of the stub inputs: with a lock the flake does not match, Nix drops self.rev.
+  mapfile -t overrides < <(override_inputs "${dir}")
+  (cd "${dir}" && nix flake lock "${overrides[@]}" 2>"${WORK}/nix.stderr") \
+    || { err "nix flake lock with the stub inputs: $(cat "${WORK}/nix.stderr")"; return 1; }
+  commit_copy "${dir}"
 }
 
-# flake DIR ARGS...: nix with the stub nixpkgs of DIR.
+# override_inputs DIR: --override-input arguments that replace every flake input by DIR's stubs.
+override_inputs() {
+  local dir="$1" input
+  printf '%s\n' --override-input nixpkgs "path:${dir}/tests/nix/stub-nixpkgs"
+  for input in crane nix-openclaw pika; do
+    printf '%s\n' --override-input "${input}" "path:${dir}/tests/nix/stub-inputs/${input}"
+  done
+}
+
+# commit_copy DIR: commits DIR's changes, so the flake has a clean self.rev.
+commit_copy() {
+  (cd "$1" && git add -A && git -c user.name=pika-test -c user.email=pika-test@localhost commit -qm "test edit")
+}
+
+# flake DIR ARGS...: nix with every input of DIR's flake stubbed.
 flake() {
-  local dir="$1"
+  local dir="$1" overrides=()
   shift
-  (cd "${dir}" && nix "$@" --override-input nixpkgs "path:${dir}/tests/nix/stub-nixpkgs" --no-write-lock-file 2>"${WORK}/nix.stderr")
+  mapfile -t overrides < <(override_inputs "${dir}")
+  (cd "${dir}" && nix "$@" "${overrides[@]}" --no-write-lock-file 2>"${WORK}/nix.stderr")
 }
 
 # toml DIR JQ: a jq query over DIR/roles.toml, parsed by Nix itself.
@@ -146,20 +178,67 @@ test_flake_packages() {
 }
 
 test_flake_check() {
-  local dir="$1"
+  local dir="$1" check overrides=()
+  mapfile -t overrides < <(override_inputs "${dir}")
   printf '{a=1;}\n' >"${WORK}/unformatted.nix"
-  local fmt=(nix fmt --override-input nixpkgs "path:${dir}/tests/nix/stub-nixpkgs" --no-write-lock-file --)
+  local fmt=(nix fmt "${overrides[@]}" --no-write-lock-file --)
   if (cd "${dir}" && "${fmt[@]}" --check flake.nix 2>"${WORK}/nix.stderr") \
     && ! (cd "${dir}" && "${fmt[@]}" --check "${WORK}/unformatted.nix" 2>/dev/null); then
     pass "nix fmt (the flake formatter) accepts flake.nix and rejects an unformatted file"
   else
     fail "nix fmt: $(cat "${WORK}/nix.stderr")"
   fi
-  if flake "${dir}" flake check; then
-    pass "nix flake check (roles-registry-fresh, nix-formatting, module/devShell evaluation)"
+  # Evaluates every output, module and check derivation. The Rust checks cannot build offline (the
+  # stub crane refuses to run cargo; suite 10-rust runs the same cargo commands), so they are only
+  # evaluated here; the others are built below.
+  if flake "${dir}" flake check --no-build; then
+    pass "nix flake check --no-build: every output and check evaluates (all inputs stubbed)"
   else
-    fail "nix flake check: $(cat "${WORK}/nix.stderr")"
+    fail "nix flake check --no-build: $(cat "${WORK}/nix.stderr")"
   fi
+  for check in roles-registry-fresh nix-formatting; do
+    if flake "${dir}" build --no-link ".#checks.${SYSTEM}.${check}"; then
+      pass "checks.${check} builds"
+    else
+      fail "checks.${check}: $(cat "${WORK}/nix.stderr")"
+    fi
+  done
+  assert_eq "flake checks: Rust (crane) + registry + formatting" \
+    '["cargo-clippy","cargo-fmt","cargo-test","nix-formatting","roles-generated-fresh","roles-registry-fresh"]' \
+    "$(flake "${dir}" eval --json ".#checks.${SYSTEM}" --apply builtins.attrNames | jq -c sort)"
+  assert_eq "clippy check denies warnings on all targets" '"--all-targets -- -D warnings"' \
+    "$(flake "${dir}" eval --json ".#checks.${SYSTEM}.cargo-clippy.craneArgs.cargoClippyExtraArgs")"
+}
+
+# The Rust packages (nix/rust.nix through the stub crane, which records its arguments): one
+# dependency build for all, the program of each, and a source that keeps only what cargo reads.
+test_rust_packages() {
+  local dir="$1" deps programs src before after
+  deps="$(flake "${dir}" eval --json ".#packages.${SYSTEM}" \
+    --apply "ps: map (n: ps.\${n}.craneArgs.cargoArtifacts.drvPath) (builtins.fromJSON ''${WORKSPACE_BINARIES}'')" | jq -c 'unique | length')" \
+    || { fail "Rust packages: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "every binary shares one buildDepsOnly artifact" 1 "${deps}"
+  assert_eq "clippy and tests reuse that artifact" 1 \
+    "$(flake "${dir}" eval --json ".#checks.${SYSTEM}" --apply "cs: [cs.cargo-clippy.craneArgs.cargoArtifacts.drvPath cs.cargo-test.craneArgs.cargoArtifacts.drvPath]" \
+      | jq -c --arg p "$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.pika-server.craneArgs.cargoArtifacts.drvPath")" '. + [$p] | unique | length')"
+  programs="$(flake "${dir}" eval --json ".#packages.${SYSTEM}" \
+    --apply "ps: builtins.listToAttrs (map (n: { name = n; value = ps.\${n}.meta.mainProgram; }) (builtins.fromJSON ''${WORKSPACE_BINARIES}''))" | jq -cS .)"
+  assert_eq "meta.mainProgram of each Rust package" "$(jq -cS . <<<"${WORKSPACE_PROGRAMS}")" "${programs}"
+  src="$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.pika-server.craneArgs.src")"
+  local wanted missing=""
+  for wanted in Cargo.lock roles.toml codegen/askama.toml codegen/templates/roles.nix nix/incus/roles.nix \
+    scripts/lib/roles.sh $(toml "${dir}" '[.roles[].modules[]] | .[]' | jq -r .); do
+    [[ -e "${src}/${wanted}" ]] || missing+=" ${wanted}"
+  done
+  assert_eq "Rust source keeps what cargo and build.rs read (missing:${missing:- none})" "" "${missing}"
+  assert_eq "Rust source leaves out README.md, flake.nix, the test scripts" "" \
+    "$(find "${src}" -type f \( -name README.md -o -name flake.nix -o -path '*/scripts/tests/*' \))"
+  before="$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.pika-server.drvPath")"
+  echo "An edit that is not Rust." >>"${dir}/README.md"
+  (cd "${dir}" && git add -A)
+  after="$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.pika-server.drvPath")"
+  git -C "${dir}" checkout -q HEAD -- README.md
+  assert_eq "a README edit does not rebuild the Rust packages" "${before}" "${after}"
 }
 
 # build_and_import DIR: builds every role's package from the flake, imports it into incusd and
@@ -194,7 +273,33 @@ build_and_import() {
     else
       fail "${id}: README.txt lacks the default alias"
     fi
+    check_provenance "${dir}" "${id}" "${out}" "${info}"
   done
+}
+
+# check_provenance DIR ID RESULT IMAGE-JSON: the imported image's properties carry the role, the
+# copy's commit, the digest of the role's roles.toml table, its own output path, what
+# incus-simplestreams needs, and the Secure Boot requirement of roles.toml.
+check_provenance() {
+  local dir="$1" id="$2" out="$3" info="$4" digest secure_boot type
+  digest="$(nix-instantiate --eval --json -E \
+    "builtins.hashString \"sha256\" (builtins.toJSON (builtins.fromTOML (builtins.readFile ${dir}/roles.toml)).roles.\"${id}\")" 2>/dev/null | jq -r .)"
+  assert_eq "${id}: provenance pika.role, pika.source-rev (the copy's commit), pika.roles-digest" \
+    "${id} $(git -C "${dir}" rev-parse HEAD) ${digest}" \
+    "$(jq -r '.properties | [.["pika.role"], .["pika.source-rev"], .["pika.roles-digest"]] | join(" ")' <<<"${info}")"
+  assert_eq "${id}: pika.built-from is the image's output path" "$(readlink -f "${out}")" \
+    "$(jq -r '.properties["pika.built-from"]' <<<"${info}")"
+  assert_eq "${id}: os, release, variant, architecture properties (incus-simplestreams)" "nixos stub $(toml "${dir}" ".roles[\"${id}\"].variant" | jq -r .) x86_64" \
+    "$(jq -r '.properties | [.os, .release, .variant, .architecture] | join(" ")' <<<"${info}")"
+  secure_boot="$(toml "${dir}" ".roles[\"${id}\"].\"secure-boot\"" | jq -r .)"
+  type="$(toml "${dir}" ".roles[\"${id}\"].\"instance-type\"" | jq -r .)"
+  if [[ "${type}" == "virtual-machine" && "${secure_boot}" == "false" ]]; then
+    assert_eq "${id}: VM image not Secure Boot capable: requirements.secureboot=false" "false" \
+      "$(jq -r '.properties["requirements.secureboot"]' <<<"${info}")"
+  else
+    assert_eq "${id}: no Secure Boot requirement (${type}, secure-boot ${secure_boot})" "null" \
+      "$(jq -r '.properties["requirements.secureboot"]' <<<"${info}")"
+  fi
 }
 
 # A third (container) and fourth (aarch64, new special arg) role appear with no flake edit.
@@ -213,7 +318,7 @@ variant = "test-extra"
 system = "x86_64-linux"
 instance-type = "container"
 disk-size-mib = 1024
-modules = ["nix/incus/pikaci-image.nix"]
+modules = ["nix/incus/roles/pikaci-runner.nix"]
 special-args = []
 runtime-mode = "one-shot"
 readiness = "booted"
@@ -231,7 +336,7 @@ variant = "test-arm"
 system = "aarch64-linux"
 instance-type = "virtual-machine"
 disk-size-mib = 2048
-modules = ["nix/incus/test-extra-arm.nix"]
+modules = ["nix/incus/roles/test-extra-arm.nix"]
 special-args = ["testExtraPayloadPkg"]
 runtime-mode = "one-shot"
 readiness = "booted"
@@ -240,10 +345,10 @@ memory-mib = 512
 secure-boot = false
 TOML
   printf '%s\n' '# Test-only guest module.' '{testExtraPayloadPkg, ...}: {environment.systemPackages = [testExtraPayloadPkg];}' \
-    >"${dir}/nix/incus/test-extra-arm.nix"
+    >"${dir}/nix/incus/roles/test-extra-arm.nix"
   (cd "${REPO_ROOT}" && cargo run -q -p pika-roles-codegen -- generate --manifest "${dir}/roles.toml" >/dev/null 2>&1) \
     || { fail "pika-roles-codegen generate for the extra roles"; return; }
-  (cd "${dir}" && git add -A)
+  commit_copy "${dir}"
   if ! git -C "${REPO_ROOT}" diff --no-index --quiet -- "${REPO_ROOT}/flake.nix" "${dir}/flake.nix"; then
     fail "the extra-role copy changed flake.nix"
   fi
@@ -253,8 +358,8 @@ TOML
     "$(flake "${dir}" eval --json ".#packages.aarch64-linux.test-extra-arm-image.architecture")"
   if flake "${dir}" eval --raw ".#packages.aarch64-linux.test-extra-arm-image.drvPath" >/dev/null; then
     fail "a role whose special arg nixpkgs lacks must not evaluate"
-  elif grep -qF "payload \`testExtraPayloadPkg\` (roles.toml special-args) is not available" "${WORK}/nix.stderr"; then
-    pass "missing payload package: error names the special arg and what to set"
+  elif grep -qF "payload \`testExtraPayloadPkg\` (roles.toml special-args) is not available: map it to a flake input package in nix/incus/payloads.nix" "${WORK}/nix.stderr"; then
+    pass "missing payload package: error names the special arg and where to map it"
   else
     fail "missing payload package: unexpected error: $(cat "${WORK}/nix.stderr")"
   fi
@@ -331,7 +436,18 @@ test_packaging() {
     assert_eq "packaged ${id}: description, variant" \
       "$(toml "${REPO_ROOT}" ".roles[\"${id}\"] | .description + \" / \" + .variant" | jq -r .)" \
       "$(jq -r '.properties.description + " / " + .properties.variant' <<<"${info}")"
+    assert_eq "packaged ${id}: extra property, and the output path property is the output path" \
+      "${id} $(readlink -f "${WORK}/packaged-${id}")" \
+      "$(jq -r '.properties["pika.role"] + " " + .properties["pika.built-from"]' <<<"${info}")"
   done
+  if nix-build "${expr}" --arg rootfs "${rootfs}" --arg properties '{ variant = "x"; }' -A container \
+    --no-out-link >/dev/null 2>"${WORK}/nix.stderr"; then
+    fail "packaging accepted a property that overrides variant"
+  elif grep -qF "packageIncusImage: \`properties\` may not set variant" "${WORK}/nix.stderr"; then
+    pass "packaging refuses a property that overrides a standard one"
+  else
+    fail "clashing property: $(cat "${WORK}/nix.stderr")"
+  fi
 
   id="$(toml "${REPO_ROOT}" '.roles | keys[0]' | jq -r .)"
   if nix-build "${expr}" --arg rootfs "${rootfs}" --arg missingDisk true -A "${id}" --no-out-link >/dev/null 2>"${WORK}/nix.stderr"; then
@@ -343,29 +459,52 @@ test_packaging() {
   fi
 }
 
-# module_eval ARGS...: JSON of tests/nix/pika-server-module-eval.nix (stub lib.evalModules).
+# module_eval ARGS...: JSON of tests/nix/pika-server-module-eval.nix (real nixpkgs lib).
 module_eval() {
-  nix-instantiate --eval --strict --json "${REPO_ROOT}/tests/nix/pika-server-module-eval.nix" "$@" 2>"${WORK}/nix.stderr"
+  nix-instantiate --eval --strict --json "${REPO_ROOT}/tests/nix/pika-server-module-eval.nix" \
+    --arg nixpkgsLib "${SUBSET}/lib" "$@" 2>"${WORK}/nix.stderr"
+}
+
+# expect_assertion WHAT MESSAGE-FRAGMENT ARGS...: the module evaluates and exactly that assertion fails.
+expect_assertion() {
+  local what="$1" fragment="$2" json
+  shift 2
+  json="$(module_eval "$@")" || { fail "${what}: $(cat "${WORK}/nix.stderr")"; return; }
+  if jq -e --arg f "${fragment}" '(.failedAssertions | length) == 1 and (.failedAssertions[0] | contains($f))' <<<"${json}" >/dev/null; then
+    pass "${what}: assertion \"${fragment}\""
+  else
+    fail "${what}: expected one failed assertion with \"${fragment}\", got $(jq -c .failedAssertions <<<"${json}")"
+  fi
 }
 
 test_server_module() {
   local id json valid
   for id in $(toml "${REPO_ROOT}" '.roles | keys[]' | jq -r .); do
     json="$(module_eval --arg settings "{ incus.guestRole = \"${id}\"; }")" || { fail "module eval ${id}: $(cat "${WORK}/nix.stderr")"; continue; }
-    assert_eq "module, guestRole ${id}: role variable, no alias variable" "${id} false" \
-      "$(jq -r '(.environment.PIKA_AGENT_INCUS_GUEST_ROLE) + " " + (.environment | has("PIKA_AGENT_INCUS_IMAGE_ALIAS") | tostring)' <<<"${json}")"
+    assert_eq "module, guestRole ${id}: role variable, no alias variable, no failed assertion" "${id} false []" \
+      "$(jq -r '(.environment.PIKA_AGENT_INCUS_GUEST_ROLE) + " " + (.environment | has("PIKA_AGENT_INCUS_IMAGE_ALIAS") | tostring) + " " + (.failedAssertions | tojson)' <<<"${json}")"
   done
-  json="$(module_eval --arg settings '{ incus.imageAlias = "pika-test/alias"; incus.endpoint = "https://incus.test:8443"; incus.insecureTls = true; }')"
-  assert_eq "module, alias + endpoint set, no role: variables" "pika-test/alias https://incus.test:8443 true false []" \
-    "$(jq -r '[.environment.PIKA_AGENT_INCUS_IMAGE_ALIAS, .environment.PIKA_AGENT_INCUS_ENDPOINT, .environment.PIKA_AGENT_INCUS_INSECURE_TLS, (.environment | has("PIKA_AGENT_INCUS_GUEST_ROLE") | tostring), (.userGroups | tojson)] | join(" ")' <<<"${json}")"
+  json="$(module_eval --arg settings '{ incus.imageAlias = "pika-test/alias"; incus.endpoint = "https://incus.test:8443"; incus.clientCertPath = "/run/pika/client.crt"; incus.clientKeyPath = "/run/pika/client.key"; }')"
+  assert_eq "module, alias + HTTPS endpoint + client cert, no role: variables" "pika-test/alias https://incus.test:8443 /run/pika/client.crt false [] []" \
+    "$(jq -r '[.environment.PIKA_AGENT_INCUS_IMAGE_ALIAS, .environment.PIKA_AGENT_INCUS_ENDPOINT, .environment.PIKA_AGENT_INCUS_CLIENT_CERT_PATH, (.environment | has("PIKA_AGENT_INCUS_GUEST_ROLE") | tostring), (.userGroups | tojson), (.failedAssertions | tojson)] | join(" ")' <<<"${json}")"
+  assert_eq "module: the service runs under the shared hardening (ProtectSystem=strict, no capabilities)" 'strict [""]' \
+    "$(jq -r '.serviceConfig.ProtectSystem + " " + (.serviceConfig.CapabilityBoundingSet | tojson)' <<<"${json}")"
   json="$(module_eval --arg settings '{ incus.allowed.projects = [ "b" "c" ]; incus.allowed.endpoints = [ "https://x:8443" ]; }')"
   assert_eq "module, allow-lists: comma-separated variables, empty lists emit none" "b,c https://x:8443 false" \
     "$(jq -r '[.environment.PIKA_AGENT_INCUS_ALLOWED_PROJECTS, .environment.PIKA_AGENT_INCUS_ALLOWED_ENDPOINTS, (.environment | has("PIKA_AGENT_INCUS_ALLOWED_PROFILES") | tostring)] | join(" ")' <<<"${json}")"
   json="$(module_eval --arg host true)" || { fail "host example: $(cat "${WORK}/nix.stderr")"; return; }
-  assert_eq "host example: managed-openclaw role, no alias, local socket group" "managed-openclaw false [\"incus-admin\"]" \
-    "$(jq -r '[.environment.PIKA_AGENT_INCUS_GUEST_ROLE, (.environment | has("PIKA_AGENT_INCUS_IMAGE_ALIAS") | tostring), (.userGroups | tojson)] | join(" ")' <<<"${json}")"
+  assert_eq "host example: managed-openclaw, no alias, socket group, port opened, every assertion passes" \
+    'managed-openclaw false ["incus-admin"] [8080] []' \
+    "$(jq -r '[.environment.PIKA_AGENT_INCUS_GUEST_ROLE, (.environment | has("PIKA_AGENT_INCUS_IMAGE_ALIAS") | tostring), (.userGroups | tojson), (.firewallPorts | tojson), (.failedAssertions | tojson)] | join(" ")' <<<"${json}")"
   json="$(module_eval --arg enable false)"
-  assert_eq "module disabled: no service" "[]" "$(jq -c .services <<<"${json}")"
+  assert_eq "module disabled: no service, no port" "[] []" "$(jq -c '.services, .firewallPorts' <<<"${json}" | paste -sd' ')"
+  expect_assertion "relative database path" "services.pika-server.database must be an absolute path" \
+    --arg settings '{ database = "pika.db"; }'
+  expect_assertion "HTTPS endpoint without client certificate" "set services.pika-server.incus.clientCertPath and clientKeyPath" \
+    --arg settings '{ incus.endpoint = "https://incus.test:8443"; incus.clientCertPath = "/run/pika/client.crt"; }'
+  json="$(module_eval --arg settings '{ database = "/srv/pika/pika.db"; }')"
+  assert_eq "a database outside the state directory stays writable (ReadWritePaths)" '["/srv/pika"]' \
+    "$(jq -c .serviceConfig.ReadWritePaths <<<"${json}")"
   valid="$(toml "${REPO_ROOT}" '.roles | keys | map("\"" + . + "\"") | join(", ")' | jq -r .)"
   if module_eval --arg settings '{ incus.guestRole = "no-such-role"; }' >/dev/null; then
     fail "module accepted an unknown guest role"
@@ -376,6 +515,29 @@ test_server_module() {
   fi
 }
 
+# The host example without nftables fails incus.nix's assertion (so the example's line matters),
+# and the flake's module imported twice (as pika-server and as default) evaluates once.
+test_host_and_flake_module() {
+  local dir="$1" json overrides=()
+  sed -i '/networking.nftables.enable = true;/d' "${dir}/nix/hosts/pika-server.nix"
+  json="$(nix-instantiate --eval --strict --json "${dir}/tests/nix/pika-server-module-eval.nix" --arg nixpkgsLib "${SUBSET}/lib" \
+    --arg host true 2>"${WORK}/nix.stderr")" || { fail "host example without nftables: $(cat "${WORK}/nix.stderr")"; return; }
+  # shellcheck disable=SC2016 # the backticks are part of the message
+  assert_eq "host example without nftables: incus.nix's assertion fails" \
+    '["Incus on NixOS is unsupported using iptables. Set `networking.nftables.enable = true;`"]' "$(jq -c .failedAssertions <<<"${json}")"
+  git -C "${dir}" checkout -q -- nix/hosts/pika-server.nix
+  mapfile -t overrides < <(override_inputs "${dir}")
+  json="$(cd "${dir}" && nix eval --impure --json "${overrides[@]}" --no-write-lock-file .#nixosModules --apply "modules:
+    import ./tests/nix/pika-server-module-eval.nix {
+      nixpkgsLib = ${SUBSET}/lib;
+      extraModules = [modules.pika-server modules.default];
+      settings = { incus.guestRole = \"$(toml "${dir}" '.roles | keys[0]' | jq -r .)\"; };
+    }" 2>"${WORK}/nix.stderr")" || { fail "flake module imported twice: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "flake module imported twice (pika-server + default): one definition, the flake's package" \
+    "[] pika-server" \
+    "$(jq -r '(.failedAssertions | tojson) + " " + (.serviceConfig.ExecStart | capture("-(?<name>pika-server)-package/bin") | .name)' <<<"${json}")"
+}
+
 # Deletes the images of the test project (the same image may be imported by two tests).
 clear_images() {
   local fingerprint
@@ -384,27 +546,95 @@ clear_images() {
   done
 }
 
-# Every role's guest modules evaluate (stub lib.evalModules) and carry its payloads.
+# guest_eval DIR ROLE TYPE: JSON of DIR's tests/nix/guest-eval.nix (real lib, real Incus modules).
+guest_eval() {
+  nix-instantiate --eval --strict --json "$1/tests/nix/guest-eval.nix" --arg nixpkgsLib "${SUBSET}/lib" \
+    --arg modulesPath "${MODULES}" --argstr role "$2" --argstr instanceType "$3" 2>"${WORK}/nix.stderr"
+}
+
+# Every role, as VM and as container, composed as the image builder composes it, on NixOS's real
+# Incus guest modules: no conflict, no failed assertion, and the role's contract in the guest.
 test_guest_modules() {
-  local id json
+  local id type json readiness mounts
   for id in $(toml "${REPO_ROOT}" '.roles | keys[]' | jq -r .); do
-    json="$(nix-instantiate --eval --strict --json "${REPO_ROOT}/tests/nix/guest-module-eval.nix" --argstr role "${id}" \
-      2>"${WORK}/nix.stderr")" || { fail "guest modules of ${id} do not evaluate: $(cat "${WORK}/nix.stderr")"; continue; }
-    assert_eq "guest ${id}: payloads installed, DHCP uplink, stateVersion" "true true true" \
-      "$(jq -r '[(.payloads - .packages == []), (.dhcpUplinks | length > 0), (.stateVersion | length > 0)] | map(tostring) | join(" ")' <<<"${json}")"
-    # Deliberate pins: what each of today's roles must run.
-    case "${id}" in
-      managed-openclaw)
-        assert_eq "guest ${id}: openclaw-gateway runs the payload's program" "true" \
-          "$(jq -r '.services["openclaw-gateway"] | test("stub-openclaw-gateway/bin/openclaw'"'"' '"'"'gateway'"'"'$")' <<<"${json}")"
-        ;;
-      pikaci-runner)
-        assert_eq "guest ${id}: nix, git and bash installed, pikaci user" "true" \
-          "$(jq -r '((["nix", "git", "bash"] - .packages) == []) and (.users | index("pikaci") != null)' <<<"${json}")"
-        ;;
-      *) ;;
-    esac
+    readiness="$(toml "${REPO_ROOT}" ".roles[\"${id}\"].readiness" | jq -r .)"
+    mounts="$(toml "${REPO_ROOT}" "[.roles[\"${id}\"].mounts // [] | .[].path] | sort")"
+    for type in virtual-machine container; do
+      json="$(guest_eval "${REPO_ROOT}" "${id}" "${type}")" \
+        || { fail "guest ${id} as ${type} does not evaluate: $(cat "${WORK}/nix.stderr")"; continue; }
+      assert_eq "guest ${id} as ${type}: no failed assertion, payloads installed, DHCP uplink, small docs" \
+        "[] true true false false" \
+        "$(jq -r '[(.failedAssertions | tojson), (.payloads - .packages == []), (.dhcpUplinks | length > 0), .documentation, .documentationNixos] | map(tostring) | join(" ")' <<<"${json}")"
+      assert_eq "guest ${id} as ${type}: sshd exactly when readiness is ssh (${readiness})" \
+        "$([[ "${readiness}" == "ssh" ]] && echo true || echo false)" "$(jq -r .openssh.enable <<<"${json}")"
+      assert_eq "guest ${id} as ${type}: every mount point exists (tmpfiles)" "${mounts}" \
+        "$(jq -c --argjson want "${mounts}" '[.tmpfiles[] | split(" ") | select(.[0] == "d") | .[1] | select(. as $p | $want | index($p))] | sort' <<<"${json}")"
+      assert_eq "guest ${id} as ${type}: NixOS's Incus module for the type (container flag, incus-agent on VMs)" \
+        "$([[ "${type}" == "container" ]] && echo "true false" || echo "false true")" "$(jq -r '"\(.isContainer) \(.incusAgent)"' <<<"${json}")"
+      # Deliberate pins: what each of today's roles must run.
+      case "${id}" in
+        managed-openclaw)
+          assert_eq "guest ${id} as ${type}: openclaw-gateway runs the payload's program, hardened" "true strict" \
+            "$(jq -r '.services["openclaw-gateway"] | (.ExecStart | test("payload-openclawGatewayPkg/bin/openclawGatewayPkg gateway$") | tostring) + " " + .ProtectSystem' <<<"${json}")"
+          ;;
+        pikaci-runner)
+          assert_eq "guest ${id} as ${type}: nix, git and bash installed, pikaci user" "true" \
+            "$(jq -r '((["nix", "git", "bash"] - .packages) == []) and (.users | has("pikaci"))' <<<"${json}")"
+          ;;
+        *) ;;
+      esac
+    done
   done
+}
+
+# The tests can fail: a copy with the old priorities brings back the bugs they guard against.
+test_guest_regressions() {
+  local dir="$1" id json
+  id="$(toml "${dir}" '.roles | keys[0]' | jq -r .)"
+  sed -i 's/enable = lib.mkOverride 900 (role.readiness == "ssh");/enable = lib.mkDefault false;/' "${dir}/nix/incus/base.nix"
+  grep -q 'enable = lib.mkDefault false;' "${dir}/nix/incus/base.nix" || { fail "regression copy: base.nix has no openssh line to revert"; return; }
+  if guest_eval "${dir}" "${id}" virtual-machine >/dev/null; then
+    fail "openssh mkDefault false: evaluated without the conflict"
+  elif grep -q "The option \`services.openssh.enable' has conflicting definition values" "${WORK}/nix.stderr" \
+    && grep -q "lxc-instance-common.nix': true" "${WORK}/nix.stderr"; then
+    pass "openssh mkDefault false (the old base) conflicts with lxc-instance-common.nix, as on NixOS"
+  else
+    fail "openssh mkDefault false: unexpected error: $(cat "${WORK}/nix.stderr")"
+  fi
+  git -C "${dir}" checkout -q -- nix/incus/base.nix
+  sed -i 's/enable = lib.mkOverride 880 false;/enable = lib.mkDefault false;/' "${dir}/nix/incus/base.nix"
+  json="$(guest_eval "${dir}" "${id}" container)" || { fail "documentation regression copy: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "documentation mkDefault false (the old base) loses to lxc-instance-common.nix's mkOverride 890" "true" \
+    "$(jq -r .documentation <<<"${json}")"
+  git -C "${dir}" checkout -q -- nix/incus/base.nix
+}
+
+# find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty.
+find_subset() {
+  local candidate
+  for candidate in "${PIKA_NIXPKGS_SUBSET:-}" "${REPO_ROOT}/../shared/nixpkgs-subset" "${REPO_ROOT}/../../shared/nixpkgs-subset"; do
+    [[ -n "${candidate}" && -f "${candidate}/lib/default.nix" && -d "${candidate}/nixos/modules/virtualisation" ]] \
+      && { (cd "${candidate}" && pwd); return 0; }
+  done
+  return 0
+}
+
+# The subset's nixos/modules with the stub modules it lacks laid over it (real copies: Nix resolves
+# a module's relative imports from its real location).
+make_modules_tree() {
+  mkdir -p "${WORK}/nixos"
+  cp -r "${SUBSET}/nixos/modules" "${WORK}/nixos/"
+  cp -r "${REPO_ROOT}/tests/nix/nixos-stubs/modules/." "${WORK}/nixos/modules/"
+  MODULES="${WORK}/nixos/modules"
+}
+
+# real_nixpkgs TEST ARGS...: runs a test that needs the subset, or records it as skipped.
+real_nixpkgs() {
+  if [[ -n "${SUBSET}" ]]; then
+    timed "$@"
+  else
+    SKIPPED+=("$1")
+  fi
 }
 
 cleanup() {
@@ -424,19 +654,31 @@ main() {
   ensure_alejandra
   incus project create "${PROJECT}" -c features.images=true -c features.profiles=false >/dev/null
 
+  SUBSET="$(find_subset)"
+  [[ -n "${SUBSET}" ]] && make_modules_tree
+
   timed test_parse_all
   timed test_formatting
   copy_repo "${WORK}/repo"
   timed test_flake_packages "${WORK}/repo"
   timed test_flake_check "${WORK}/repo"
+  timed test_rust_packages "${WORK}/repo"
   timed build_and_import "${WORK}/repo"
   timed test_new_roles "${WORK}/extra"
   timed test_stale "${WORK}/stale"
   timed test_packaging
-  timed test_server_module
-  timed test_guest_modules
+  real_nixpkgs test_server_module
+  real_nixpkgs test_host_and_flake_module "${WORK}/repo"
+  real_nixpkgs test_guest_modules
+  real_nixpkgs test_guest_regressions "${WORK}/repo"
 
   log "$((CHECKS - FAILURES)) of ${CHECKS} checks passed"
+  if ((${#SKIPPED[@]} > 0)); then
+    log "SKIPPED (no nixpkgs subset: set PIKA_NIXPKGS_SUBSET or put it at ../shared/nixpkgs-subset): ${SKIPPED[*]}"
+    log "these evaluate the NixOS modules on the real nixpkgs lib; \`nix flake check\` with real nixpkgs covers them"
+  else
+    log "NixOS module tests ran on the real nixpkgs lib and Incus modules of ${SUBSET}"
+  fi
   ((FAILURES == 0))
 }
 

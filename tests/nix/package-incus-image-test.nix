@@ -12,6 +12,8 @@
   containerDescription ? "pika packaging test container",
   # Set to true to package a disk output that holds no *.qcow2 (must fail to build).
   missingDisk ? false,
+  # Extra metadata.yaml properties of every image (e.g. one that clashes with a standard one).
+  properties ? {},
 }: let
   repoRoot = ../..;
   lib = import ./stub-nixpkgs/lib {};
@@ -41,6 +43,8 @@
       release = "test";
       instanceType = "virtual-machine";
       image = fakeDisk role;
+      properties = {"pika.role" = id;} // properties;
+      outPathProperty = "pika.built-from";
       buildInstructions = "packaging test";
       importInstructions = "incus image import metadata.tar.xz disk.qcow2";
     })
@@ -56,5 +60,6 @@ in
       release = "test";
       instanceType = "container";
       image = rootfs;
+      properties = {"requirements.secureboot" = "false";} // properties;
     };
   }

@@ -1,52 +1,43 @@
-# Evaluates nix/modules/pika-server.nix with `lib.evalModules` and returns what the tests assert on.
-#
-# Stubbed (NixOS cannot be fetched here): `lib` is tests/nix/stub-nixpkgs/lib (a small module
-# system with nixpkgs' semantics for options, types, mkIf and undeclared options), and the NixOS
-# options the module sets (systemd.services, users.*, ...) are declared by `nixosOptionStubs`
-# below, as loose types. The pika-server module itself is the real file.
+# Evaluates nix/modules/pika-server.nix on the REAL nixpkgs module system (../shared/nixpkgs-subset
+# lib) and returns what the tests assert on. The NixOS options it sets come from
+# tests/nix/nixos-stubs/options.nix (real types and defaults); `virtualisation.incus` is the stub of
+# NixOS's incus.nix with its real nftables assertion (tests/nix/nixos-stubs/incus-host.nix).
+# Failed assertions are returned, not thrown, so tests can assert on their messages.
 #
 #   nix-instantiate --eval --strict --json tests/nix/pika-server-module-eval.nix \
+#     --arg nixpkgsLib SUBSET/lib \
 #     --arg settings '{ incus.guestRole = "..."; }'        # services.pika-server settings (enable = true added)
 #     --arg host true                                      # or: evaluate nix/hosts/pika-server.nix instead
 {
+  nixpkgsLib,
   settings ? {},
   host ? false,
   enable ? true,
+  # Modules that bring the pika-server module themselves (e.g. the flake's nixosModules, twice).
+  extraModules ? [],
 }: let
   repoRoot = ../..;
-  lib = import ./stub-nixpkgs/lib {};
+  lib = import nixpkgsLib;
   pkgs = import ./stub-nixpkgs/pkgs.nix {
     inherit lib;
     system = "x86_64-linux";
   };
 
-  nixosOptionStubs = {lib, ...}: let
-    loose = lib.mkOption {
-      type = lib.types.attrsOf lib.types.anything;
-      default = {};
-    };
-  in {
-    options = {
-      systemd.services = loose;
-      users.users = loose;
-      users.groups = loose;
-      virtualisation.incus.enable = lib.mkEnableOption "incus";
-      networking.firewall.allowedTCPPorts = lib.mkOption {
-        type = lib.types.listOf lib.types.port;
-        default = [];
-      };
-    };
-  };
-
-  serverPackage = pkgs.runCommand "pika-server-stub" {} ''mkdir -p "$out/bin"'';
+  serverPackage = pkgs.runCommand "pika-server-stub" {meta.mainProgram = "pika-server";} ''mkdir -p "$out/bin"'';
 
   eval = lib.evalModules {
     modules =
       [
-        nixosOptionStubs
-        (repoRoot + "/nix/modules/pika-server.nix")
-        {services.pika-server.package = serverPackage;}
+        ./nixos-stubs/options.nix
+        ./nixos-stubs/incus-host.nix
+        {_module.args = {inherit pkgs;};}
       ]
+      # The module file itself with a stub package, or the given modules (which bring it).
+      ++ (
+        if extraModules == []
+        then [(repoRoot + "/nix/modules/pika-server.nix") {services.pika-server.package = serverPackage;}]
+        else extraModules
+      )
       ++ (
         if host
         then [(repoRoot + "/nix/hosts/pika-server.nix")]
@@ -56,18 +47,20 @@
   inherit (eval) config;
   service = config.systemd.services.pika-server or null;
 in {
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
   services = builtins.attrNames config.systemd.services;
   environment =
     if service == null
     then null
     else service.environment;
-  execStart =
+  serviceConfig =
     if service == null
     then null
-    else service.serviceConfig.ExecStart;
+    else service.serviceConfig;
   userGroups =
     if config.users.users ? pika-server
     then config.users.users.pika-server.extraGroups
     else null;
+  firewallPorts = config.networking.firewall.allowedTCPPorts;
   guestRole = config.services.pika-server.incus.guestRole;
 }

@@ -41,17 +41,20 @@
 in {
   inherit system lib runCommand;
   path = ./.;
-  stdenv.hostPlatform = {inherit system;};
+  stdenv.hostPlatform = {
+    inherit system;
+    isx86 = system == "x86_64-linux";
+    efiArch =
+      if system == "x86_64-linux"
+      then "x64"
+      else "aa64";
+  };
 
   writeText = name: text:
     runCommand name {inherit text;} ''printf '%s' "$text" > "$out"'';
 
   mkShell = args:
     runCommand "stub-shell" {packages = args.packages or [];} ''echo "stub shell: $packages" > "$out"'';
-
-  rustPlatform.buildRustPackage = args:
-    assert builtins.pathExists args.cargoLock.lockFile;
-      unbuildable "${args.pname}-${args.version}" // {inherit (args) pname version cargoLock;};
 
   alejandra = hostTool "alejandra" "alejandra";
   shellcheck = hostTool "shellcheck" "shellcheck";
@@ -68,7 +71,7 @@ in {
 
   # Packages the guest modules list (placeholders: evaluated by tests/nix/guest-module-eval.nix,
   # never built).
-  bash = placeholder "bash";
+  bash = placeholder "bash" // {shellPath = "/bin/bash";};
   coreutils = placeholder "coreutils";
   curl = placeholder "curl";
   findutils = placeholder "findutils";
@@ -82,7 +85,15 @@ in {
   rsync = placeholder "rsync";
   zstd = placeholder "zstd";
 
-  # Payloads of the roles (stand-ins for packages nixpkgs does not ship; passed as special args).
-  openclawGatewayPkg = runCommand "stub-openclaw-gateway" {meta.mainProgram = "openclaw";} ''mkdir -p "$out"'';
-  pikachatPkg = runCommand "stub-pikachat" {meta.mainProgram = "pikachat";} ''mkdir -p "$out"'';
+  # Packages NixOS's own modules reference (defaults and the Incus guest modules); never built.
+  perl = placeholder "perl";
+  strace = placeholder "strace";
+  shadow = placeholder "shadow" // {shellPath = "/bin/nologin";};
+  distrobuilder = placeholder "distrobuilder" // {generator = placeholder "distrobuilder-generator";};
+
+  # nixpkgs ships no role payload (openclaw-gateway, pikachat): the flake takes them from its
+  # nix-openclaw and pika inputs, stubbed by tests/nix/stub-inputs/. Nothing of the kind is here.
+
+  # Build helper the Rust packages use (a setup hook in nixpkgs; never built here).
+  installShellFiles = placeholder "installShellFiles";
 }

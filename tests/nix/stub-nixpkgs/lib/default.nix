@@ -47,6 +47,17 @@
       inherit text;
     };
     fileContents = file: builtins.readFile file;
+    inherit (builtins) any all;
+    hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
+    hasSuffix = suffix: s: let
+      ls = builtins.stringLength s;
+      lx = builtins.stringLength suffix;
+    in
+      lx <= ls && builtins.substring (ls - lx) lx s == suffix;
+    removePrefix = prefix: s:
+      if hasPrefix prefix s
+      then builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s
+      else s;
     attrByPath = path: default: set:
       if path == []
       then set

@@ -1,4 +1,6 @@
 # Guest NixOS module of the `pikaci-runner` role (roles.toml): a CI runner guest for pikaci.
+# The shared base (../base.nix) and NixOS's Incus guest module come from ../guest-modules.nix; the
+# role's read-only snapshot mount point (roles.toml mounts) is created by the base.
 #
 # Payload: nix (with flakes), git, bash and the tools CI jobs use; jobs run as the `pikaci`
 # user in /workspace, which pikaci fills through the Incus agent.

@@ -1,7 +1,8 @@
 # Guest NixOS module of the `managed-openclaw` role (roles.toml): the server-managed OpenClaw agent.
+# The shared base (../base.nix) and NixOS's Incus guest module come from ../guest-modules.nix.
 #
-# Payload: the OpenClaw gateway and pikachat packages are not in nixpkgs; they arrive through the
-# role's special-args (`openclawGatewayPkg`, `pikachatPkg`; see roles.toml and the flake).
+# Payload: the OpenClaw gateway and pikachat are not in nixpkgs; they arrive through the role's
+# special-args (`openclawGatewayPkg`, `pikachatPkg`), which ../payloads.nix maps to flake inputs.
 # pika-server provisions the agent at runtime by writing its configuration into
 # /var/lib/openclaw (through the Incus agent); the gateway starts once that file exists.
 {
@@ -50,19 +51,17 @@ in {
         # Nix mode: no self-install or self-update inside the immutable image.
         OPENCLAW_NIX_MODE = "1";
       };
-      serviceConfig = {
-        ExecStart = lib.escapeShellArgs ([(lib.getExe openclawGatewayPkg)] ++ cfg.gatewayArgs);
-        User = "openclaw";
-        Group = "openclaw";
-        StateDirectory = "openclaw";
-        WorkingDirectory = "/var/lib/openclaw";
-        Restart = "on-failure";
-        RestartSec = 5;
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-      };
+      serviceConfig =
+        import ../../lib/systemd-hardening.nix
+        // {
+          ExecStart = lib.escapeShellArgs ([(lib.getExe openclawGatewayPkg)] ++ cfg.gatewayArgs);
+          User = "openclaw";
+          Group = "openclaw";
+          StateDirectory = "openclaw";
+          WorkingDirectory = "/var/lib/openclaw";
+          Restart = "on-failure";
+          RestartSec = 5;
+        };
     };
     # Re-check for the provisioned configuration: pika-server writes it after boot.
     systemd.paths.openclaw-gateway = {

@@ -1,0 +1,86 @@
+# The shared base of every Pika Incus guest role. ./guest-modules.nix imports it next to NixOS's own
+# Incus guest module (incus-virtual-machine.nix or lxc-container.nix) and the role's module
+# (nix/incus/roles/<id>.nix), and sets `pika.guestRole` from the role's registry entry, so the guest
+# follows the role's runtime contract (roles.toml) instead of restating it.
+{
+  config,
+  lib,
+  ...
+}: let
+  role = config.pika.guestRole;
+  mountType = lib.types.submodule {
+    options = {
+      name = lib.mkOption {
+        type = lib.types.str;
+        description = "Incus disk device name.";
+      };
+      path = lib.mkOption {
+        type = lib.types.str;
+        description = "Absolute guest path the device is mounted at.";
+      };
+      readOnly = lib.mkOption {
+        type = lib.types.bool;
+        description = "Whether the mount is read-only.";
+      };
+    };
+  };
+in {
+  options.pika.guestRole = {
+    id = lib.mkOption {
+      type = lib.types.str;
+      description = "ID of the role this guest is built for (roles.toml).";
+    };
+    readiness = lib.mkOption {
+      type = lib.types.str;
+      description = "The role's readiness contract: booted, incus-agent, ssh, or a lifecycle file path.";
+    };
+    mounts = lib.mkOption {
+      type = lib.types.listOf mountType;
+      default = [];
+      description = "The role's mounts; the launcher attaches them as Incus disk devices.";
+    };
+  };
+
+  config = {
+    # sshd exactly when the role is used over SSH; every other role is reached through the Incus
+    # agent (VM) or `incus exec` (container). Priority 900, not mkDefault: NixOS's
+    # lxc-instance-common.nix already says `mkDefault true`, and two mkDefaults that disagree are a
+    # conflicting definition. A role module can still decide with a plain definition.
+    services.openssh = {
+      enable = lib.mkOverride 900 (role.readiness == "ssh");
+      settings.PasswordAuthentication = lib.mkIf (role.readiness == "ssh") (lib.mkDefault false);
+    };
+
+    # lxc-instance-common.nix turns documentation on with mkOverride 890 (to beat minimal.nix's
+    # mkDefault false); images stay small only with a stronger priority than that.
+    documentation = {
+      enable = lib.mkOverride 880 false;
+      nixos.enable = lib.mkOverride 880 false;
+    };
+
+    # The mount points exist before Incus attaches the devices (bind mount or virtiofs).
+    systemd.tmpfiles.rules = map (mount: "d ${mount.path} 0755 root root -") role.mounts;
+
+    # Uplink: systemd-networkd with DHCP on the first Ethernet device Incus gives the guest.
+    networking = {
+      useNetworkd = true;
+      useDHCP = false;
+      # Incus names the guest; the hostname comes from DHCP / the instance name.
+      hostName = lib.mkDefault "";
+    };
+    systemd.network = {
+      enable = true;
+      networks."10-incus-uplink" = {
+        matchConfig.Name = "en* eth*";
+        networkConfig = {
+          DHCP = "yes";
+          IPv6AcceptRA = true;
+        };
+        linkConfig.RequiredForOnline = "routable";
+      };
+    };
+
+    nix.settings.experimental-features = ["nix-command" "flakes"];
+    system.stateVersion = "26.05";
+  };
+}

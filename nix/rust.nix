@@ -1,0 +1,96 @@
+# The workspace's Rust packages and checks, built with crane (github:ipetkov/crane):
+# one dependency build (`buildDepsOnly`) shared by every binary and every check, and a source
+# filter that keeps only what cargo and build.rs read, so editing README.md or a shell script
+# rebuilds nothing.
+#
+#   import ./nix/rust.nix { craneLib = crane.mkLib pkgs; inherit pkgs; repoRoot = ./.; }
+#   -> { packages = { pika-server = ...; ... }; checks = { cargo-clippy = ...; ... }; }
+{
+  craneLib,
+  pkgs,
+  # The repository root (a path).
+  repoRoot,
+}: let
+  inherit (builtins) any attrValues concatMap elem;
+  lib = pkgs.lib;
+  root = toString repoRoot;
+  cargoToml = builtins.fromTOML (builtins.readFile (repoRoot + "/Cargo.toml"));
+  roles = (builtins.fromTOML (builtins.readFile (repoRoot + "/roles.toml"))).roles or {};
+
+  # Besides Cargo sources (*.rs, *.toml, Cargo.lock): what build.rs and the codegen read. The
+  # codegen validates that every role module named in roles.toml exists, so those files come along;
+  # the generated files are compared by `pika-roles check`.
+  extraFiles =
+    [
+      "codegen/askama.toml"
+      "nix/incus/roles.nix"
+      "scripts/lib/roles.sh"
+    ]
+    ++ concatMap (role: role.modules or []) (attrValues roles);
+  extraDirs = ["codegen/templates" "codegen/tests"];
+  relative = path: lib.removePrefix "${root}/" (toString path);
+  keep = path: type: let
+    rel = relative path;
+  in
+    craneLib.filterCargoSources path type
+    || elem rel extraFiles
+    || any (dir: rel == dir || lib.hasPrefix "${dir}/" rel) extraDirs;
+  src = builtins.path {
+    path = repoRoot;
+    name = "pika-source";
+    filter = keep;
+  };
+
+  common = {
+    inherit src;
+    pname = "pika-workspace";
+    inherit (cargoToml.workspace.package) version;
+    strictDeps = true;
+    cargoExtraArgs = "--locked";
+  };
+  cargoArtifacts = craneLib.buildDepsOnly common;
+
+  # Binary -> crate. Every binary of the workspace is a package of the same name.
+  binaries = {
+    pika-server = "pika-server";
+    pika = "pika-cli";
+    pikaci = "pikaci";
+    pika-roles = "pika-roles-codegen";
+    pika-guest = "pika-guest";
+  };
+  mkBinary = binary: crate:
+    craneLib.buildPackage (common
+      // {
+        inherit cargoArtifacts;
+        pname = binary;
+        cargoExtraArgs = "--locked -p ${crate} --bin ${binary}";
+        # The tests run once for the workspace, in checks.cargo-test.
+        doCheck = false;
+        nativeBuildInputs = [pkgs.installShellFiles];
+        meta.mainProgram = binary;
+      });
+  packages = builtins.mapAttrs mkBinary binaries;
+in {
+  inherit packages src cargoArtifacts;
+  # The flake's package names: the crate names it always had (pika-cli builds `pika`).
+  flakePackages = {
+    inherit (packages) pika-server pikaci pika-roles pika-guest;
+    pika-cli = packages.pika;
+  };
+
+  checks = {
+    cargo-clippy = craneLib.cargoClippy (common
+      // {
+        inherit cargoArtifacts;
+        cargoClippyExtraArgs = "--all-targets -- -D warnings";
+      });
+    # Ignored tests need a real incusd; they run in scripts/test.sh.
+    cargo-test = craneLib.cargoTest (common // {inherit cargoArtifacts;});
+    cargo-fmt = craneLib.cargoFmt {inherit (common) src pname version;};
+    roles-generated-fresh = pkgs.runCommand "roles-generated-fresh" {} ''
+      cd ${src}
+      ${lib.getExe packages.pika-roles} check
+      touch "$out"
+    '';
+  };
+}
