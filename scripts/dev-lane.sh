@@ -137,14 +137,34 @@ run_ci_target() {
   (cd "${REPO_ROOT}" && "$(bin pikaci)" run "${CI_TARGET}")
 }
 
+# launch_command ROLE: how to start a guest of ROLE by hand from the image under its alias
+# (pika-server, pikaci and pika-guest apply the role's whole contract themselves). A VM image of a
+# role that is not Secure Boot capable declares requirements.secureboot=false, and Incus starts such
+# an image only with Secure Boot off.
+launch_command() {
+  local role="$1" alias type args=()
+  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+  type="$(incus query "/1.0/images/aliases/${alias//\//%2F}?project=${PROJECT}" 2>/dev/null | jq -r '.type // empty')"
+  [[ -n "${type}" ]] || return 0
+  if [[ "${type}" == "virtual-machine" ]]; then
+    args+=(--vm)
+    [[ "${PIKA_ROLE_SECURE_BOOT[${role}]}" == "false" ]] && args+=(-c security.secureboot=false)
+  fi
+  echo "incus launch ${alias} NAME --project ${PROJECT}${args[*]:+ ${args[*]}}"
+}
+
 summary() {
-  local role alias fingerprint agent ci
+  local role alias fingerprint agent ci launch
   printf '%-18s %-16s %-14s %s\n' ROLE ALIAS FINGERPRINT PROJECT
   for role in "${PIKA_ROLE_IDS[@]}"; do
     alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
     fingerprint="$(incus image alias list --project "${PROJECT}" --format csv 2>/dev/null \
       | awk -F, -v a="${alias}" '$1 == a { print $2 }')"
     printf '%-18s %-16s %-14s %s\n' "${role}" "${alias}" "${fingerprint:-missing}" "${PROJECT}"
+  done
+  for role in "${PIKA_ROLE_IDS[@]}"; do
+    launch="$(launch_command "${role}")"
+    [[ -z "${launch}" ]] || echo "launch ${role} by hand: ${launch}"
   done
   if [[ -f "${STATE}/agent-id" ]]; then
     agent="$("$(bin pika)" --json agent show "$(<"${STATE}/agent-id")" 2>/dev/null \

@@ -46,6 +46,27 @@ for role in "${PIKA_ROLE_IDS[@]}"; do
 done
 grep -q '^ci: .*: passed$' "${PIKA_TEST_WORK}/lane-up-2.log" || { err "the lane's CI job did not pass"; exit 1; }
 
+# Hand launch lines: the busybox stand-ins are containers (no VM flags); once a VM image serves a
+# VM role whose image is not Secure Boot capable, the line turns Secure Boot off.
+for role in "${PIKA_ROLE_IDS[@]}"; do
+  grep -qx "launch ${role} by hand: incus launch ${PIKA_ROLE_DEFAULT_ALIAS[${role}]} NAME --project pika-managed-agents" \
+    "${PIKA_TEST_WORK}/lane-up-2.log" || { err "no container launch line for ${role}"; exit 1; }
+done
+vm_role=""
+for role in "${PIKA_ROLE_IDS[@]}"; do
+  if [[ "${PIKA_ROLE_INSTANCE_TYPE[${role}]}" == "virtual-machine" && "${PIKA_ROLE_SECURE_BOOT[${role}]}" == "false" ]]; then
+    vm_role="${role}"
+    break
+  fi
+done
+if [[ -n "${vm_role}" ]]; then
+  CI=1 bash scripts/incus-role-image.sh --role "${vm_role}" import --local --project pika-managed-agents \
+    --artifact "${PIKA_TEST_IMAGE_DIR}/vm" >/dev/null || { err "importing the test VM image for ${vm_role}"; exit 1; }
+  bash scripts/dev-lane.sh status >"${PIKA_TEST_WORK}/lane-status.log" 2>&1
+  grep -qx "launch ${vm_role} by hand: incus launch ${PIKA_ROLE_DEFAULT_ALIAS[${vm_role}]} NAME --project pika-managed-agents --vm -c security.secureboot=false" \
+    "${PIKA_TEST_WORK}/lane-status.log" || { cat "${PIKA_TEST_WORK}/lane-status.log" >&2; err "no Secure Boot off launch line for the VM role ${vm_role}"; exit 1; }
+fi
+
 bash scripts/dev-lane.sh down
 trap - EXIT
 after="$(incus_state)"
