@@ -24,14 +24,7 @@
   missingArg = name:
     throw ("Incus guest role special argument `${name}` (roles.toml special-args) was not provided: "
       + "pass it in `specialArgs` (the flake takes it from `pkgs.${name}`; add it with an overlay)");
-  generated = mkRegistry (builtins.mapAttrs (name: _: specialArgs.${name} or (missingArg name)) formals);
-
-  # The digest of a role's own table in roles.toml, computed as the codegen computes it (sha256 of
-  # Nix's JSON of the table as fromTOML parses it), so editing one role marks only that role's
-  # images stale (image provenance `pika.roles-digest`). roles.nix carries the codegen's value;
-  # the two must agree (checked below).
-  digestOf = id: builtins.hashString "sha256" (builtins.toJSON tomlRoles.${id});
-  rawRegistry = builtins.mapAttrs (id: entry: {rolesDigest = digestOf id;} // entry) generated;
+  rawRegistry = mkRegistry (builtins.mapAttrs (name: _: specialArgs.${name} or (missingArg name)) formals);
 
   sort = builtins.sort builtins.lessThan;
   unique = list:
@@ -106,10 +99,6 @@
       if modulePathsWanted == modulePathsHave
       then []
       else ["role ${id}: roles.nix modules do not point at roles.toml modules ${show (toml.modules or [])}"];
-    digestProblems =
-      if nix.rolesDigest == digestOf id
-      then []
-      else ["role ${id}: roles.nix rolesDigest = ${show nix.rolesDigest}, the digest of its roles.toml table is ${show (digestOf id)}"];
     idProblems =
       if (nix.id or null) == id
       then []

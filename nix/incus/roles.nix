@@ -27,7 +27,7 @@
     clusterGroup = null;
     mounts = [];
     instanceConfig = {};
-    rolesDigest = "293261f1cabd5e16c7ee4054f672134b6a394ddf114f4d76ae74e45f0489e8a0";
+    rolesDigest = "5d2292db142f2fb0272a43dfb7282150e6c338388edbd6d745bf773d0ebca093";
   };
   "pikaci-runner" = {
     id = "pikaci-runner";
@@ -58,6 +58,6 @@
       }
     ];
     instanceConfig = {};
-    rolesDigest = "5da06fe185a23584decd1b580ef385873e4aa6ce63338c9e0b65352573e16f0f";
+    rolesDigest = "4d4d9bfa61bb84aca910faa745e40ab30f62d8d142b2f8e80631c75997a1a97c";
   };
 }

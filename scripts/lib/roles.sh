@@ -20,4 +20,4 @@ declare -gA PIKA_ROLE_SECURE_BOOT=(['managed-openclaw']='false' ['pikaci-runner'
 declare -gA PIKA_ROLE_CLUSTER_GROUP=(['managed-openclaw']='' ['pikaci-runner']='')
 declare -gA PIKA_ROLE_MOUNTS=(['managed-openclaw']='' ['pikaci-runner']='snapshot:/workspace/snapshot:ro')
 declare -gA PIKA_ROLE_INSTANCE_CONFIG=(['managed-openclaw']='' ['pikaci-runner']='')
-declare -gA PIKA_ROLE_ROLES_DIGEST=(['managed-openclaw']='293261f1cabd5e16c7ee4054f672134b6a394ddf114f4d76ae74e45f0489e8a0' ['pikaci-runner']='5da06fe185a23584decd1b580ef385873e4aa6ce63338c9e0b65352573e16f0f')
+declare -gA PIKA_ROLE_ROLES_DIGEST=(['managed-openclaw']='5d2292db142f2fb0272a43dfb7282150e6c338388edbd6d745bf773d0ebca093' ['pikaci-runner']='4d4d9bfa61bb84aca910faa745e40ab30f62d8d142b2f8e80631c75997a1a97c')
