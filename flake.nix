@@ -107,7 +107,7 @@
       pika-server = {pkgs, ...}: {
         # A key makes the module system import this module once, however many times (and under
         # however many names: `default` is the same module) a configuration lists it.
-        key = "github:pika/incus-guest-roles#nixosModules.pika-server";
+        key = "pika-incus-guest-roles#nixosModules.pika-server";
         imports = [./nix/modules/pika-server.nix];
         services.pika-server.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.pika-server;
       };

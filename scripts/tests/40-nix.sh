@@ -304,7 +304,7 @@ check_provenance() {
 
 # A third (container) and fourth (aarch64, new special arg) role appear with no flake edit.
 test_new_roles() {
-  local dir="$1"
+  local dir="$1" json
   copy_repo "${dir}"
   cat >>"${dir}/roles.toml" <<'TOML'
 
@@ -320,11 +320,16 @@ instance-type = "container"
 disk-size-mib = 1024
 modules = ["nix/incus/roles/pikaci-runner.nix"]
 special-args = []
-runtime-mode = "one-shot"
-readiness = "booted"
+runtime-mode = "operator-sandbox"
+readiness = "ssh"
 cpu = 1
 memory-mib = 512
 secure-boot = false
+
+[[roles.test-extra-container.mounts]]
+name = "data"
+path = "/srv/pika-data"
+read-only = false
 
 [roles.test-extra-arm]
 description = "Extra test role on aarch64"
@@ -362,6 +367,16 @@ TOML
     pass "missing payload package: error names the special arg and where to map it"
   else
     fail "missing payload package: unexpected error: $(cat "${WORK}/nix.stderr")"
+  fi
+  # The new role's facts reach its guest through the shared base (real Incus modules).
+  if [[ -z "${SUBSET}" ]]; then
+    SKIPPED+=("test_new_roles:ssh-role-guest")
+  elif json="$(guest_eval "${dir}" test-extra-container container)"; then
+    assert_eq "new role with readiness ssh: sshd on, password login off, its mount point exists, no failed assertion" \
+      "true false true []" \
+      "$(jq -r '[.openssh.enable, .openssh.passwordAuthentication, (.tmpfiles | index("d /srv/pika-data 0755 root root -") != null), (.failedAssertions | tojson)] | map(tostring) | join(" ")' <<<"${json}")"
+  else
+    fail "new ssh role's guest does not evaluate: $(cat "${WORK}/nix.stderr")"
   fi
 }
 
@@ -609,11 +624,14 @@ test_guest_regressions() {
   git -C "${dir}" checkout -q -- nix/incus/base.nix
 }
 
-# find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty.
+# find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty. PIKA_NIXPKGS_SUBSET,
+# when set, is the only place looked at; else ../shared next to the repository (or next to the
+# directory of git worktrees the repository sits in).
 find_subset() {
-  local candidate
-  for candidate in "${PIKA_NIXPKGS_SUBSET:-}" "${REPO_ROOT}/../shared/nixpkgs-subset" "${REPO_ROOT}/../../shared/nixpkgs-subset"; do
-    [[ -n "${candidate}" && -f "${candidate}/lib/default.nix" && -d "${candidate}/nixos/modules/virtualisation" ]] \
+  local candidate candidates=("${REPO_ROOT}/../shared/nixpkgs-subset" "${REPO_ROOT}/../../shared/nixpkgs-subset")
+  [[ -n "${PIKA_NIXPKGS_SUBSET:-}" ]] && candidates=("${PIKA_NIXPKGS_SUBSET}")
+  for candidate in "${candidates[@]}"; do
+    [[ -f "${candidate}/lib/default.nix" && -d "${candidate}/nixos/modules/virtualisation" ]] \
       && { (cd "${candidate}" && pwd); return 0; }
   done
   return 0

@@ -85,6 +85,13 @@ in {
   rsync = placeholder "rsync";
   zstd = placeholder "zstd";
 
+  # nixpkgs packages an operator sandbox role lists (pkgs/by-name: pi-coding-agent's program is `pi`).
+  pi-coding-agent = placeholder "pi-coding-agent" // {meta.mainProgram = "pi";};
+  opencode = placeholder "opencode";
+  tmux = placeholder "tmux";
+  ripgrep = placeholder "ripgrep";
+  just = placeholder "just";
+
   # Packages NixOS's own modules reference (defaults and the Incus guest modules); never built.
   perl = placeholder "perl";
   strace = placeholder "strace";
