@@ -1,5 +1,6 @@
 //! Generates `IncusGuestRole` from the workspace roles.toml into OUT_DIR, and refreshes the
-//! checked-in Nix and shell outputs when they are stale (failing when they cannot be written).
+//! checked-in Nix and shell outputs when they are stale or were edited by hand (failing when they
+//! cannot be written).
 
 use std::path::PathBuf;
 
@@ -10,16 +11,32 @@ fn main() {
 
     // Listing inputs ourselves replaces cargo's "rerun on any file change in the package", so a
     // no-op build reruns nothing. Changes to the codegen library itself rebuild this script anyway.
-    for input in [
+    // The checked-in outputs are listed too, so a hand edit to one is undone by the next build,
+    // and every module file roles.toml names, so a deleted module fails the next build.
+    let mut watched = vec![
         manifest.clone(),
         repo_root.join("codegen/templates"),
         repo_root.join("codegen/askama.toml"),
         crate_dir.join("build.rs"),
-    ] {
+    ];
+    watched.extend(
+        [
+            pika_roles_codegen::NIX_REGISTRY_PATH,
+            pika_roles_codegen::SHELL_TABLE_PATH,
+        ]
+        .map(|path| repo_root.join(path)),
+    );
+    let loaded = pika_roles_codegen::Registry::load(&manifest);
+    if let Ok(registry) = &loaded {
+        let modules: std::collections::BTreeSet<&String> =
+            registry.roles.iter().flat_map(|r| &r.modules).collect();
+        watched.extend(modules.into_iter().map(|m| repo_root.join(m)));
+    }
+    for input in &watched {
         println!("cargo:rerun-if-changed={}", input.display());
     }
 
-    let registry = pika_roles_codegen::Registry::load(&manifest).unwrap_or_else(|errors| {
+    let registry = loaded.unwrap_or_else(|errors| {
         fail(&format!("{errors}"));
     });
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The role registry end to end: generated files on main are fresh and parse, and in a temp copy,
 # editing only roles.toml (rename an alias, add a role) then `cargo build` updates the enum,
-# roles.nix and roles.sh; a second, no-op build reruns no build script.
+# roles.nix and roles.sh; a hand edit to roles.sh or roles.nix is undone by the next `cargo build`;
+# a no-op build reruns no build script.
 set -euo pipefail
 
 err() {
@@ -56,6 +57,20 @@ grep -q 'ZetaRunner,' "${CARGO_TARGET_DIR}"/debug/build/pika-incus-guest-role-*/
 (cd "${copy}" && cargo test --quiet -p pika-incus-guest-role --test role -- --skip pin_deployed)
 (cd "${copy}" && cargo run --quiet -p pika-roles-codegen -- check)
 
+# A hand edit to a generated file is undone by the next cargo build (build.rs watches its outputs).
+for generated in scripts/lib/roles.sh nix/incus/roles.nix; do
+  cp "${copy}/${generated}" "${copy}/${generated}.fresh"
+  printf '# hand edit\n' >>"${copy}/${generated}"
+done
+(cd "${copy}" && cargo build --quiet -p pika-incus-guest-role)
+for generated in scripts/lib/roles.sh nix/incus/roles.nix; do
+  cmp -s "${copy}/${generated}" "${copy}/${generated}.fresh" || { err "cargo build kept a hand edit to ${generated}"; exit 1; }
+  rm "${copy}/${generated}.fresh"
+done
+# The build that rewrote them changed files it watches, so cargo reruns the script once more
+# (it rewrites nothing); after that, builds are no-ops.
+(cd "${copy}" && cargo build --quiet -p pika-incus-guest-role)
+
 # A no-op build must not rerun any build script.
 log="$(cd "${copy}" && cargo build -p pika-incus-guest-role -vv 2>&1)"
 if grep -q 'Running `.*build-script-build' <<<"${log}"; then
@@ -63,4 +78,4 @@ if grep -q 'Running `.*build-script-build' <<<"${log}"; then
   grep 'build-script-build' <<<"${log}" >&2
   exit 1
 fi
-echo "20-codegen: alias rename and new role reached enum, roles.nix and roles.sh; no-op build reran nothing"
+echo "20-codegen: alias rename and new role reached enum, roles.nix and roles.sh; hand edits undone by cargo build; no-op build reran nothing"
