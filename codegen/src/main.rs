@@ -224,7 +224,8 @@ fn show(registry: &Registry, id: &str, json: bool, field: Option<&str>) -> ExitC
     } else {
         for name in FIELD_NAMES {
             let values = role.field(name).unwrap_or_default();
-            println!("{name:<16} {}", values.join(" "));
+            let line = format!("{name:<16} {}", values.join(" "));
+            println!("{}", line.trim_end());
         }
     }
     ExitCode::SUCCESS

@@ -150,6 +150,7 @@ impl Registry {
             map: &map,
             repo_root,
             errors: Vec::new(),
+            modules_checked: BTreeMap::new(),
         }
         .run(raw)?;
         for role in &mut registry.roles {
@@ -215,6 +216,8 @@ struct Validator<'a> {
     map: &'a SourceMap<'a>,
     repo_root: &'a Path,
     errors: Vec<Diagnostic>,
+    /// Module paths already checked (roles often share modules): one filesystem lookup each.
+    modules_checked: BTreeMap<String, Result<(), String>>,
 }
 
 impl Validator<'_> {
@@ -343,7 +346,16 @@ impl Validator<'_> {
             self.error(&raw.modules, "modules must list at least one NixOS module");
         }
         for module in raw.modules.get_ref() {
-            if let Err(why) = check_module_path(self.repo_root, module.get_ref()) {
+            let checked = match self.modules_checked.get(module.get_ref()) {
+                Some(result) => result.clone(),
+                None => {
+                    let result = check_module_path(self.repo_root, module.get_ref());
+                    self.modules_checked
+                        .insert(module.get_ref().clone(), result.clone());
+                    result
+                }
+            };
+            if let Err(why) = checked {
                 self.error(module, format!("module `{}` {why}", module.get_ref()));
             }
         }

@@ -350,6 +350,20 @@ fn cli_show_list_and_usage_errors() {
     let out = pika_roles(&["--manifest", m, "show", "beta", "--field", "roles-digest"]);
     assert_eq!(stdout(&out), format!("{digest}\n"));
 
+    // The plain view lists every field once, without trailing blanks for empty ones.
+    let out = pika_roles(&["--manifest", m, "show", "alpha"]);
+    let text = stdout(&out);
+    for name in pika_roles_codegen::FIELD_NAMES {
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.split_whitespace().next() == Some(name))
+                .count(),
+            1,
+            "{name}: {text}"
+        );
+    }
+    assert!(text.lines().all(|l| l == l.trim_end()), "{text:?}");
+
     let out = pika_roles(&["--manifest", m, "list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<&str> = json
