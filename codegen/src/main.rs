@@ -8,6 +8,7 @@ use pika_roles_codegen::{
     FIELD_NAMES, FileState, Migration, Mode, Output, Registry, Role, SCHEMA_VERSION,
     checked_in_outputs, find_manifest, repo_root_of, sync_outputs,
 };
+use pika_runtime::{TextTable, WithCompletions};
 
 /// Exit codes, documented in `--help` and README. 1: the manifest cannot be read or is invalid.
 const EXIT_INVALID: u8 = 1;
@@ -37,7 +38,7 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     manifest: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: WithCompletions<Command>,
 }
 
 #[derive(Subcommand)]
@@ -70,7 +71,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pika_runtime::init("pika-roles", "warn");
     let cli = Cli::parse();
+    let command = match cli.command.or_print_completions::<Cli>() {
+        Ok(command) => command,
+        Err(code) => return code,
+    };
     let manifest = match cli.manifest.clone().or_else(default_manifest) {
         Some(path) => path,
         None => {
@@ -95,7 +101,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    match cli.command {
+    match command {
         Command::Generate => generate(&manifest, &registry),
         Command::Check => check(&manifest, &registry),
         Command::List { json } => {
@@ -239,37 +245,21 @@ fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
 }
 
 fn print_table(roles: &[Role]) {
-    let rows: Vec<[&str; 5]> = roles
-        .iter()
-        .map(|r| {
-            [
-                r.id.as_str(),
-                r.default_alias.as_str(),
-                r.package.as_str(),
-                r.system.as_str(),
-                r.instance_type.as_str(),
-            ]
-        })
-        .collect();
-    let header = [
+    let mut table = TextTable::new([
         "ROLE",
         "DEFAULT ALIAS",
         "PACKAGE",
         "SYSTEM",
         "INSTANCE TYPE",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+    ]);
+    for r in roles {
+        table.row([
+            &r.id,
+            &r.default_alias,
+            &r.package,
+            &r.system,
+            &r.instance_type,
+        ]);
     }
-    for row in std::iter::once(header).chain(rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    println!("{table}");
 }

@@ -16,6 +16,7 @@ use pika_managed_agent_contract::{
     AGENTS_PATH, AgentList, AgentProvisionRequest, AgentRecord, AgentReprovisionRequest, ApiError,
     IncusGuestRole, IncusProvisionParams, agent_path, agent_reprovision_path,
 };
+use pika_runtime::{TextTable, WithCompletions, error_chain};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -28,6 +29,15 @@ const DEFAULT_TIMEOUT: &str = "300s";
 #[derive(Parser)]
 #[command(name = "pika", version)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: WithCompletions<Command>,
+}
+
+/// The flags every command takes.
+#[derive(Args)]
+struct Global {
     /// Agent API base URL.
     #[arg(long, global = true, env = "PIKA_SERVER_URL", default_value = DEFAULT_SERVER)]
     server: String,
@@ -40,8 +50,6 @@ struct Cli {
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -220,14 +228,14 @@ impl Api {
                     self.timeout
                 ))
             } else {
-                Failure::runtime(format!("{method} {url}: {}", chain(&err)))
+                Failure::runtime(format!("{method} {url}: {}", error_chain(&err)))
             }
         })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|err| Failure::runtime(format!("{method} {url}: {}", chain(&err))))?;
+            .map_err(|err| Failure::runtime(format!("{method} {url}: {}", error_chain(&err))))?;
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
@@ -269,17 +277,6 @@ impl Api {
     }
 }
 
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("request serializes")
 }
@@ -300,42 +297,22 @@ fn role_cell(record: &AgentRecord) -> String {
 }
 
 fn print_table(records: &[AgentRecord]) {
-    let header = [
+    let mut table = TextTable::new([
         "ID", "NAME", "STATE", "INSTANCE", "ROLE", "ALIAS", "PROJECT", "CREATED",
-    ];
-    let rows: Vec<[String; 8]> = records
-        .iter()
-        .map(|r| {
-            [
-                r.id.clone(),
-                r.name.clone().unwrap_or_else(|| "-".into()),
-                r.state.to_string(),
-                r.instance_name.clone(),
-                role_cell(r),
-                r.incus.image_alias.clone().unwrap_or_else(|| "-".into()),
-                r.incus.project.clone().unwrap_or_else(|| "-".into()),
-                r.created_at.clone(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+    ]);
+    for r in records {
+        table.row([
+            r.id.clone(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            r.state.to_string(),
+            r.instance_name.clone(),
+            role_cell(r),
+            r.incus.image_alias.clone().unwrap_or_else(|| "-".into()),
+            r.incus.project.clone().unwrap_or_else(|| "-".into()),
+            r.created_at.clone(),
+        ]);
     }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+    println!("{table}");
 }
 
 fn print_record(record: &AgentRecord) {
@@ -370,7 +347,7 @@ fn print_record(record: &AgentRecord) {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(cli: Global, command: Command) -> Result<(), Failure> {
     let token = cli
         .token
         .filter(|t| !t.trim().is_empty())
@@ -383,14 +360,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let http = http
         .build()
-        .map_err(|err| Failure::runtime(format!("HTTP client: {}", chain(&err))))?;
+        .map_err(|err| Failure::runtime(format!("HTTP client: {}", error_chain(&err))))?;
     let api = Api {
         http,
         base,
         token,
         timeout: cli.timeout,
     };
-    let Command::Agent { command } = cli.command;
+    let Command::Agent { command } = command;
     match command {
         AgentCommand::Provision { name, incus } => {
             let request = AgentProvisionRequest {
@@ -463,8 +440,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
+    pika_runtime::init("pika", "warn");
     let cli = Cli::parse();
-    let json = cli.json;
+    let command = match cli.command.or_print_completions::<Cli>() {
+        Ok(command) => command,
+        Err(code) => return code,
+    };
+    let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -475,7 +457,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli.global, command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if json {
@@ -507,9 +489,9 @@ mod tests {
     #[test]
     fn guest_role_is_sent_only_when_given() {
         let cli = Cli::try_parse_from(["pika", "agent", "provision", "--token", "t"]).unwrap();
-        let Command::Agent {
+        let WithCompletions::Command(Command::Agent {
             command: AgentCommand::Provision { incus, .. },
-        } = cli.command
+        }) = cli.command
         else {
             panic!("parsed the wrong command");
         };
@@ -528,9 +510,9 @@ mod tests {
             "my/alias",
         ])
         .unwrap();
-        let Command::Agent {
+        let WithCompletions::Command(Command::Agent {
             command: AgentCommand::Reprovision { id, incus },
-        } = cli.command
+        }) = cli.command
         else {
             panic!("parsed the wrong command");
         };

@@ -14,13 +14,14 @@ mod image;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pika_runtime::WithCompletions;
 
 /// Launch, list and delete Incus guests of any Pika role, and manage the role images.
 #[derive(Parser)]
 #[command(name = "pika-guest", version)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: WithCompletions<Command>,
 }
 
 #[derive(Subcommand)]
@@ -35,8 +36,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    pika_runtime::init("pika-guest", "warn");
+    let command = match Cli::parse().command.or_print_completions::<Cli>() {
+        Ok(command) => command,
+        Err(code) => return code,
+    };
+    let result = match command {
         Command::Guest(command) => guest::run(command),
         Command::Image { command } => image::run(command),
     };

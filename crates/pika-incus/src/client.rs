@@ -6,13 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pika_runtime::error_chain;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api;
-use crate::error::{Error, Result, chain};
+use crate::error::{Error, Result};
 use crate::project::ProjectClient;
 use crate::tls;
 use crate::types::{
@@ -123,7 +124,7 @@ impl IncusClient {
             .map_err(|e| {
                 Error::config(
                     &endpoint,
-                    format!("cannot set up the HTTP client: {}", chain(&e)),
+                    format!("cannot set up the HTTP client: {}", error_chain(&e)),
                 )
             })?;
         Ok(Self::new(http, api::UNIX_BASE_URL, endpoint))
@@ -176,7 +177,10 @@ impl IncusClient {
                     config.client_cert_pem.trim()
                 );
                 let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
-                    Error::config(what, format!("client certificate and key: {}", chain(&e)))
+                    Error::config(
+                        what,
+                        format!("client certificate and key: {}", error_chain(&e)),
+                    )
                 })?;
                 builder.identity(identity)
             }
@@ -184,7 +188,7 @@ impl IncusClient {
         let http = builder.build().map_err(|e| {
             Error::config(
                 what,
-                format!("cannot set up the HTTP client: {}", chain(&e)),
+                format!("cannot set up the HTTP client: {}", error_chain(&e)),
             )
         })?;
         Ok(Self::new(http, &base, base.clone()))
@@ -364,7 +368,7 @@ impl IncusClient {
         let response = match outcome {
             Ok(response) => response,
             Err(e) => {
-                tracing::debug!(%method, %path, error = %chain(&e), elapsed_ms, "incus request failed");
+                tracing::debug!(%method, %path, error = %error_chain(&e), elapsed_ms, "incus request failed");
                 return Err(self.transport(what, e, bound));
             }
         };
@@ -424,7 +428,7 @@ impl IncusClient {
         Error::Transport {
             what: what.to_string(),
             endpoint: self.endpoint.to_string(),
-            message: chain(&error),
+            message: error_chain(&error),
             source: error,
         }
     }

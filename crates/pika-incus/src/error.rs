@@ -105,19 +105,3 @@ impl Error {
         }
     }
 }
-
-/// `error: cause: cause ...`, so the socket path's "No such file or directory" or rustls's
-/// certificate complaint is visible in the one-line message.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}

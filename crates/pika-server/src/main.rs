@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use pika_runtime::WithCompletions;
 use pika_server::{ServerConfig, StateSettings, auth};
 
 /// The Pika agent API server: provisions managed OpenClaw agents as Incus instances.
@@ -14,7 +15,7 @@ use pika_server::{ServerConfig, StateSettings, auth};
 #[command(name = "pika-server", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<WithCompletions<Command>>,
     /// Settings of `serve` (also accepted without the subcommand).
     #[command(flatten)]
     serve: ServerConfig,
@@ -75,18 +76,20 @@ fn with_env_hint(mut err: clap::Error) -> clap::Error {
 }
 
 fn main() -> ExitCode {
+    pika_runtime::init("pika-server", "info");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => with_env_hint(err).exit(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_on_stderr())
-        .init();
-    let result = match cli.command {
+    let command = match cli
+        .command
+        .map(WithCompletions::or_print_completions::<Cli>)
+    {
+        None => None,
+        Some(Ok(command)) => Some(command),
+        Some(Err(code)) => return code,
+    };
+    let result = match command {
         None => run_server(cli.serve),
         Some(Command::Serve(config)) => run_server(*config),
         Some(Command::Token {
@@ -103,12 +106,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Colour only for a terminal, and never with `NO_COLOR` set (https://no-color.org).
-fn colour_on_stderr() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn run_server(config: ServerConfig) -> anyhow::Result<()> {

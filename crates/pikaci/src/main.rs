@@ -11,7 +11,7 @@
 
 mod config;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use jerichoci::naming::new_run_id;
 use jerichoci::{
     Executor, JobRecord, JobStatus, PhaseStatus, Progress, RunRecord, RunStore, remote,
 };
+use pika_runtime::{TextTable, WithCompletions, paint};
 
 use crate::config::{CONFIG_FILE, Config};
 
@@ -42,7 +43,7 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    command: Command,
+    command: WithCompletions<Command>,
 }
 
 fn env_help() -> String {
@@ -85,8 +86,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pika_runtime::init("pikaci", "warn");
     let cli = Cli::parse();
-    match real_main(cli) {
+    let command = match cli.command.or_print_completions::<Cli>() {
+        Ok(command) => command,
+        Err(code) => return code,
+    };
+    match real_main(cli.config, cli.json, command) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Usage(message)) => {
             eprintln!("pikaci: error: {message}");
@@ -105,18 +111,18 @@ enum Failure {
     Other(String),
 }
 
-fn real_main(cli: Cli) -> Result<u8, Failure> {
-    let config_path = match &cli.config {
-        Some(path) => path.clone(),
+fn real_main(config: Option<PathBuf>, json: bool, command: Command) -> Result<u8, Failure> {
+    let config_path = match config {
+        Some(path) => path,
         None => default_config_path()?,
     };
     // Absolute, so records name paths that work from anywhere.
     let config_path = std::path::absolute(&config_path)
         .map_err(|e| Failure::Usage(format!("{}: {e}", config_path.display())))?;
-    match cli.command {
+    match command {
         Command::List => {
             let config = config::load(&config_path).map_err(|e| Failure::Usage(e.to_string()))?;
-            list(&config, cli.json);
+            list(&config, json);
             Ok(0)
         }
         Command::Run { targets } => {
@@ -125,14 +131,14 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
-            runtime.block_on(run(&config, &targets, cli.json))
+            runtime.block_on(run(&config, &targets, json))
         }
         Command::Show { run } => {
             let store = RunStore::new(state_dir(&workspace_of(&config_path)));
             let record = store
                 .read(&run)
                 .map_err(|e| Failure::Usage(e.to_string()))?;
-            if cli.json {
+            if json {
                 print_json(&record);
             } else {
                 show(&record);
@@ -195,12 +201,7 @@ fn list(config: &Config, json: bool) {
         print_json(&config.targets);
         return;
     }
-    let width = config
-        .targets
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(0);
+    let mut table = TextTable::new(["TARGET", "RUNTIME", "TIMEOUT", "COMMAND", "DESCRIPTION"]);
     for target in &config.targets {
         let runtime = match target.runtime {
             config::TargetRuntime::Incus => format!("incus:{}", config::TARGET_GUEST_ROLE),
@@ -208,16 +209,16 @@ fn list(config: &Config, json: bool) {
         };
         let timeout = target
             .timeout_secs
-            .map(|s| format!(" timeout {s}s"))
-            .unwrap_or_default();
-        println!(
-            "{:width$}  [{runtime}{timeout}]  {}",
-            target.name, target.command
-        );
-        if let Some(description) = &target.description {
-            println!("{:width$}  {description}", "");
-        }
+            .map_or_else(|| "-".to_owned(), |s| format!("{s}s"));
+        table.row([
+            target.name.clone(),
+            runtime,
+            timeout,
+            target.command.clone(),
+            target.description.clone().unwrap_or_default(),
+        ]);
     }
+    println!("{table}");
 }
 
 async fn run(config: &Config, names: &[String], json: bool) -> Result<u8, Failure> {
@@ -235,7 +236,7 @@ async fn run(config: &Config, names: &[String], json: bool) -> Result<u8, Failur
         .map_err(|e| Failure::Usage(e.to_string()))?;
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let color = std::io::stderr().is_terminal();
+    let color = pika_runtime::color(&std::io::stderr());
     let executor = Executor::new(store, &workspace)
         .with_incus(incus)
         .with_cancel(cancel_rx)
@@ -359,30 +360,21 @@ fn job_status(record: &JobRecord, color: bool) -> String {
     format!("{}{exit}", paint(record.status.as_str(), code, color))
 }
 
-fn paint(text: &str, code: &str, color: bool) -> String {
-    if color {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_owned()
-    }
-}
-
 fn secs(ms: u64) -> String {
     format!("{:.2}s", ms as f64 / 1000.0)
 }
 
 fn summary(record: &RunRecord) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "pikaci: run {} {:?}", record.run_id, record.status);
+    let mut table = TextTable::new(["JOB", "STATUS", "TIME", "ERROR"]);
     for job in &record.jobs {
-        let _ = writeln!(
-            err,
-            "  {:<16} {}  {}",
-            job.job_id,
+        table.row([
+            job.job_id.clone(),
             job_status(job, false),
-            job.error.as_deref().unwrap_or("")
-        );
+            secs(job.duration_ms),
+            job.error.clone().unwrap_or_default(),
+        ]);
     }
+    eprintln!("pikaci: run {} {:?}\n{table}", record.run_id, record.status);
 }
 
 fn show(record: &RunRecord) {

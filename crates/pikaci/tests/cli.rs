@@ -83,8 +83,9 @@ fn list_shows_targets_and_json() {
     let out = pikaci(dir.path(), &["--config", "ci.toml", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("TARGET"), "{text}");
     assert!(
-        text.contains("unit") && text.contains("cargo test") && text.contains("timeout 60s"),
+        text.contains("unit") && text.contains("cargo test") && text.contains("60s"),
         "{text}"
     );
     assert!(
@@ -191,4 +192,43 @@ fn invalid_role_env_is_a_usage_error_before_anything_runs() {
     assert!(err.contains(&IncusGuestRole::valid_ids()), "{err}");
     assert!(!dir.path().join("ran").exists());
     assert!(!dir.path().join("state").exists());
+}
+
+/// What a terminal shows of `pikaci ARGS` run in `dir` under a pseudo-terminal (util-linux
+/// `script`), with `NO_COLOR` set to `no_color` or unset.
+fn on_terminal(dir: &Path, args: &str, no_color: Option<&str>) -> String {
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{} {args}", env!("CARGO_BIN_EXE_pikaci")))
+        .arg("/dev/null")
+        .current_dir(dir)
+        .env_remove(GUEST_ROLE_ENV)
+        .env("PIKACI_STATE_DIR", dir.join("state"))
+        .env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let out = script.output().expect("script (util-linux) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn progress_is_coloured_only_on_a_terminal_without_no_color() {
+    let dir = config_dir(
+        "[targets.ok]\ncommand = \"true\"\nruntime = \"host\"\n\
+         [targets.bad]\ncommand = \"exit 5\"\nruntime = \"host\"\n",
+    );
+    let run = "--config ci.toml run ok bad";
+    let coloured = on_terminal(dir.path(), run, None);
+    assert!(coloured.contains("\x1b[32mpassed"), "{coloured:?}");
+    for no_color in ["1", "yes"] {
+        let plain = on_terminal(dir.path(), run, Some(no_color));
+        assert!(plain.contains("[ok] passed"), "{plain:?}");
+        assert!(!plain.contains('\x1b'), "NO_COLOR={no_color}: {plain:?}");
+    }
+    // An empty NO_COLOR does not count (no-color.org).
+    assert!(on_terminal(dir.path(), run, Some("")).contains('\x1b'));
+    let piped = pikaci(dir.path(), &["--config", "ci.toml", "run", "ok", "bad"]);
+    assert!(!stderr(&piped).contains('\x1b'), "{}", stderr(&piped));
 }

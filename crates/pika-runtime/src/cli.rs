@@ -1,0 +1,133 @@
+//! The conventions of the binaries: logging, colour, completions, tables.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Subcommand};
+use clap_complete::Shell;
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the tracing subscriber of binary `name`: events go to stderr, filtered by `RUST_LOG`
+/// (`default_filter` when unset, e.g. `warn`), coloured only when [`color`] says so. Call it first
+/// in `main`, before parsing arguments, so even `--help` honours `RUST_LOG`.
+pub fn init(name: &str, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color(&std::io::stderr()))
+        .try_init();
+    if installed.is_ok() {
+        tracing::debug!(version = env!("CARGO_PKG_VERSION"), "{name} starting");
+    }
+}
+
+/// Whether output to `stream` may be coloured: it is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
+pub fn color(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` in SGR colour `code` (e.g. `"32"`, green) when `color`, else as is.
+pub fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The subcommands of a binary plus `completions SHELL`, which every binary has so packages
+/// install completions the same way for all of them: `BIN completions bash|zsh|fish|elvish|powershell`
+/// prints the script on stdout.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WithCompletions<C: Subcommand> {
+    #[command(flatten)]
+    Command(C),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+impl<C: Subcommand> WithCompletions<C> {
+    /// The binary's own command, or `Err(exit code)` once the completion script for the parser
+    /// `P` has been printed.
+    pub fn or_print_completions<P: CommandFactory>(self) -> Result<C, ExitCode> {
+        match self {
+            WithCompletions::Command(command) => Ok(command),
+            WithCompletions::Completions { shell } => Err(print_completions::<P>(shell)),
+        }
+    }
+}
+
+fn print_completions<P: CommandFactory>(shell: Shell) -> ExitCode {
+    let mut command = P::command();
+    let name = command.get_name().to_owned();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `| head` closed the pipe: what was asked for has been read.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: writing the completion script: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A table in the one style of the binaries: a header row, columns separated by two spaces, no
+/// borders, no colour, no wrapping, no trailing blanks (easy to read and to `awk`).
+pub struct TextTable(Table);
+
+impl TextTable {
+    pub fn new<S: Into<comfy_table::Cell>>(header: impl IntoIterator<Item = S>) -> Self {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(header);
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
+            column.set_cell_alignment(CellAlignment::Left);
+        }
+        TextTable(table)
+    }
+
+    pub fn row<S: Into<comfy_table::Cell>>(
+        &mut self,
+        cells: impl IntoIterator<Item = S>,
+    ) -> &mut Self {
+        self.0.add_row(cells);
+        self
+    }
+}
+
+impl std::fmt::Display for TextTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.trim_fmt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_a_header_aligned_columns_and_no_trailing_blanks() {
+        let mut t = TextTable::new(["ID", "NAME"]);
+        t.row(["a1", "long name"]).row(["b", "-"]);
+        assert_eq!(t.to_string(), "ID  NAME\na1  long name\nb   -");
+    }
+
+    #[test]
+    fn paint_only_when_asked() {
+        assert_eq!(paint("ok", "32", false), "ok");
+        assert_eq!(paint("ok", "32", true), "\x1b[32mok\x1b[0m");
+    }
+}
