@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Command::Migrate = cli.command {
+    if let Command::Migrate = command {
         return migrate(&manifest);
     }
     let registry = match Registry::load(&manifest) {
