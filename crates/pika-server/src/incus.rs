@@ -219,7 +219,7 @@ pub async fn remove_instance(project: &ProjectClient, name: &str) -> Result<(), 
             Err(err) if err.is_not_found() => return Ok(()),
             Err(err) => {
                 // It may have stopped on its own meanwhile; the delete below decides.
-                tracing::debug!("stopping {name}: {err}");
+                tracing::debug!(instance = %name, error = %err, "stopping failed");
             }
         }
     }

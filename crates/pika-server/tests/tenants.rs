@@ -962,7 +962,24 @@ async fn reprovision_keeps_the_old_instance_until_the_new_one_runs() {
             shown.body["incus"], created.body["incus"],
             "{profile}: params kept"
         );
+        assert_eq!(db_rows(dir.path()).len(), 1, "{profile}: no row added");
     }
+    // A new agent naming an allowed profile that does not exist: 400 naming it, no row.
+    let answer = provision(
+        &srv.url,
+        &token,
+        json!({"incus": {"profile": "pika-test-absent"}}),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.body["field"], json!("incus.profile"));
+    assert_eq!(
+        db_rows(dir.path()).len(),
+        1,
+        "the refused request left no row"
+    );
+    assert_eq!(instance_names(&project), [name]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
