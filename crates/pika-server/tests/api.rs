@@ -424,7 +424,46 @@ fn invalid_guest_role_env_stops_the_server() {
 fn help_and_usage_errors() {
     let output = run(Command::new(BIN).arg("--help"));
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("token"));
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("token"));
+    // Every setting shows its variable; those with a default show it.
+    use pika_server::config::{ENV_DB, ENV_LISTEN, ENV_STATE_DIR, ENV_TOKENS_FILE};
+    use pika_server::incus_keys::env;
+    for var in [
+        ENV_LISTEN,
+        ENV_STATE_DIR,
+        ENV_DB,
+        ENV_TOKENS_FILE,
+        env::SOCKET,
+        env::ENDPOINT,
+        env::PROJECT,
+        env::PROFILE,
+        env::STORAGE_POOL,
+        env::GUEST_ROLE,
+        env::IMAGE_ALIAS,
+        env::INSECURE_TLS,
+        env::CLIENT_CERT_PATH,
+        env::CLIENT_KEY_PATH,
+        env::SERVER_CERT_PATH,
+        env::ALLOWED_ENDPOINTS,
+        env::INSECURE_TLS_ENDPOINTS,
+        env::ALLOWED_PROJECTS,
+        env::ALLOWED_PROFILES,
+        env::ALLOWED_STORAGE_POOLS,
+        env::ALLOWED_IMAGE_ALIASES,
+    ] {
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "--help lists {var}: {help}"
+        );
+    }
+    for default in [
+        pika_server::config::DEFAULT_LISTEN,
+        pika_server::config::DEFAULT_STATE_DIR,
+        pika_server::config::DEFAULT_INCUS_SOCKET,
+    ] {
+        assert!(help.contains(&format!("[default: {default}]")), "{default}");
+    }
     let output = run(Command::new(BIN).arg("no-such-command"));
     assert_eq!(output.status.code(), Some(2));
 }

@@ -907,10 +907,14 @@ async fn reprovision_keeps_the_old_instance_until_the_new_one_runs() {
     let srv = start(
         dir.path(),
         &project,
-        &[(
-            "PIKA_AGENT_INCUS_ALLOWED_PROFILES",
-            "pika-test-broken,pika-test-absent",
-        )],
+        &[
+            (
+                "PIKA_AGENT_INCUS_ALLOWED_PROFILES",
+                "pika-test-broken,pika-test-absent",
+            ),
+            ("PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS", "pika-test-absent"),
+            ("PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES", "pika-test/absent"),
+        ],
     );
     let token = srv.add_token("alice");
     let created = provision(&srv.url, &token, json!({}), &[]).await;
@@ -964,21 +968,33 @@ async fn reprovision_keeps_the_old_instance_until_the_new_one_runs() {
         );
         assert_eq!(db_rows(dir.path()).len(), 1, "{profile}: no row added");
     }
-    // A new agent naming an allowed profile that does not exist: 400 naming it, no row.
-    let answer = provision(
-        &srv.url,
-        &token,
-        json!({"incus": {"profile": "pika-test-absent"}}),
-        &[],
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
-    assert_eq!(answer.body["field"], json!("incus.profile"));
-    assert_eq!(
-        db_rows(dir.path()).len(),
-        1,
-        "the refused request left no row"
-    );
+    // A new agent naming an allowed object that does not exist: the same 400 naming the field
+    // whatever the object, and no row.
+    for (field, value) in [
+        ("profile", "pika-test-absent"),
+        ("storage_pool", "pika-test-absent"),
+        ("image_alias", "pika-test/absent"),
+    ] {
+        let answer = provision(&srv.url, &token, json!({"incus": {field: value}}), &[]).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{field}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["field"], json!(format!("incus.{field}")));
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert_eq!(
+            db_rows(dir.path()).len(),
+            1,
+            "{field}: the refused request left no row"
+        );
+    }
     assert_eq!(instance_names(&project), [name]);
 }
 
