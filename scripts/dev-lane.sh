@@ -116,7 +116,8 @@ start_server() {
     tries=$((tries + 1))
     if ((tries > 100)) || ! server_pid >/dev/null; then
       err "pika-server did not become healthy; see ${STATE}/pika-server.log"
-      curl -sS "${PIKA_SERVER_URL}/healthz" >&2 || true
+      # /healthz says only ok or not; the checks need the token.
+      curl -sS -H "Authorization: Bearer $(<"${STATE}/token")" "${PIKA_SERVER_URL}/v1/health" >&2 || true
       return 1
     fi
     sleep 0.2
