@@ -66,15 +66,12 @@ test_env_install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v jq >/dev/null || missing+=(jq)
   command -v pgrep >/dev/null || missing+=(procps)
-<<<<<<< HEAD
   # socat: the test cluster's loopback endpoint (scripts/lib/test-cluster.sh).
   command -v socat >/dev/null || missing+=(socat)
-=======
   # Shells whose parsers check the completion scripts of every binary; `script` gives tests a terminal.
   command -v zsh >/dev/null || missing+=(zsh)
   command -v fish >/dev/null || missing+=(fish)
   command -v script >/dev/null || missing+=(bsdutils)
->>>>>>> 28f1868 (WIP: pika-runtime (error chain, tracing init, NO_COLOR, completions, tables) applied to pika-roles, pika, pikaci, pika-guest, pika-incus)
   if ((${#missing[@]} > 0)); then
     test_env_log "installing ${missing[*]}"
     test_env_apt_update
