@@ -7,20 +7,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pika_guest_launch::{MountSources, apply_contract, launch};
 use pika_incus::{ExecRequest, FileMode, IncusClient, InstanceCreate, ProjectClient};
+use pika_incus_guest_role::IncusGuestRole;
 use tokio::sync::watch;
 
 use crate::job::{JobRuntimeConfig, JobSpec};
 use crate::naming::now_rfc3339;
 use crate::record::{
     JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord, RunRecord,
-    RunStatus,
+    RunStatus, SnapshotTransfer,
 };
 use crate::remote::{RemoteIncusContext, RemoteIncusError, process_env};
-use crate::snapshot::{Snapshot, build_snapshot};
+use crate::snapshot::{Snapshot, SnapshotError, build_snapshot, stage_snapshot};
 use crate::store::{RunStore, StoreError};
 
-/// Where the snapshot is unpacked in the guest; commands run there.
+/// The role mount jerichoci fills with the workspace snapshot (pikaci-runner declares it in
+/// roles.toml; its guest path is where commands run).
+pub const SNAPSHOT_MOUNT: &str = "snapshot";
+/// Where the snapshot is unpacked for a role without a [`SNAPSHOT_MOUNT`] mount.
 pub const GUEST_SNAPSHOT_DIR: &str = "/workspace/snapshot";
 /// Where the snapshot tar is pushed before it is unpacked (and removed).
 pub const GUEST_SNAPSHOT_TAR: &str = "/tmp/pikaci-snapshot.tar";
@@ -73,6 +78,13 @@ pub struct Executor {
     env: EnvLookup,
     cancel: watch::Receiver<bool>,
     progress: ProgressSink,
+    force_upload: bool,
+}
+
+/// How a job's snapshot gets into its guest, and where the guest sees it.
+struct SnapshotPlan {
+    transfer: SnapshotTransfer,
+    guest_dir: &'static str,
 }
 
 impl Executor {
@@ -97,7 +109,14 @@ impl Executor {
             env: Arc::new(process_env),
             cancel: watch::channel(false).1,
             progress: Arc::new(|_| {}),
+            force_upload: false,
         }
+    }
+
+    /// Uploads the snapshot even where it could be mounted (the benchmark compares both).
+    pub fn force_snapshot_upload(mut self, force: bool) -> Self {
+        self.force_upload = force;
+        self
     }
 
     pub fn with_incus(mut self, incus: IncusClient) -> Self {
@@ -342,6 +361,7 @@ impl Executor {
             phases: Vec::new(),
             instance_name: Some(context.instance_name.clone()),
             profile: Some(context.profile.clone()),
+            snapshot_transfer: None,
         });
         let Some(incus) = &self.incus else {
             record.error = Some(format!(
@@ -351,23 +371,46 @@ impl Executor {
             return;
         };
         let project = incus.in_project(&context.project);
-
-        // The snapshot is built while the instance launches.
-        let workspace = self.workspace.clone();
-        let exclude = self.snapshot_exclude.clone();
-        let snapshot = tokio::task::spawn_blocking(move || build_snapshot(&workspace, &exclude));
+        let plan = snapshot_plan(context.guest_role, incus.is_local(), self.force_upload);
+        if let Some(remote) = &mut record.remote_linux_vm {
+            remote.snapshot_transfer = Some(plan.transfer);
+        }
+        let mut stage = StageGuard(None);
+        let snapshot = match plan.transfer {
+            SnapshotTransfer::Mount => {
+                let path = self.store.snapshot_stage_path(run_id, &job.id);
+                stage.0 = Some(path.clone());
+                SnapshotSource::Stage(path)
+            }
+            // The tar is built while the instance launches.
+            SnapshotTransfer::Upload => {
+                let workspace = self.workspace.clone();
+                let exclude = self.snapshot_exclude.clone();
+                SnapshotSource::Tar(tokio::task::spawn_blocking(move || {
+                    build_snapshot(&workspace, &exclude)
+                }))
+            }
+        };
 
         let mut guard = InstanceGuard::new(project.clone(), context.instance_name.clone());
         let outcome = self
             .incus_phases(
-                job, &context, &project, snapshot, &mut guard, &mut log, record,
+                job,
+                &context,
+                &project,
+                (snapshot, plan.guest_dir),
+                &mut guard,
+                &mut log,
+                record,
             )
             .await;
 
-        // Cleanup runs on every path that may have created the instance.
+        // Cleanup runs on every path that may have created the instance, then the staged
+        // snapshot goes (the instance no longer mounts it).
         let started = Instant::now();
-        let cleanup = guard.cleanup().await;
-        let cleanup_error = cleanup.as_ref().err().map(ToString::to_string);
+        let cleanup = guard.cleanup().await.map_err(|e| e.to_string());
+        let cleanup = cleanup.and_then(|()| stage.remove());
+        let cleanup_error = cleanup.as_ref().err().cloned();
         self.phase_done(
             job,
             record,
@@ -399,45 +442,135 @@ impl Executor {
         }
     }
 
-    /// Launch, upload, run, collect. Returns the error that stopped the job early (recorded in its
-    /// phase already).
+    /// Stage (mount), launch, upload (tar), run, collect. Returns the error that stopped the job
+    /// early (recorded in its phase already).
     #[allow(clippy::too_many_arguments)]
     async fn incus_phases(
         &self,
         job: &JobSpec,
         context: &RemoteIncusContext,
         project: &ProjectClient,
-        snapshot: tokio::task::JoinHandle<Result<Snapshot, crate::snapshot::SnapshotError>>,
+        (snapshot, guest_dir): (SnapshotSource, &'static str),
         guard: &mut InstanceGuard,
         log: &mut File,
         record: &mut JobRecord,
     ) -> Result<(), String> {
-        // launch: resolve the alias (for the record) while the instance is created and started.
+        // upload, mount flavour: stage the snapshot before the launch (the device needs it).
+        let mut sources = MountSources::new();
+        let snapshot = match snapshot {
+            SnapshotSource::Stage(path) => {
+                let started = Instant::now();
+                let staged = self.stage(path).await;
+                self.simple_phase(
+                    job,
+                    record,
+                    Phase::Upload,
+                    started,
+                    &staged.as_ref().map(drop).map_err(Clone::clone),
+                );
+                sources.insert(SNAPSHOT_MOUNT.to_owned(), Some(staged?));
+                self.check_cancel(record)?;
+                None
+            }
+            SnapshotSource::Tar(tar) => {
+                // The upload fills the mount's guest path instead of a device.
+                if context
+                    .guest_role
+                    .mounts()
+                    .iter()
+                    .any(|m| m.name == SNAPSHOT_MOUNT)
+                {
+                    sources.insert(SNAPSHOT_MOUNT.to_owned(), None);
+                }
+                Some(tar)
+            }
+        };
+
+        // launch: create and start with the role's contract, wait for its readiness.
         let started = Instant::now();
-        let mut create = InstanceCreate::from_alias(&context.instance_name, &context.image_alias)
-            .profiles([context.profile.as_str()])
-            .description(format!("pikaci job {}", job.id))
-            .ephemeral(true)
-            .start(true);
-        if let Some(role) = context.recorded_guest_role() {
-            // Labelled only when the image is the role's own (see recorded_guest_role).
-            create = create.config(pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY, role.as_str());
-        }
         guard.armed = true;
-        let (alias, created) = tokio::join!(
-            project.get_image_alias(&context.image_alias),
-            project.create_instance(&create)
-        );
-        let fingerprint = alias.ok().map(|a| a.target);
-        if let Some(remote) = &mut record.remote_linux_vm {
-            remote.incus_image = Some(context.image_record(fingerprint));
-        }
-        let launched = created.map_err(|e| format!("launch: {e}"));
+        let launched = tokio::select! {
+            r = self.launch_guest(job, context, project, &sources, record) => r,
+            () = self.wait_cancel() => Err("interrupted (Ctrl-C)".to_owned()),
+        };
         self.simple_phase(job, record, Phase::Launch, started, &launched);
         launched?;
         self.check_cancel(record)?;
 
-        // upload: push the snapshot tar and unpack it.
+        if let Some(tar) = snapshot {
+            self.upload(job, context, project, tar, guest_dir, record)
+                .await?;
+        }
+
+        self.run_and_collect(job, context, project, guest_dir, log, record)
+            .await
+    }
+
+    /// Copies the workspace into `path` for the read-only mount; returns its absolute path.
+    async fn stage(&self, path: PathBuf) -> Result<PathBuf, String> {
+        let workspace = self.workspace.clone();
+        let exclude = self.snapshot_exclude.clone();
+        tokio::task::spawn_blocking(move || {
+            stage_snapshot(&workspace, &exclude, &path)?;
+            path.canonicalize().map_err(|source| SnapshotError::Stage {
+                path: path.clone(),
+                source,
+            })
+        })
+        .await
+        .map_err(|e| format!("snapshot task: {e}"))?
+        .map_err(|e| format!("snapshot: {e}"))
+    }
+
+    /// Creates the instance from the alias with the role's contract (limits, instance config,
+    /// the snapshot mount) and waits for the role's readiness; the alias goes into the record.
+    async fn launch_guest(
+        &self,
+        job: &JobSpec,
+        context: &RemoteIncusContext,
+        project: &ProjectClient,
+        sources: &MountSources,
+        record: &mut JobRecord,
+    ) -> Result<(), String> {
+        let alias = project.get_image_alias(&context.image_alias).await;
+        let fingerprint = alias.as_ref().ok().map(|a| a.target.clone());
+        if let Some(remote) = &mut record.remote_linux_vm {
+            remote.incus_image = Some(context.image_record(fingerprint));
+        }
+        let alias = alias.map_err(|e| format!("launch: {e}"))?;
+        let mut create = InstanceCreate::from_alias(&context.instance_name, &context.image_alias)
+            .instance_type(alias.instance_type())
+            .profiles([context.profile.as_str()])
+            .description(format!("pikaci job {}", job.id))
+            .ephemeral(true);
+        if let Some(role) = context.recorded_guest_role() {
+            // Labelled only when the image is the role's own (see recorded_guest_role).
+            create = create.config(pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY, role.as_str());
+        }
+        let create = apply_contract(create, context.guest_role, sources)
+            .map_err(|e| format!("launch: {e}"))?;
+        launch(
+            project,
+            &create,
+            context.guest_role,
+            &[],
+            context.ready_timeout,
+        )
+        .await
+        .map(drop)
+        .map_err(|e| format!("launch: {e}"))
+    }
+
+    /// upload, tar flavour: push the snapshot tar and unpack it at `guest_dir`.
+    async fn upload(
+        &self,
+        job: &JobSpec,
+        context: &RemoteIncusContext,
+        project: &ProjectClient,
+        snapshot: tokio::task::JoinHandle<Result<Snapshot, SnapshotError>>,
+        guest_dir: &str,
+        record: &mut JobRecord,
+    ) -> Result<(), String> {
         let started = Instant::now();
         let uploaded = async {
             let snapshot = snapshot
@@ -454,7 +587,7 @@ impl Executor {
                 .await
                 .map_err(|e| format!("upload: {e}"))?;
             let unpack = format!(
-                "mkdir -p {GUEST_SNAPSHOT_DIR} && tar -xf {GUEST_SNAPSHOT_TAR} -C {GUEST_SNAPSHOT_DIR} && rm -f {GUEST_SNAPSHOT_TAR}"
+                "mkdir -p {guest_dir} && tar -xf {GUEST_SNAPSHOT_TAR} -C {guest_dir} && rm -f {GUEST_SNAPSHOT_TAR}"
             );
             let out = project
                 .exec(
@@ -478,8 +611,19 @@ impl Executor {
         };
         self.simple_phase(job, record, Phase::Upload, started, &uploaded);
         uploaded?;
-        self.check_cancel(record)?;
+        self.check_cancel(record)
+    }
 
+    /// run, then collect.
+    async fn run_and_collect(
+        &self,
+        job: &JobSpec,
+        context: &RemoteIncusContext,
+        project: &ProjectClient,
+        guest_dir: &str,
+        log: &mut File,
+        record: &mut JobRecord,
+    ) -> Result<(), String> {
         // run: the command, stdout and stderr into one guest file (so the log keeps their order),
         // copied into the log while the command runs.
         let started = Instant::now();
@@ -492,7 +636,7 @@ impl Executor {
             "pikaci",
             job.effective_command(),
         ])
-        .cwd(GUEST_SNAPSHOT_DIR)
+        .cwd(guest_dir)
         .timeout(limit + WAIT_SLACK);
         let mut tail = OutputTail::default();
         let running = async {
@@ -627,6 +771,52 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
+/// Mount when the role declares a [`SNAPSHOT_MOUNT`] and Incus shares this host's filesystem
+/// (`local`: the unix socket); otherwise upload (an HTTPS endpoint cannot see a host directory).
+/// The guest sees the snapshot at the mount's path either way.
+fn snapshot_plan(role: IncusGuestRole, local: bool, force_upload: bool) -> SnapshotPlan {
+    let mount = role.mounts().iter().find(|m| m.name == SNAPSHOT_MOUNT);
+    let transfer = if mount.is_some() && local && !force_upload {
+        SnapshotTransfer::Mount
+    } else {
+        SnapshotTransfer::Upload
+    };
+    SnapshotPlan {
+        transfer,
+        guest_dir: mount.map_or(GUEST_SNAPSHOT_DIR, |m| m.path),
+    }
+}
+
+/// The snapshot of an Incus job: a host directory to stage (mount) or a tar being built (upload).
+enum SnapshotSource {
+    Stage(PathBuf),
+    Tar(tokio::task::JoinHandle<Result<Snapshot, SnapshotError>>),
+}
+
+/// Owns a staged snapshot directory: [`StageGuard::remove`] deletes it; so does a drop.
+struct StageGuard(Option<PathBuf>);
+
+impl StageGuard {
+    fn remove(&mut self) -> Result<(), String> {
+        match self.0.take() {
+            None => Ok(()),
+            Some(path) => match std::fs::remove_dir_all(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+                    "removing the staged snapshot {}: {e}",
+                    path.display()
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+impl Drop for StageGuard {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
 /// Owns an instance that may exist: [`InstanceGuard::cleanup`] deletes it. Dropping an armed guard
 /// without cleanup (a cancelled future) still deletes it, from a spawned task.
 struct InstanceGuard {
@@ -696,4 +886,50 @@ fn signal_of(status: &std::process::ExitStatus) -> i32 {
 #[cfg(not(unix))]
 fn signal_of(_status: &std::process::ExitStatus) -> i32 {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_mount(role: IncusGuestRole) -> Option<&'static str> {
+        role.mounts()
+            .iter()
+            .find(|m| m.name == SNAPSHOT_MOUNT)
+            .map(|m| m.path)
+    }
+
+    #[test]
+    fn the_snapshot_is_mounted_only_locally_for_roles_with_the_mount() {
+        let with: Vec<_> = IncusGuestRole::ALL
+            .iter()
+            .filter(|r| snapshot_mount(**r).is_some())
+            .collect();
+        assert!(
+            !with.is_empty(),
+            "some role of roles.toml declares `{SNAPSHOT_MOUNT}`"
+        );
+        for &role in IncusGuestRole::ALL {
+            let local = snapshot_plan(role, true, false);
+            let remote = snapshot_plan(role, false, false);
+            let forced = snapshot_plan(role, true, true);
+            match snapshot_mount(role) {
+                Some(path) => {
+                    assert_eq!(local.transfer, SnapshotTransfer::Mount, "{role}");
+                    assert_eq!(local.guest_dir, path);
+                    assert_eq!(
+                        remote.guest_dir, path,
+                        "the upload lands where the mount would"
+                    );
+                }
+                None => {
+                    assert_eq!(local.transfer, SnapshotTransfer::Upload, "{role}");
+                    assert_eq!(local.guest_dir, GUEST_SNAPSHOT_DIR);
+                }
+            }
+            // An HTTPS endpoint cannot see this host's directories: always the upload.
+            assert_eq!(remote.transfer, SnapshotTransfer::Upload, "{role}");
+            assert_eq!(forced.transfer, SnapshotTransfer::Upload, "{role}");
+        }
+    }
 }

@@ -43,7 +43,7 @@ pub use job::{IncusRuntimeConfig, JobRuntimeConfig, JobSpec};
 pub use pika_incus_guest_role::IncusGuestRole;
 pub use record::{
     JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord,
-    RemoteLinuxVmImageRecord, RunRecord, RunStatus,
+    RemoteLinuxVmImageRecord, RunRecord, RunStatus, SnapshotTransfer,
 };
 pub use remote::{
     RemoteIncusContext, RemoteIncusError, load_remote_incus_image_record,

@@ -128,6 +128,19 @@ pub struct RemoteLinuxVmExecutionRecord {
     pub instance_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// How the snapshot reached the guest; `None` before it was decided (and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_transfer: Option<SnapshotTransfer>,
+}
+
+/// How the workspace snapshot reaches an Incus guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotTransfer {
+    /// Staged in a host directory and attached as the role's read-only `snapshot` disk device.
+    Mount,
+    /// Pushed as a tar through the Incus files API and unpacked in the guest.
+    Upload,
 }
 
 /// The Incus image a job ran on.
@@ -147,9 +160,11 @@ pub struct RemoteLinuxVmImageRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
-    /// Create and start the ephemeral instance (and resolve the image fingerprint).
+    /// Create and start the ephemeral instance with the role's contract (and resolve the image
+    /// fingerprint), then wait until it is ready by the role's readiness.
     Launch,
-    /// Push the workspace snapshot and unpack it in `/workspace/snapshot`.
+    /// Deliver the workspace snapshot: stage it in a host directory for the mount (before the
+    /// launch), or push it and unpack it in the guest (after the launch).
     Upload,
     /// Run the command.
     Run,

@@ -18,6 +18,8 @@ pub const IMAGE_ALIAS_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_IMAGE_ALIAS";
 pub const PROJECT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT";
 /// Incus profile the CI guests are created with.
 pub const PROFILE_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE";
+/// How long a guest may take to become ready by its role's readiness, in seconds.
+pub const READY_TIMEOUT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_READY_TIMEOUT_SECS";
 /// The Incus unix socket (default: `pika_incus::api::DEFAULT_UNIX_SOCKET`).
 pub const INCUS_SOCKET_ENV: &str = "INCUS_SOCKET";
 /// Project used when [`PROJECT_ENV`] is unset.
@@ -46,6 +48,8 @@ pub enum RemoteIncusError {
         value: String,
         valid: String,
     },
+    #[error("{var}: {detail}")]
+    InvalidReadyTimeout { var: &'static str, detail: String },
     #[error("job `{job}` runs on the {runtime} runtime, not on Incus; it has no guest role")]
     NotAnIncusJob { job: String, runtime: &'static str },
 }
@@ -104,6 +108,8 @@ pub struct RemoteIncusContext {
     pub image_alias: String,
     /// Ephemeral instance name, from the run and job IDs (valid for Incus).
     pub instance_name: String,
+    /// How long the guest may take to become ready ([`READY_TIMEOUT_ENV`]).
+    pub ready_timeout: std::time::Duration,
 }
 
 impl RemoteIncusContext {
@@ -119,6 +125,15 @@ impl RemoteIncusContext {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, RemoteIncusError> {
         let guest_role = remote_linux_vm_incus_guest_role_from(job, &lookup)?;
+        let ready_timeout = match lookup_trimmed(&lookup, READY_TIMEOUT_ENV) {
+            None => pika_guest_launch::DEFAULT_READY_TIMEOUT,
+            Some(value) => pika_guest_launch::parse_timeout_secs(&value).map_err(|detail| {
+                RemoteIncusError::InvalidReadyTimeout {
+                    var: READY_TIMEOUT_ENV,
+                    detail,
+                }
+            })?,
+        };
         Ok(Self {
             guest_role,
             project: lookup_trimmed(&lookup, PROJECT_ENV)
@@ -127,6 +142,7 @@ impl RemoteIncusContext {
                 .unwrap_or_else(|| DEFAULT_PROFILE.to_owned()),
             image_alias: remote_linux_vm_incus_image_alias_from(guest_role, &lookup),
             instance_name: instance_name(run_id, &job.id),
+            ready_timeout,
         })
     }
 
@@ -315,6 +331,26 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("`lint`"));
+    }
+
+    #[test]
+    fn ready_timeout_comes_from_env_and_bad_values_name_the_variable() {
+        let ctx = RemoteIncusContext::for_job_from(&runner_job(), "r", env(&[])).unwrap();
+        assert_eq!(ctx.ready_timeout, pika_guest_launch::DEFAULT_READY_TIMEOUT);
+        let ctx =
+            RemoteIncusContext::for_job_from(&runner_job(), "r", env(&[(READY_TIMEOUT_ENV, "7")]))
+                .unwrap();
+        assert_eq!(ctx.ready_timeout, std::time::Duration::from_secs(7));
+        for bad in ["0", "soon", "-1"] {
+            let err = RemoteIncusContext::for_job_from(
+                &runner_job(),
+                "r",
+                env(&[(READY_TIMEOUT_ENV, bad)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(READY_TIMEOUT_ENV), "{err}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 
     #[test]

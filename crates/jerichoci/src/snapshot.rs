@@ -1,4 +1,5 @@
-//! Workspace snapshots: the files `git ls-files -co --exclude-standard` lists, as a tar archive.
+//! Workspace snapshots: the files `git ls-files -co --exclude-standard` lists, as a tar archive
+//! (uploaded into the guest) or as a staged host directory (mounted read-only into the guest).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +9,11 @@ use std::process::Command;
 pub enum SnapshotError {
     #[error("`git ls-files` failed in {dir}: {detail}")]
     Git { dir: PathBuf, detail: String },
+    #[error("cannot stage {path}: {source}")]
+    Stage {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot archive {path}: {source}")]
     Archive {
         path: PathBuf,
@@ -79,6 +85,37 @@ pub fn build_snapshot(dir: &Path, exclude: &[PathBuf]) -> Result<Snapshot, Snaps
     })
 }
 
+/// Copies the workspace `dir` (see [`workspace_files`]) into the new directory `dest` (its parent
+/// must exist; `dest` must not): the staged snapshot a guest mounts. Symlinks stay links; file
+/// modes are kept. Returns the number of files. On error, `dest` may be partly written: the caller
+/// removes it (it removes it after the job anyway).
+pub fn stage_snapshot(
+    dir: &Path,
+    exclude: &[PathBuf],
+    dest: &Path,
+) -> Result<usize, SnapshotError> {
+    let files = workspace_files(dir, exclude)?;
+    let fail = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SnapshotError::Stage { path, source }
+    };
+    std::fs::create_dir(dest).map_err(fail(dest))?;
+    for rel in &files {
+        let (from, to) = (dir.join(rel), dest.join(rel));
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(fail(parent))?;
+        }
+        let meta = from.symlink_metadata().map_err(fail(&from))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&from).map_err(fail(&from))?;
+            std::os::unix::fs::symlink(target, &to).map_err(fail(&to))?;
+        } else {
+            std::fs::copy(&from, &to).map_err(fail(&to))?;
+        }
+    }
+    Ok(files.len())
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -130,6 +167,36 @@ mod tests {
         }
         assert_eq!(names, [".gitignore", "link", "src/nested/file.txt"]);
         assert_eq!(snap.files, 3);
+    }
+
+    #[test]
+    fn staging_copies_the_same_files_as_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        fs::create_dir_all(root.join("src/nested")).unwrap();
+        git(&root, &["init", "-q"]);
+        fs::write(root.join(".gitignore"), "ignored.txt\n").unwrap();
+        fs::write(root.join("src/nested/file.txt"), "nested\n").unwrap();
+        fs::write(root.join("ignored.txt"), "no\n").unwrap();
+        fs::create_dir_all(root.join(".pikaci/runs")).unwrap();
+        fs::write(root.join(".pikaci/runs/log"), "no\n").unwrap();
+        std::os::unix::fs::symlink("src/nested/file.txt", root.join("link")).unwrap();
+
+        let dest = dir.path().join("staged");
+        let count = stage_snapshot(&root, &[PathBuf::from(".pikaci")], &dest).unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(
+            fs::read_to_string(dest.join("src/nested/file.txt")).unwrap(),
+            "nested\n"
+        );
+        assert_eq!(
+            fs::read_link(dest.join("link")).unwrap(),
+            Path::new("src/nested/file.txt")
+        );
+        assert!(!dest.join("ignored.txt").exists());
+        assert!(!dest.join(".pikaci").exists());
+        // An existing destination is refused: a stale stage is never mixed into a new one.
+        assert!(stage_snapshot(&root, &[], &dest).is_err());
     }
 
     #[test]

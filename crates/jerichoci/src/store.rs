@@ -36,6 +36,20 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// A job ID as a file name: anything but `[A-Za-z0-9._-]` becomes `_`.
+fn safe_file_name(job_id: &str) -> String {
+    job_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Run records under one directory (`PIKACI_STATE_DIR`, default `.pikaci/runs/`).
 #[derive(Clone, Debug)]
 pub struct RunStore {
@@ -58,17 +72,14 @@ impl RunStore {
 
     /// Where job `job_id` of run `run_id` logs its output.
     pub fn log_path(&self, run_id: &str, job_id: &str) -> PathBuf {
-        let safe: String = job_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.run_dir(run_id).join(format!("{safe}.log"))
+        self.run_dir(run_id)
+            .join(format!("{}.log", safe_file_name(job_id)))
+    }
+
+    /// Where job `job_id` of run `run_id` stages its snapshot for a mount (removed after the job).
+    pub fn snapshot_stage_path(&self, run_id: &str, job_id: &str) -> PathBuf {
+        self.run_dir(run_id)
+            .join(format!("{}.snapshot", safe_file_name(job_id)))
     }
 
     /// Creates the run's directory.

@@ -50,9 +50,10 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
     let pass = &run.jobs[0];
     assert_eq!(pass.status, JobStatus::Passed, "{pass:?}");
     assert_eq!(pass.exit_code, Some(0));
+    // Local Incus and a role with a `snapshot` mount: staged first, then launched with it.
     let all_ok = [
-        Phase::Launch,
         Phase::Upload,
+        Phase::Launch,
         Phase::Run,
         Phase::Collect,
         Phase::Cleanup,
@@ -186,8 +187,8 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
     assert_eq!(
         statuses,
         [
-            (Phase::Launch, PhaseStatus::Ok),
             (Phase::Upload, PhaseStatus::Ok),
+            (Phase::Launch, PhaseStatus::Ok),
             (Phase::Run, PhaseStatus::TimedOut),
             (Phase::Collect, PhaseStatus::Ok),
             (Phase::Cleanup, PhaseStatus::Ok)
@@ -271,6 +272,7 @@ async fn missing_alias_is_a_launch_error_naming_it() {
     assert_eq!(
         phases(job),
         [
+            (Phase::Upload, PhaseStatus::Ok),
             (Phase::Launch, PhaseStatus::Failed),
             (Phase::Cleanup, PhaseStatus::Ok)
         ]

@@ -1,14 +1,17 @@
 //! `pika-guest`: the operator tool for Incus guests of any role of roles.toml.
 //!
 //! ```text
-//! pika-guest launch --role ROLE NAME [--ssh-key FILE] [--project P]
-//! pika-guest list [--role ROLE]
-//! pika-guest delete NAME
+//! pika-guest launch --role ROLE NAME [--ssh-key FILE] [--project P] [--profile P]... [--mount NAME=DIR]... [--timeout SECS] [--json]
+//! pika-guest list [--role ROLE] [--project P] [--json]
+//! pika-guest delete NAME [--project P] [--json]
 //! pika-guest image import|status|rollback|prune|publish --role ROLE ...
 //! ```
-//! Exit codes: 0 ok, 1 failure, 2 usage error.
+//! Every command talks to the local Incus socket (`--socket`, `INCUS_SOCKET`) or to an HTTPS
+//! endpoint (`--endpoint URL --client-cert FILE --client-key FILE [--server-cert FILE]`).
+//! Exit codes: 0 ok, 1 failure, 2 usage error (an unknown role lists the valid ones).
 
 mod guest;
+mod guest_target;
 mod image;
 
 use std::process::ExitCode;

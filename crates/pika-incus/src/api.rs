@@ -26,6 +26,26 @@ pub fn user_config(config: &BTreeMap<String, String>) -> impl Iterator<Item = (&
         .filter_map(|(key, value)| Some((key.strip_prefix(USER_CONFIG_PREFIX)?, value.as_str())))
 }
 
+/// Instance config keys Incus accepts only for virtual machines (a container create with one
+/// fails with "Unknown configuration key"). Exact keys and `prefix.` families.
+const VM_ONLY_CONFIG_KEYS: &[&str] = &[
+    "security.secureboot",
+    "security.csm",
+    "security.sev",
+    "security.sev.",
+    "agent.nic_config",
+    "boot.debug_edk2",
+    "raw.qemu",
+    "raw.qemu.",
+];
+
+/// Whether Incus knows `key` only for virtual machines (`security.secureboot`).
+pub fn is_vm_only_config_key(key: &str) -> bool {
+    VM_ONLY_CONFIG_KEYS
+        .iter()
+        .any(|known| key == *known || (known.ends_with('.') && key.starts_with(known)))
+}
+
 /// Base URL used over the unix socket (the host part is ignored by incusd).
 pub(crate) const UNIX_BASE_URL: &str = "http://incus";
 
@@ -128,6 +148,15 @@ mod tests {
         ));
         assert!(means_conflict("Image with same fingerprint already exists"));
         assert!(!means_conflict("Instance not found"));
+    }
+
+    #[test]
+    fn vm_only_keys() {
+        assert!(is_vm_only_config_key("security.secureboot"));
+        assert!(is_vm_only_config_key("security.sev.policy.es"));
+        assert!(!is_vm_only_config_key("security.secureboot.x"));
+        assert!(!is_vm_only_config_key("limits.cpu"));
+        assert!(!is_vm_only_config_key("security.privileged"));
     }
 
     #[test]

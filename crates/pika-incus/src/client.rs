@@ -223,6 +223,12 @@ impl IncusClient {
         &self.endpoint
     }
 
+    /// True for a client of a local unix socket: the server shares this host's filesystem, so a
+    /// host directory can be handed to it (disk devices); false for an HTTPS endpoint.
+    pub fn is_local(&self) -> bool {
+        self.endpoint.starts_with("unix:")
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -428,6 +428,26 @@ impl ProjectClient {
             .await
     }
 
+    /// Creates the directory `path` in the instance with owner and mode (its parent must exist);
+    /// an existing directory is left as it is.
+    pub async fn create_dir(&self, instance: &str, path: &str, mode: FileMode) -> Result<()> {
+        let request = self
+            .request(
+                Method::POST,
+                &api::instance_sub(instance, "files"),
+                &[(api::Q_PATH, path)],
+            )
+            .header(api::H_UID, mode.uid)
+            .header(api::H_GID, mode.gid)
+            .header(api::H_MODE, format!("{:04o}", mode.mode))
+            .header(api::H_TYPE, "directory");
+        self.sync(
+            &self.what("directory", &format!("{instance}:{path}")),
+            request,
+        )
+        .await
+    }
+
     /// Reads the file at `path` in the instance.
     pub async fn pull_file(&self, instance: &str, path: &str) -> Result<Vec<u8>> {
         let what = self.what("file", &format!("{instance}:{path}"));

@@ -128,6 +128,18 @@ pub struct ImageAlias {
     pub image_type: String,
 }
 
+impl ImageAlias {
+    /// The type of instance the image behind the alias makes (Incus cannot create a container
+    /// from a VM image or the reverse).
+    pub fn instance_type(&self) -> InstanceType {
+        if self.image_type == InstanceType::VirtualMachine.as_str() {
+            InstanceType::VirtualMachine
+        } else {
+            InstanceType::Container
+        }
+    }
+}
+
 /// `GET /1.0/images/<fingerprint>`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

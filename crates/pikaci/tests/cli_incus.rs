@@ -163,7 +163,8 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the command runs (the upload phase has finished), then interrupt.
+    // Wait until the command runs (the launch, after the snapshot was staged, has finished), then
+    // interrupt.
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -171,11 +172,12 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.starts_with("[slow] upload") || Instant::now() > deadline {
+        if line.starts_with("[slow] launch") || Instant::now() > deadline {
             break;
         }
     }
     assert!(seen.contains("[slow] upload   ok"), "{seen}");
+    assert!(seen.contains("[slow] launch   ok"), "{seen}");
     // The job's output streams into its log while it runs: wait for it, then interrupt.
     let log_path = seen
         .split("  log: ")
@@ -214,8 +216,9 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     assert_eq!(
         phases,
         [
-            (Phase::Launch, PhaseStatus::Ok),
+            // The snapshot is staged for its mount before the launch.
             (Phase::Upload, PhaseStatus::Ok),
+            (Phase::Launch, PhaseStatus::Ok),
             (Phase::Run, PhaseStatus::Interrupted),
             (Phase::Collect, PhaseStatus::Ok),
             (Phase::Cleanup, PhaseStatus::Ok)

@@ -1,0 +1,246 @@
+//! Launching Incus guests with their role's runtime contract, the same way in every launcher
+//! (pika-server, jerichoci, pika-guest): no launcher has per-role code.
+//!
+//! - [`apply_contract`] adds the role's `launch_config()` (limits.cpu, limits.memory, Secure Boot,
+//!   instance-config) and its mounts (disk devices for host directories the launcher supplies) to
+//!   a create request;
+//! - [`wait_ready`] polls the instance until it is ready the way the role says ([`readiness`]);
+//! - [`launch`] does both around the create (pushing [`GuestFile`]s, such as an SSH key, once the
+//!   guest runs) and, when the guest does not become ready, deletes the instance before it reports
+//!   the error, so a failed launch leaves nothing behind.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pika_guest_launch::{MountSources, apply_contract, image_type_of_alias, launch};
+//! use pika_incus::{IncusClient, InstanceCreate, api};
+//! use pika_incus_guest_role::IncusGuestRole;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let project = IncusClient::unix(api::DEFAULT_UNIX_SOCKET)?.in_project("pika-demo");
+//! let role = IncusGuestRole::ManagedOpenclaw;
+//! let alias = role.default_image_alias();
+//! let create = InstanceCreate::from_alias("demo", alias)
+//!     .instance_type(image_type_of_alias(&project, alias).await?);
+//! let create = apply_contract(create, role, &MountSources::new())?;
+//! launch(&project, &create, role, &[], Duration::from_secs(120)).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod contract;
+pub mod readiness;
+
+use std::time::Duration;
+
+use pika_incus::{FileMode, InstanceCreate, ProjectClient};
+use pika_incus_guest_role::IncusGuestRole;
+use tokio::time::Instant;
+
+pub use contract::{ContractError, MountSources, apply_contract, image_type_of_alias, mount_names};
+pub use readiness::{DEFAULT_READY_TIMEOUT, NotReady, Ready, wait_ready};
+
+/// Why a launch failed. The instance is gone by then unless [`LaunchError::cleanup`] says why not.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{source}{}", cleanup_note(cleanup))]
+    Incus {
+        source: pika_incus::Error,
+        cleanup: Option<String>,
+    },
+    #[error(
+        "guest {instance} of role {role}: writing {path}: {source}{}",
+        cleanup_note(cleanup)
+    )]
+    File {
+        role: IncusGuestRole,
+        instance: String,
+        path: String,
+        source: pika_incus::Error,
+        cleanup: Option<String>,
+    },
+    #[error("guest {instance} of role {role}: {source}{}", cleanup_note(cleanup))]
+    NotReady {
+        role: IncusGuestRole,
+        instance: String,
+        source: NotReady,
+        cleanup: Option<String>,
+    },
+}
+
+impl LaunchError {
+    /// Why the failed instance could not be removed, if it could not.
+    pub fn cleanup(&self) -> Option<&str> {
+        match self {
+            LaunchError::Incus { cleanup, .. }
+            | LaunchError::File { cleanup, .. }
+            | LaunchError::NotReady { cleanup, .. } => cleanup.as_deref(),
+        }
+    }
+}
+
+fn cleanup_note(cleanup: &Option<String>) -> String {
+    match cleanup {
+        None => String::new(),
+        Some(e) => format!(" (and removing the instance failed: {e})"),
+    }
+}
+
+/// A file written into a launched guest once it runs, before the readiness wait (an SSH key for
+/// `ssh` readiness). Missing parent directories are created with `dir_mode`, owned by root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestFile {
+    /// Absolute guest path.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+    pub dir_mode: u32,
+}
+
+/// Creates and starts `create` (the `start` flag is forced on), writes `files` into it, and waits
+/// until it is ready by `role`'s readiness; all of it within `ready_timeout`. On any failure after
+/// the create was sent, the instance is deleted before the error is returned.
+pub async fn launch(
+    project: &ProjectClient,
+    create: &InstanceCreate,
+    role: IncusGuestRole,
+    files: &[GuestFile],
+    ready_timeout: Duration,
+) -> Result<Ready, LaunchError> {
+    let deadline = Instant::now() + ready_timeout;
+    let create = create.clone().start(true);
+    let name = create.name.as_str();
+    if let Err(source) = project.create_instance(&create).await {
+        // A create whose start failed leaves the instance; a conflict means it was never ours.
+        let cleanup = if source.is_conflict() {
+            None
+        } else {
+            remove_instance(project, name)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        };
+        return Err(LaunchError::Incus { source, cleanup });
+    }
+    let instance = format!("{}/{name}", project.name());
+    for file in files {
+        if let Err(source) = push_until(project, name, file, deadline).await {
+            let cleanup = remove_instance(project, name)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            return Err(LaunchError::File {
+                role,
+                instance,
+                path: file.path.clone(),
+                source,
+                cleanup,
+            });
+        }
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    match wait_ready(project, name, role.readiness(), left).await {
+        Ok(ready) => Ok(ready),
+        Err(source) => {
+            let cleanup = remove_instance(project, name)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            // Name the whole timeout, not what was left of it after the files.
+            let source = match source {
+                NotReady::TimedOut {
+                    readiness, last, ..
+                } => NotReady::TimedOut {
+                    readiness,
+                    timeout: ready_timeout,
+                    last,
+                },
+                gone => gone,
+            };
+            Err(LaunchError::NotReady {
+                role,
+                instance,
+                source,
+                cleanup,
+            })
+        }
+    }
+}
+
+/// Writes `file` (and its missing parents) into the guest, retrying until `deadline`: a VM's
+/// files API answers only once its incus-agent runs.
+async fn push_until(
+    project: &ProjectClient,
+    instance: &str,
+    file: &GuestFile,
+    deadline: Instant,
+) -> pika_incus::Result<()> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let result = push_file_with_parents(project, instance, file).await;
+        match result {
+            Err(e) if !e.is_not_found() && Instant::now() + pause < deadline => {
+                tracing::debug!("writing {} into {instance}: {e}; retrying", file.path);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn push_file_with_parents(
+    project: &ProjectClient,
+    instance: &str,
+    file: &GuestFile,
+) -> pika_incus::Result<()> {
+    let root = |mode| FileMode {
+        uid: 0,
+        gid: 0,
+        mode,
+    };
+    let parents: Vec<&str> = std::path::Path::new(&file.path)
+        .ancestors()
+        .skip(1)
+        .filter_map(|p| p.to_str())
+        .filter(|p| *p != "/" && !p.is_empty())
+        .collect();
+    for dir in parents.iter().rev() {
+        project
+            .create_dir(instance, dir, root(file.dir_mode))
+            .await?;
+    }
+    project
+        .push_file(instance, &file.path, file.contents.clone(), root(file.mode))
+        .await
+}
+
+/// Stops (forcibly) and deletes an instance; one that is not there counts as removed.
+pub async fn remove_instance(project: &ProjectClient, name: &str) -> pika_incus::Result<()> {
+    let instance = match project.get_instance(name).await {
+        Ok(instance) => instance,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if instance.status != "Stopped" {
+        match project.stop_instance(name, true).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Ok(()),
+            // It may have stopped on its own meanwhile; the delete decides.
+            Err(e) => tracing::debug!("stopping {name}: {e}"),
+        }
+    }
+    match project.delete_instance(name).await {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a readiness timeout in whole seconds (`300`), for the launchers' env vars and flags.
+pub fn parse_timeout_secs(value: &str) -> Result<Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "{value:?} is not a timeout: give a whole number of seconds > 0"
+        )),
+    }
+}
