@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use pika_guest_launch::{
+    DEFAULT_READY_TIMEOUT, LaunchError, MountSources, apply_contract, launch,
+};
 use pika_incus::{HttpsConfig, IncusClient, InstanceCreate, InstanceType, ProjectClient};
 
 use crate::incus_keys::{self, env};
@@ -143,12 +146,9 @@ pub async fn preflight(
         .get_image_alias(&params.image_alias)
         .await
         .map_err(|e| missing("image_alias", "image alias", &params.image_alias, e))?;
-    let instance_type = if alias.image_type == InstanceType::VirtualMachine.as_str() {
-        InstanceType::VirtualMachine
-    } else {
-        InstanceType::Container
-    };
-    Ok(Preflight { instance_type })
+    Ok(Preflight {
+        instance_type: alias.instance_type(),
+    })
 }
 
 /// Who an instance belongs to: stamped on it as `user.pika.*` config.
@@ -158,8 +158,10 @@ pub struct Stamp<'a> {
     pub owner: &'a str,
 }
 
-/// Creates and starts `instance_name` in one Incus operation, then checks that it runs. On any
-/// failure the half-made instance is removed before the error is returned.
+/// Creates and starts `instance_name` with its role's contract (limits, instance config, mounts;
+/// see pika-guest-launch) and waits until it is ready by the role's readiness, so `running` means
+/// ready. On any failure the half-made instance is removed before the error is returned; a guest
+/// that does not become ready fails with an error naming the role, the readiness and the timeout.
 pub async fn create_verified(
     project: &ProjectClient,
     params: &ResolvedIncusParams,
@@ -180,21 +182,27 @@ pub async fn create_verified(
         )
         .config(incus_keys::SERVER_ID_KEY, stamp.server_id)
         .config(incus_keys::AGENT_ID_KEY, stamp.agent_id)
-        .config(incus_keys::OWNER_KEY, stamp.owner)
-        .start(true);
+        .config(incus_keys::OWNER_KEY, stamp.owner);
     if let Some(role) = params.materialized_guest_role() {
         create = create.config(incus_keys::GUEST_ROLE_KEY, role.as_str());
     }
+    let what = format!("instance {}/{instance_name}", project.name());
+    let role = params.guest_role;
     let created = async {
-        project.create_instance(&create).await?;
-        let instance = project.get_instance(instance_name).await?;
-        if instance.is_running() {
-            Ok(())
-        } else {
-            Err(pika_incus::Error::OperationFailed {
-                what: format!("instance {instance_name}"),
-                message: format!("created but not running (status {})", instance.status),
-            })
+        // The server supplies no host directories: a role with mounts is refused here.
+        let create = apply_contract(create, role, &MountSources::new()).map_err(|e| {
+            pika_incus::Error::Config {
+                what: what.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        match launch(project, &create, role, &[], DEFAULT_READY_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(LaunchError::Incus { source, .. }) => Err(source),
+            Err(not_ready) => Err(pika_incus::Error::OperationFailed {
+                what: what.clone(),
+                message: not_ready.to_string(),
+            }),
         }
     }
     .await;

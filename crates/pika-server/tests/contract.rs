@@ -1,0 +1,61 @@
+//! An agent provisioned through pika-server runs in an instance with its role's runtime contract:
+//! the role's limits and instance config, read back from the real incusd.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Server, ServerSetup, TestProject};
+use pika_managed_agent_contract::{AGENTS_PATH, AgentState, IncusGuestRole};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
+const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn the_agents_instance_carries_the_roles_limits_and_instance_config() {
+    let project = TestProject::new("api-contract");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerSetup {
+        bin: Path::new(BIN),
+        dir: dir.path(),
+        project: Some(&project.name),
+        env: vec![],
+    });
+    let token = server.add_token("alice");
+    let response = reqwest::Client::new()
+        .post(format!("{}{AGENTS_PATH}", server.url))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "contract" }))
+        .send()
+        .await
+        .unwrap();
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(
+        record["state"],
+        json!(AgentState::Running.as_str()),
+        "{record}"
+    );
+
+    let instance = project
+        .instance(record["instance_name"].as_str().unwrap())
+        .expect("the agent's instance exists");
+    let config = &instance["config"];
+    assert_eq!(config["limits.cpu"], json!(MANAGED.cpu().to_string()));
+    assert_eq!(
+        config["limits.memory"],
+        json!(format!("{}MiB", MANAGED.memory_mib()))
+    );
+    for (key, value) in MANAGED.instance_config() {
+        assert_eq!(config[*key], json!(value), "{key}: {config}");
+    }
+    // The whole launch config, minus what Incus knows only for VMs (the stand-in is a container).
+    for (key, value) in MANAGED.launch_config() {
+        if pika_incus::api::is_vm_only_config_key(&key) {
+            assert!(config.get(&key).is_none(), "{key}: {config}");
+        } else {
+            assert_eq!(config[&key], json!(value), "{key}: {config}");
+        }
+    }
+}
