@@ -1,0 +1,258 @@
+//! The contract reaches the real incusd: every role's launch config and mounts on a created
+//! instance, Secure Boot off on VM roles, each readiness kind, and a guest that never gets ready
+//! deleted with an error naming role, readiness and timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestProject, incus};
+use pika_guest_launch::{
+    GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch, wait_ready,
+};
+use pika_incus::{InstanceCreate, InstanceType, api::is_vm_only_config_key};
+use pika_incus_guest_role::{IncusGuestRole, Readiness};
+use serde_json::Value;
+
+fn mount_sources(role: IncusGuestRole, dir: &std::path::Path) -> MountSources {
+    role.mounts()
+        .iter()
+        .map(|m| (m.name.to_owned(), Some(dir.join(m.name))))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn every_roles_launch_config_and_mounts_reach_the_instance() {
+    let project = TestProject::new("launch-config");
+    let client = project.client();
+    let dirs = tempfile::tempdir().unwrap();
+    for &role in IncusGuestRole::ALL {
+        project.import("container", role.default_image_alias());
+        let sources = mount_sources(role, dirs.path());
+        for dir in sources.values().flatten() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let name = format!("c-{role}");
+        let create = InstanceCreate::from_alias(&name, role.default_image_alias());
+        let create = apply_contract(create, role, &sources).unwrap();
+        client.create_instance(&create).await.unwrap();
+
+        let instance = project.instance(&name).expect("created");
+        let config = &instance["config"];
+        for (key, value) in role.launch_config() {
+            if is_vm_only_config_key(&key) {
+                assert!(config.get(&key).is_none(), "{role}: {key} on a container");
+            } else {
+                assert_eq!(config[&key], value.as_str(), "{role}: {key}: {config}");
+            }
+        }
+        assert_eq!(config["limits.cpu"], role.cpu().to_string(), "{role}");
+        assert_eq!(config["limits.memory"], format!("{}MiB", role.memory_mib()));
+        for mount in role.mounts() {
+            let device = &instance["devices"][mount.name];
+            assert_eq!(device["type"], "disk", "{role}: {device}");
+            assert_eq!(device["path"], mount.path, "{role}: {device}");
+            let source = sources[mount.name].as_ref().unwrap();
+            assert_eq!(device["source"], source.display().to_string());
+            let readonly = device.get("readonly").and_then(Value::as_str) == Some("true");
+            assert_eq!(readonly, mount.read_only, "{role}: {device}");
+            assert_eq!(
+                device["shift"], "true",
+                "containers idmap the mount: {device}"
+            );
+        }
+        client.delete_instance(&name).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn vm_roles_without_a_signed_image_get_secure_boot_off() {
+    let vm_roles: Vec<IncusGuestRole> = IncusGuestRole::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.instance_type() == InstanceType::VirtualMachine.as_str())
+        .collect();
+    assert!(!vm_roles.is_empty(), "roles.toml has VM roles");
+    let project = TestProject::new("launch-vm");
+    let client = project.client();
+    let dirs = tempfile::tempdir().unwrap();
+    for role in vm_roles {
+        project.import("vm", role.default_image_alias());
+        let name = format!("v-{role}");
+        let create = InstanceCreate::from_alias(&name, role.default_image_alias())
+            .instance_type(InstanceType::VirtualMachine);
+        let create = apply_contract(create, role, &mount_sources(role, dirs.path())).unwrap();
+        let secure_boot = create.config.get("security.secureboot").map(String::as_str);
+        let expected = (!role.secure_boot()).then_some("false");
+        assert_eq!(secure_boot, expected, "{role}: {:?}", create.config);
+        match client.create_instance(&create).await {
+            Ok(()) => {
+                // A host that runs VMs: read the created VM back.
+                let instance = project.instance(&name).unwrap();
+                for (key, value) in &create.config {
+                    assert_eq!(instance["config"][key], value.as_str(), "{role}: {key}");
+                }
+                client.delete_instance(&name).await.unwrap();
+            }
+            Err(e) if e.to_string().contains("not supported on this server") => {
+                // Here incusd refuses any VM before it looks at the config (no vhost_vsock), so
+                // its config validator is asked through a profile of a project with its own
+                // profiles: it accepts the VM keys the create carried, and refuses a misspelt one.
+                let profiles = TestProject::new("launch-vm-profile");
+                incus(&["project", "set", &profiles.name, "features.profiles=true"]);
+                let profile = format!("p-{role}");
+                incus(&["profile", "create", &profile, &profiles.flag()]);
+                let mut args = vec!["profile".to_owned(), "set".into(), profile.clone()];
+                args.extend(create.config.iter().map(|(k, v)| format!("{k}={v}")));
+                args.push(profiles.flag());
+                incus(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                let misspelt = std::process::Command::new("incus")
+                    .args(["profile", "set", &profile, "security.secureboots=false"])
+                    .arg(profiles.flag())
+                    .output()
+                    .unwrap();
+                assert!(!misspelt.status.success(), "incusd validates profile keys");
+                incus(&["profile", "delete", &profile, &profiles.flag()]);
+            }
+            Err(e) => panic!("{role}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn each_readiness_kind_waits_for_what_it_names() {
+    let project = TestProject::new("launch-ready");
+    let client = project.client();
+    let role = IncusGuestRole::ALL[0];
+    project.import("container", role.default_image_alias());
+    let create = InstanceCreate::from_alias("r1", role.default_image_alias()).start(true);
+    client.create_instance(&create).await.unwrap();
+    let short = Duration::from_secs(2);
+
+    for ready in [Readiness::Booted, Readiness::IncusAgent] {
+        wait_ready(&client, "r1", ready, short).await.unwrap();
+    }
+    let file = Readiness::LifecycleFile("/run/pika-test-ready");
+    let err = wait_ready(&client, "r1", file, short).await.unwrap_err();
+    assert!(matches!(err, NotReady::TimedOut { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("lifecycle file /run/pika-test-ready") && text.contains("2s"),
+        "{text}"
+    );
+    client
+        .push_file("r1", "/run/pika-test-ready", "", Default::default())
+        .await
+        .unwrap();
+    wait_ready(&client, "r1", file, short).await.unwrap();
+
+    // No network device here: nothing to connect to, so ssh is never ready.
+    let err = wait_ready(&client, "r1", Readiness::Ssh, short)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no global network address"),
+        "{err}"
+    );
+
+    // A stopped instance will not become ready: said at once, not after the timeout.
+    client.stop_instance("r1", true).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = wait_ready(&client, "r1", Readiness::Booted, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NotReady::Gone { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_guest_that_does_not_get_ready_is_deleted_and_the_error_says_why() {
+    // A busybox container without a network can never satisfy ssh or a lifecycle file.
+    let role = *IncusGuestRole::ALL
+        .iter()
+        .find(|r| matches!(r.readiness(), Readiness::Ssh | Readiness::LifecycleFile(_)))
+        .expect("roles.toml has a role with ssh or lifecycle-file readiness");
+    let project = TestProject::new("launch-timeout");
+    let client = project.client();
+    project.import("container", role.default_image_alias());
+    let dirs = tempfile::tempdir().unwrap();
+    let create = InstanceCreate::from_alias("late", role.default_image_alias());
+    let create = apply_contract(create, role, &mount_sources(role, dirs.path())).unwrap();
+    let err = launch(&client, &create, role, &[], Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LaunchError::NotReady { .. }), "{err}");
+    let text = err.to_string();
+    let readiness = pika_guest_launch::readiness::describe(role.readiness());
+    for part in [role.as_str(), readiness.as_str(), "within 3s", "late"] {
+        assert!(text.contains(part), "{text:?} names {part:?}");
+    }
+    assert_eq!(err.cleanup(), None);
+    assert!(
+        project.instances().is_empty(),
+        "no orphan: {:?}",
+        project.instances()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn files_are_written_before_the_readiness_wait() {
+    let project = TestProject::new("launch-files");
+    let client = project.client();
+    let role = IncusGuestRole::ALL[0];
+    project.import("container", role.default_image_alias());
+    let create = InstanceCreate::from_alias("f1", role.default_image_alias());
+    // The plain launch config only (mounts would need host directories, not the point here).
+    let create = role
+        .launch_config()
+        .into_iter()
+        .filter(|(k, _)| !is_vm_only_config_key(k))
+        .fold(create, |c, (k, v)| c.config(k, v));
+    let key = GuestFile {
+        path: "/root/.ssh/authorized_keys".into(),
+        contents: b"ssh-ed25519 AAAA test\n".to_vec(),
+        mode: 0o600,
+        dir_mode: 0o700,
+    };
+    // Any readiness a running busybox meets: launch pushes the file first.
+    let ready_role = *IncusGuestRole::ALL
+        .iter()
+        .find(|r| matches!(r.readiness(), Readiness::Booted | Readiness::IncusAgent))
+        .expect("a role that a busybox container satisfies");
+    launch(
+        &client,
+        &create,
+        ready_role,
+        &[key],
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let modes = incus(&[
+        "exec",
+        "f1",
+        &project.flag(),
+        "--",
+        "stat",
+        "-c",
+        "%a %U %n",
+        "/root/.ssh",
+        "/root/.ssh/authorized_keys",
+    ]);
+    assert_eq!(
+        modes,
+        "700 root /root/.ssh\n600 root /root/.ssh/authorized_keys\n"
+    );
+    assert_eq!(
+        client
+            .pull_file("f1", "/root/.ssh/authorized_keys")
+            .await
+            .unwrap(),
+        b"ssh-ed25519 AAAA test\n"
+    );
+}
