@@ -1,25 +1,24 @@
 //! jerichoci applies the role's runtime contract against the real incusd: the instance carries the
 //! role's limits, instance config and the snapshot as a read-only mount, or, forced, the upload.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use common::{TestProject, incus, workspace};
 use jerichoci::executor::SNAPSHOT_MOUNT;
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
     Executor, IncusGuestRole, JobSpec, JobStatus, Phase, PhaseStatus, Progress, RunStore,
     SnapshotTransfer,
 };
+use pika_test_support::ci::{CiProject, workspace};
+use pika_test_support::incus;
 use serde_json::Value;
 
 const ROLE: IncusGuestRole = IncusGuestRole::PikaciRunner;
 
 /// An executor in `project` that reads the job's instance back from Incus (with the CLI) right
 /// after the launch phase, while the instance exists.
-fn executor(ws: &std::path::Path, project: &TestProject) -> (Executor, Arc<Mutex<Option<Value>>>) {
+fn executor(ws: &std::path::Path, project: &CiProject) -> (Executor, Arc<Mutex<Option<Value>>>) {
     let seen = Arc::new(Mutex::new(None));
     let name = project.name.clone();
     let env: HashMap<String, String> = [(PROJECT_ENV.to_owned(), name.clone())].into();
@@ -65,7 +64,7 @@ fn assert_launch_config(config: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn the_job_reads_the_snapshot_through_a_read_only_mount_in_a_guest_with_the_roles_contract() {
-    let project = TestProject::new("jci-mount");
+    let project = CiProject::new("jci-mount");
     let ws = workspace("");
     let (exec, seen) = executor(ws.path(), &project);
     let command = "cat docs/notes/hello.txt && touch written 2>&1; test ! -e written && pwd";
@@ -108,7 +107,7 @@ async fn the_job_reads_the_snapshot_through_a_read_only_mount_in_a_guest_with_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn the_upload_fallback_unpacks_the_snapshot_where_the_mount_would_be() {
-    let project = TestProject::new("jci-upload");
+    let project = CiProject::new("jci-upload");
     let ws = workspace("");
     let (exec, seen) = executor(ws.path(), &project);
     let exec = exec.force_snapshot_upload(true);

@@ -2,17 +2,65 @@
 //! instance, Secure Boot off on VM roles, each readiness kind, and a guest that never gets ready
 //! deleted with an error naming role, readiness and timeout.
 
-mod common;
-
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{TestProject, incus};
 use pika_guest_launch::{
     GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch, wait_ready,
 };
 use pika_incus::{InstanceCreate, InstanceType, api::is_vm_only_config_key};
 use pika_incus_guest_role::{IncusGuestRole, Readiness};
+use pika_test_support::{TestProject, repo_root, run_ok, storage_pool};
 use serde_json::Value;
+
+/// A project whose own default profile has a root disk, so instances need no other profile.
+fn project(tag: &str) -> TestProject {
+    let project = TestProject::new(tag);
+    let pool = format!("pool={}", storage_pool());
+    project.incus_ok(&[
+        "profile", "device", "add", "default", "root", "disk", "path=/", &pool,
+    ]);
+    project
+}
+
+fn client(project: &TestProject) -> pika_incus::ProjectClient {
+    pika_incus::IncusClient::unix(pika_incus::api::DEFAULT_UNIX_SOCKET)
+        .unwrap()
+        .in_project(project.name.clone())
+}
+
+/// Imports the fake VM image of scripts/lib/test-image.sh (`$PIKA_TEST_IMAGE_DIR/vm`, else built
+/// into `scratch`) under `alias`, or points `alias` at it when it is already there.
+fn import_vm(project: &TestProject, alias: &str, scratch: &std::path::Path) {
+    if let Some(fingerprint) = project.images().first() {
+        project.incus_ok(&["image", "alias", "create", alias, fingerprint]);
+        return;
+    }
+    let shared = std::env::var_os("PIKA_TEST_IMAGE_DIR").map(|d| PathBuf::from(d).join("vm"));
+    let dir = match shared.filter(|d| d.join("disk.qcow2").is_file()) {
+        Some(dir) => dir,
+        None => {
+            let lib = repo_root().join("scripts/lib/test-image.sh");
+            let out = scratch.join("vm");
+            run_ok(
+                std::process::Command::new("bash")
+                    .args(["-c", r#"set -e; source "$1"; test_image_vm "$2""#, "bash"])
+                    .arg(&lib)
+                    .arg(&out),
+            );
+            out
+        }
+    };
+    let (metadata, disk) = (dir.join("metadata.tar.xz"), dir.join("disk.qcow2"));
+    project.incus_ok(&[
+        "image",
+        "import",
+        metadata.to_str().unwrap(),
+        disk.to_str().unwrap(),
+        "--alias",
+        alias,
+    ]);
+}
 
 fn mount_sources(role: IncusGuestRole, dir: &std::path::Path) -> MountSources {
     role.mounts()
@@ -24,11 +72,11 @@ fn mount_sources(role: IncusGuestRole, dir: &std::path::Path) -> MountSources {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn every_roles_launch_config_and_mounts_reach_the_instance() {
-    let project = TestProject::new("launch-config");
-    let client = project.client();
+    let project = project("launch-config");
+    let client = client(&project);
     let dirs = tempfile::tempdir().unwrap();
     for &role in IncusGuestRole::ALL {
-        project.import("container", role.default_image_alias());
+        project.import_image(role.default_image_alias());
         let sources = mount_sources(role, dirs.path());
         for dir in sources.values().flatten() {
             std::fs::create_dir_all(dir).unwrap();
@@ -75,11 +123,11 @@ async fn vm_roles_without_a_signed_image_get_secure_boot_off() {
         .filter(|r| r.instance_type() == InstanceType::VirtualMachine.as_str())
         .collect();
     assert!(!vm_roles.is_empty(), "roles.toml has VM roles");
-    let project = TestProject::new("launch-vm");
-    let client = project.client();
+    let project = project("launch-vm");
+    let client = client(&project);
     let dirs = tempfile::tempdir().unwrap();
     for role in vm_roles {
-        project.import("vm", role.default_image_alias());
+        import_vm(&project, role.default_image_alias(), dirs.path());
         let name = format!("v-{role}");
         let create = InstanceCreate::from_alias(&name, role.default_image_alias())
             .instance_type(InstanceType::VirtualMachine);
@@ -100,21 +148,15 @@ async fn vm_roles_without_a_signed_image_get_secure_boot_off() {
                 // Here incusd refuses any VM before it looks at the config (no vhost_vsock), so
                 // its config validator is asked through a profile of a project with its own
                 // profiles: it accepts the VM keys the create carried, and refuses a misspelt one.
-                let profiles = TestProject::new("launch-vm-profile");
-                incus(&["project", "set", &profiles.name, "features.profiles=true"]);
                 let profile = format!("p-{role}");
-                incus(&["profile", "create", &profile, &profiles.flag()]);
+                project.incus_ok(&["profile", "create", &profile]);
                 let mut args = vec!["profile".to_owned(), "set".into(), profile.clone()];
                 args.extend(create.config.iter().map(|(k, v)| format!("{k}={v}")));
-                args.push(profiles.flag());
-                incus(&args.iter().map(String::as_str).collect::<Vec<_>>());
-                let misspelt = std::process::Command::new("incus")
-                    .args(["profile", "set", &profile, "security.secureboots=false"])
-                    .arg(profiles.flag())
-                    .output()
-                    .unwrap();
+                project.incus_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                let misspelt =
+                    project.incus(&["profile", "set", &profile, "security.secureboots=false"]);
                 assert!(!misspelt.status.success(), "incusd validates profile keys");
-                incus(&["profile", "delete", &profile, &profiles.flag()]);
+                project.incus_ok(&["profile", "delete", &profile]);
             }
             Err(e) => panic!("{role}: {e}"),
         }
@@ -124,10 +166,10 @@ async fn vm_roles_without_a_signed_image_get_secure_boot_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn each_readiness_kind_waits_for_what_it_names() {
-    let project = TestProject::new("launch-ready");
-    let client = project.client();
+    let project = project("launch-ready");
+    let client = client(&project);
     let role = IncusGuestRole::ALL[0];
-    project.import("container", role.default_image_alias());
+    project.import_image(role.default_image_alias());
     let create = InstanceCreate::from_alias("r1", role.default_image_alias()).start(true);
     client.create_instance(&create).await.unwrap();
     let short = Duration::from_secs(2);
@@ -176,9 +218,9 @@ async fn a_guest_that_does_not_get_ready_is_deleted_and_the_error_says_why() {
         .iter()
         .find(|r| matches!(r.readiness(), Readiness::Ssh | Readiness::LifecycleFile(_)))
         .expect("roles.toml has a role with ssh or lifecycle-file readiness");
-    let project = TestProject::new("launch-timeout");
-    let client = project.client();
-    project.import("container", role.default_image_alias());
+    let project = project("launch-timeout");
+    let client = client(&project);
+    project.import_image(role.default_image_alias());
     let dirs = tempfile::tempdir().unwrap();
     let create = InstanceCreate::from_alias("late", role.default_image_alias());
     let create = apply_contract(create, role, &mount_sources(role, dirs.path())).unwrap();
@@ -202,10 +244,10 @@ async fn a_guest_that_does_not_get_ready_is_deleted_and_the_error_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn files_are_written_before_the_readiness_wait() {
-    let project = TestProject::new("launch-files");
-    let client = project.client();
+    let project = project("launch-files");
+    let client = client(&project);
     let role = IncusGuestRole::ALL[0];
-    project.import("container", role.default_image_alias());
+    project.import_image(role.default_image_alias());
     let create = InstanceCreate::from_alias("f1", role.default_image_alias());
     // The plain launch config only (mounts would need host directories, not the point here).
     let create = role
@@ -233,10 +275,9 @@ async fn files_are_written_before_the_readiness_wait() {
     )
     .await
     .unwrap();
-    let modes = incus(&[
+    let modes = project.incus_ok(&[
         "exec",
         "f1",
-        &project.flag(),
         "--",
         "stat",
         "-c",

@@ -18,7 +18,10 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_pika-guest");
 
 fn pika_guest(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("pika-guest runs")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("pika-guest runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -33,8 +36,18 @@ fn help_and_usage_errors() {
         assert!(text(&out.stdout).contains(command), "{command}");
     }
     let out = pika_guest(&["launch", "--help"]);
-    for flag in ["--role", "--ssh-key", "--project", "--json", "--endpoint", "--timeout"] {
-        assert!(text(&out.stdout).contains(flag), "launch --help shows {flag}");
+    for flag in [
+        "--role",
+        "--ssh-key",
+        "--project",
+        "--json",
+        "--endpoint",
+        "--timeout",
+    ] {
+        assert!(
+            text(&out.stdout).contains(flag),
+            "launch --help shows {flag}"
+        );
     }
 
     // An unknown role is a usage error listing every role of the registry.
@@ -50,13 +63,32 @@ fn help_and_usage_errors() {
     for args in [
         &["launch", "g1"][..],
         &["launch", "--role", IncusGuestRole::ALL[0].as_str()],
-        &["launch", "--role", IncusGuestRole::ALL[0].as_str(), "g1", "--mount", "nodir"],
-        &["launch", "--role", IncusGuestRole::ALL[0].as_str(), "g1", "--timeout", "0"],
+        &[
+            "launch",
+            "--role",
+            IncusGuestRole::ALL[0].as_str(),
+            "g1",
+            "--mount",
+            "nodir",
+        ],
+        &[
+            "launch",
+            "--role",
+            IncusGuestRole::ALL[0].as_str(),
+            "g1",
+            "--timeout",
+            "0",
+        ],
         &["delete"],
         &["list", "--client-cert", "c.pem"],
     ] {
         let out = pika_guest(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -64,19 +96,34 @@ fn help_and_usage_errors() {
 fn a_missing_socket_is_an_error_naming_it() {
     let out = pika_guest(&["list", "--socket", "/nonexistent/incus.sock"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("/nonexistent/incus.sock"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/incus.sock"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// `incus ARGS...`, panicking with its stderr on failure; returns stdout.
 fn incus(args: &[&str]) -> String {
-    let out = Command::new("incus").args(args).output().expect("incus runs");
-    assert!(out.status.success(), "incus {args:?}: {}", text(&out.stderr));
+    let out = Command::new("incus")
+        .args(args)
+        .output()
+        .expect("incus runs");
+    assert!(
+        out.status.success(),
+        "incus {args:?}: {}",
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program).args(args).output().expect("runs");
-    assert!(out.status.success(), "{program} {args:?}: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        text(&out.stderr)
+    );
 }
 
 /// A project with its own profile `net` (root disk + the guest end of a veth pair as `eth0`), the
@@ -94,8 +141,7 @@ struct SshLab {
 
 impl SshLab {
     fn new(role: IncusGuestRole) -> Self {
-        let prefix =
-            std::env::var("PIKA_TEST_PROJECT_PREFIX").unwrap_or_else(|_| "pika-test".into());
+        let prefix = pika_test_support::project_prefix();
         let id = std::process::id();
         let net = 16 + id % 200;
         let lab = SshLab {
@@ -108,48 +154,72 @@ impl SshLab {
             _scratch: tempfile::tempdir().unwrap(),
         };
         run("ip", &["netns", "add", &lab.netns]);
-        run("ip", &["link", "add", &lab.host_if, "type", "veth", "peer", "name", &lab.guest_if]);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &lab.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &lab.guest_if,
+            ],
+        );
         run("ip", &["link", "set", &lab.host_if, "netns", &lab.netns]);
         let ns_addr = format!("10.251.{net}.1/24");
-        run("ip", &["-n", &lab.netns, "addr", "add", &ns_addr, "dev", &lab.host_if]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &lab.netns,
+                "addr",
+                "add",
+                &ns_addr,
+                "dev",
+                &lab.host_if,
+            ],
+        );
         run("ip", &["-n", &lab.netns, "link", "set", &lab.host_if, "up"]);
         run("ip", &["-n", &lab.netns, "link", "set", "lo", "up"]);
 
         incus(&["project", "create", &lab.project]);
         let flag = lab.flag();
-        let pool = std::env::var("PIKA_TEST_STORAGE_POOL").unwrap_or_else(|_| "default".into());
+        let pool = pika_test_support::storage_pool();
         incus(&["profile", "create", "net", &flag]);
-        incus(&["profile", "device", "add", "net", "root", "disk", "path=/", &format!("pool={pool}"), &flag]);
+        incus(&[
+            "profile",
+            "device",
+            "add",
+            "net",
+            "root",
+            "disk",
+            "path=/",
+            &format!("pool={pool}"),
+            &flag,
+        ]);
         let parent = format!("parent={}", lab.guest_if);
-        incus(&["profile", "device", "add", "net", "eth0", "nic", "nictype=physical", &parent, "name=eth0", &flag]);
-        let image = lab.image();
+        incus(&[
+            "profile",
+            "device",
+            "add",
+            "net",
+            "eth0",
+            "nic",
+            "nictype=physical",
+            &parent,
+            "name=eth0",
+            &flag,
+        ]);
+        let [metadata, rootfs] = pika_test_support::image::shared_container().import_args();
         let alias = format!("--alias={}", role.default_image_alias());
-        let (metadata, rootfs) = (image.join("metadata.tar.xz"), image.join("rootfs.squashfs"));
-        incus(&["image", "import", metadata.to_str().unwrap(), rootfs.to_str().unwrap(), &flag, &alias]);
+        incus(&["image", "import", &metadata, &rootfs, &flag, &alias]);
         lab
     }
 
     fn flag(&self) -> String {
         format!("--project={}", self.project)
-    }
-
-    fn image(&self) -> std::path::PathBuf {
-        if let Ok(dir) = std::env::var("PIKA_TEST_IMAGE_DIR") {
-            let dir = std::path::PathBuf::from(dir).join("container");
-            if dir.join("rootfs.squashfs").is_file() {
-                return dir;
-            }
-        }
-        let out = self._scratch.path().join("container");
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = Command::new("bash")
-            .args(["-c", "source scripts/lib/test-image.sh && test_image_container \"$1\"", "bash"])
-            .arg(&out)
-            .current_dir(repo)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        out
     }
 
     /// pika-guest inside the namespace.
@@ -161,7 +231,10 @@ impl SshLab {
 
     fn status(&self, name: &str) -> Option<String> {
         let path = format!("/1.0/instances/{name}?project={}", self.project);
-        let out = Command::new("incus").args(["query", &path]).output().unwrap();
+        let out = Command::new("incus")
+            .args(["query", &path])
+            .output()
+            .unwrap();
         out.status.success().then(|| {
             let json: Value = serde_json::from_slice(&out.stdout).unwrap();
             json["status"].as_str().unwrap_or_default().to_owned()
@@ -179,12 +252,18 @@ impl Drop for SshLab {
             let _ = Command::new(program).args(args).output();
         };
         let flag = self.flag();
-        if let Ok(out) = Command::new("incus").args(["list", "--format=csv", "--columns=n", &flag]).output() {
+        if let Ok(out) = Command::new("incus")
+            .args(["list", "--format=csv", "--columns=n", &flag])
+            .output()
+        {
             for name in text(&out.stdout).lines().filter(|l| !l.is_empty()) {
                 quiet("incus", &["delete", "--force", name, &flag]);
             }
         }
-        if let Ok(out) = Command::new("incus").args(["image", "list", "--format=csv", "--columns=F", &flag]).output() {
+        if let Ok(out) = Command::new("incus")
+            .args(["image", "list", "--format=csv", "--columns=F", &flag])
+            .output()
+        {
             for fp in text(&out.stdout).lines().filter(|l| !l.is_empty()) {
                 quiet("incus", &["image", "delete", fp, &flag]);
             }
@@ -219,8 +298,19 @@ fn pi_sandbox_launch_reaches_ssh_readiness_then_list_and_delete() {
 
     let mut launch = lab
         .pika_guest(&[
-            "launch", "--role", role.as_str(), "sb1", "--ssh-key", key.to_str().unwrap(),
-            "--project", &lab.project, "--profile", "net", "--timeout", "90", "--json",
+            "launch",
+            "--role",
+            role.as_str(),
+            "sb1",
+            "--ssh-key",
+            key.to_str().unwrap(),
+            "--project",
+            &lab.project,
+            "--profile",
+            "net",
+            "--timeout",
+            "90",
+            "--json",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -234,14 +324,32 @@ fn pi_sandbox_launch_reaches_ssh_readiness_then_list_and_delete() {
         assert!(Instant::now() < deadline, "sb1 never ran");
         std::thread::sleep(Duration::from_millis(200));
     }
-    lab.exec("sb1", &format!("ip addr add {}/24 dev eth0 && ip link set eth0 up", lab.guest_ip));
+    lab.exec(
+        "sb1",
+        &format!(
+            "ip addr add {}/24 dev eth0 && ip link set eth0 up",
+            lab.guest_ip
+        ),
+    );
     // An address alone is not ssh: the launch keeps waiting while port 22 is closed.
-    assert!(wait_exit(&mut launch, Duration::from_secs(3)).is_none(), "ready without port 22");
+    assert!(
+        wait_exit(&mut launch, Duration::from_secs(3)).is_none(),
+        "ready without port 22"
+    );
     // The key was written before the wait.
-    let keys = incus(&["file", "pull", "sb1/root/.ssh/authorized_keys", "-", &lab.flag()]);
+    let keys = incus(&[
+        "file",
+        "pull",
+        "sb1/root/.ssh/authorized_keys",
+        "-",
+        &lab.flag(),
+    ]);
     assert_eq!(keys, "ssh-ed25519 AAAAC3Nza test@pika\n");
 
-    lab.exec("sb1", "(nc -l -p 22 -e echo SSH-2.0-stand-in </dev/null >/dev/null 2>&1 &)");
+    lab.exec(
+        "sb1",
+        "(nc -l -p 22 -e echo SSH-2.0-stand-in </dev/null >/dev/null 2>&1 &)",
+    );
     let status = wait_exit(&mut launch, Duration::from_secs(60)).expect("launch finished");
     let mut stdout = String::new();
     for line in BufReader::new(launch.stdout.take().unwrap()).lines() {
@@ -257,7 +365,10 @@ fn pi_sandbox_launch_reaches_ssh_readiness_then_list_and_delete() {
     assert_eq!(launched["readiness"], "ssh");
     assert_eq!(launched["ssh"], format!("ssh root@{}", lab.guest_ip));
 
-    let list = lab.pika_guest(&["list", "--project", &lab.project, "--json"]).output().unwrap();
+    let list = lab
+        .pika_guest(&["list", "--project", &lab.project, "--json"])
+        .output()
+        .unwrap();
     assert!(list.status.success(), "{}", text(&list.stderr));
     let guests: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(guests[0]["name"], "sb1", "{guests}");
@@ -265,21 +376,54 @@ fn pi_sandbox_launch_reaches_ssh_readiness_then_list_and_delete() {
     assert_eq!(guests[0]["addresses"][0], lab.guest_ip.as_str());
     let other = IncusGuestRole::ALL.iter().find(|r| **r != role).unwrap();
     let list = lab
-        .pika_guest(&["list", "--project", &lab.project, "--role", other.as_str(), "--json"])
+        .pika_guest(&[
+            "list",
+            "--project",
+            &lab.project,
+            "--role",
+            other.as_str(),
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&list.stdout).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&list.stdout).unwrap(),
+        serde_json::json!([])
+    );
 
     // delete refuses what is not a guest, removes the guest, and then knows it is gone.
-    incus(&["init", role.default_image_alias(), "plain", &lab.flag(), "--profile=net"]);
-    let out = lab.pika_guest(&["delete", "plain", "--project", &lab.project]).output().unwrap();
+    incus(&[
+        "init",
+        role.default_image_alias(),
+        "plain",
+        &lab.flag(),
+        "--profile=net",
+    ]);
+    let out = lab
+        .pika_guest(&["delete", "plain", "--project", &lab.project])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a Pika guest"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a Pika guest"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(lab.status("plain").is_some());
-    let out = lab.pika_guest(&["delete", "sb1", "--project", &lab.project]).output().unwrap();
+    let out = lab
+        .pika_guest(&["delete", "sb1", "--project", &lab.project])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(lab.status("sb1"), None);
-    let out = lab.pika_guest(&["delete", "sb1", "--project", &lab.project]).output().unwrap();
+    let out = lab
+        .pika_guest(&["delete", "sb1", "--project", &lab.project])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no guest sb1"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no guest sb1"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use pika_guest_launch::{
-    DEFAULT_READY_TIMEOUT, LaunchError, MountSources, apply_contract, launch,
-};
+use pika_guest_launch::{DEFAULT_READY_TIMEOUT, LaunchError, MountSources, apply_contract, launch};
 use pika_incus::{HttpsConfig, IncusClient, InstanceCreate, InstanceType, ProjectClient};
 
 use crate::incus_keys::{self, env};

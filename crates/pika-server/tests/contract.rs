@@ -1,12 +1,10 @@
 //! An agent provisioned through pika-server runs in an instance with its role's runtime contract:
 //! the role's limits and instance config, read back from the real incusd.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Server, ServerSetup, TestProject};
 use pika_managed_agent_contract::{AGENTS_PATH, AgentState, IncusGuestRole};
+use pika_test_support::server::{self, Server, ServerSetup};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
@@ -15,7 +13,7 @@ const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn the_agents_instance_carries_the_roles_limits_and_instance_config() {
-    let project = TestProject::new("api-contract");
+    let project = server::project("api-contract");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerSetup {
         bin: Path::new(BIN),

@@ -11,15 +11,13 @@
 //! cargo run --release -p pikaci --example bench_snapshot     # PIKA_TEST_IMAGE_DIR=... to reuse an image
 //! ```
 
-#[path = "../../jerichoci/tests/common/mod.rs"]
-mod common;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{Executor, IncusGuestRole, JobSpec, JobStatus, RunStore, SnapshotTransfer};
+use pika_test_support::ci::{CiProject, workspace};
 
 const MIB: usize = 1 << 20;
 
@@ -50,14 +48,14 @@ fn blob(path: &std::path::Path, mib: usize) {
 
 fn main() {
     let override_n: Option<usize> = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok());
-    let project = common::TestProject::with_prefix("pikaci-bench", "snap");
+    let project = CiProject::with_prefix("pikaci-bench", "snap");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let name = project.name.clone();
     let env: jerichoci::EnvLookup = Arc::new(move |var| (var == PROJECT_ENV).then(|| name.clone()));
     println!("CI job overhead (median), snapshot mounted read-only vs uploaded:");
     for (mib, default_n) in [(1usize, 5usize), (300, 3)] {
         let n = override_n.unwrap_or(default_n);
-        let ws = common::workspace("");
+        let ws = workspace("");
         blob(&ws.path().join("blob.bin"), mib);
         let executor = Executor::new(RunStore::new(ws.path().join(".pikaci/runs")), ws.path())
             .with_incus(incus_client_from(process_env).unwrap())
