@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pika_incus::{InstanceCreate, InstanceType, ProjectClient, api};
-use pika_incus_guest_role::IncusGuestRole;
+use pika_incus_guest_role::{IncusGuestRole, MountSourceError};
 
 /// The disk device setting that idmaps a container's view of a host directory.
 const SHIFT: &str = "shift";
@@ -15,74 +15,33 @@ const SHIFT: &str = "shift";
 /// (jerichoci's upload to a remote Incus): then no device is attached.
 pub type MountSources = BTreeMap<String, Option<PathBuf>>;
 
-/// A create request the role's contract cannot be applied to.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ContractError {
-    #[error(
-        "role {role} declares the mount `{mount}` ({path}) but no host directory was given for it"
-    )]
-    MissingMountSource {
-        role: IncusGuestRole,
-        mount: String,
-        path: String,
-    },
-    #[error("role {role} has no mount `{mount}`; its mounts: {valid}")]
-    UnknownMount {
-        role: IncusGuestRole,
-        mount: String,
-        valid: String,
-    },
-    #[error("the host directory for mount `{mount}` must be an absolute path, not {path:?}")]
-    RelativeMountSource { mount: String, path: PathBuf },
-}
-
 /// `create` with the role's launch config and mount devices added. Keys Incus knows only for VMs
 /// (`security.secureboot`) are left out when `create` is a container: a container image standing
 /// in for a VM role (as in the tests here) cannot carry them, and they mean nothing there.
-/// Every mount of the role needs a source in `sources`, and every source a mount.
+/// Every mount of the role needs an entry in `sources`, and every entry a mount (see
+/// `IncusGuestRole::mount_devices`).
 pub fn apply_contract(
     mut create: InstanceCreate,
     role: IncusGuestRole,
     sources: &MountSources,
-) -> Result<InstanceCreate, ContractError> {
+) -> Result<InstanceCreate, MountSourceError> {
     for (key, value) in role.launch_config() {
         if create.instance_type == InstanceType::Container && api::is_vm_only_config_key(&key) {
             continue;
         }
         create = create.config(key, value);
     }
-    if let Some(unknown) = sources
-        .keys()
-        .find(|name| !role.mounts().iter().any(|m| m.name == name.as_str()))
-    {
-        return Err(ContractError::UnknownMount {
-            role,
-            mount: unknown.clone(),
-            valid: mount_names(role),
-        });
-    }
-    for mount in role.mounts() {
-        let source = sources
-            .get(mount.name)
-            .ok_or_else(|| ContractError::MissingMountSource {
-                role,
-                mount: mount.name.to_owned(),
-                path: mount.path.to_owned(),
-            })?;
-        if let Some(source) = source
-            && !source.is_absolute()
-        {
-            return Err(ContractError::RelativeMountSource {
-                mount: mount.name.to_owned(),
-                path: source.clone(),
-            });
-        }
-    }
-    let sources: BTreeMap<&str, String> = sources
+    // The role checks the whole set (names, absolute paths); a mount the launcher fills another
+    // way is checked with a placeholder and its device dropped.
+    let checked: BTreeMap<String, PathBuf> = sources
         .iter()
-        .filter_map(|(name, dir)| Some((name.as_str(), dir.as_ref()?.display().to_string())))
+        .map(|(name, dir)| (name.clone(), dir.clone().unwrap_or_else(|| "/".into())))
         .collect();
-    for (name, mut settings) in role.mount_devices(&sources) {
+    let devices = role.mount_devices(&checked)?;
+    for (name, mut settings) in devices {
+        if sources.get(&name).is_some_and(Option::is_none) {
+            continue;
+        }
         if create.instance_type == InstanceType::Container {
             // An unprivileged container sees host files through its idmap: shifting (idmapped
             // mounts) shows them with their host owners instead of `nobody`, so a 0600 file the
@@ -92,16 +51,6 @@ pub fn apply_contract(
         create = create.device(name, settings);
     }
     Ok(create)
-}
-
-/// The role's mount names for messages (`none` when it has none).
-pub fn mount_names(role: IncusGuestRole) -> String {
-    let names: Vec<&str> = role.mounts().iter().map(|m| m.name).collect();
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
 }
 
 /// The instance type of the image behind `alias` (see [`pika_incus::ImageAlias::instance_type`]);

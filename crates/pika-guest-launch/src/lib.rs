@@ -36,7 +36,8 @@ use pika_incus::{FileMode, InstanceCreate, ProjectClient};
 use pika_incus_guest_role::IncusGuestRole;
 use tokio::time::Instant;
 
-pub use contract::{ContractError, MountSources, apply_contract, image_type_of_alias, mount_names};
+pub use contract::{MountSources, apply_contract, image_type_of_alias};
+pub use pika_incus_guest_role::MountSourceError;
 pub use readiness::{DEFAULT_READY_TIMEOUT, NotReady, Ready, wait_ready};
 
 /// Why a launch failed. The instance is gone by then unless [`LaunchError::cleanup`] says why not.
