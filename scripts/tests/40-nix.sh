@@ -210,6 +210,17 @@ test_flake_check() {
     "$(flake "${dir}" eval --json ".#checks.${SYSTEM}.cargo-clippy.craneArgs.cargoClippyExtraArgs")"
 }
 
+# The stub nixpkgs stands in for nixpkgs and nothing more: no role payload (every special-arg of
+# roles.toml and every package the payload inputs provide) may hide in it.
+test_stub_has_no_payload() {
+  local dir="$1" names found
+  names="$(toml "${dir}" '[.roles[]."special-args"[]] + ["openclaw", "openclaw-gateway", "pikachat"] | unique')"
+  found="$(nix eval --json --impure --expr "builtins.attrNames (import ${dir}/tests/nix/stub-nixpkgs/pkgs.nix { lib = import ${dir}/tests/nix/stub-nixpkgs/lib {}; system = \"${SYSTEM}\"; })" \
+    2>"${WORK}/nix.stderr" | jq -c --argjson names "${names}" '[.[] | select(. as $n | $names | index($n))]')" \
+    || { fail "stub nixpkgs: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "the stub nixpkgs defines no payload (${names})" "[]" "${found}"
+}
+
 # The Rust packages (nix/rust.nix through the stub crane, which records its arguments): one
 # dependency build for all, the program of each, and a source that keeps only what cargo reads.
 test_rust_packages() {
@@ -681,6 +692,7 @@ main() {
   timed test_flake_packages "${WORK}/repo"
   timed test_flake_check "${WORK}/repo"
   timed test_rust_packages "${WORK}/repo"
+  timed test_stub_has_no_payload "${WORK}/repo"
   timed build_and_import "${WORK}/repo"
   timed test_new_roles "${WORK}/extra"
   timed test_stale "${WORK}/stale"
