@@ -67,6 +67,14 @@
         # The tests run once for the workspace, in checks.cargo-test.
         doCheck = false;
         nativeBuildInputs = [pkgs.installShellFiles];
+        # Every binary prints its completions (`BIN completions SHELL`, crate pika-runtime); a
+        # cross build cannot run the binary, so it goes without.
+        postInstall = lib.optionalString (pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform) ''
+          installShellCompletion --cmd ${binary} \
+            --bash <("$out/bin/${binary}" completions bash) \
+            --fish <("$out/bin/${binary}" completions fish) \
+            --zsh <("$out/bin/${binary}" completions zsh)
+        '';
         meta.mainProgram = binary;
       });
   packages = builtins.mapAttrs mkBinary binaries;

@@ -224,7 +224,7 @@ test_stub_has_no_payload() {
 # The Rust packages (nix/rust.nix through the stub crane, which records its arguments): one
 # dependency build for all, the program of each, and a source that keeps only what cargo reads.
 test_rust_packages() {
-  local dir="$1" deps programs src before after
+  local dir="$1" deps programs src before after name program script shell missing=""
   deps="$(flake "${dir}" eval --json ".#packages.${SYSTEM}" \
     --apply "ps: map (n: ps.\${n}.craneArgs.cargoArtifacts.drvPath) (builtins.fromJSON ''${WORKSPACE_BINARIES}'')" | jq -c 'unique | length')" \
     || { fail "Rust packages: $(cat "${WORK}/nix.stderr")"; return; }
@@ -235,8 +235,18 @@ test_rust_packages() {
   programs="$(flake "${dir}" eval --json ".#packages.${SYSTEM}" \
     --apply "ps: builtins.listToAttrs (map (n: { name = n; value = ps.\${n}.meta.mainProgram; }) (builtins.fromJSON ''${WORKSPACE_BINARIES}''))" | jq -cS .)"
   assert_eq "meta.mainProgram of each Rust package" "$(jq -cS . <<<"${WORKSPACE_PROGRAMS}")" "${programs}"
+  for name in $(jq -r '.[]' <<<"${WORKSPACE_BINARIES}"); do
+    program="$(jq -r --arg n "${name}" '.[$n]' <<<"${WORKSPACE_PROGRAMS}")"
+    script="$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.${name}.craneArgs.postInstall")"
+    grep -qF "installShellCompletion --cmd ${program} " <<<"${script}" || missing+=" ${name}"
+    for shell in bash fish zsh; do
+      grep -qF -- "--${shell} <(\"\$out/bin/${program}\" completions ${shell})" <<<"${script}" || missing+=" ${name}:${shell}"
+    done
+  done
+  assert_eq "each Rust package installs bash, fish and zsh completions of its program (missing:${missing:- none})" "" "${missing}"
   src="$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.pika-server.craneArgs.src")"
-  local wanted missing=""
+  local wanted
+  missing=""
   for wanted in Cargo.lock roles.toml codegen/askama.toml codegen/templates/roles.nix nix/incus/roles.nix \
     scripts/lib/roles.sh $(toml "${dir}" '[.roles[].modules[]] | .[]' | jq -r .); do
     [[ -e "${src}/${wanted}" ]] || missing+=" ${wanted}"

@@ -41,6 +41,10 @@
 in {
   inherit system lib runCommand;
   path = ./.;
+  stdenv.buildPlatform = {
+    inherit system;
+    canExecute = platform: platform.system == system;
+  };
   stdenv.hostPlatform = {
     inherit system;
     isx86 = system == "x86_64-linux";
