@@ -93,7 +93,13 @@ in {
         cargoClippyExtraArgs = "--all-targets -- -D warnings";
       });
     # Ignored tests need a real incusd; they run in scripts/test.sh.
-    cargo-test = craneLib.cargoTest (common // {inherit cargoArtifacts;});
+    cargo-test = craneLib.cargoTest (common
+      // {
+        inherit cargoArtifacts;
+        # crates/pika-runtime's convention tests parse every binary's completions with these
+        # shells and give the binaries a terminal with util-linux's `script`.
+        nativeBuildInputs = [pkgs.zsh pkgs.fish pkgs.util-linux];
+      });
     cargo-fmt = craneLib.cargoFmt {inherit (common) src pname version;};
     roles-generated-fresh = pkgs.runCommand "roles-generated-fresh" {} ''
       cd ${src}

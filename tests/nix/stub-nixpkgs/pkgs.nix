@@ -72,6 +72,10 @@ in {
   qemu-utils = hostTool "qemu-utils" "qemu-img";
   squashfsTools = hostTool "squashfs-tools" "mksquashfs";
   jq = hostTool "jq" "jq";
+  # What the Rust test check needs beside cargo (never built here: the stub crane does not build).
+  zsh = placeholder "zsh";
+  fish = placeholder "fish";
+  util-linux = placeholder "util-linux";
 
   # Packages the guest modules list (placeholders: evaluated by tests/nix/guest-module-eval.nix,
   # never built).
