@@ -624,3 +624,29 @@ fn registry_nix_refuses_a_roles_nix_whose_digest_differs() {
     assert!(err.contains("role beta: roles.nix rolesDigest"), "{err}");
     assert!(!err.contains("role alpha"), "{err}");
 }
+
+/// Every checked-in generated file is marked `linguist-generated`, and the `cargo roles` alias
+/// runs this binary.
+#[test]
+fn generated_files_are_marked_and_the_cargo_alias_names_pika_roles() {
+    let attributes = std::fs::read_to_string(repo_root().join(".gitattributes")).unwrap();
+    for path in [
+        NIX_REGISTRY_PATH,
+        SHELL_TABLE_PATH,
+        "codegen/tests/golden/**",
+    ] {
+        assert!(
+            attributes
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [path, "linguist-generated"]),
+            "{path} is not marked linguist-generated:\n{attributes}"
+        );
+    }
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo_root().join(".cargo/config.toml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        config["alias"]["roles"].as_str(),
+        Some("run -q -p pika-roles-codegen --")
+    );
+}

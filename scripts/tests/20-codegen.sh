@@ -9,7 +9,8 @@ err() {
   echo "20-codegen: error: $*" >&2
 }
 
-cargo run --quiet -p pika-roles-codegen -- check
+# `cargo roles` is the .cargo/config.toml alias for pika-roles.
+cargo roles check
 nix-instantiate --parse nix/incus/roles.nix >/dev/null
 bash -n scripts/lib/roles.sh
 
