@@ -231,17 +231,19 @@ struct ShellTable {
 }
 
 pub fn render_shell(registry: &Registry) -> String {
+    let ids: Vec<String> = registry.roles.iter().map(|r| shell_quote(&r.id)).collect();
     let table = |name: &'static str, value: fn(&Role) -> String| ShellTable {
         name,
         entries: registry
             .roles
             .iter()
-            .map(|r| (shell_quote(&r.id), shell_quote(&value(r))))
+            .zip(&ids)
+            .map(|(r, id)| (id.clone(), shell_quote(&value(r))))
             .collect(),
     };
     ShellTemplate {
         command: REGENERATE_COMMAND,
-        ids: registry.roles.iter().map(|r| shell_quote(&r.id)).collect(),
+        ids: ids.clone(),
         tables: vec![
             table("PIKA_ROLE_DEFAULT_ALIAS", |r| r.default_alias.clone()),
             table("PIKA_ROLE_PACKAGE", |r| r.package.clone()),
@@ -280,7 +282,16 @@ pub fn render_shell(registry: &Registry) -> String {
 
 /// A single-quoted shell word: nothing inside is special except `'`, spelled `'\''`.
 pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for (i, part) in s.split('\'').enumerate() {
+        if i > 0 {
+            out.push_str(r"'\''");
+        }
+        out.push_str(part);
+    }
+    out.push('\'');
+    out
 }
 
 #[derive(Template)]
