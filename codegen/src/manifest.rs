@@ -48,6 +48,19 @@ pub(crate) struct RawRole {
     pub instance_config: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
+impl RawRole {
+    /// Which of `contract::REQUIRED_CONTRACT_KEYS` the role has, in that order.
+    pub fn present_contract_keys(&self) -> [bool; 5] {
+        [
+            self.runtime_mode.is_some(),
+            self.readiness.is_some(),
+            self.cpu.is_some(),
+            self.memory_mib.is_some(),
+            self.secure_boot.is_some(),
+        ]
+    }
+}
+
 /// One `[[roles.<id>.mounts]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

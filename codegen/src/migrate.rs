@@ -68,7 +68,7 @@ pub fn migrate(text: &str, path: &Path, repo_root: &Path) -> Result<Migration, D
         let role = role.into_inner();
         let missing: Vec<_> = REQUIRED_CONTRACT_KEYS
             .iter()
-            .zip(present_keys(&role))
+            .zip(role.present_contract_keys())
             .filter(|(_, present)| !present)
             .map(|(key, _)| *key)
             .collect();
@@ -102,17 +102,6 @@ pub fn migrate(text: &str, path: &Path, repo_root: &Path) -> Result<Migration, D
         text: migrated,
         added,
     })
-}
-
-/// Which of `REQUIRED_CONTRACT_KEYS` the role has, in that order.
-fn present_keys(role: &RawRole) -> [bool; 5] {
-    [
-        role.runtime_mode.is_some(),
-        role.readiness.is_some(),
-        role.cpu.is_some(),
-        role.memory_mib.is_some(),
-        role.secure_boot.is_some(),
-    ]
 }
 
 /// Where the role's last schema-1 value ends.

@@ -452,13 +452,7 @@ impl Validator<'_> {
     /// missing key is reported at the role's table with its meaning).
     fn contract(&mut self, role_span: &Range<usize>, raw: &RawRole) -> Option<Contract> {
         let mut complete = true;
-        let present = [
-            raw.runtime_mode.is_some(),
-            raw.readiness.is_some(),
-            raw.cpu.is_some(),
-            raw.memory_mib.is_some(),
-            raw.secure_boot.is_some(),
-        ];
+        let present = raw.present_contract_keys();
         for ((key, meaning, _), present) in REQUIRED_CONTRACT_KEYS.iter().zip(present) {
             if !present {
                 complete = false;
@@ -585,6 +579,10 @@ impl Validator<'_> {
                         "instance-config `{name}` value must be non-empty and hold no whitespace (roles.sh lists `key=value` pairs separated by spaces)"
                     ),
                 );
+                continue;
+            }
+            if let Err(why) = contract::check_text(parsed.value()) {
+                self.error(value, format!("instance-config `{name}` value {why}"));
                 continue;
             }
             if let ConfigValue::Explained { reason, .. } = &parsed {

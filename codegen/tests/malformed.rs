@@ -455,6 +455,15 @@ const CASES: &[Case] = &[
         message: "instance-config `environment.GREETING` value must be non-empty and hold no whitespace",
     },
     Case {
+        name: "instance config value with a control character",
+        replace: &[(
+            "\"boot.autostart\" = \"false\"",
+            "\"boot.autostart\" = \"fa\\u0001lse\"",
+        )],
+        at: "\"boot.autostart\" = @@\"fa",
+        message: "instance-config `boot.autostart` value contains the control character U+0001",
+    },
+    Case {
         name: "description with a control character",
         replace: &[("\"Beta role\"", "\"Beta\\brole\"")],
         at: "description = @@\"Beta\\brole\"",
