@@ -114,6 +114,7 @@ pub(crate) const H_WRITE: &str = "X-Incus-write";
 pub(crate) const H_PUBLIC: &str = "X-Incus-public";
 pub(crate) const H_FILENAME: &str = "X-Incus-filename";
 pub(crate) const H_PROPERTIES: &str = "X-Incus-properties";
+pub(crate) const H_ALIASES: &str = "X-Incus-aliases";
 
 /// Multipart field names of a split image upload.
 pub(crate) const PART_METADATA: &str = "metadata";

@@ -173,6 +173,12 @@ impl ProjectClient {
         if !properties.is_empty() {
             request = request.header(api::H_PROPERTIES, properties);
         }
+        if !import.upload_aliases.is_empty() {
+            let aliases: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(import.upload_aliases.iter().map(|alias| ("alias", alias)))
+                .finish();
+            request = request.header(api::H_ALIASES, aliases);
+        }
         let operation = self
             .operation(&what, request.body(body.into_body()))
             .await?;
@@ -190,6 +196,16 @@ impl ProjectClient {
     }
 
     // ---- image aliases -----------------------------------------------------------------------
+
+    /// Every image alias of the project with its target.
+    pub async fn list_image_aliases(&self) -> Result<Vec<ImageAlias>> {
+        self.get(
+            &self.what("image aliases", "*"),
+            api::IMAGE_ALIASES,
+            &[(api::Q_RECURSION, "1")],
+        )
+        .await
+    }
 
     pub async fn get_image_alias(&self, name: &str) -> Result<ImageAlias> {
         self.get(

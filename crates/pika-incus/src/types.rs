@@ -174,6 +174,10 @@ pub struct ImageImport {
     pub image_type: InstanceType,
     /// Aliases created (in order) once the image is in; an existing alias is a conflict.
     pub aliases: Vec<String>,
+    /// Aliases Incus creates inside the upload itself (`X-Incus-aliases`), so the image never
+    /// exists without them. Incus 6.0 keeps the image when one of them already exists (the
+    /// operation fails, the image stays unaliased): use names nobody else can be using.
+    pub upload_aliases: Vec<String>,
     pub properties: Config,
     pub public: bool,
 }
@@ -189,6 +193,7 @@ impl ImageImport {
             rootfs: rootfs.into(),
             image_type: InstanceType::Container,
             aliases: Vec::new(),
+            upload_aliases: Vec::new(),
             properties: Config::new(),
             public: false,
         }
@@ -207,6 +212,12 @@ impl ImageImport {
 
     pub fn alias(mut self, alias: impl Into<String>) -> Self {
         self.aliases.push(alias.into());
+        self
+    }
+
+    /// An alias created as part of the upload; see [`ImageImport::upload_aliases`].
+    pub fn upload_alias(mut self, alias: impl Into<String>) -> Self {
+        self.upload_aliases.push(alias.into());
         self
     }
 

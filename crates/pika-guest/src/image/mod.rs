@@ -1,30 +1,432 @@
 //! `image import|status|rollback|prune|publish`: the Incus side of role images.
+//!
+//! Human output goes to stderr (notes) and stdout (tables); `--json` prints one JSON document on
+//! stdout instead. Exit codes: 0 ok (status: every line `current`), 1 failure (status: drift),
+//! 2 usage error.
 
+mod artifact;
+mod import;
+mod integrity;
+mod provenance;
+mod publish;
+mod retention;
+mod rollback;
+mod status;
+mod target;
+mod versions;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use pika_incus_guest_role::IncusGuestRole;
+use serde::Serialize;
+
+use artifact::Artifact;
+use provenance::{Provenance, Verdict};
+use target::{Target, TargetArgs};
+
+/// Images an alias keeps reachable (the one it serves included) unless `--keep` says otherwise.
+const DEFAULT_KEEP: &str = "3";
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
-    /// Import a built artifact under the role's alias with an atomic swap.
-    Import,
-    /// Show what each alias serves, its provenance and a drift verdict.
-    Status,
-    /// Move the alias back to an earlier image.
-    Rollback,
-    /// Delete images beyond the retention count that nothing uses.
-    Prune,
-    /// Add a version to a simplestreams image server tree.
-    Publish,
+    /// Verify a built artifact, import it without alias, move the alias in one request, keep the
+    /// previous images as versions (`ALIAS/v<time>-<id>`) up to --keep, prune the rest.
+    Import(ImportArgs),
+    /// Show what each alias serves, its provenance and a verdict: current, stale,
+    /// unknown-provenance or missing. Exit 0 only when every line is current.
+    Status(StatusArgs),
+    /// Move the alias back to an earlier kept image in one request (or, with --published,
+    /// withdraw the newest version from a simplestreams tree).
+    Rollback(RollbackArgs),
+    /// Drop versions beyond --keep and delete images that no alias and no instance uses.
+    Prune(PruneArgs),
+    /// Add the artifact as a new version to a simplestreams image server tree.
+    Publish(PublishArgs),
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[arg(long, value_name = "ROLE")]
+    role: IncusGuestRole,
+    /// Image directory: metadata.tar.xz plus disk.qcow2 or rootfs.squashfs.
+    #[arg(long, value_name = "DIR", default_value = "result")]
+    artifact: PathBuf,
+    /// Image alias (default: the role's default alias).
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    /// Images the alias keeps reachable, the served one included.
+    #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
+    keep: u16,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(
+        long,
+        value_name = "ROLE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    role: Option<IncusGuestRole>,
+    /// Every role of the registry, each under its default alias.
+    #[arg(long, conflicts_with_all = ["alias", "artifact"])]
+    all: bool,
+    /// Expect this artifact's provenance (default: this checkout's rev and the role's digest).
+    #[arg(long, value_name = "DIR")]
+    artifact: Option<PathBuf>,
+    /// The checkout whose git revision is expected when no --artifact is given.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    repo: PathBuf,
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    #[arg(long, value_name = "ROLE")]
+    role: IncusGuestRole,
+    /// The kept image to go back to: a prefix (4+ characters) of its fingerprint or its
+    /// pika.source-rev. Default: the version before the one the alias serves.
+    #[arg(long, value_name = "REV|FINGERPRINT", conflicts_with = "published")]
+    to: Option<String>,
+    /// A simplestreams tree made by `image publish`: withdraw its newest version of the alias.
+    #[arg(long, value_name = "DIR")]
+    published: Option<PathBuf>,
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[arg(long, value_name = "ROLE")]
+    role: IncusGuestRole,
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
+    keep: u16,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    #[arg(long, value_name = "ROLE")]
+    role: IncusGuestRole,
+    /// The simplestreams tree (created when missing); serve it over HTTPS as it is.
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = "result")]
+    artifact: PathBuf,
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The registry's alias rule (the codegen's own check), as a clap value parser.
+fn parse_alias(value: &str) -> Result<String, String> {
+    pika_roles_codegen::check_alias(value)
+        .map(|()| value.to_string())
+        .map_err(|reason| format!("invalid alias '{value}': {reason}"))
+}
+
+fn alias_of(role: IncusGuestRole, alias: &Option<String>) -> String {
+    alias
+        .clone()
+        .unwrap_or_else(|| role.default_image_alias().to_string())
 }
 
 pub fn run(command: ImageCommand) -> Result<ExitCode, String> {
-    let name = match command {
-        ImageCommand::Import => "import",
-        ImageCommand::Status => "status",
-        ImageCommand::Rollback => "rollback",
-        ImageCommand::Prune => "prune",
-        ImageCommand::Publish => "publish",
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    match command {
+        ImageCommand::Import(args) => runtime.block_on(run_import(args)),
+        ImageCommand::Status(args) => runtime.block_on(run_status(args)),
+        ImageCommand::Rollback(args) => runtime.block_on(run_rollback(args)),
+        ImageCommand::Prune(args) => runtime.block_on(run_prune(args)),
+        ImageCommand::Publish(args) => run_publish(args),
+    }
+}
+
+fn note(message: &str) {
+    eprintln!("pika-guest: {message}");
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(12)]
+}
+
+/// Connects and checks the project exists, so a typo is named as such.
+async fn connect(args: &TargetArgs) -> Result<Target, String> {
+    let target = args.connect()?;
+    let client = target.project.client();
+    match client.get_project(target.project.name()).await {
+        Ok(_) => Ok(target),
+        Err(e) if e.is_not_found() => Err(format!(
+            "Incus project {} (--project) is not available on {}",
+            target.project.name(),
+            target.host
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
+    let alias = alias_of(args.role, &args.alias);
+    let artifact = Artifact::open(&args.artifact, args.role).map_err(|e| {
+        format!(
+            "refusing artifact {}: {e}; nothing imported, alias {alias} unchanged",
+            args.artifact.display()
+        )
+    })?;
+    if let Some(message) = &artifact.note {
+        note(message);
+    }
+    let target = connect(&args.target).await?;
+    let report = import::import(
+        &target.project,
+        &target.host,
+        &alias,
+        &artifact,
+        usize::from(args.keep),
+        args.role.as_str(),
+    )
+    .await?;
+    if report.already_present {
+        note(&format!(
+            "image {} is already in project {}; not importing it again",
+            report.fingerprint, report.project
+        ));
+    }
+    if report.moved {
+        note(&format!(
+            "alias {} -> {} (project {} on {}; was {})",
+            report.alias,
+            report.fingerprint,
+            report.project,
+            report.host,
+            report.previous.as_deref().unwrap_or("absent")
+        ));
+    } else {
+        note(&format!(
+            "alias {} already points at {}; nothing to do",
+            report.alias, report.fingerprint
+        ));
+    }
+    note_pruned(&report.pruned);
+    if args.json {
+        print_json(&report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn note_pruned(pruned: &retention::Pruned) {
+    for version in &pruned.versions {
+        note(&format!("dropped version {version} (beyond --keep)"));
+    }
+    for image in &pruned.images {
+        note(&format!(
+            "deleted image {image} (no alias, no instance uses it)"
+        ));
+    }
+    for image in &pruned.in_use {
+        note(&format!("kept image {image}: an instance uses it"));
+    }
+}
+
+async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
+    let roles: Vec<IncusGuestRole> = match args.role {
+        Some(role) => vec![role],
+        None => IncusGuestRole::ALL.to_vec(),
     };
-    Err(format!("`image {name}` is not implemented yet"))
+    let target = connect(&args.target).await?;
+    let mut lines = Vec::new();
+    for role in roles {
+        let expected = match &args.artifact {
+            Some(dir) => Artifact::open(dir, role)?.metadata.provenance(),
+            None => provenance::expected_from_checkout(role, &args.repo)?,
+        };
+        let alias = alias_of(role, &args.alias);
+        lines.push(
+            status::status(
+                &target.project,
+                &target.host,
+                role.as_str(),
+                &alias,
+                expected,
+            )
+            .await?,
+        );
+    }
+    if args.json {
+        print_json(&lines)?;
+    } else {
+        print_status_table(&lines);
+    }
+    let all_current = lines.iter().all(|line| line.verdict == Verdict::Current);
+    Ok(if all_current {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_status_table(lines: &[status::StatusLine]) {
+    let rows: Vec<[String; 7]> = lines
+        .iter()
+        .map(|l| {
+            [
+                l.role.clone(),
+                l.host.clone(),
+                l.project.clone(),
+                l.alias.clone(),
+                l.fingerprint
+                    .as_deref()
+                    .map_or("-".into(), |f| short(f).to_string()),
+                l.provenance.as_ref().map_or("-".into(), Provenance::short),
+                l.verdict.as_str().to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ROLE",
+            "HOST",
+            "PROJECT",
+            "ALIAS",
+            "IMAGE",
+            "PROVENANCE",
+            "VERDICT",
+        ],
+        &rows,
+    );
+    if let Some(first) = lines.first() {
+        println!("expected: {}", first.expected.short());
+    }
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
+    let alias = alias_of(args.role, &args.alias);
+    if let Some(tree) = &args.published {
+        let report = publish::withdraw_newest(tree, &alias)?;
+        note(&format!(
+            "withdrew version {} ({}) of {alias} from {}; it now serves {} ({})",
+            report.withdrawn,
+            short(&report.withdrawn_fingerprint),
+            tree.display(),
+            report.serving,
+            short(&report.serving_fingerprint)
+        ));
+        if args.json {
+            print_json(&report)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = connect(&args.target).await?;
+    let report =
+        rollback::rollback(&target.project, &target.host, &alias, args.to.as_deref()).await?;
+    note(&format!(
+        "alias {} -> {} ({}, {}) in project {} on {}; was {}",
+        report.alias,
+        report.fingerprint,
+        report.version,
+        report.provenance.short(),
+        report.project,
+        report.host,
+        report.previous.as_deref().unwrap_or("absent")
+    ));
+    if args.json {
+        print_json(&report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_prune(args: PruneArgs) -> Result<ExitCode, String> {
+    let alias = alias_of(args.role, &args.alias);
+    let target = connect(&args.target).await?;
+    let pruned = retention::apply(
+        &target.project,
+        &alias,
+        usize::from(args.keep),
+        args.role.as_str(),
+    )
+    .await?;
+    note_pruned(&pruned);
+    if pruned.versions.is_empty() && pruned.images.is_empty() {
+        note(&format!(
+            "nothing to prune for alias {alias} (keep {})",
+            args.keep
+        ));
+    }
+    if args.json {
+        print_json(&pruned)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_publish(args: PublishArgs) -> Result<ExitCode, String> {
+    let alias = alias_of(args.role, &args.alias);
+    let artifact = Artifact::open(&args.artifact, args.role).map_err(|e| {
+        format!(
+            "refusing artifact {}: {e}; nothing published",
+            args.artifact.display()
+        )
+    })?;
+    let report = publish::publish(&artifact, &args.to, &alias)?;
+    note(&format!(
+        "published {alias} version {} ({}, {}) to {}",
+        report.version,
+        short(&report.fingerprint),
+        report.provenance.short(),
+        report.tree.display()
+    ));
+    if args.json {
+        print_json(&report)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,232 @@
+//! `image publish` and rollback of a published tree: a simplestreams image server tree (the format
+//! images.linuxcontainers.org serves), edited with Incus's own `incus-simplestreams`. Hosts add
+//! the tree's HTTPS URL once as a remote and follow new versions through image auto-update.
+//!
+//! A simplestreams version is named by the minute of metadata.yaml's `creation_date`, and the Nix
+//! builds fix that date for reproducibility, so publishing copies the metadata with the date moved
+//! past the newest published version; properties (the provenance among them) stay as built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::artifact::{Artifact, METADATA_FILE};
+use super::provenance::Provenance;
+
+/// The properties incus-simplestreams needs in metadata.yaml.
+const REQUIRED_PROPERTIES: &[&str] = &["os", "release", "variant", "architecture"];
+
+#[derive(Debug, Serialize)]
+pub struct PublishReport {
+    pub tree: PathBuf,
+    pub alias: String,
+    /// The published version (simplestreams serial) and its fingerprint.
+    pub version: String,
+    pub fingerprint: String,
+    pub provenance: Provenance,
+    /// Versions of the alias now in the tree, oldest first.
+    pub versions: Vec<String>,
+}
+
+/// One entry of `incus-simplestreams list --format json`.
+#[derive(Debug, Clone, Deserialize)]
+struct Listed {
+    fingerprint: String,
+    #[serde(default)]
+    aliases: Vec<ListedAlias>,
+    #[serde(default)]
+    properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ListedAlias {
+    name: String,
+}
+
+fn tool() -> String {
+    std::env::var("PIKA_INCUS_SIMPLESTREAMS").unwrap_or_else(|_| "incus-simplestreams".into())
+}
+
+fn run(tree: &Path, args: &[&std::ffi::OsStr]) -> Result<String, String> {
+    let output = Command::new(tool())
+        .current_dir(tree)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {} (Debian package incus-extra): {e}", tool()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} {} in {} failed: {}",
+            tool(),
+            args.first()
+                .map(|a| a.to_string_lossy())
+                .unwrap_or_default(),
+            tree.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The published versions of `alias`, oldest first (by serial).
+fn versions(tree: &Path, alias: &str) -> Result<Vec<Listed>, String> {
+    if !tree.join("streams/v1/index.json").is_file() {
+        return Ok(Vec::new());
+    }
+    let text = run(
+        tree,
+        &["list".as_ref(), "--format".as_ref(), "json".as_ref()],
+    )?;
+    let all: Vec<Listed> = serde_json::from_str(&text)
+        .map_err(|e| format!("unexpected incus-simplestreams list output: {e}"))?;
+    let mut mine: Vec<Listed> = all
+        .into_iter()
+        .filter(|l| l.aliases.iter().any(|a| a.name == alias))
+        .collect();
+    mine.sort_by(|a, b| serial(a).cmp(serial(b)));
+    Ok(mine)
+}
+
+fn serial(listed: &Listed) -> &str {
+    listed.properties.get("serial").map_or("", String::as_str)
+}
+
+pub fn publish(artifact: &Artifact, tree: &Path, alias: &str) -> Result<PublishReport, String> {
+    let missing: Vec<&str> = REQUIRED_PROPERTIES
+        .iter()
+        .copied()
+        .filter(|key| !artifact.metadata.properties.contains_key(*key))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{}: metadata.yaml properties lack {} (incus-simplestreams needs {})",
+            artifact.metadata_file.display(),
+            missing.join(", "),
+            REQUIRED_PROPERTIES.join(", ")
+        ));
+    }
+    let provenance = artifact.metadata.provenance();
+    if !provenance.is_known() {
+        return Err(format!(
+            "{}: the image has no provenance (pika.source-rev, pika.roles-digest); publish only images built by the flake",
+            artifact.metadata_file.display()
+        ));
+    }
+    std::fs::create_dir_all(tree).map_err(|e| format!("cannot create {}: {e}", tree.display()))?;
+    let before = versions(tree, alias)?;
+    let date = next_creation_date(before.last().map(serial))?;
+    let scratch = tempfile_dir(tree)?;
+    let result = (|| {
+        let metadata = scratch.join(METADATA_FILE);
+        rewrite_creation_date(&artifact.metadata_file, &metadata, date)?;
+        run(
+            tree,
+            &[
+                "add".as_ref(),
+                "--no-default-alias".as_ref(),
+                "--alias".as_ref(),
+                alias.as_ref(),
+                metadata.as_os_str(),
+                artifact.payload_file.as_os_str(),
+            ],
+        )
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result?;
+    let after = versions(tree, alias)?;
+    let newest = after.last().ok_or_else(|| {
+        format!("incus-simplestreams lists no version of {alias} after adding one")
+    })?;
+    Ok(PublishReport {
+        tree: tree.to_path_buf(),
+        alias: alias.to_string(),
+        version: serial(newest).to_string(),
+        fingerprint: newest.fingerprint.clone(),
+        provenance,
+        versions: after.iter().map(|l| serial(l).to_string()).collect(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct WithdrawReport {
+    pub tree: PathBuf,
+    pub alias: String,
+    pub withdrawn: String,
+    pub withdrawn_fingerprint: String,
+    pub serving: String,
+    pub serving_fingerprint: String,
+}
+
+/// Rollback on a published tree: withdraws the newest version of `alias`; refuses to withdraw
+/// the last one (the alias would go missing).
+pub fn withdraw_newest(tree: &Path, alias: &str) -> Result<WithdrawReport, String> {
+    let listed = versions(tree, alias)?;
+    let [.., previous, newest] = listed.as_slice() else {
+        return Err(format!(
+            "{}: alias {alias} has {} published version(s); rollback needs an earlier one to fall back to",
+            tree.display(),
+            listed.len()
+        ));
+    };
+    run(tree, &["remove".as_ref(), newest.fingerprint.as_ref()])?;
+    Ok(WithdrawReport {
+        tree: tree.to_path_buf(),
+        alias: alias.to_string(),
+        withdrawn: serial(newest).to_string(),
+        withdrawn_fingerprint: newest.fingerprint.clone(),
+        serving: serial(previous).to_string(),
+        serving_fingerprint: previous.fingerprint.clone(),
+    })
+}
+
+/// Now, or one minute past the newest published serial (`YYYYMMDDhhmm`, UTC), whichever is later.
+fn next_creation_date(newest_serial: Option<&str>) -> Result<i64, String> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let Some(serial) = newest_serial.filter(|s| !s.is_empty()) else {
+        return Ok(now);
+    };
+    let parsed = time::PrimitiveDateTime::parse(
+        serial,
+        format_description!("[year][month][day][hour][minute]"),
+    )
+    .map_err(|e| format!("cannot read the published serial {serial}: {e}"))?;
+    Ok(now.max(parsed.assume_utc().unix_timestamp() + 60))
+}
+
+fn tempfile_dir(tree: &Path) -> Result<PathBuf, String> {
+    let dir =
+        std::env::temp_dir().join(format!("pika-guest-publish-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir(&dir)
+        .map_err(|e| format!("cannot create a temp dir for {}: {e}", tree.display()))?;
+    Ok(dir)
+}
+
+/// Copies the metadata tarball with metadata.yaml's `creation_date` set to `date`.
+fn rewrite_creation_date(from: &Path, to: &Path, date: i64) -> Result<(), String> {
+    let text = super::artifact::read_metadata_text(from)?;
+    let mut doc: serde_norway::Value = serde_norway::from_str(&text)
+        .map_err(|e| format!("{}: metadata.yaml: {e}", from.display()))?;
+    let map = doc
+        .as_mapping_mut()
+        .ok_or_else(|| format!("{}: metadata.yaml is not a mapping", from.display()))?;
+    map.insert("creation_date".into(), date.into());
+    let yaml = serde_norway::to_string(&doc).map_err(|e| e.to_string())?;
+    let mut tar_bytes = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut tar_bytes);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(yaml.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(u64::try_from(date).unwrap_or_default());
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "metadata.yaml", yaml.as_bytes())
+            .map_err(|e| e.to_string())?;
+        builder.finish().map_err(|e| e.to_string())?;
+    }
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut tar_bytes.as_slice(), &mut xz).map_err(|e| e.to_string())?;
+    std::fs::write(to, xz).map_err(|e| format!("cannot write {}: {e}", to.display()))
+}
