@@ -80,6 +80,14 @@ ensure_incus_objects() {
   fi
 }
 
+# HEAD, with -dirty when tracked files changed (what a flake records as its dirtyRev).
+checkout_rev() {
+  local rev
+  rev="$(git -C "${REPO_ROOT}" rev-parse --verify HEAD 2>/dev/null)" || { echo unknown; return 0; }
+  [[ -z "$(git -C "${REPO_ROOT}" status --porcelain --untracked-files=no)" ]] || rev="${rev}-dirty"
+  echo "${rev}"
+}
+
 import_role_images() {
   local role dir
   for role in "${PIKA_ROLE_IDS[@]}"; do
@@ -89,7 +97,9 @@ import_role_images() {
     else
       dir="${STATE}/images/${role}"
       say "importing a busybox stand-in image for ${role} under ${PIKA_ROLE_DEFAULT_ALIAS[${role}]} (use --nix-images for the real NixOS image)"
-      test_image_container "${dir}" "${PIKA_ROLE_DESCRIPTION[${role}]} (busybox stand-in)" "${role}"
+      # The stand-in carries the provenance a flake build of this checkout would (pika-guest status).
+      test_image_container "${dir}" "${PIKA_ROLE_DESCRIPTION[${role}]} (busybox stand-in)" "${role}" \
+        "${role}" "$(checkout_rev)"
       CI=1 "${REPO_ROOT}/scripts/incus-role-image.sh" --role "${role}" import --local \
         --project "${PROJECT}" --artifact "${dir}" >/dev/null
     fi

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Builds tiny Incus test images from busybox-static. Sourced, not executed.
 #
-#   test_image_container OUTDIR [DESCRIPTION] [MARKER]
+#   test_image_container OUTDIR [DESCRIPTION] [MARKER] [ROLE] [REV]
 #       OUTDIR/metadata.tar.xz + OUTDIR/rootfs.squashfs (a split container image, ~1 MiB).
 #       MARKER is written to /etc/pika-test-marker so two builds get different fingerprints.
-#   test_image_vm OUTDIR [DESCRIPTION] [MARKER]
+#   test_image_vm OUTDIR [DESCRIPTION] [MARKER] [ROLE] [REV]
 #       OUTDIR/metadata.tar.xz + OUTDIR/disk.qcow2 (imports; VMs cannot start on these machines).
+#
+#   Provenance, as the flake's images carry it (metadata.yaml properties): pika.role = ROLE (default:
+#   the first role of the registry), pika.source-rev = REV (default test-MARKER), pika.roles-digest =
+#   the role's digest from scripts/lib/roles.sh, pika.built-from = test-image:MARKER; plus os,
+#   release, variant and architecture, which incus-simplestreams needs. ROLE "-" makes an image
+#   without provenance, as one imported by hand.
 #   test_image_shared DIR
 #       DIR/container and DIR/vm, exported as PIKA_TEST_IMAGE_DIR for the tests and benchmarks.
 
@@ -18,20 +24,36 @@ test_image_busybox() {
   return 1
 }
 
-# test_image_metadata DIR ARCH DESCRIPTION VARIANT -> DIR/metadata.tar.xz (reproducible)
+# shellcheck source=scripts/lib/roles.sh
+[[ -n "${PIKA_ROLE_IDS+set}" ]] || source "$(dirname "${BASH_SOURCE[0]}")/roles.sh"
+
+# test_image_metadata DIR DESCRIPTION VARIANT [MARKER] [ROLE] [REV] -> DIR/metadata.tar.xz
+# (reproducible). ROLE "-": no pika.* provenance.
 test_image_metadata() {
-  local out="$1" description="$2" variant="$3" work
+  local out="$1" description="$2" variant="$3" marker="${4:-0}" role="${5:-${PIKA_ROLE_IDS[0]}}"
+  local rev="${6:-test-${4:-0}}" work
   work="$(mktemp -d)"
   cat >"${work}/metadata.yaml" <<YAML
 architecture: x86_64
 creation_date: 1700000000
 properties:
+  architecture: x86_64
   description: "${description}"
   os: busybox
   release: test
   variant: "${variant}"
-templates: {}
 YAML
+  if [[ "${role}" != "-" ]]; then
+    local digest=""
+    if declare -p PIKA_ROLE_ROLES_DIGEST >/dev/null 2>&1; then digest="${PIKA_ROLE_ROLES_DIGEST[${role}]:-}"; fi
+    cat >>"${work}/metadata.yaml" <<YAML
+  pika.role: "${role}"
+  pika.source-rev: "${rev}"
+  pika.roles-digest: "${digest}"
+  pika.built-from: "test-image:${marker}"
+YAML
+  fi
+  printf 'templates: {}\n' >>"${work}/metadata.yaml"
   tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
     -C "${work}" -cJf "${out}/metadata.tar.xz" metadata.yaml
   rm -rf "${work}"
@@ -68,7 +90,7 @@ test_image_container() {
   mkdir -p "${out}"
   work="$(mktemp -d)"
   test_image_rootfs "${work}/rootfs" "${marker}" || { rm -rf "${work}"; return 1; }
-  test_image_metadata "${out}" "${description}" "test-container"
+  test_image_metadata "${out}" "${description}" "test-container" "${marker}" "${@:4}"
   rm -f "${out}/rootfs.squashfs"
   mksquashfs "${work}/rootfs" "${out}/rootfs.squashfs" -noappend -quiet -all-root \
     -mkfs-time 1700000000 -all-time 1700000000 >/dev/null
@@ -83,7 +105,7 @@ test_image_vm() {
   truncate -s 4M "${work}/disk.raw"
   printf 'pika-test-vm %s\n' "${marker}" | dd of="${work}/disk.raw" conv=notrunc status=none
   qemu-img convert -f raw -O qcow2 "${work}/disk.raw" "${out}/disk.qcow2"
-  test_image_metadata "${out}" "${description}" "test-vm"
+  test_image_metadata "${out}" "${description}" "test-vm" "${marker}" "${@:4}"
   rm -rf "${work}"
 }
 

@@ -130,6 +130,21 @@ impl Artifact {
     }
 }
 
+/// The provenance an artifact's metadata promises (status needs only metadata.tar.xz of DIR).
+pub fn expected_from_metadata(dir: &Path, role: IncusGuestRole) -> Result<Provenance, String> {
+    let provenance = read_metadata(&dir.join(METADATA_FILE))?.provenance();
+    match provenance.role.as_deref() {
+        Some(r) if r != role.as_str() => Err(format!(
+            "{}: the image was built for role {r} (pika.role), not {role}",
+            dir.join(METADATA_FILE).display()
+        )),
+        _ => Ok(Provenance {
+            role: Some(role.as_str().to_string()),
+            ..provenance
+        }),
+    }
+}
+
 /// Reads metadata.yaml out of the xz tarball (a cut or corrupt tarball fails its xz check).
 pub fn read_metadata(path: &Path) -> Result<Metadata, String> {
     let text = read_metadata_text(path)?;

@@ -77,12 +77,16 @@ pub struct StatusArgs {
     /// Every role of the registry, each under its default alias.
     #[arg(long, conflicts_with_all = ["alias", "artifact"])]
     all: bool,
-    /// Expect this artifact's provenance (default: this checkout's rev and the role's digest).
-    #[arg(long, value_name = "DIR")]
+    /// Expect this artifact's provenance (its metadata.tar.xz is enough). Default: this
+    /// checkout's rev and the role's digest.
+    #[arg(long, value_name = "DIR", conflicts_with = "expect_rev")]
     artifact: Option<PathBuf>,
     /// The checkout whose git revision is expected when no --artifact is given.
     #[arg(long, value_name = "DIR", default_value = ".")]
     repo: PathBuf,
+    /// Expect this source rev instead of the checkout's (where no checkout is, e.g. over ssh).
+    #[arg(long, value_name = "REV")]
+    expect_rev: Option<String>,
     #[arg(long, value_name = "A", value_parser = parse_alias)]
     alias: Option<String>,
     #[command(flatten)]
@@ -240,6 +244,14 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
     note_pruned(&report.pruned);
     if args.json {
         print_json(&report)?;
+    } else {
+        println!(
+            "{} {} {} {}",
+            report.host,
+            report.alias,
+            short(&report.fingerprint),
+            report.provenance.short()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -266,9 +278,10 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
     let target = connect(&args.target).await?;
     let mut lines = Vec::new();
     for role in roles {
-        let expected = match &args.artifact {
-            Some(dir) => Artifact::open(dir, role)?.metadata.provenance(),
-            None => provenance::expected_from_checkout(role, &args.repo)?,
+        let expected = match (&args.artifact, &args.expect_rev) {
+            (Some(dir), _) => artifact::expected_from_metadata(dir, role)?,
+            (None, Some(rev)) => provenance::expected_for_rev(role, rev)?,
+            (None, None) => provenance::expected_from_checkout(role, &args.repo)?,
         };
         let alias = alias_of(role, &args.alias);
         lines.push(
@@ -296,6 +309,9 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
 }
 
 fn print_status_table(lines: &[status::StatusLine]) {
+    if let Some(first) = lines.first() {
+        println!("expected: {}", first.expected.short());
+    }
     let rows: Vec<[String; 7]> = lines
         .iter()
         .map(|l| {
@@ -324,9 +340,6 @@ fn print_status_table(lines: &[status::StatusLine]) {
         ],
         &rows,
     );
-    if let Some(first) = lines.first() {
-        println!("expected: {}", first.expected.short());
-    }
 }
 
 fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
@@ -382,6 +395,14 @@ async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
     ));
     if args.json {
         print_json(&report)?;
+    } else {
+        println!(
+            "{} {} {} {}",
+            report.host,
+            report.alias,
+            short(&report.fingerprint),
+            report.provenance.short()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,9 @@ pub const ROLE_KEY: &str = "pika.role";
 pub const SOURCE_REV_KEY: &str = "pika.source-rev";
 pub const ROLES_DIGEST_KEY: &str = "pika.roles-digest";
 pub const BUILT_FROM_KEY: &str = "pika.built-from";
+/// Images pulled from a simplestreams server get only the index's properties; `image publish`
+/// writes the provenance into the version's label, which Incus keeps as this property.
+pub const LABEL_KEY: &str = "label";
 /// What a build without a known revision records as its source rev.
 pub const UNKNOWN_REV: &str = "unknown";
 
@@ -30,10 +33,22 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// From image properties: the `pika.*` keys, else the `key=value` words of `label`.
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Provenance {
+        let from_label: BTreeMap<String, String> = properties
+            .get(LABEL_KEY)
+            .map(|label| {
+                label
+                    .split_whitespace()
+                    .filter_map(|word| word.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let get = |key: &str| {
             properties
                 .get(key)
+                .or_else(|| from_label.get(key))
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
@@ -53,7 +68,25 @@ impl Provenance {
             && self.roles_digest.is_some()
     }
 
-    /// `rev 1a2b3c4d5e6f, digest 0a1b2c3d4e5f` for tables.
+    /// The label `image publish` gives a simplestreams version (`pika.role=... pika.source-rev=...`).
+    pub fn label(&self) -> String {
+        [
+            (ROLE_KEY, &self.role),
+            (SOURCE_REV_KEY, &self.source_rev),
+            (ROLES_DIGEST_KEY, &self.roles_digest),
+            (BUILT_FROM_KEY, &self.built_from),
+        ]
+        .iter()
+        .filter_map(|(key, value)| {
+            value
+                .as_ref()
+                .map(|v| format!("{key}={}", v.replace(char::is_whitespace, "_")))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
+    /// `rev 1a2b3c4d5e6f digest 0a1b2c3d4e5f` for tables.
     pub fn short(&self) -> String {
         if self.source_rev.is_none() && self.roles_digest.is_none() {
             return "-".into();
@@ -137,9 +170,14 @@ pub fn expected_from_checkout(role: IncusGuestRole, repo: &Path) -> Result<Prove
     let rev = String::from_utf8_lossy(&head.stdout).trim().to_string();
     let status = git(&["status", "--porcelain", "--untracked-files=no"])?;
     let dirty = !status.status.success() || !status.stdout.is_empty();
+    expected_for_rev(role, &if dirty { format!("{rev}-dirty") } else { rev })
+}
+
+/// What a build of `rev` would carry for `role` (its digest from this build's registry).
+pub fn expected_for_rev(role: IncusGuestRole, rev: &str) -> Result<Provenance, String> {
     Ok(Provenance {
         role: Some(role.as_str().to_string()),
-        source_rev: Some(if dirty { format!("{rev}-dirty") } else { rev }),
+        source_rev: Some(rev.to_string()),
         roles_digest: Some(role_digest(role)?.to_string()),
         built_from: None,
     })
@@ -223,5 +261,15 @@ mod tests {
         assert_eq!(p.role.as_deref(), Some("r"));
         assert_eq!(p.source_rev, None);
         assert!(!p.is_known());
+    }
+
+    #[test]
+    fn label_round_trips() {
+        let p = Provenance {
+            built_from: Some("/nix/store/abc-image".into()),
+            ..provenance("a1", "d1")
+        };
+        let properties = BTreeMap::from([(LABEL_KEY.to_string(), p.label())]);
+        assert_eq!(Provenance::from_properties(&properties), p);
     }
 }

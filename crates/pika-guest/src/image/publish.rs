@@ -139,6 +139,7 @@ pub fn publish(artifact: &Artifact, tree: &Path, alias: &str) -> Result<PublishR
     let newest = after.last().ok_or_else(|| {
         format!("incus-simplestreams lists no version of {alias} after adding one")
     })?;
+    label_version(tree, alias, serial(newest), &provenance.label())?;
     Ok(PublishReport {
         tree: tree.to_path_buf(),
         alias: alias.to_string(),
@@ -179,6 +180,38 @@ pub fn withdraw_newest(tree: &Path, alias: &str) -> Result<WithdrawReport, Strin
         serving: serial(previous).to_string(),
         serving_fingerprint: previous.fingerprint.clone(),
     })
+}
+
+/// Sets the label of version `serial` of the product that carries `alias`: the only per-version
+/// field Incus turns into an image property, so pulled images keep their provenance.
+fn label_version(tree: &Path, alias: &str, serial: &str, label: &str) -> Result<(), String> {
+    let path = tree.join("streams/v1/images.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut index: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let products = index
+        .get_mut("products")
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or_else(|| format!("{}: no products", path.display()))?;
+    let version = products
+        .values_mut()
+        .filter(|product| {
+            product
+                .get("aliases")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|aliases| aliases.split(',').any(|a| a == alias))
+        })
+        .find_map(|product| product.get_mut("versions")?.get_mut(serial))
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or_else(|| format!("{}: no version {serial} of {alias}", path.display()))?;
+    version.insert("label".into(), label.into());
+    let text = serde_json::to_string(&index).map_err(|e| e.to_string())?;
+    // Write whole or not at all: hosts may be fetching the index right now.
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, text)
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
 
 /// Now, or one minute past the newest published serial (`YYYYMMDDhhmm`, UTC), whichever is later.
