@@ -19,6 +19,7 @@ readonly SCRIPT="${REPO}/scripts/incus-role-image.sh"
 readonly HELPERS="${REPO}/scripts/tests/lib-image-script"
 readonly NIX_STUB="${HELPERS}/nix-stub"
 readonly FAKE_SSH="${HELPERS}/fake-ssh"
+readonly HTTPS_STATIC="${HELPERS}/https-static"
 readonly PROJECT_PREFIX="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-imgscript-$$"
 WORK="${PIKA_TEST_WORK:?run through scripts/test.sh}/image-script"
 readonly WORK
@@ -32,6 +33,9 @@ source "${REPO}/scripts/lib/test-env.sh"
 
 FAILED=0
 PROJECT_COUNT=0
+# The HTTPS server and incusd's cache of it (t_simplestreams), removed at exit.
+SERVER_PID=""
+SERVER_CACHE=""
 NEW_PROJECT=""
 # Set by run: exit status, stdout and stderr of the last script run.
 RC=0
@@ -75,11 +79,11 @@ not() {
   ! "$@"
 }
 
-# new_project: creates a fresh Incus project, named in NEW_PROJECT.
+# new_project [CONFIG...]: creates a fresh Incus project, named in NEW_PROJECT.
 new_project() {
   PROJECT_COUNT=$((PROJECT_COUNT + 1))
   NEW_PROJECT="${PROJECT_PREFIX}-${PROJECT_COUNT}"
-  incus project create "${NEW_PROJECT}" >/dev/null
+  incus project create "${NEW_PROJECT}" "$@" >/dev/null
 }
 
 # fingerprint DIR: what Incus computes for a split image (sha256 of metadata, then rootfs or disk).
@@ -697,9 +701,82 @@ t_two_hosts_status() {
       | jq -r '[.[].role] | join(" ")')" == "${PIKA_ROLE_IDS[*]}"
 }
 
+# A certificate for 127.0.0.1 signed by the test CA that incusd trusts (SSL_CERT_FILE bundle).
+make_server_cert() {
+  local dir="$1" ca="${PIKA_TEST_CA_DIR:?run through scripts/test.sh}"
+  mkdir -p "${dir}"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "${dir}/key.pem" -out "${dir}/req.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"${dir}/ext.cnf"
+  openssl x509 -req -in "${dir}/req.csr" -CA "${ca}/ca.pem" -CAkey "${ca}/ca.key" -CAcreateserial \
+    -CAserial "${dir}/ca.srl" -days 1 -extfile "${dir}/ext.cnf" -out "${dir}/cert.pem" 2>/dev/null
+}
+
+# Publish a simplestreams tree, serve it over HTTPS, launch from it as a remote, publish again,
+# refresh the cached image, withdraw the newest version.
+t_simplestreams() {
+  local role="${PIKA_ROLE_IDS[0]}" alias tree="${WORK}/tree-ss" project url remote="pika-test-ss-$$" i
+  local cached first second json
+  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+  test_image_container "${WORK}/ss-1" "ss 1" "ss-1-$$" "${role}" "6666666666666666666666666666666666666666"
+  test_image_container "${WORK}/ss-2" "ss 2" "ss-2-$$" "${role}" "7777777777777777777777777777777777777777"
+  test_image_container "${WORK}/ss-hand" "by hand" "ss-hand-$$" -
+  run "${PIKA_GUEST}" image publish --role "${role}" --to "${tree}" --artifact "${WORK}/ss-hand"
+  expect "publish refuses an image without provenance (${ERR_TEXT##*error: })" \
+    test "${RC}" -eq 1 -a -n "$(contains "${ERR_TEXT}" "has no provenance" && echo y)"
+  json="$("${PIKA_GUEST}" image publish --role "${role}" --to "${tree}" --artifact "${WORK}/ss-1" --json)" || true
+  first="$(jq -r .fingerprint <<<"${json}" 2>/dev/null)"
+  expect "publish adds a version to the tree (${first:0:12})" \
+    test "$(cd "${tree}" && incus-simplestreams list --format json | jq length)" -eq 1
+
+  make_server_cert "${WORK}/tls"
+  "${HTTPS_STATIC}" "${tree}" "${WORK}/tls/cert.pem" "${WORK}/tls/key.pem" "${WORK}/port" \
+    >"${WORK}/https.log" 2>&1 &
+  SERVER_PID=$!
+  for ((i = 0; i < 100; i++)); do [[ -s "${WORK}/port" ]] && break; sleep 0.1; done
+  url="https://127.0.0.1:$(cat "${WORK}/port")"
+  SERVER_CACHE="/var/cache/incus/$(printf '%s' "${url}" | sha256sum | cut -d' ' -f1)"
+  export INCUS_CONF="${WORK}/incus-conf"
+  mkdir -p "${INCUS_CONF}"
+  incus remote add "${remote}" "${url}" --protocol simplestreams --public >/dev/null
+  new_project -c features.profiles=false
+  project="${NEW_PROJECT}"
+  run incus launch "${remote}:${alias}" c1 --project "${project}"
+  expect "an instance launches from ${remote}:${alias} (${ERR_TEXT##*$'\n'})" \
+    test "$(incus list c1 --project "${project}" --format csv --columns s 2>/dev/null)" == RUNNING
+  cached="$(incus query "/1.0/images?project=${project}&recursion=1" | jq -r '.[0].fingerprint')"
+  expect "the host cached the published version, provenance in its label" \
+    test "${cached}" == "${first}" -a "$(incus query "/1.0/images/${cached}?project=${project}" \
+      | jq -r '.properties.label')" == "pika.role=${role} pika.source-rev=6666666666666666666666666666666666666666 pika.roles-digest=${PIKA_ROLE_ROLES_DIGEST[${role}]:-} pika.built-from=test-image:ss-1-$$"
+
+  json="$("${PIKA_GUEST}" image publish --role "${role}" --to "${tree}" --artifact "${WORK}/ss-2" --json)" || true
+  second="$(jq -r .fingerprint <<<"${json}" 2>/dev/null)"
+  expect "a second publish adds a second version ($(jq -r '.versions | join(" ")' <<<"${json}" 2>/dev/null))" \
+    test "$(jq '.versions | length' <<<"${json}" 2>/dev/null)" -eq 2 -a -n "${second}" -a "${second}" != "${first}"
+  # incusd keeps a server's index for an hour; auto-update runs every few hours, a test cannot wait.
+  touch -d '2 hours ago' "${SERVER_CACHE}"/*.json
+  incus image refresh "${cached}" --project "${project}" >/dev/null 2>&1 || true
+  expect "incus image refresh moves the cached image to the new version" \
+    test "$(incus query "/1.0/images?project=${project}&recursion=1" | jq -r '[.[].fingerprint] | join(" ")')" == "${second}"
+  expect "... whose label carries the new provenance" \
+    test -n "$(incus query "/1.0/images/${second}?project=${project}" | jq -r '.properties.label' \
+      | grep -F "pika.source-rev=7777777777777777777777777777777777777777")"
+
+  run "${PIKA_GUEST}" image rollback --role "${role}" --published "${tree}"
+  expect "rollback --published withdraws the newest version, the first serves again" \
+    test "${RC}" -eq 0 -a "$(cd "${tree}" && incus-simplestreams list --format json | jq -r '[.[].fingerprint] | join(" ")')" == "${first}"
+  run "${PIKA_GUEST}" image rollback --role "${role}" --published "${tree}"
+  expect "rollback --published refuses to withdraw the last version" \
+    test "${RC}" -eq 1 -a -n "$(contains "${ERR_TEXT}" "has 1 published version" && echo y)"
+  incus remote remove "${remote}" >/dev/null 2>&1 || true
+  unset INCUS_CONF
+}
+
 # Deletes this run's projects (test.sh sweeps pika-test-* too; this keeps standalone runs tidy).
 cleanup() {
   local i
+  [[ -z "${SERVER_PID}" ]] || kill "${SERVER_PID}" 2>/dev/null || true
+  [[ -z "${SERVER_CACHE}" ]] || rm -rf "${SERVER_CACHE}"
   for ((i = 1; i <= PROJECT_COUNT; i++)); do
     test_env_delete_project "${PROJECT_PREFIX}-${i}"
   done
@@ -715,11 +792,14 @@ main() {
     PIKA_GUEST="${CARGO_TARGET_DIR:-${REPO}/target}/debug/pika-guest"
   fi
   export PIKA_GUEST
-  local test start
-  for test in t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical \
-    t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers \
-    t_build_import_local t_remote_mode t_third_role_in_copy t_status_and_rollback t_keep \
-    t_truncated_artifact t_concurrent_import t_kill9_import t_multi_host t_two_hosts_status; do
+  local test start tests=(t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical
+    t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers
+    t_build_import_local t_remote_mode t_third_role_in_copy t_status_and_rollback t_keep
+    t_truncated_artifact t_concurrent_import t_kill9_import t_multi_host t_two_hosts_status
+    t_simplestreams)
+  # PIKA_IMAGE_SCRIPT_TESTS="t_keep t_simplestreams": run only these (while working on them).
+  [[ -z "${PIKA_IMAGE_SCRIPT_TESTS:-}" ]] || read -ra tests <<<"${PIKA_IMAGE_SCRIPT_TESTS}"
+  for test in "${tests[@]}"; do
     start="${SECONDS}"
     echo "- ${test}"
     "${test}"

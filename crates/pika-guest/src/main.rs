@@ -34,7 +34,7 @@ enum Command {
     /// The Incus side of role images: import, status, rollback, prune, publish.
     Image {
         #[command(subcommand)]
-        command: image::ImageCommand,
+        command: Box<image::ImageCommand>,
     },
 }
 
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Guest(command) => guest::run(command),
-        Command::Image { command } => image::run(command),
+        Command::Image { command } => image::run(*command),
     };
     match result {
         Ok(code) => code,
