@@ -65,19 +65,23 @@ pub async fn import(
         }
     }
     .upload_alias(&version);
-    let (fingerprint, already_present) = match project.import_image(&upload).await {
-        Ok(image) => (image.fingerprint, false),
+    let (fingerprint, already_present, version) = match project.import_image(&upload).await {
+        Ok(image) => (image.fingerprint, false, version),
         Err(e) if e.is_conflict() => {
             // The identical image is already in the project: give it a version if it has none.
             let fingerprint = artifact.fingerprint()?;
             let state = AliasState::read(project, alias).await?;
-            if state.version_of(&fingerprint).is_none() {
-                project
-                    .create_image_alias(&version, &fingerprint, "")
-                    .await
-                    .map_err(|e| format!("{e}; {}", unchanged()))?;
-            }
-            (fingerprint, true)
+            let version = match state.version_of(&fingerprint) {
+                Some(existing) => existing.alias.clone(),
+                None => {
+                    project
+                        .create_image_alias(&version, &fingerprint, "")
+                        .await
+                        .map_err(|e| format!("{e}; {}", unchanged()))?;
+                    version
+                }
+            };
+            (fingerprint, true, version)
         }
         Err(e) => {
             return Err(format!(
@@ -89,10 +93,6 @@ pub async fn import(
             ));
         }
     };
-    let version = AliasState::read(project, alias)
-        .await?
-        .version_of(&fingerprint)
-        .map_or(version, |v| v.alias.clone());
 
     let moved = previous.as_deref() != Some(fingerprint.as_str());
     if moved {
