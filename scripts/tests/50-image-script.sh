@@ -628,26 +628,53 @@ t_concurrent_import() {
   done
 }
 
-# kill -9 of an import in flight: the alias stays on the old image, nothing is left unaliased.
+# reading_file PID FILE: whether process PID has FILE open (the upload streams it).
+reading_file() {
+  local fd
+  for fd in /proc/"$1"/fd/*; do
+    [[ "$(readlink "${fd}" 2>/dev/null)" == "$2" ]] && return 0
+  done
+  return 1
+}
+
+# kill -9 of an import while its upload is in flight, and at moments after: the alias is always on
+# the old or the new image, never missing, and no image is left without an alias.
 t_kill9_import() {
-  local project role="${PIKA_ROLE_IDS[0]}" alias old_fp pid
+  local project role="${PIKA_ROLE_IDS[0]}" alias old_fp new_fp pid delay seen i
+  local lost=0 leftovers=0 outcomes=""
   alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
-  new_project
-  project="${NEW_PROJECT}"
   test_image_container "${WORK}/k9-old" "k9 old" "k9-old-$$" "${role}"
   old_fp="$(fingerprint "${WORK}/k9-old")"
   big_image "${WORK}/k9-new" "k9-new-$$"
-  run "${PIKA_GUEST}" image import --role "${role}" --project "${project}" --artifact "${WORK}/k9-old"
-  "${PIKA_GUEST}" image import --role "${role}" --project "${project}" --artifact "${WORK}/k9-new" >/dev/null 2>&1 &
-  pid=$!
-  sleep 0.3
-  kill -9 "${pid}" 2>/dev/null || true
-  wait "${pid}" 2>/dev/null || true
-  sleep 1
-  expect "after kill -9 mid-import the alias still points at the old image" \
-    test "$(alias_fp "${project}" "${alias}")" == "${old_fp}"
-  expect "after kill -9 no image is left without an alias" \
-    test "$(incus query "/1.0/images?project=${project}&recursion=1" | jq '[.[] | select(.aliases | length == 0)] | length')" -eq 0
+  new_fp="$(fingerprint "${WORK}/k9-new")"
+  for delay in 0 0.05 0.1 0.2 0.4 0.8; do
+    new_project
+    project="${NEW_PROJECT}"
+    "${PIKA_GUEST}" image import --role "${role}" --project "${project}" --artifact "${WORK}/k9-old" >/dev/null 2>&1
+    "${PIKA_GUEST}" image import --role "${role}" --project "${project}" --artifact "${WORK}/k9-new" >/dev/null 2>&1 &
+    pid=$!
+    for ((i = 0; i < 200; i++)); do
+      reading_file "${pid}" "$(realpath "${WORK}/k9-new/rootfs.squashfs")" && break
+      kill -0 "${pid}" 2>/dev/null || break
+      sleep 0.02
+    done
+    sleep "${delay}"
+    kill -9 "${pid}" 2>/dev/null || true
+    wait "${pid}" 2>/dev/null || true
+    sleep 0.5
+    seen="$(alias_fp "${project}" "${alias}")"
+    case "${seen}" in
+      "${old_fp}") outcomes+=" ${delay}s:old" ;;
+      "${new_fp}") outcomes+=" ${delay}s:new" ;;
+      *) outcomes+=" ${delay}s:${seen}"; lost=$((lost + 1)) ;;
+    esac
+    leftovers=$((leftovers + $(incus query "/1.0/images?project=${project}&recursion=1" \
+      | jq '[.[] | select(.aliases | length == 0)] | length')))
+    test_env_delete_project "${project}"
+  done
+  expect "kill -9 during the upload and after: the alias is on the old or the new image (${outcomes# })" \
+    test "${lost}" -eq 0
+  expect "after kill -9 no image is left without an alias (${leftovers})" test "${leftovers}" -eq 0
 }
 
 # Repeated --remote-host: each host its own swap, a down host does not stop or undo the others, a
