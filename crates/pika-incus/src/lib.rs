@@ -59,10 +59,12 @@ pub mod api;
 mod client;
 mod error;
 mod project;
+pub mod provenance;
 mod tls;
 mod types;
 
 pub use client::{DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT, HttpsConfig, IncusClient};
 pub use error::{Error, Result};
 pub use project::ProjectClient;
+pub use provenance::ImageProvenance;
 pub use types::*;
