@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use crate::job::{JobRuntimeConfig, JobSpec};
 use crate::naming::now_rfc3339;
 use crate::record::{
-    JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord, RunRecord,
-    RunStatus, SnapshotTransfer,
+    JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord,
+    RemoteLinuxVmImageRecord, RunRecord, RunStatus, SnapshotTransfer,
 };
 use crate::remote::{RemoteIncusContext, RemoteIncusError, process_env};
 use crate::snapshot::{Snapshot, SnapshotError, build_snapshot, stage_snapshot};
@@ -534,8 +534,15 @@ impl Executor {
     ) -> Result<(), String> {
         let alias = project.get_image_alias(&context.image_alias).await;
         let fingerprint = alias.as_ref().ok().map(|a| a.target.clone());
+        let provenance = match &fingerprint {
+            Some(fingerprint) => crate::remote::image_provenance(project, fingerprint).await,
+            None => None,
+        };
         if let Some(remote) = &mut record.remote_linux_vm {
-            remote.incus_image = Some(context.image_record(fingerprint));
+            remote.incus_image = Some(RemoteLinuxVmImageRecord {
+                provenance,
+                ..context.image_record(fingerprint)
+            });
         }
         let alias = alias.map_err(|e| format!("launch: {e}"))?;
         let mut create = InstanceCreate::from_alias(&context.instance_name, &context.image_alias)

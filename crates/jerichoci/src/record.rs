@@ -154,6 +154,10 @@ pub struct RemoteLinuxVmImageRecord {
     pub alias: String,
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// Who built that image from what (its `pika.*` properties); `None` when unknown, or in
+    /// records written before images carried provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<pika_incus::ImageProvenance>,
 }
 
 /// The steps of a job. Incus jobs go through all five; host jobs only `run`.
@@ -225,6 +229,7 @@ mod tests {
             project: "pika-managed-agents".into(),
             alias: IncusGuestRole::PikaciRunner.default_image_alias().into(),
             fingerprint: Some("abc123".into()),
+            provenance: None,
         }
     }
 

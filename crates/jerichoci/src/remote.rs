@@ -161,6 +161,7 @@ impl RemoteIncusContext {
             project: self.project.clone(),
             alias: self.image_alias.clone(),
             fingerprint,
+            provenance: None,
         }
     }
 }
@@ -175,7 +176,22 @@ pub async fn load_remote_incus_image_record(
         .in_project(&context.project)
         .get_image_alias(&context.image_alias)
         .await?;
-    Ok(context.image_record(Some(alias.target)))
+    let provenance = image_provenance(&incus.in_project(&context.project), &alias.target).await;
+    Ok(RemoteLinuxVmImageRecord {
+        provenance,
+        ..context.image_record(Some(alias.target))
+    })
+}
+
+/// The provenance of image `fingerprint`, `None` when it carries none or cannot be read (the
+/// record is still written).
+pub async fn image_provenance(
+    project: &pika_incus::ProjectClient,
+    fingerprint: &str,
+) -> Option<pika_incus::ImageProvenance> {
+    let image = project.get_image(fingerprint).await.ok()?;
+    let provenance = pika_incus::ImageProvenance::from_properties(&image.properties);
+    (provenance != pika_incus::ImageProvenance::default()).then_some(provenance)
 }
 
 /// A client for the local Incus socket: [`INCUS_SOCKET_ENV`] or Incus's default socket.

@@ -77,6 +77,14 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
         Some(project.fingerprint.as_str())
     );
     assert_eq!(image.guest_role, Some(role));
+    // The test image carries provenance (scripts/lib/test-image.sh): the record keeps it.
+    assert!(
+        image
+            .provenance
+            .as_ref()
+            .is_some_and(|p| p.source_rev.is_some() && p.role.is_some()),
+        "{image:?}"
+    );
 
     let fail = &run.jobs[1];
     assert_eq!(fail.status, JobStatus::Failed);
@@ -301,6 +309,20 @@ async fn image_record_fingerprint_is_what_incus_reports() {
         Some(project.fingerprint.as_str())
     );
     assert_eq!(record.guest_role, Some(IncusGuestRole::PikaciRunner));
+    let image = incus
+        .in_project(&project.name)
+        .get_image(&project.fingerprint)
+        .await
+        .unwrap();
+    let provenance = record
+        .provenance
+        .as_ref()
+        .expect("the test image carries provenance");
+    assert_eq!(
+        provenance.source_rev.as_deref(),
+        image.properties.get("pika.source-rev").map(String::as_str)
+    );
+    assert!(provenance.source_rev.is_some());
 
     project.add_alias("custom/other");
     let name = project.name.clone();
