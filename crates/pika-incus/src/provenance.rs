@@ -84,6 +84,16 @@ impl ImageProvenance {
         .join(" ")
     }
 
+    /// The label, or `no provenance` for an image that carries none (imported by hand).
+    pub fn describe(&self) -> String {
+        let label = self.label();
+        if label.is_empty() {
+            "no provenance".into()
+        } else {
+            label
+        }
+    }
+
     /// `rev 1a2b3c4d5e6f digest 0a1b2c3d4e5f` for tables.
     pub fn short(&self) -> String {
         if self.source_rev.is_none() && self.roles_digest.is_none() {

@@ -651,8 +651,30 @@ impl Agents {
             Err(PreflightError::Missing(_, message)) => check("incus_objects", Err(message)),
             Err(PreflightError::Incus(err)) => check("incus_objects", Err(err.to_string())),
         };
+        check(
+            "image",
+            serving_image(&project, &resolved.image_alias).await,
+        );
         report(checks)
     }
+}
+
+/// What the alias serves and who built it (the image's `pika.*` provenance), for the health details.
+async fn serving_image(project: &pika_incus::ProjectClient, alias: &str) -> Result<String, String> {
+    let target = project
+        .get_image_alias(alias)
+        .await
+        .map_err(|e| e.to_string())?
+        .target;
+    let image = project
+        .get_image(&target)
+        .await
+        .map_err(|e| e.to_string())?;
+    let provenance = pika_incus::ImageProvenance::from_properties(&image.properties);
+    Ok(format!(
+        "alias {alias} -> {target} ({})",
+        provenance.describe()
+    ))
 }
 
 fn report(checks: Vec<HealthCheck>) -> HealthReport {

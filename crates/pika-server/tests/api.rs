@@ -108,6 +108,20 @@ async fn provision_show_list_delete_with_the_managed_role() {
         details["checks"].as_array().unwrap().len() >= 3,
         "{details}"
     );
+    // The serving image's provenance (the test image carries it: scripts/lib/test-image.sh).
+    let image = details["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == json!("image"))
+        .unwrap_or_else(|| panic!("no image check: {details}"));
+    let detail = image["detail"].as_str().unwrap();
+    assert!(
+        image["ok"] == json!(true)
+            && detail.contains("pika.source-rev=")
+            && detail.contains("pika.role="),
+        "{details}"
+    );
 
     let (status, record) = api.provision(&alice, json!({"name": "first"})).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
