@@ -44,12 +44,10 @@ properties:
   variant: "${variant}"
 YAML
   if [[ "${role}" != "-" ]]; then
-    local digest=""
-    if declare -p PIKA_ROLE_ROLES_DIGEST >/dev/null 2>&1; then digest="${PIKA_ROLE_ROLES_DIGEST[${role}]:-}"; fi
     cat >>"${work}/metadata.yaml" <<YAML
   pika.role: "${role}"
   pika.source-rev: "${rev}"
-  pika.roles-digest: "${digest}"
+  pika.roles-digest: "${PIKA_ROLE_ROLES_DIGEST[${role}]:-}"
   pika.built-from: "test-image:${marker}"
 YAML
   fi

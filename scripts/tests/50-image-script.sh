@@ -541,6 +541,28 @@ t_status_and_rollback() {
       | jq -r --arg a "${alias}/v" '.aliases[].name | select(startswith($a))')"
 }
 
+# Without --artifact, status expects this checkout: HEAD (-dirty when tracked files changed) and the
+# role's digest from the registry.
+t_status_checkout() {
+  local project role="${PIKA_ROLE_IDS[0]}" rev
+  rev="$(git -C "${REPO}" rev-parse HEAD)"
+  [[ -z "$(git -C "${REPO}" status --porcelain --untracked-files=no)" ]] || rev="${rev}-dirty"
+  new_project
+  project="${NEW_PROJECT}"
+  test_image_container "${WORK}/co-old" "checkout old" "co-old-$$" "${role}" "0000000000000000000000000000000000000000"
+  test_image_container "${WORK}/co-now" "checkout now" "co-now-$$" "${role}" "${rev}"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/co-old"
+  run env -C "${REPO}" "${SCRIPT}" --role "${role}" status --local --project "${project}"
+  expect "status without --artifact: an image of another rev is stale (${OUT##*$'\n'})" \
+    test "${RC}" -eq 1 -a -n "$(contains "${OUT##*$'\n'}" " stale" && echo y)"
+  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/co-now"
+  run env -C "${REPO}" "${SCRIPT}" --role "${role}" status --local --project "${project}"
+  expect "status without --artifact: an image of this checkout's rev and the role's digest is current" \
+    test "${RC}" -eq 0 -a -n "$(contains "${OUT##*$'\n'}" " current" && echo y)"
+  expect "pika-guest status --repo (no --artifact) agrees" \
+    test "$(status_verdict "${project}" "${role}" --repo "${REPO}")" == current
+}
+
 # With --keep 2 a fourth import leaves exactly two images; an instance pins its image.
 t_keep() {
   local project role="${PIKA_ROLE_IDS[0]}" alias i fps=()
@@ -821,7 +843,7 @@ main() {
   export PIKA_GUEST
   local test start tests=(t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical
     t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers
-    t_build_import_local t_remote_mode t_third_role_in_copy t_status_and_rollback t_keep
+    t_build_import_local t_remote_mode t_third_role_in_copy t_status_and_rollback t_status_checkout t_keep
     t_truncated_artifact t_concurrent_import t_kill9_import t_multi_host t_two_hosts_status
     t_simplestreams)
   # PIKA_IMAGE_SCRIPT_TESTS="t_keep t_simplestreams": run only these (while working on them).

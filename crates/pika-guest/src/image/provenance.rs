@@ -83,16 +83,9 @@ pub fn expected_for_rev(role: IncusGuestRole, rev: &str) -> Result<Provenance, S
     Ok(Provenance {
         role: Some(role.as_str().to_string()),
         source_rev: Some(rev.to_string()),
-        roles_digest: Some(role_digest(role)?.to_string()),
+        roles_digest: Some(role.roles_digest().to_string()),
         built_from: None,
     })
-}
-
-// TODO(schema 2): `role.roles_digest()` once the codegen lands it.
-fn role_digest(role: IncusGuestRole) -> Result<&'static str, String> {
-    Err(format!(
-        "the roles digest of {role} is not known to this build; give --artifact DIR"
-    ))
 }
 
 #[cfg(test)]
