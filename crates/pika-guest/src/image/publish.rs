@@ -36,14 +36,7 @@ pub struct PublishReport {
 struct Listed {
     fingerprint: String,
     #[serde(default)]
-    aliases: Vec<ListedAlias>,
-    #[serde(default)]
-    properties: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ListedAlias {
-    name: String,
+    properties: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn tool() -> String {
@@ -70,11 +63,14 @@ fn run(tree: &Path, args: &[&std::ffi::OsStr]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The published versions of `alias`, oldest first (by serial).
+/// The published versions of `alias`, oldest first (by serial). `incus-simplestreams list` names
+/// the aliases on a product's newest version only, so the product comes from the index.
 fn versions(tree: &Path, alias: &str) -> Result<Vec<Listed>, String> {
-    if !tree.join("streams/v1/index.json").is_file() {
+    let index = tree.join("streams/v1/images.json");
+    if !index.is_file() {
         return Ok(Vec::new());
     }
+    let products = products_with_alias(&index, alias)?;
     let text = run(
         tree,
         &["list".as_ref(), "--format".as_ref(), "json".as_ref()],
@@ -83,14 +79,52 @@ fn versions(tree: &Path, alias: &str) -> Result<Vec<Listed>, String> {
         .map_err(|e| format!("unexpected incus-simplestreams list output: {e}"))?;
     let mut mine: Vec<Listed> = all
         .into_iter()
-        .filter(|l| l.aliases.iter().any(|a| a.name == alias))
+        .filter(|l| products.contains(&product_of(l)))
         .collect();
     mine.sort_by(|a, b| serial(a).cmp(serial(b)));
     Ok(mine)
 }
 
+/// `[os, release, variant, architecture]` of the products of the index that carry `alias`.
+fn products_with_alias(index: &Path, alias: &str) -> Result<Vec<[String; 4]>, String> {
+    let text = std::fs::read_to_string(index)
+        .map_err(|e| format!("cannot read {}: {e}", index.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", index.display()))?;
+    let field = |product: &serde_json::Value, key: &str| {
+        product
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(value
+        .get("products")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|products| products.values())
+        .filter(|product| field(product, "aliases").split(',').any(|a| a == alias))
+        .map(|product| ["os", "release", "variant", "arch"].map(|key| field(product, key)))
+        .collect())
+}
+
+fn product_of(listed: &Listed) -> [String; 4] {
+    ["os", "release", "variant", "architecture"].map(|key| {
+        listed
+            .properties
+            .as_ref()
+            .and_then(|p| p.get(key))
+            .cloned()
+            .unwrap_or_default()
+    })
+}
+
 fn serial(listed: &Listed) -> &str {
-    listed.properties.get("serial").map_or("", String::as_str)
+    listed
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("serial"))
+        .map_or("", String::as_str)
 }
 
 pub fn publish(artifact: &Artifact, tree: &Path, alias: &str) -> Result<PublishReport, String> {
