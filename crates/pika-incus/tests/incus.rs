@@ -99,7 +99,11 @@ async fn smoke(client: &IncusClient, project_name: &str) -> Result<()> {
     // Image under an alias.
     let shared = image::shared_container();
     let (first, first_marker) = (split_image(shared), shared.marker.as_deref());
-    let image = project.import_image(&first.clone().alias(ALIAS)).await?;
+    // One alias made inside the upload (X-Incus-aliases), one after it.
+    let upload_alias = format!("{ALIAS}/v1");
+    let image = project
+        .import_image(&first.clone().alias(ALIAS).upload_alias(&upload_alias))
+        .await?;
     ensure!(
         image.fingerprint.len() == 64,
         "fingerprint {:?}",
@@ -111,6 +115,15 @@ async fn smoke(client: &IncusClient, project_name: &str) -> Result<()> {
         image.aliases
     );
     ensure!(project.get_image_alias(ALIAS).await?.target == image.fingerprint);
+    let aliases = project.list_image_aliases().await?;
+    for name in [ALIAS, upload_alias.as_str()] {
+        ensure!(
+            aliases
+                .iter()
+                .any(|a| a.name == name && a.target == image.fingerprint),
+            "{name} not listed: {aliases:?}"
+        );
+    }
     ensure!(
         project
             .list_images()
