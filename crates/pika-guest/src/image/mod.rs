@@ -309,58 +309,31 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
 }
 
 fn print_status_table(lines: &[status::StatusLine]) {
-    if let Some(first) = lines.first() {
-        println!("expected: {}", first.expected.short());
+    let mut table = pika_runtime::TextTable::new([
+        "ROLE",
+        "HOST",
+        "PROJECT",
+        "ALIAS",
+        "IMAGE",
+        "PROVENANCE",
+        "EXPECTED",
+        "VERDICT",
+    ]);
+    for l in lines {
+        table.row([
+            l.role.clone(),
+            l.host.clone(),
+            l.project.clone(),
+            l.alias.clone(),
+            l.fingerprint
+                .as_deref()
+                .map_or("-".into(), |f| short(f).to_string()),
+            l.provenance.as_ref().map_or("-".into(), Provenance::short),
+            l.expected.short(),
+            l.verdict.as_str().to_string(),
+        ]);
     }
-    let rows: Vec<[String; 7]> = lines
-        .iter()
-        .map(|l| {
-            [
-                l.role.clone(),
-                l.host.clone(),
-                l.project.clone(),
-                l.alias.clone(),
-                l.fingerprint
-                    .as_deref()
-                    .map_or("-".into(), |f| short(f).to_string()),
-                l.provenance.as_ref().map_or("-".into(), Provenance::short),
-                l.verdict.as_str().to_string(),
-            ]
-        })
-        .collect();
-    print_table(
-        &[
-            "ROLE",
-            "HOST",
-            "PROJECT",
-            "ALIAS",
-            "IMAGE",
-            "PROVENANCE",
-            "VERDICT",
-        ],
-        &rows,
-    );
-}
-
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+    println!("{table}");
 }
 
 async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
