@@ -640,7 +640,7 @@ impl Agents {
             return report(checks);
         }
         let project = client.in_project(resolved.project.clone());
-        match preflight(&project, &resolved).await {
+        let objects_exist = match preflight(&project, &resolved).await {
             Ok(_) => check(
                 "incus_objects",
                 Ok(format!(
@@ -651,10 +651,12 @@ impl Agents {
             Err(PreflightError::Missing(_, message)) => check("incus_objects", Err(message)),
             Err(PreflightError::Incus(err)) => check("incus_objects", Err(err.to_string())),
         };
-        check(
-            "image",
-            serving_image(&project, &resolved.image_alias).await,
-        );
+        if objects_exist {
+            check(
+                "image",
+                serving_image(&project, &resolved.image_alias).await,
+            );
+        }
         report(checks)
     }
 }
