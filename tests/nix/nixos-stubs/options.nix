@@ -121,7 +121,13 @@ in {
       settings = mkOption {
         type = types.submodule {
           freeformType = types.attrsOf types.anything;
-          options.PasswordAuthentication = bool true;
+          options = {
+            PasswordAuthentication = bool true;
+            PermitRootLogin = mkOption {
+              type = types.enum ["yes" "without-password" "prohibit-password" "forced-commands-only" "no"];
+              default = "prohibit-password";
+            };
+          };
         };
         default = {};
       };
