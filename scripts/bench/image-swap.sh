@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: `incus-role-image.sh import --local` (import without alias, hash, one-request alias swap,
-# delete of the previous image) against a plain `incus image import` of an image of the same size.
+# Benchmark: `incus-role-image.sh import --local` (pika-guest: verify the artifact, upload with a
+# version alias, one-request alias swap, retention) against a plain `incus image import` of an
+# image of the same size. The script finds pika-guest as it documents ($PIKA_GUEST, PATH, cargo).
 # Prints the median of RUNS of each and their ratio. Needs a local incusd (as for scripts/test.sh).
 #
 # Usage: scripts/bench/image-swap.sh [--runs N] [--filler-mib M]
@@ -82,7 +83,7 @@ main() {
     make_image "${WORK}/plain-${i}" "plain-${i}-$$" "${filler}"
     make_image "${WORK}/swap-${i}" "swap-${i}-$$" "${filler}"
   done
-  # Warm-up: the alias exists, so every timed swap is a retarget plus delete of the previous image.
+  # Warm-up: the alias exists, so every timed swap is a retarget plus retention (keep 3).
   CI=1 "${SCRIPT}" --role "${role}" import --local --project "${PROJECT}" --artifact "${WORK}/swap-0" 2>/dev/null
   for ((i = 1; i <= runs; i++)); do
     start="$(now_ms)"
