@@ -29,6 +29,31 @@
     instanceConfig = {};
     rolesDigest = "5d2292db142f2fb0272a43dfb7282150e6c338388edbd6d745bf773d0ebca093";
   };
+  "pi-sandbox" = {
+    id = "pi-sandbox";
+    system = "x86_64-linux";
+    packageAttr = "pi-sandbox-incus-image";
+    legacyPackageAttrs = [];
+    defaultAlias = "pi-sandbox/dev";
+    imageName = "pi-sandbox-incus-dev";
+    variant = "pi-sandbox-incus-dev";
+    instanceType = "virtual-machine";
+    diskSize = 16384;
+    description = "Pika operator sandbox: pi and opencode over SSH";
+    modules = [./roles/pi-sandbox.nix];
+    modulePaths = ["nix/incus/roles/pi-sandbox.nix"];
+    specialArgNames = [];
+    specialArgs = {};
+    runtimeMode = "operator-sandbox";
+    readiness = "ssh";
+    cpu = 2;
+    memoryMib = 4096;
+    secureBoot = false;
+    clusterGroup = null;
+    mounts = [];
+    instanceConfig = {};
+    rolesDigest = "61975a5a452d55fef70c039f0d9a8bea5c2f298c6055bb264d9c9e5f44c16b58";
+  };
   "pikaci-runner" = {
     id = "pikaci-runner";
     system = "x86_64-linux";

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pika_guest_launch::{GuestFile, MountSources, NotReady, apply_contract, launch, wait_ready};
+use pika_guest_launch::{
+    GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch, wait_ready,
+};
 use pika_incus::{InstanceCreate, InstanceType, api::is_vm_only_config_key};
 use pika_incus_guest_role::{IncusGuestRole, Readiness};
 use pika_test_support::{TestProject, repo_root, run_ok, storage_pool};
@@ -206,6 +208,37 @@ async fn each_readiness_kind_waits_for_what_it_names() {
         .unwrap_err();
     assert!(matches!(err, NotReady::Gone { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_guest_that_does_not_get_ready_is_deleted_and_the_error_says_why() {
+    // A busybox container without a network can never satisfy ssh or a lifecycle file.
+    let role = *IncusGuestRole::ALL
+        .iter()
+        .find(|r| matches!(r.readiness(), Readiness::Ssh | Readiness::LifecycleFile(_)))
+        .expect("roles.toml has a role with ssh or lifecycle-file readiness");
+    let project = project("launch-timeout");
+    let client = client(&project);
+    project.import_image(role.default_image_alias());
+    let dirs = tempfile::tempdir().unwrap();
+    let create = InstanceCreate::from_alias("late", role.default_image_alias());
+    let create = apply_contract(create, role, &mount_sources(role, dirs.path())).unwrap();
+    let err = launch(&client, &create, role, &[], Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LaunchError::NotReady { .. }), "{err}");
+    let text = err.to_string();
+    let readiness = pika_guest_launch::readiness::describe(role.readiness());
+    for part in [role.as_str(), readiness.as_str(), "within 3s", "late"] {
+        assert!(text.contains(part), "{text:?} names {part:?}");
+    }
+    assert_eq!(err.cleanup(), None);
+    assert!(
+        project.instances().is_empty(),
+        "no orphan: {:?}",
+        project.instances()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
