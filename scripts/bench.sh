@@ -90,6 +90,8 @@ main() {
     cargo run --quiet --release -p pika-server --example bench_provision
   section "CI job through jerichoci vs raw incus launch + exec" \
     cargo run --quiet --release -p pikaci --example bench_job
+  section "CI job overhead: snapshot mounted read-only vs uploaded (1 MiB and 300 MiB)" \
+    cargo run --quiet --release -p pikaci --example bench_snapshot
   section "Image import with atomic alias swap vs plain incus image import (1 MiB image)" \
     bash scripts/bench/image-swap.sh
   # The swap costs a fixed few requests, so the ratio falls as images grow.
