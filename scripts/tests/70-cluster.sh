@@ -47,6 +47,67 @@ instance_status() {
     | jq -r --arg name "$1" '.[] | select(.name == $name) | .status'
 }
 
+# --- pika-server against the cluster ---------------------------------------------------------
+
+# start_server NAME [FLAG...]: a pika-server on the cluster endpoint; sets SERVER_URL and TOKEN.
+start_server() {
+  local name="$1" state="${WORK}/$1"
+  shift
+  mkdir -p "${state}"
+  TOKEN="$(target/debug/pika-server token add cluster-test --state-dir "${state}")"
+  target/debug/pika-server serve --listen 127.0.0.1:0 --state-dir "${state}" \
+    --incus-endpoint "${PIKA_CLUSTER_ENDPOINT}" --incus-project "${AGENTS}" --incus-profile "${AGENTS}" \
+    --incus-storage-pool "${PIKA_CLUSTER_STORAGE_POOL}" \
+    --incus-client-cert-path "${PIKA_CLUSTER_CLIENT_CERT}" --incus-client-key-path "${PIKA_CLUSTER_CLIENT_KEY}" \
+    --incus-server-cert-path "${PIKA_CLUSTER_SERVER_CERT}" --incus-member-check-secs 2 "$@" \
+    >"${state}/out.log" 2>"${state}/server.log" &
+  echo "$!" >"${state}/pid"
+  local waited=0
+  until SERVER_URL="$(sed -n 's/^pika-server listening on //p' "${state}/out.log" 2>/dev/null)" && [[ -n "${SERVER_URL}" ]]; do
+    sleep 0.2
+    waited=$((waited + 1))
+    ((waited < 150)) || { cat "${state}/server.log" >&2; fail "pika-server ${name} did not start"; }
+  done
+  export PIKA_SERVER_URL="${SERVER_URL}" PIKA_SERVER_TOKEN="${TOKEN}"
+}
+
+stop_server() {
+  local pid_file="${WORK}/$1/pid"
+  [[ -s "${pid_file}" ]] || return 0
+  kill "$(cat "${pid_file}")" 2>/dev/null || true
+  wait "$(cat "${pid_file}")" 2>/dev/null || true
+  rm -f "${pid_file}"
+}
+
+# The health details (/healthz itself only says ok or not).
+health() {
+  curl -sS -H "Authorization: Bearer ${TOKEN}" "${SERVER_URL}/v1/health"
+}
+
+agents_json() {
+  target/debug/pika --json agent list
+}
+
+# wait_agents JQ_FILTER WHAT: until the agent list satisfies the filter (true), 120 s at most.
+wait_agents() {
+  local filter="$1" what="$2" waited=0
+  until [[ "$(agents_json | jq "${filter}")" == "true" ]]; do
+    sleep 1
+    waited=$((waited + 1))
+    if ((waited > 120)); then
+      agents_json | jq -c '[.agents[] | {id, state, location}]' >&2
+      fail "agents did not reach: ${what} (120s)"
+    fi
+  done
+}
+
+provision_many() {
+  local count="$1"
+  # shellcheck disable=SC2016 # sh -c expands its own $0
+  seq "${count}" | xargs -P 10 -I{} sh -c 'target/debug/pika --json agent provision --name "cluster-$0" >/dev/null' {} \
+    || fail "provisioning ${count} agents through pika-server failed"
+}
+
 # GET /1.0 through the endpoint: "<auth> <clustered>".
 endpoint_auth() {
   curl -sS --max-time 10 --insecure "$@" "${PIKA_CLUSTER_ENDPOINT}/1.0" \
@@ -64,9 +125,11 @@ main() {
   flock "${lock}"
   export PIKA_TEST_CLUSTER_DIR="/var/lib/pika-test-cluster"
   PROJECT="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-cluster"
+  WORK="${PIKA_TEST_WORK:-/tmp}/cluster-suite"
+  mkdir -p "${WORK}"
   local before start="${SECONDS}"
   before="$(main_incus_state)"
-  trap 'bash "${CLUSTER}" down >/dev/null 2>&1 || true' EXIT
+  trap 'stop_server pinned; stop_server main; bash "${CLUSTER}" down >/dev/null 2>&1 || true' EXIT
 
   # --- up, twice ---------------------------------------------------------------------------
   local first second
@@ -114,16 +177,96 @@ main() {
     || fail "expected one running instance per member, got: ${placed}"
   echo "${SUITE}: image imported once through node1, running on every member"
 
-  # --- a stopped member goes offline, its instance keeps running and returns -----------------
+  # --- pika-server places 30 agents over the members ----------------------------------------
+  cargo build -q -p pika-server -p pika-cli || fail "building pika-server and pika"
+  AGENTS="${PROJECT}-agents"
+  bash "${CLUSTER}" incus 1 project create "${AGENTS}" >/dev/null
+  bash "${CLUSTER}" incus 1 profile create "${AGENTS}" --project "${AGENTS}" >/dev/null
+  # shellcheck source=scripts/lib/roles.sh
+  source scripts/lib/roles.sh
+  local role
+  for role in "${PIKA_ROLE_IDS[@]}"; do
+    bash "${CLUSTER}" incus 1 image import "${images}/metadata.tar.xz" "${images}/rootfs.squashfs" \
+      --project "${AGENTS}" --alias "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}" >/dev/null 2>&1 \
+      || bash "${CLUSTER}" incus 1 image alias create "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}" \
+        "$(bash "${CLUSTER}" incus 1 image list --project "${AGENTS}" --format csv --columns f | head -n1)" \
+        --project "${AGENTS}"
+  done
+  start_server main
+  local started="${SECONDS}"
+  provision_many 30
+  echo "${SUITE}: 30 agents provisioned through pika-server in $((SECONDS - started))s"
+  local listed spread
+  listed="$(agents_json)"
+  [[ "$(jq '[.agents[] | select(.state == "running")] | length' <<<"${listed}")" == 30 ]] \
+    || fail "not all 30 agents are running: $(jq -c '[.agents[].state] | group_by(.) | map({(.[0]): length}) | add' <<<"${listed}")"
+  spread="$(jq -r '[.agents[].location] | group_by(.) | map("\(.[0])=\(length)") | join(" ")' <<<"${listed}")"
+  (($(jq '[.agents[].location] | unique | length' <<<"${listed}") >= 2)) \
+    || fail "the 30 agents did not spread over two members or more: ${spread}"
+  # The recorded location is where Incus says each instance is.
+  local incus_locations api_locations
+  incus_locations="$(bash "${CLUSTER}" incus 1 query "/1.0/instances?project=${AGENTS}&recursion=1" \
+    | jq -r '[.[] | "\(.name)=\(.location)"] | sort | join(" ")')"
+  api_locations="$(jq -r '[.agents[] | "\(.instance_name)=\(.location)"] | sort | join(" ")' <<<"${listed}")"
+  [[ "${incus_locations}" == "${api_locations}" ]] || fail "recorded locations differ from Incus's"
+  local shown_id shown
+  shown_id="$(jq -r '.agents[0].id' <<<"${listed}")"
+  shown="$(target/debug/pika agent show "${shown_id}")"
+  grep -q "^location: *$(jq -r '.agents[0].location' <<<"${listed}")$" <<<"${shown}" \
+    || fail "pika agent show does not print the location: ${shown}"
+  health | jq -e '.checks[] | select(.name == "cluster") | .detail | test("3 members, ok")' \
+    >/dev/null || fail "/v1/health does not show the healthy cluster: $(health)"
+  echo "${SUITE}: spread ${spread}; locations match Incus; pika agent show and /v1/health show them"
+
+  # --- a stopped member makes its agents unreachable, nothing is deleted, and they come back --
+  local on_node3
+  on_node3="$(jq '[.agents[] | select(.location == "node3")] | length' <<<"${listed}")"
   bash "${CLUSTER}" member-stop 3
   timeout 10 incus query /1.0 >/dev/null || fail "the main incusd stopped answering"
   wait_member_status node3 Offline
   [[ "$(instance_status c-node3)" == "Error" ]] || fail "an instance on an offline member is not reported as Error"
   bash "${CLUSTER}" status >/dev/null && fail "status reports a cluster with a stopped member as healthy"
+  wait_agents "[.agents[] | select(.location == \"node3\") | .state == \"unreachable\"] | all" \
+    "agents on node3 unreachable"
+  listed="$(agents_json)"
+  [[ "$(jq '.agents | length' <<<"${listed}")" == 30 ]] || fail "agents were deleted while node3 was offline"
+  [[ "$(jq '[.agents[] | select(.state == "unreachable")] | length' <<<"${listed}")" == "${on_node3}" ]] \
+    || fail "agents off node3 became unreachable too"
+  [[ "$(bash "${CLUSTER}" incus 1 query "/1.0/instances?project=${AGENTS}" | jq length)" == 30 ]] \
+    || fail "instances were deleted while node3 was offline"
+  health | jq -e --arg n "${on_node3}" '.checks[] | select(.name == "cluster") | .detail | test("degraded.*node3 Offline.*; " + $n + " agents unreachable")' \
+    >/dev/null || fail "/v1/health does not name the offline member: $(health)"
+  [[ "$(curl -sS "${SERVER_URL}/healthz")" == '{"ok":true}' ]] \
+    || fail "/healthz fails while the server can still place agents on two members"
+  echo "${SUITE}: node3 stopped: its ${on_node3} agents unreachable, all 30 rows and instances kept, /v1/health degraded"
   bash "${CLUSTER}" member-start 3
   wait_member_status node3 Online
   [[ "$(instance_status c-node3)" == "Running" ]] || fail "c-node3 is not running after its member returned"
-  echo "${SUITE}: node3 stopped -> Offline (instance Error), restarted -> Online, instance Running"
+  wait_agents '[.agents[] | .state == "running"] | all' "all 30 agents running again"
+  echo "${SUITE}: node3 restarted: Online, its agents running again without operator action"
+
+  # --- an operator's cluster group pins placement ---------------------------------------------
+  bash "${CLUSTER}" incus 1 cluster group create pika-pinned >/dev/null
+  bash "${CLUSTER}" incus 1 cluster group assign node2 default,pika-pinned >/dev/null
+  local main_url="${SERVER_URL}" main_token="${TOKEN}"
+  start_server pinned --incus-cluster-group pika-pinned
+  provision_many 6
+  [[ "$(agents_json | jq -r '[.agents[].location] | unique | join(",")')" == "node2" ]] \
+    || fail "agents of a server with --incus-cluster-group pika-pinned left the group: $(agents_json | jq -c '[.agents[].location]')"
+  for shown_id in $(agents_json | jq -r '.agents[].id'); do
+    target/debug/pika agent delete "${shown_id}" >/dev/null || fail "deleting agent ${shown_id}"
+  done
+  stop_server pinned
+  export PIKA_SERVER_URL="${main_url}" PIKA_SERVER_TOKEN="${main_token}"
+  echo "${SUITE}: --incus-cluster-group pika-pinned put all 6 agents on node2 (its only member)"
+
+  for shown_id in $(agents_json | jq -r '.agents[].id'); do
+    target/debug/pika agent delete "${shown_id}" >/dev/null || fail "deleting agent ${shown_id}"
+  done
+  [[ "$(bash "${CLUSTER}" incus 1 query "/1.0/instances?project=${AGENTS}" | jq length)" == 0 ]] \
+    || fail "instances remain after deleting every agent"
+  stop_server main
+  echo "${SUITE}: every agent deleted through the API, no instance left"
 
   # --- down leaves nothing behind ------------------------------------------------------------
   local recorded_pids

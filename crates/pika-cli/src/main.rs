@@ -298,7 +298,7 @@ fn role_cell(record: &AgentRecord) -> String {
 
 fn print_table(records: &[AgentRecord]) {
     let mut table = TextTable::new([
-        "ID", "NAME", "STATE", "INSTANCE", "ROLE", "ALIAS", "PROJECT", "CREATED",
+        "ID", "NAME", "STATE", "INSTANCE", "LOCATION", "ROLE", "ALIAS", "PROJECT", "CREATED",
     ]);
     for r in records {
         table.row([
@@ -306,6 +306,7 @@ fn print_table(records: &[AgentRecord]) {
             r.name.clone().unwrap_or_else(|| "-".into()),
             r.state.to_string(),
             r.instance_name.clone(),
+            r.location.clone().unwrap_or_else(|| "-".into()),
             role_cell(r),
             r.incus.image_alias.clone().unwrap_or_else(|| "-".into()),
             r.incus.project.clone().unwrap_or_else(|| "-".into()),
@@ -323,6 +324,7 @@ fn print_record(record: &AgentRecord) {
         ("name", opt(&record.name)),
         ("state", record.state.to_string()),
         ("instance", record.instance_name.clone()),
+        ("location", opt(&record.location)),
         ("guest role", role_cell(record)),
         ("image alias", opt(&record.incus.image_alias)),
         (

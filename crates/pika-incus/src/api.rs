@@ -58,6 +58,16 @@ pub(crate) const IMAGES: &str = "/1.0/images";
 pub(crate) const IMAGE_ALIASES: &str = "/1.0/images/aliases";
 pub(crate) const INSTANCES: &str = "/1.0/instances";
 pub(crate) const OPERATIONS: &str = "/1.0/operations";
+pub(crate) const CLUSTER_MEMBERS: &str = "/1.0/cluster/members";
+pub(crate) const CLUSTER_GROUPS: &str = "/1.0/cluster/groups";
+
+/// A cluster member's `status` when it answers heartbeats.
+pub const MEMBER_ONLINE: &str = "Online";
+
+/// `?target=` value that lets the Incus scheduler place an instance inside cluster group `group`.
+pub fn cluster_group_target(group: &str) -> String {
+    format!("@{group}")
+}
 
 /// `/1.0/<collection>/<name>` with the name escaped as one path segment (aliases contain `/`).
 pub(crate) fn item(collection: &str, name: &str) -> String {

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::project::ProjectClient;
 use crate::tls;
 use crate::types::{
-    CertificateAdd, Config, Operation, Project, ProjectCreate, ServerInfo, StoragePool,
+    CertificateAdd, ClusterGroup, ClusterMember, Config, Operation, Project, ProjectCreate,
+    ServerInfo, StoragePool,
 };
 
 /// Default bound of one HTTP request (connect, send, answer).
@@ -285,6 +286,30 @@ impl IncusClient {
         let what = format!("project {name}");
         let request = self.request(Method::DELETE, &api::item(api::PROJECTS, name), &[]);
         self.expect_sync::<Value>(&what, request).await.map(drop)
+    }
+
+    /// The members of the cluster with their status; `Ok(vec![])` from a server that is not
+    /// clustered (it has no members, only itself).
+    pub async fn cluster_members(&self) -> Result<Vec<ClusterMember>> {
+        if !self.server_info().await?.environment.server_clustered {
+            return Ok(Vec::new());
+        }
+        self.get_json(
+            "cluster members",
+            api::CLUSTER_MEMBERS,
+            &[(api::Q_RECURSION, "1")],
+        )
+        .await
+    }
+
+    /// `GET /1.0/cluster/groups/<name>` (NotFound when there is no such group).
+    pub async fn get_cluster_group(&self, name: &str) -> Result<ClusterGroup> {
+        self.get_json(
+            &format!("cluster group {name}"),
+            &api::item(api::CLUSTER_GROUPS, name),
+            &[],
+        )
+        .await
     }
 
     pub async fn get_storage_pool(&self, name: &str) -> Result<StoragePool> {

@@ -251,14 +251,17 @@ impl ProjectClient {
     /// The operations of this project that are still running (e.g. a create whose client went
     /// away); wait for one with [`IncusClient::wait_operation`].
     pub async fn running_operations(&self) -> Result<Vec<Operation>> {
-        let mut by_status: std::collections::BTreeMap<String, Vec<Operation>> = self
+        // A cluster answers `null` when no member has an operation.
+        let by_status: Option<std::collections::BTreeMap<String, Option<Vec<Operation>>>> = self
             .get(
                 &self.what("operations", "*"),
                 api::OPERATIONS,
                 &[(api::Q_RECURSION, "1")],
             )
             .await?;
-        Ok(by_status.remove("running").unwrap_or_default())
+        Ok(by_status
+            .and_then(|mut by_status| by_status.remove("running").flatten())
+            .unwrap_or_default())
     }
 
     // ---- instances ---------------------------------------------------------------------------

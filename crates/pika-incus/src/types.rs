@@ -116,6 +116,38 @@ pub struct StoragePool {
     pub used_by: Vec<String>,
 }
 
+/// An entry of `GET /1.0/cluster/members?recursion=1`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClusterMember {
+    pub server_name: String,
+    pub url: String,
+    /// `Online`, `Offline`, `Evacuated`, ...
+    pub status: String,
+    /// Why, in Incus's words ("No heartbeat for 21s ...").
+    pub message: String,
+    pub roles: Vec<String>,
+    /// The cluster groups the member belongs to.
+    pub groups: Vec<String>,
+}
+
+impl ClusterMember {
+    /// Whether the member answers heartbeats (so its instances can be reached).
+    pub fn is_online(&self) -> bool {
+        self.status == api::MEMBER_ONLINE
+    }
+}
+
+/// `GET /1.0/cluster/groups/<name>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClusterGroup {
+    pub name: String,
+    pub description: String,
+    /// Names of the members in the group.
+    pub members: Vec<String>,
+}
+
 /// `GET /1.0/images/aliases/<name>`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -350,6 +382,16 @@ impl InstanceCreate {
     }
 }
 
+/// `null` as the type's default: a cluster lists an instance of an offline member with its
+/// name, location and status `Error`, and `null` for everything it could not ask that member.
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// `GET /1.0/instances/<name>` (and the entries of a recursive list).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -357,17 +399,22 @@ pub struct Instance {
     pub name: String,
     pub project: String,
     pub description: String,
-    /// `Running`, `Stopped`, ...
+    /// `Running`, `Stopped`, ... (`Error` for an instance of an offline cluster member).
     pub status: String,
     pub status_code: i64,
     #[serde(rename = "type")]
     pub instance_type: InstanceType,
     pub architecture: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub profiles: Vec<String>,
     /// The instance's own config (not the profiles').
+    #[serde(deserialize_with = "null_as_default")]
     pub config: Config,
+    #[serde(deserialize_with = "null_as_default")]
     pub devices: Devices,
+    #[serde(deserialize_with = "null_as_default")]
     pub expanded_config: Config,
+    #[serde(deserialize_with = "null_as_default")]
     pub expanded_devices: Devices,
     pub ephemeral: bool,
     /// Cluster member the instance lives on.
@@ -542,4 +589,33 @@ pub struct CertificateAdd {
     /// Restrict the certificate to `projects`.
     pub restricted: bool,
     pub projects: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Incus 6.0 lists for an instance whose cluster member is offline.
+    #[test]
+    fn an_instance_of_an_offline_member_reads_with_empty_fields() {
+        let listed = r#"{"architecture":"","config":null,"created_at":"0001-01-01T00:00:00Z",
+            "description":"","devices":null,"ephemeral":false,"location":"node3",
+            "name":"pika-agent-1","profiles":null,"project":"p","status":"Error",
+            "status_code":112,"type":"container"}"#;
+        let instance: Instance = serde_json::from_str(listed).unwrap();
+        assert_eq!(instance.location, "node3");
+        assert_eq!(instance.status, "Error");
+        assert!(instance.config.is_empty() && instance.profiles.is_empty());
+        assert!(!instance.is_running());
+    }
+
+    #[test]
+    fn cluster_members_know_whether_they_are_online() {
+        let listed = r#"[{"server_name":"node1","status":"Online","groups":["default"]},
+            {"server_name":"node3","status":"Offline","message":"No heartbeat for 21s"}]"#;
+        let members: Vec<ClusterMember> = serde_json::from_str(listed).unwrap();
+        assert!(members[0].is_online());
+        assert!(!members[1].is_online());
+        assert_eq!(api::cluster_group_target("gpu"), "@gpu");
+    }
 }

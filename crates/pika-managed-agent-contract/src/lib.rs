@@ -127,6 +127,9 @@ pub enum AgentState {
     /// Deleted with `force` while its Incus endpoint could not remove the instance: `error` names
     /// the leftover instance. A later delete retries the removal (forced again: forgets the row).
     Abandoned,
+    /// Running on an Incus cluster member that is offline (`error` names it). Nothing is deleted:
+    /// the agent is `running` again by itself once the member is back.
+    Unreachable,
 }
 
 impl AgentState {
@@ -137,6 +140,7 @@ impl AgentState {
         AgentState::Deleting,
         AgentState::Lost,
         AgentState::Abandoned,
+        AgentState::Unreachable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -147,6 +151,7 @@ impl AgentState {
             AgentState::Deleting => "deleting",
             AgentState::Lost => "lost",
             AgentState::Abandoned => "abandoned",
+            AgentState::Unreachable => "unreachable",
         }
     }
 }
@@ -187,6 +192,9 @@ pub struct AgentRecord {
     pub state: AgentState,
     /// The materialized parameters the instance was provisioned with.
     pub incus: IncusProvisionParams,
+    /// The Incus cluster member the instance runs on (absent off a cluster, or before creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// Why provisioning failed (state `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -324,12 +332,14 @@ mod tests {
             instance_name: "pika-agent-0123456789abcdef".into(),
             state: AgentState::Running,
             incus: full_params(),
+            location: Some("node2".into()),
             error: None,
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),
         };
         let value = serde_json::to_value(&record).unwrap();
         assert_eq!(value["state"], json!("running"));
+        assert_eq!(value["location"], json!("node2"));
         assert!(value.get("name").is_none());
         assert!(value.get("error").is_none());
         let back: AgentRecord = serde_json::from_value(value).unwrap();

@@ -45,6 +45,8 @@ pub struct Agents {
     pub(crate) defaults: IncusProvisionParams,
     pub(crate) policy: Policy,
     pub(crate) server_id: String,
+    /// The operator's cluster group (overrides the role's).
+    cluster_group: Option<String>,
     /// Bounds the instance creates/deletes in flight (see [`INCUS_CONCURRENCY`]).
     incus_slots: tokio::sync::Semaphore,
     /// Agents a request of this process is building right now: a `provisioning` row that is not
@@ -148,6 +150,7 @@ impl Agents {
             defaults: settings.defaults(),
             policy: settings.policy(),
             server_id,
+            cluster_group: settings.cluster_group.clone(),
             incus_slots: tokio::sync::Semaphore::new(INCUS_CONCURRENCY),
             building: Arc::new(Mutex::new(HashSet::new())),
             health: tokio::sync::Mutex::new(None),
@@ -205,6 +208,12 @@ impl Agents {
         self.db(move |s| s.get(&id)).await
     }
 
+    /// The cluster group new instances go to: the operator's setting, else none (the scheduler
+    /// picks among all members).
+    pub(crate) fn cluster_group(&self, _resolved: &ResolvedIncusParams) -> Option<&str> {
+        self.cluster_group.as_deref()
+    }
+
     /// Validates, resolves and checks a request's parameters against the policy and Incus.
     async fn admit(
         &self,
@@ -217,7 +226,7 @@ impl Agents {
             .connector
             .project(&resolved)
             .map_err(|err| AgentError::incus(&err, "connecting to Incus"))?;
-        let checked = preflight(&project, &resolved)
+        let checked = preflight(&project, &resolved, self.cluster_group(&resolved))
             .await
             .map_err(preflight_error)?;
         Ok((resolved, project, checked))
@@ -306,27 +315,34 @@ impl Agents {
             let _slot = self.slot().await?;
             create_verified(project, resolved, checked, &record.instance_name, &stamp).await
         };
-        if let Err(err) = created {
-            let error = AgentError::incus(&err, format!("provisioning agent {}", record.id));
-            tracing::warn!(agent = %record.id, error = %err, "provisioning failed");
+        let location = match created {
+            Ok(location) => location,
+            Err(err) => {
+                let error = AgentError::incus(&err, format!("provisioning agent {}", record.id));
+                tracing::warn!(agent = %record.id, error = %err, "provisioning failed");
+                self.transition(
+                    &record.id,
+                    &[AgentState::Provisioning],
+                    AgentState::Failed,
+                    Some(error.message.clone()),
+                )
+                .await?;
+                return Err(error.with_agent(self.get(&record.id).await?));
+            }
+        };
+        let recorded = async {
+            let id = record.id.clone();
+            self.db(move |s| s.set_location(&id, location.as_deref()))
+                .await?;
             self.transition(
-                &record.id,
-                &[AgentState::Provisioning],
-                AgentState::Failed,
-                Some(error.message.clone()),
-            )
-            .await?;
-            return Err(error.with_agent(self.get(&record.id).await?));
-        }
-        match self
-            .transition(
                 &record.id,
                 &[AgentState::Provisioning],
                 AgentState::Running,
                 None,
             )
             .await
-        {
+        };
+        match recorded.await {
             Ok(_) => {
                 tracing::info!(agent = %record.id, instance = %record.instance_name, "running");
                 // Answer with the row as stored, so the response equals what GET shows later.
@@ -389,8 +405,12 @@ impl Agents {
             .admit(&IncusProvisionParams::default(), &merged)
             .await?;
         let old = resolve_stored(&record.incus)?;
-        const CLAIMABLE: &[AgentState] =
-            &[AgentState::Running, AgentState::Failed, AgentState::Lost];
+        const CLAIMABLE: &[AgentState] = &[
+            AgentState::Running,
+            AgentState::Failed,
+            AgentState::Lost,
+            AgentState::Unreachable,
+        ];
         if !CLAIMABLE.contains(&record.state) {
             return Err(AgentError::busy(id, record.state));
         }
@@ -417,6 +437,10 @@ impl Agents {
             let _slot = self.slot().await?;
             create_verified(&project, &resolved, &checked, &new_name, &stamp).await
         };
+        let (created, location) = match created {
+            Ok(location) => (Ok(()), location),
+            Err(err) => (Err(err), None),
+        };
         let restore = |message: Option<String>| {
             let (id, state, incus, name) = (
                 id.to_owned(),
@@ -440,7 +464,11 @@ impl Agents {
         let materialized = resolved.materialized();
         let pointed = {
             let (id, name, incus) = (id.to_owned(), new_name.clone(), materialized.clone());
-            self.db(move |s| s.set_instance(&id, &name, &incus)).await
+            self.db(move |s| {
+                s.set_instance(&id, &name, &incus)?;
+                s.set_location(&id, location.as_deref())
+            })
+            .await
         };
         if let Err(err) = pointed {
             tracing::error!(agent = %id, error = %err, "recording the new instance failed; removing it");
@@ -489,6 +517,7 @@ impl Agents {
                     AgentState::Deleting,
                     AgentState::Lost,
                     AgentState::Abandoned,
+                    AgentState::Unreachable,
                 ];
                 if !building.contains(&id) {
                     // Left by a failed database write, not by a request in progress.
@@ -639,8 +668,11 @@ impl Agents {
         if !reachable {
             return report(checks);
         }
+        if let Some(result) = crate::members::health_detail(self, &client).await {
+            check("cluster", result);
+        }
         let project = client.in_project(resolved.project.clone());
-        let objects_exist = match preflight(&project, &resolved).await {
+        let objects_exist = match preflight(&project, &resolved, self.cluster_group(&resolved)).await {
             Ok(_) => check(
                 "incus_objects",
                 Ok(format!(

@@ -21,6 +21,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/pika-server";
 pub const DB_FILE_NAME: &str = "pika-server.db";
 /// File name of the tokens file inside the state directory.
 pub const TOKENS_FILE_NAME: &str = "tokens";
+/// Seconds between checks of the cluster members unless `PIKA_AGENT_INCUS_MEMBER_CHECK_SECS` says
+/// otherwise.
+pub const DEFAULT_MEMBER_CHECK_SECS: u64 = 5;
 /// The local incusd socket unless `INCUS_SOCKET` says otherwise.
 pub const DEFAULT_INCUS_SOCKET: &str = pika_incus::api::DEFAULT_UNIX_SOCKET;
 
@@ -132,6 +135,15 @@ pub struct IncusSettings {
     /// Further image aliases a request may name (comma-separated).
     #[arg(long = "incus-allowed-image-aliases", env = env::ALLOWED_IMAGE_ALIASES, value_delimiter = ',', value_parser = allow_list_name)]
     pub allowed_image_aliases: Vec<String>,
+    /// Incus cluster group new agents are placed in, overriding the guest role's `cluster-group`
+    /// [default: the role's, else anywhere the Incus scheduler picks]. Used only when the
+    /// endpoint is a cluster.
+    #[arg(long = "incus-cluster-group", env = env::CLUSTER_GROUP, value_parser = allow_list_name)]
+    pub cluster_group: Option<String>,
+    /// Seconds between checks of the cluster members: agents on an offline member become
+    /// `unreachable`, and `running` again when it is back (0: never check).
+    #[arg(long = "incus-member-check-secs", env = env::MEMBER_CHECK_SECS, default_value_t = DEFAULT_MEMBER_CHECK_SECS)]
+    pub member_check_secs: u64,
 }
 
 impl IncusSettings {

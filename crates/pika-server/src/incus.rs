@@ -96,6 +96,9 @@ impl Connector {
 #[derive(Clone, Debug)]
 pub struct Preflight {
     pub instance_type: InstanceType,
+    /// The cluster group new instances are placed in: the configured one, when the endpoint is a
+    /// cluster (a standalone server has no groups, and then it is not used).
+    pub cluster_group: Option<String>,
 }
 
 /// One Incus object a request names that is not there.
@@ -115,6 +118,7 @@ pub enum PreflightError {
 pub async fn preflight(
     project: &ProjectClient,
     params: &ResolvedIncusParams,
+    cluster_group: Option<&str>,
 ) -> Result<Preflight, PreflightError> {
     let missing = |field: &'static str, what: &str, name: &str, err: pika_incus::Error| {
         if err.is_not_found() {
@@ -144,9 +148,30 @@ pub async fn preflight(
         .get_image_alias(&params.image_alias)
         .await
         .map_err(|e| missing("image_alias", "image alias", &params.image_alias, e))?;
+    let cluster_group = match cluster_group {
+        Some(group) if is_cluster(project).await.map_err(PreflightError::Incus)? => {
+            project
+                .client()
+                .get_cluster_group(group)
+                .await
+                .map_err(|e| missing("cluster_group", "cluster group", group, e))?;
+            Some(group.to_owned())
+        }
+        _ => None,
+    };
     Ok(Preflight {
         instance_type: alias.instance_type(),
+        cluster_group,
     })
+}
+
+async fn is_cluster(project: &ProjectClient) -> Result<bool, pika_incus::Error> {
+    Ok(project
+        .client()
+        .server_info()
+        .await?
+        .environment
+        .server_clustered)
 }
 
 /// Who an instance belongs to: stamped on it as `user.pika.*` config.
@@ -158,15 +183,17 @@ pub struct Stamp<'a> {
 
 /// Creates and starts `instance_name` with its role's contract (limits, instance config, mounts;
 /// see pika-guest-launch) and waits until it is ready by the role's readiness, so `running` means
-/// ready. On any failure the half-made instance is removed before the error is returned; a guest
-/// that does not become ready fails with an error naming the role, the readiness and the timeout.
+/// ready. Returns the cluster member it landed on (`None` off a cluster): on a cluster the Incus
+/// scheduler places it, inside `preflight.cluster_group` when one is set. On any failure the
+/// half-made instance is removed before the error is returned; a guest that does not become ready
+/// fails with an error naming the role, the readiness and the timeout.
 pub async fn create_verified(
     project: &ProjectClient,
     params: &ResolvedIncusParams,
     preflight: &Preflight,
     instance_name: &str,
     stamp: &Stamp<'_>,
-) -> Result<(), pika_incus::Error> {
+) -> Result<Option<String>, pika_incus::Error> {
     let mut create = InstanceCreate::from_alias(instance_name, &params.image_alias)
         .instance_type(preflight.instance_type)
         .profiles([params.profile.as_str()])
@@ -184,6 +211,9 @@ pub async fn create_verified(
     if let Some(role) = params.materialized_guest_role() {
         create = create.config(incus_keys::GUEST_ROLE_KEY, role.as_str());
     }
+    if let Some(group) = &preflight.cluster_group {
+        create = create.target(pika_incus::api::cluster_group_target(group));
+    }
     let what = format!("instance {}/{instance_name}", project.name());
     let role = params.guest_role;
     let created = async {
@@ -195,7 +225,10 @@ pub async fn create_verified(
             }
         })?;
         match launch(project, &create, role, &[], DEFAULT_READY_TIMEOUT).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let location = project.get_instance(instance_name).await?.location;
+                Ok(Some(location).filter(|member| !member.is_empty() && member != "none"))
+            }
             Err(LaunchError::Incus { source, .. }) => Err(source),
             Err(not_ready) => Err(pika_incus::Error::OperationFailed {
                 what: what.clone(),

@@ -50,6 +50,8 @@ pub mod env {
     pub const ALLOWED_PROFILES: &str = "PIKA_AGENT_INCUS_ALLOWED_PROFILES";
     pub const ALLOWED_STORAGE_POOLS: &str = "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS";
     pub const ALLOWED_IMAGE_ALIASES: &str = "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES";
+    pub const CLUSTER_GROUP: &str = "PIKA_AGENT_INCUS_CLUSTER_GROUP";
+    pub const MEMBER_CHECK_SECS: &str = "PIKA_AGENT_INCUS_MEMBER_CHECK_SECS";
     /// Local socket used when no endpoint is set (defaults to the standard incusd socket).
     pub const SOCKET: &str = "INCUS_SOCKET";
 }

@@ -5,7 +5,8 @@
 //! strings are names), [`incus_keys`] (every Incus-specific string), [`params`] (merge and
 //! resolution of parameters), [`store`] (SQLite rows, migrations), [`auth`] (tokens file),
 //! [`incus`] (instance create/remove), [`error`] (the service's errors), [`agents`] (the
-//! service), [`reconcile`] (startup settling), [`http`] (routes, the only place with statuses).
+//! service), [`reconcile`] (startup settling), [`members`] (agents on offline cluster members),
+//! [`http`] (routes, the only place with statuses).
 
 pub mod agents;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod incus;
 pub mod incus_keys;
+pub mod members;
 pub mod names;
 pub mod params;
 pub mod policy;
@@ -56,6 +58,9 @@ pub async fn serve(
         .map_err(|err| anyhow::anyhow!("reconciling: {}", err.message))?;
     let server_id = agents.server_id().to_owned();
     let state = Arc::new(http::AppState { agents, tokens });
+    let watched = Arc::clone(&state);
+    let interval = std::time::Duration::from_secs(config.incus.member_check_secs);
+    let watcher = tokio::spawn(async move { members::watch(&watched.agents, interval).await });
     let app = http::router(state);
     tracing::info!(listen = %local, db = %db.display(), server_id, "serving");
     on_ready(local);
@@ -63,6 +68,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+    watcher.abort();
     tracing::info!("shut down");
     Ok(())
 }

@@ -100,7 +100,9 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
                     }
                 }
             }
-            AgentState::Running => {
+            // An instance on an offline cluster member is still listed (status Error): only a
+            // missing one is lost.
+            AgentState::Running | AgentState::Unreachable => {
                 let present = place.instances.iter().any(|i| i.name == row.instance_name);
                 if !present {
                     let message = format!(
@@ -113,7 +115,7 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
                         .db(move |s| {
                             s.transition(
                                 &id,
-                                &[AgentState::Running],
+                                &[AgentState::Running, AgentState::Unreachable],
                                 AgentState::Lost,
                                 Some(&message),
                             )
@@ -135,7 +137,10 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
         .filter(|row| {
             matches!(
                 row.state,
-                AgentState::Running | AgentState::Provisioning | AgentState::Deleting
+                AgentState::Running
+                    | AgentState::Unreachable
+                    | AgentState::Provisioning
+                    | AgentState::Deleting
             )
         })
         .map(|row| (row.id, row.instance_name))

@@ -82,12 +82,17 @@ ALTER TABLE agents ADD COLUMN request_hash TEXT;
 CREATE UNIQUE INDEX agents_idempotency ON agents(owner, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 ",
+    // 3: the Incus cluster member an agent's instance runs on (NULL off a cluster).
+    "
+ALTER TABLE agents ADD COLUMN location TEXT;
+",
 ];
 
 /// The schema version this server writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-const COLUMNS: &str = "id, owner, name, instance_name, state, incus, error, created_at, updated_at";
+const COLUMNS: &str =
+    "id, owner, name, instance_name, state, incus, error, created_at, updated_at, location";
 
 /// Current time as RFC 3339 UTC with second precision.
 pub fn now() -> String {
@@ -234,7 +239,7 @@ impl Store {
                     "SELECT {COLUMNS}, request_hash FROM agents WHERE owner = ?1 AND idempotency_key = ?2"
                 ),
                 params![owner, key],
-                |row| Ok((raw_row(row)?, row.get::<_, Option<String>>(9)?)),
+                |row| Ok((raw_row(row)?, row.get::<_, Option<String>>(10)?)),
             )
             .optional()
         })?;
@@ -260,6 +265,7 @@ impl Store {
             instance_name: incus_keys::instance_name(id),
             state: AgentState::Provisioning,
             incus: incus.clone(),
+            location: None,
             error: None,
             created_at: now.clone(),
             updated_at: now,
@@ -269,7 +275,7 @@ impl Store {
             c.execute(
                 &format!(
                     "INSERT INTO agents ({COLUMNS}, idempotency_key, request_hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 ),
                 params![
                     record.id,
@@ -281,6 +287,7 @@ impl Store {
                     record.error,
                     record.created_at,
                     record.updated_at,
+                    record.location,
                     idempotency.map(|(key, _)| key),
                     idempotency.map(|(_, hash)| hash),
                 ],
@@ -374,6 +381,18 @@ impl Store {
         Ok(())
     }
 
+    /// Records the cluster member an agent's instance runs on (`None` off a cluster).
+    pub fn set_location(&self, id: &str, location: Option<&str>) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET location = ?2, updated_at = ?3
+                 WHERE id = ?1 AND location IS NOT ?2",
+                params![id, location, now()],
+            )
+        })?;
+        Ok(())
+    }
+
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.with(|c| c.execute("DELETE FROM agents WHERE id = ?1", params![id]))?;
         Ok(())
@@ -395,6 +414,7 @@ impl Store {
             instance_name: raw.instance_name,
             state,
             incus,
+            location: raw.location,
             error: raw.error,
             created_at: raw.created_at,
             updated_at: raw.updated_at,
@@ -412,6 +432,7 @@ struct RawRow {
     error: Option<String>,
     created_at: String,
     updated_at: String,
+    location: Option<String>,
 }
 
 fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -425,6 +446,7 @@ fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         error: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        location: row.get(9)?,
     })
 }
 
