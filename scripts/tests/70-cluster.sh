@@ -47,36 +47,15 @@ instance_status() {
     | jq -r --arg name "$1" '.[] | select(.name == $name) | .status'
 }
 
-# --- pika-server against the cluster ---------------------------------------------------------
+# --- pika-server against the cluster (scripts/lib/cluster-agents.sh) ---------------------------
 
-# start_server NAME [FLAG...]: a pika-server on the cluster endpoint; sets SERVER_URL and TOKEN.
 start_server() {
-  local name="$1" state="${WORK}/$1"
-  shift
-  mkdir -p "${state}"
-  TOKEN="$(target/debug/pika-server token add cluster-test --state-dir "${state}")"
-  target/debug/pika-server serve --listen 127.0.0.1:0 --state-dir "${state}" \
-    --incus-endpoint "${PIKA_CLUSTER_ENDPOINT}" --incus-project "${AGENTS}" --incus-profile "${AGENTS}" \
-    --incus-storage-pool "${PIKA_CLUSTER_STORAGE_POOL}" \
-    --incus-client-cert-path "${PIKA_CLUSTER_CLIENT_CERT}" --incus-client-key-path "${PIKA_CLUSTER_CLIENT_KEY}" \
-    --incus-server-cert-path "${PIKA_CLUSTER_SERVER_CERT}" --incus-member-check-secs 2 "$@" \
-    >"${state}/out.log" 2>"${state}/server.log" &
-  echo "$!" >"${state}/pid"
-  local waited=0
-  until SERVER_URL="$(sed -n 's/^pika-server listening on //p' "${state}/out.log" 2>/dev/null)" && [[ -n "${SERVER_URL}" ]]; do
-    sleep 0.2
-    waited=$((waited + 1))
-    ((waited < 150)) || { cat "${state}/server.log" >&2; fail "pika-server ${name} did not start"; }
-  done
-  export PIKA_SERVER_URL="${SERVER_URL}" PIKA_SERVER_TOKEN="${TOKEN}"
+  cluster_server_start "${WORK}/$1" "${@:2}" || fail "pika-server $1 did not start"
+  SERVER_URL="${PIKA_SERVER_URL}" TOKEN="${PIKA_SERVER_TOKEN}"
 }
 
 stop_server() {
-  local pid_file="${WORK}/$1/pid"
-  [[ -s "${pid_file}" ]] || return 0
-  kill "$(cat "${pid_file}")" 2>/dev/null || true
-  wait "$(cat "${pid_file}")" 2>/dev/null || true
-  rm -f "${pid_file}"
+  cluster_server_stop "${WORK}/$1"
 }
 
 # The health details (/healthz itself only says ok or not).
@@ -102,10 +81,26 @@ wait_agents() {
 }
 
 provision_many() {
-  local count="$1"
-  # shellcheck disable=SC2016 # sh -c expands its own $0
-  seq "${count}" | xargs -P 10 -I{} sh -c 'target/debug/pika --json agent provision --name "cluster-$0" >/dev/null' {} \
-    || fail "provisioning ${count} agents through pika-server failed"
+  cluster_provision_many "$1" 10 || fail "provisioning $1 agents through pika-server failed"
+}
+
+# run_ci_job GROUP: one pikaci job in a CI guest on the cluster ("" = no group); sets CI_LOCATION.
+run_ci_job() {
+  local group="$1" ci="${WORK}/ci-${1:-any}"
+  mkdir -p "${ci}"
+  git -C "${ci}" init -q
+  printf 'cluster\n' >"${ci}/marker"
+  printf '[targets.cluster-smoke]\ncommand = "grep -qx cluster marker"\n' >"${ci}/pikaci.toml"
+  PIKACI_REMOTE_LINUX_VM_INCUS_ENDPOINT="${PIKA_CLUSTER_ENDPOINT}" \
+    PIKACI_REMOTE_LINUX_VM_INCUS_CLIENT_CERT_PATH="${PIKA_CLUSTER_CLIENT_CERT}" \
+    PIKACI_REMOTE_LINUX_VM_INCUS_CLIENT_KEY_PATH="${PIKA_CLUSTER_CLIENT_KEY}" \
+    PIKACI_REMOTE_LINUX_VM_INCUS_SERVER_CERT_PATH="${PIKA_CLUSTER_SERVER_CERT}" \
+    PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT="${AGENTS}" PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE="${AGENTS}" \
+    PIKACI_REMOTE_LINUX_VM_INCUS_CLUSTER_GROUP="${group}" PIKACI_STATE_DIR="${ci}/runs" \
+    target/debug/pikaci --config "${ci}/pikaci.toml" run >"${ci}/out.log" 2>&1 \
+    || { cat "${ci}/out.log" >&2; fail "the pikaci job on the cluster did not pass"; }
+  CI_LOCATION="$(PIKACI_STATE_DIR="${ci}/runs" target/debug/pikaci --config "${ci}/pikaci.toml" show latest --json \
+    | jq -r '.jobs[0].remote_linux_vm.location // "none"')"
 }
 
 # GET /1.0 through the endpoint: "<auth> <clustered>".
@@ -159,6 +154,8 @@ main() {
   local images="${PIKA_TEST_WORK:-/tmp}/cluster-image"
   # shellcheck source=scripts/lib/test-image.sh
   source scripts/lib/test-image.sh
+  # shellcheck source=scripts/lib/cluster-agents.sh
+  source scripts/lib/cluster-agents.sh
   test_image_container "${images}" "pika cluster test image" "cluster"
   bash "${CLUSTER}" incus 1 project create "${PROJECT}" >/dev/null
   bash "${CLUSTER}" incus 1 image import "${images}/metadata.tar.xz" "${images}/rootfs.squashfs" \
@@ -178,20 +175,9 @@ main() {
   echo "${SUITE}: image imported once through node1, running on every member"
 
   # --- pika-server places 30 agents over the members ----------------------------------------
-  cargo build -q -p pika-server -p pika-cli || fail "building pika-server and pika"
+  cargo build -q -p pika-server -p pika-cli -p pikaci || fail "building pika-server, pika and pikaci"
   AGENTS="${PROJECT}-agents"
-  bash "${CLUSTER}" incus 1 project create "${AGENTS}" >/dev/null
-  bash "${CLUSTER}" incus 1 profile create "${AGENTS}" --project "${AGENTS}" >/dev/null
-  # shellcheck source=scripts/lib/roles.sh
-  source scripts/lib/roles.sh
-  local role
-  for role in "${PIKA_ROLE_IDS[@]}"; do
-    bash "${CLUSTER}" incus 1 image import "${images}/metadata.tar.xz" "${images}/rootfs.squashfs" \
-      --project "${AGENTS}" --alias "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}" >/dev/null 2>&1 \
-      || bash "${CLUSTER}" incus 1 image alias create "${PIKA_ROLE_DEFAULT_ALIAS[${role}]}" \
-        "$(bash "${CLUSTER}" incus 1 image list --project "${AGENTS}" --format csv --columns f | head -n1)" \
-        --project "${AGENTS}"
-  done
+  cluster_agents_project "${AGENTS}" "${images}"
   start_server main
   local started="${SECONDS}"
   provision_many 30
@@ -258,7 +244,17 @@ main() {
   done
   stop_server pinned
   export PIKA_SERVER_URL="${main_url}" PIKA_SERVER_TOKEN="${main_token}"
+  SERVER_URL="${main_url}" TOKEN="${main_token}"
   echo "${SUITE}: --incus-cluster-group pika-pinned put all 6 agents on node2 (its only member)"
+
+  # --- pikaci runs a job on the cluster, through the same endpoint --------------------------
+  run_ci_job ""
+  [[ "${CI_LOCATION}" =~ ^node[123]$ ]] || fail "the pikaci job recorded no cluster member: ${CI_LOCATION}"
+  local ci_anywhere="${CI_LOCATION}"
+  run_ci_job pika-pinned
+  [[ "${CI_LOCATION}" == "node2" ]] \
+    || fail "PIKACI_REMOTE_LINUX_VM_INCUS_CLUSTER_GROUP=pika-pinned ran the job on ${CI_LOCATION}"
+  echo "${SUITE}: pikaci jobs passed on the cluster (on ${ci_anywhere}; with the cluster group pika-pinned on node2)"
 
   for shown_id in $(agents_json | jq -r '.agents[].id'); do
     target/debug/pika agent delete "${shown_id}" >/dev/null || fail "deleting agent ${shown_id}"

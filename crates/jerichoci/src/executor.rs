@@ -362,6 +362,7 @@ impl Executor {
             instance_name: Some(context.instance_name.clone()),
             profile: Some(context.profile.clone()),
             snapshot_transfer: None,
+            location: None,
         });
         let Some(incus) = &self.incus else {
             record.error = Some(format!(
@@ -495,6 +496,12 @@ impl Executor {
         };
         self.simple_phase(job, record, Phase::Launch, started, &launched);
         launched?;
+        if let (Ok(instance), Some(remote)) = (
+            project.get_instance(&context.instance_name).await,
+            &mut record.remote_linux_vm,
+        ) {
+            remote.location = Some(instance.location).filter(|l| !l.is_empty() && l != "none");
+        }
         self.check_cancel(record)?;
 
         if let Some(tar) = snapshot {
@@ -553,6 +560,9 @@ impl Executor {
         if let Some(role) = context.recorded_guest_role() {
             // Labelled only when the image is the role's own (see recorded_guest_role).
             create = create.config(pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY, role.as_str());
+        }
+        if let Some(group) = placement_group(project, context).await {
+            create = create.target(pika_incus::api::cluster_group_target(&group));
         }
         let create = apply_contract(create, context.guest_role, sources)
             .map_err(|e| format!("launch: {e}"))?;
@@ -893,6 +903,16 @@ fn signal_of(status: &std::process::ExitStatus) -> i32 {
 #[cfg(not(unix))]
 fn signal_of(_status: &std::process::ExitStatus) -> i32 {
     0
+}
+
+/// The cluster group the job's guest goes to: the context's (env, else role), when the Incus
+/// server is a cluster; a standalone server has no groups.
+async fn placement_group(project: &ProjectClient, context: &RemoteIncusContext) -> Option<String> {
+    let group = context.cluster_group.clone()?;
+    match project.client().server_info().await {
+        Ok(info) if info.environment.server_clustered => Some(group),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,9 @@ pub struct RemoteLinuxVmExecutionRecord {
     /// How the snapshot reached the guest; `None` before it was decided (and in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_transfer: Option<SnapshotTransfer>,
+    /// The Incus cluster member the guest ran on (absent off a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// How the workspace snapshot reaches an Incus guest.

@@ -20,6 +20,17 @@ pub const PROJECT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT";
 pub const PROFILE_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE";
 /// How long a guest may take to become ready by its role's readiness, in seconds.
 pub const READY_TIMEOUT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_READY_TIMEOUT_SECS";
+/// Incus cluster group the CI guests are placed in, overriding the role's `cluster-group` (used
+/// only when the Incus server is a cluster).
+pub const CLUSTER_GROUP_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_CLUSTER_GROUP";
+/// An Incus HTTPS endpoint (`https://host:8443`) instead of the local socket.
+pub const ENDPOINT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_ENDPOINT";
+/// The TLS client certificate (PEM file) presented to [`ENDPOINT_ENV`].
+pub const CLIENT_CERT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_CLIENT_CERT_PATH";
+/// Its key (PEM file).
+pub const CLIENT_KEY_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_CLIENT_KEY_PATH";
+/// The endpoint's certificate (PEM file), pinned; without it the system roots verify it.
+pub const SERVER_CERT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_SERVER_CERT_PATH";
 /// The Incus unix socket (default: `pika_incus::api::DEFAULT_UNIX_SOCKET`).
 pub const INCUS_SOCKET_ENV: &str = "INCUS_SOCKET";
 /// Project used when [`PROJECT_ENV`] is unset.
@@ -110,6 +121,8 @@ pub struct RemoteIncusContext {
     pub instance_name: String,
     /// How long the guest may take to become ready ([`READY_TIMEOUT_ENV`]).
     pub ready_timeout: std::time::Duration,
+    /// Cluster group to place the guest in: [`CLUSTER_GROUP_ENV`], else the role's.
+    pub cluster_group: Option<String>,
 }
 
 impl RemoteIncusContext {
@@ -143,6 +156,8 @@ impl RemoteIncusContext {
             image_alias: remote_linux_vm_incus_image_alias_from(guest_role, &lookup),
             instance_name: instance_name(run_id, &job.id),
             ready_timeout,
+            cluster_group: lookup_trimmed(&lookup, CLUSTER_GROUP_ENV)
+                .or_else(|| guest_role.cluster_group().map(str::to_owned)),
         })
     }
 
@@ -194,13 +209,41 @@ pub async fn image_provenance(
     (provenance != pika_incus::ImageProvenance::default()).then_some(provenance)
 }
 
-/// A client for the local Incus socket: [`INCUS_SOCKET_ENV`] or Incus's default socket.
+/// The Incus client: [`ENDPOINT_ENV`] over HTTPS with the client certificate of
+/// [`CLIENT_CERT_ENV`] / [`CLIENT_KEY_ENV`] (and [`SERVER_CERT_ENV`] pinned, when set), else the
+/// local socket ([`INCUS_SOCKET_ENV`] or Incus's default socket).
 pub fn incus_client_from(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> pika_incus::Result<pika_incus::IncusClient> {
-    let socket = lookup_trimmed(&lookup, INCUS_SOCKET_ENV)
-        .unwrap_or_else(|| pika_incus::api::DEFAULT_UNIX_SOCKET.to_owned());
-    pika_incus::IncusClient::unix(socket)
+    let Some(endpoint) = lookup_trimmed(&lookup, ENDPOINT_ENV) else {
+        let socket = lookup_trimmed(&lookup, INCUS_SOCKET_ENV)
+            .unwrap_or_else(|| pika_incus::api::DEFAULT_UNIX_SOCKET.to_owned());
+        return pika_incus::IncusClient::unix(socket);
+    };
+    let read = |var: &str| -> pika_incus::Result<Option<String>> {
+        let Some(path) = lookup_trimmed(&lookup, var) else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|err| pika_incus::Error::Config {
+                what: format!("{ENDPOINT_ENV}={endpoint}"),
+                message: format!("{var}={path}: {err}"),
+            })
+    };
+    let required = |var: &str| -> pika_incus::Result<String> {
+        read(var)?.ok_or_else(|| pika_incus::Error::Config {
+            what: format!("{ENDPOINT_ENV}={endpoint}"),
+            message: format!("{var} is not set (an HTTPS endpoint needs a client certificate)"),
+        })
+    };
+    pika_incus::IncusClient::https(pika_incus::HttpsConfig {
+        client_cert_pem: required(CLIENT_CERT_ENV)?,
+        client_key_pem: required(CLIENT_KEY_ENV)?,
+        server_cert_pem: read(SERVER_CERT_ENV)?,
+        insecure_tls: false,
+        endpoint,
+    })
 }
 
 #[cfg(test)]
@@ -367,6 +410,35 @@ mod tests {
             assert!(err.to_string().contains(READY_TIMEOUT_ENV), "{err}");
             assert!(err.to_string().contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn the_cluster_group_env_overrides_the_roles() {
+        let job = runner_job();
+        let ctx = RemoteIncusContext::for_job_from(&job, "r", env(&[])).unwrap();
+        assert_eq!(
+            ctx.cluster_group.as_deref(),
+            ctx.guest_role.cluster_group(),
+            "without the env the role's roles.toml fact decides"
+        );
+        let ctx = RemoteIncusContext::for_job_from(&job, "r", env(&[(CLUSTER_GROUP_ENV, " ci ")]))
+            .unwrap();
+        assert_eq!(ctx.cluster_group.as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn an_https_endpoint_without_a_client_certificate_names_the_variable() {
+        let err = incus_client_from(env(&[(ENDPOINT_ENV, "https://127.0.0.1:8443")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(CLIENT_CERT_ENV), "{err}");
+        let err = incus_client_from(env(&[
+            (ENDPOINT_ENV, "https://127.0.0.1:8443"),
+            (CLIENT_CERT_ENV, "/nonexistent/client.crt"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/client.crt"), "{err}");
     }
 
     #[test]

@@ -126,6 +126,14 @@ fn preflight_error(err: PreflightError) -> AgentError {
     }
 }
 
+/// The operator's group wins over the role's (`cluster-group` in roles.toml).
+fn placement_group(
+    operator: Option<&str>,
+    role: pika_managed_agent_contract::IncusGuestRole,
+) -> Option<&str> {
+    operator.or(role.cluster_group())
+}
+
 /// Removes an ID from the building set when the request ends, however it ends.
 struct Building {
     set: Arc<Mutex<HashSet<String>>>,
@@ -208,10 +216,10 @@ impl Agents {
         self.db(move |s| s.get(&id)).await
     }
 
-    /// The cluster group new instances go to: the operator's setting, else none (the scheduler
-    /// picks among all members).
-    pub(crate) fn cluster_group(&self, _resolved: &ResolvedIncusParams) -> Option<&str> {
-        self.cluster_group.as_deref()
+    /// The cluster group new instances go to: the operator's setting, else the guest role's
+    /// `cluster-group`, else none (the Incus scheduler picks among all members).
+    pub(crate) fn cluster_group(&self, resolved: &ResolvedIncusParams) -> Option<&str> {
+        placement_group(self.cluster_group.as_deref(), resolved.guest_role)
     }
 
     /// Validates, resolves and checks a request's parameters against the policy and Incus.
@@ -653,26 +661,34 @@ impl Agents {
                 return report(checks);
             }
         };
-        let reachable = match client.server_info().await {
-            Ok(info) => check(
-                "incus",
-                Ok(format!(
-                    "{} (incus {}, auth {})",
-                    client.endpoint(),
-                    info.environment.server_version,
-                    info.auth
-                )),
+        let (reachable, clustered) = match client.server_info().await {
+            Ok(info) => (
+                check(
+                    "incus",
+                    Ok(format!(
+                        "{} (incus {}, auth {})",
+                        client.endpoint(),
+                        info.environment.server_version,
+                        info.auth
+                    )),
+                ),
+                info.environment.server_clustered,
             ),
-            Err(err) => check("incus", Err(err.to_string())),
+            Err(err) => (check("incus", Err(err.to_string())), false),
         };
         if !reachable {
             return report(checks);
         }
-        if let Some(result) = crate::members::health_detail(self, &client).await {
-            check("cluster", result);
+        if clustered {
+            check(
+                "cluster",
+                crate::members::health_detail(self, &client).await,
+            );
         }
         let project = client.in_project(resolved.project.clone());
-        let objects_exist = match preflight(&project, &resolved, self.cluster_group(&resolved)).await {
+        let objects_exist = match preflight(&project, &resolved, self.cluster_group(&resolved))
+            .await
+        {
             Ok(_) => check(
                 "incus_objects",
                 Ok(format!(
@@ -715,5 +731,20 @@ fn report(checks: Vec<HealthCheck>) -> HealthReport {
     HealthReport {
         ok: checks.iter().all(|c| c.ok),
         checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pika_managed_agent_contract::IncusGuestRole;
+
+    #[test]
+    fn the_operators_cluster_group_wins_over_the_roles() {
+        for role in IncusGuestRole::ALL.iter().copied() {
+            assert_eq!(placement_group(Some("pinned"), role), Some("pinned"));
+            // Without an operator setting, the role's own fact (from roles.toml) decides.
+            assert_eq!(placement_group(None, role), role.cluster_group());
+        }
     }
 }

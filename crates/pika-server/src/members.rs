@@ -149,17 +149,16 @@ async fn settle(
     Ok(())
 }
 
-/// The `/healthz` detail of a cluster: its members' status and the agents they make unreachable.
-/// `None` when `client` is not a cluster.
+/// The health detail of a cluster (`client`, whose `GET /1.0` said it is one): its members'
+/// status and the agents they make unreachable.
 pub async fn health_detail(
     agents: &Agents,
     client: &pika_incus::IncusClient,
-) -> Option<Result<String, String>> {
-    let members = match client.cluster_members().await {
-        Ok(members) if members.is_empty() => return None,
-        Ok(members) => members,
-        Err(err) => return Some(Err(format!("listing cluster members: {err}"))),
-    };
+) -> Result<String, String> {
+    let members = client
+        .cluster_members()
+        .await
+        .map_err(|err| format!("listing cluster members: {err}"))?;
     let unreachable = agents
         .db(|s| s.list(None))
         .await
@@ -181,9 +180,9 @@ pub async fn health_detail(
         .collect();
     let offline = members.iter().filter(|m| !m.is_online()).count();
     let verdict = if offline == 0 { "ok" } else { "degraded" };
-    Some(Ok(format!(
+    Ok(format!(
         "cluster of {} members, {verdict}: {}; {unreachable} agents unreachable",
         members.len(),
         listed.join(", ")
-    )))
+    ))
 }

@@ -485,6 +485,26 @@ mod tests {
     }
 
     #[test]
+    fn the_location_is_recorded_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agents.db");
+        let store = Store::open(&path).unwrap();
+        let row = store
+            .insert_provisioning("a1", "alice", None, &params(), None)
+            .unwrap();
+        assert_eq!(row.location, None);
+        store.set_location("a1", Some("node2")).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.get("a1").unwrap().unwrap().location.as_deref(),
+            Some("node2")
+        );
+        store.set_location("a1", None).unwrap();
+        assert_eq!(store.get("a1").unwrap().unwrap().location, None);
+    }
+
+    #[test]
     fn transitions_are_guarded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
