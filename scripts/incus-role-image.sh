@@ -59,7 +59,7 @@ readonly CONTAINER_ROOTFS_FILE="rootfs.squashfs"
 # Value rules. Incus accepts more, but these values reach a shell, a URL and Nix. pika-guest checks
 # the alias again with the registry's own rule.
 readonly PROJECT_RE='^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$'  # Incus itself rejects `_`, `/`, `:`, spaces
-readonly ALIAS_RE='^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$'  # DESIGN.md, as the codegen
+readonly ALIAS_RE='^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$'  # as check_alias in codegen/src/registry.rs
 readonly HOST_RE='^[A-Za-z0-9_][A-Za-z0-9._@-]*$'        # [user@]host, never an ssh option
 readonly KEEP_RE='^[1-9][0-9]{0,3}$'
 

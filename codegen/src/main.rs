@@ -73,10 +73,7 @@ enum Command {
 fn main() -> ExitCode {
     pika_runtime::init("pika-roles", "warn");
     let cli = Cli::parse();
-    let command = match cli.command.or_print_completions::<Cli>() {
-        Ok(command) => command,
-        Err(code) => return code,
-    };
+    let command = cli.command.or_print_completions::<Cli>();
     let manifest = match cli.manifest.clone().or_else(default_manifest) {
         Some(path) => path,
         None => {

@@ -50,7 +50,7 @@ pub fn instance_name(run_id: &str, job_id: &str) -> String {
         // Sanitizing can map two job IDs to one name (`a.b` and `a_b`): add a short hash of the raw
         // name whenever anything changed.
         let hash = fnv1a(raw.as_bytes());
-        let tag = format!("-{:08x}", hash as u32);
+        let tag = format!("-{:08x}", hash & 0xffff_ffff);
         name.truncate(MAX_INSTANCE_NAME_LEN - tag.len());
         let trimmed_len = name.trim_end_matches('-').len();
         name.truncate(trimmed_len);

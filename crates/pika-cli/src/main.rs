@@ -444,10 +444,7 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
 fn main() -> ExitCode {
     pika_runtime::init("pika", "warn");
     let cli = Cli::parse();
-    let command = match cli.command.or_print_completions::<Cli>() {
-        Ok(command) => command,
-        Err(code) => return code,
-    };
+    let command = cli.command.or_print_completions::<Cli>();
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -40,10 +40,7 @@ enum Command {
 
 fn main() -> ExitCode {
     pika_runtime::init("pika-guest", "warn");
-    let command = match Cli::parse().command.or_print_completions::<Cli>() {
-        Ok(command) => command,
-        Err(code) => return code,
-    };
+    let command = Cli::parse().command.or_print_completions::<Cli>();
     let result = match command {
         Command::Guest(command) => guest::run(command),
         Command::Image { command } => image::run(*command),

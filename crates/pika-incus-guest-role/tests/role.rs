@@ -226,7 +226,7 @@ fn pin_deployed_managed_openclaw_contract() {
     assert_eq!(role.default_image_alias(), "pika-agent/dev");
     assert_eq!(role.flake_package_attr(), "managed-openclaw-incus-image");
     assert_eq!(role.legacy_package_attrs(), &["pika-agent-incus-dev-image"]);
-    // Schema 2 runtime contract, pinned on purpose (SCHEMA2.md).
+    // Schema 2 runtime contract, pinned on purpose (README, "The runtime contract (schema 2)").
     assert_eq!(role.runtime_mode(), RuntimeMode::ManagedService);
     assert_eq!(role.readiness(), Readiness::IncusAgent);
     assert_eq!((role.cpu(), role.memory_mib()), (2, 4096));

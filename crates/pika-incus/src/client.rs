@@ -559,7 +559,7 @@ impl IncusClient {
     ) -> Result<Operation> {
         // Incus waits server-side in whole seconds; the HTTP request gets a few more so the server
         // answers first, and the whole wait is bounded client-side as well.
-        let seconds = timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let seconds = (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(1);
         let bound = timeout + Duration::from_secs(5);
         let seconds_text = seconds.to_string();
         let request = self

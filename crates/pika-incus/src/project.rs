@@ -4,11 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream};
 use reqwest::Method;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 
 use crate::api;
 use crate::client::IncusClient;
@@ -152,7 +150,7 @@ impl ProjectClient {
             InstanceType::Container => api::PART_ROOTFS_CONTAINER,
             InstanceType::VirtualMachine => api::PART_ROOTFS_VM,
         };
-        let body = MultipartUpload::new(
+        let form = file_form(
             &what,
             &[
                 (api::PART_METADATA, &import.metadata),
@@ -166,8 +164,7 @@ impl ProjectClient {
         let mut request = self
             .request(Method::POST, api::IMAGES, &[])
             .timeout(self.client.operation_timeout())
-            .header(CONTENT_TYPE, body.content_type())
-            .header(CONTENT_LENGTH, body.length)
+            .multipart(form)
             .header(api::H_PUBLIC, if import.public { "true" } else { "false" })
             .header(api::H_FILENAME, file_name(&import.rootfs));
         if !properties.is_empty() {
@@ -179,9 +176,7 @@ impl ProjectClient {
                 .finish();
             request = request.header(api::H_ALIASES, aliases);
         }
-        let operation = self
-            .operation(&what, request.body(body.into_body()))
-            .await?;
+        let operation = self.operation(&what, request).await?;
         let fingerprint = operation
             .metadata
             .as_ref()
@@ -394,8 +389,11 @@ impl ProjectClient {
                 .and_then(|output| output.get(fd))
                 .and_then(Value::as_str)
         };
+        let exit_code = i32::try_from(exit_code).map_err(|_| {
+            Error::protocol(&what, format!("exit code {exit_code} is out of range"))
+        })?;
         let mut output = ExecOutput {
-            exit_code: exit_code as i32,
+            exit_code,
             ..ExecOutput::default()
         };
         for (fd, sink) in [("1", &mut output.stdout), ("2", &mut output.stderr)] {
@@ -498,69 +496,20 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A `multipart/form-data` body of whole files, streamed from disk (images can be gigabytes).
-struct MultipartUpload {
-    boundary: String,
-    length: u64,
-    parts: Vec<(String, tokio::fs::File)>,
-    closing: String,
-}
-
-impl MultipartUpload {
-    async fn new(what: &str, files: &[(&str, &Path)]) -> Result<Self> {
-        let boundary = format!("pika-incus-{:032x}", rand::random::<u128>());
-        let mut parts = Vec::with_capacity(files.len());
-        let mut length = 0u64;
-        for (index, (field, path)) in files.iter().enumerate() {
-            let unreadable = |e: std::io::Error| {
-                Error::config(what, format!("cannot read {}: {e}", path.display()))
-            };
-            let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
-            let size = file.metadata().await.map_err(unreadable)?.len();
-            let head = format!(
-                "{}--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{}\"\r\n\
-                 Content-Type: application/octet-stream\r\n\r\n",
-                if index == 0 { "" } else { "\r\n" },
-                file_name(path),
-            );
-            length += head.len() as u64 + size;
-            parts.push((head, file));
-        }
-        let closing = format!("\r\n--{boundary}--\r\n");
-        length += closing.len() as u64;
-        Ok(MultipartUpload {
-            boundary,
-            length,
-            parts,
-            closing,
-        })
+/// A `multipart/form-data` form of whole files, streamed from disk (images can be gigabytes);
+/// every part has a known length, so the request carries a Content-Length.
+async fn file_form(what: &str, files: &[(&'static str, &Path)]) -> Result<Form> {
+    let mut form = Form::new();
+    for (field, path) in files {
+        let unreadable =
+            |e: std::io::Error| Error::config(what, format!("cannot read {}: {e}", path.display()));
+        let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let size = file.metadata().await.map_err(unreadable)?.len();
+        let part = Part::stream_with_length(file, size)
+            .file_name(file_name(path))
+            .mime_str("application/octet-stream")
+            .map_err(|e| Error::protocol(what, e.to_string()))?;
+        form = form.part(*field, part);
     }
-
-    fn content_type(&self) -> String {
-        format!("multipart/form-data; boundary={}", self.boundary)
-    }
-
-    fn into_body(self) -> reqwest::Body {
-        let parts = self.parts.into_iter().map(|(head, file)| {
-            let head = stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
-            head.chain(file_chunks(file))
-        });
-        let closing = stream::once(async move { Ok(Bytes::from(self.closing)) });
-        reqwest::Body::wrap_stream(stream::iter(parts).flatten().chain(closing))
-    }
-}
-
-fn file_chunks(
-    file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    stream::try_unfold(file, |mut file| async move {
-        let mut chunk = vec![0u8; 256 * 1024];
-        let read = file.read(&mut chunk).await?;
-        if read == 0 {
-            return Ok(None);
-        }
-        chunk.truncate(read);
-        Ok(Some((Bytes::from(chunk), file)))
-    })
-    .into_stream()
+    Ok(form)
 }

@@ -1,7 +1,6 @@
 //! The conventions of the binaries: logging, colour, completions, tables.
 
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 
 use clap::{CommandFactory, Subcommand};
 use clap_complete::Shell;
@@ -55,28 +54,32 @@ pub enum WithCompletions<C: Subcommand> {
 }
 
 impl<C: Subcommand> WithCompletions<C> {
-    /// The binary's own command, or `Err(exit code)` once the completion script for the parser
-    /// `P` has been printed.
-    pub fn or_print_completions<P: CommandFactory>(self) -> Result<C, ExitCode> {
+    /// The binary's own command; for `completions SHELL`, prints the script for the parser `P`
+    /// and exits, as clap does for `--help`.
+    pub fn or_print_completions<P: CommandFactory>(self) -> C {
         match self {
-            WithCompletions::Command(command) => Ok(command),
-            WithCompletions::Completions { shell } => Err(print_completions::<P>(shell)),
+            WithCompletions::Command(command) => command,
+            WithCompletions::Completions { shell } => {
+                std::process::exit(print_completions::<P>(shell))
+            }
         }
     }
 }
 
-fn print_completions<P: CommandFactory>(shell: Shell) -> ExitCode {
+/// Prints the script; returns the exit status.
+fn print_completions<P: CommandFactory>(shell: Shell) -> i32 {
     let mut command = P::command();
     let name = command.get_name().to_owned();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, name, &mut script);
-    match std::io::stdout().write_all(&script) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&script).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
         // `| head` closed the pipe: what was asked for has been read.
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(err) => {
             eprintln!("error: writing the completion script: {err}");
-            ExitCode::FAILURE
+            1
         }
     }
 }

@@ -5,29 +5,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use pika_test_support::{cargo_bin, repo_root, run, run_ok};
+use pika_test_support::{run, run_ok, workspace_bins};
 
-/// Every `[[bin]]` of the workspace's packages, built.
-fn binaries() -> Vec<(String, PathBuf)> {
-    let metadata = run_ok(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["metadata", "--no-deps", "--format-version", "1"])
-            .current_dir(repo_root()),
-    );
-    let metadata: serde_json::Value = serde_json::from_str(&metadata).expect("cargo metadata JSON");
-    let mut bins = Vec::new();
-    for package in metadata["packages"].as_array().expect("packages") {
-        for target in package["targets"].as_array().expect("targets") {
-            if target["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "bin"))
-            {
-                let package = package["name"].as_str().expect("package name");
-                let bin = target["name"].as_str().expect("target name");
-                bins.push((bin.to_owned(), cargo_bin(package, bin)));
-            }
-        }
-    }
+/// Every `[[bin]]` of the workspace, built.
+fn binaries() -> &'static [(String, PathBuf)] {
+    let bins = workspace_bins();
     assert!(bins.len() >= 5, "too few binaries found: {bins:?}");
     bins
 }
@@ -60,8 +42,8 @@ fn every_binary_prints_completions_its_shells_parse() {
             ("zsh", &["zsh", "-n"]),
             ("fish", &["fish", "--no-execute"]),
         ] {
-            let script = run_ok(Command::new(&bin).args(["completions", shell]));
-            assert!(script.contains(&name), "{name} {shell}: {script}");
+            let script = run_ok(Command::new(bin).args(["completions", shell]));
+            assert!(script.contains(name.as_str()), "{name} {shell}: {script}");
             let file = scratch.path().join(format!("{name}.{shell}"));
             std::fs::write(&file, &script).unwrap();
             let check = run(Command::new(checker[0]).args(&checker[1..]).arg(&file));
@@ -71,7 +53,7 @@ fn every_binary_prints_completions_its_shells_parse() {
                 stderr(&check)
             );
         }
-        let bad = run(Command::new(&bin).args(["completions", "tcsh"]));
+        let bad = run(Command::new(bin).args(["completions", "tcsh"]));
         assert_eq!(bad.status.code(), Some(2), "{name}: {}", stderr(&bad));
         assert!(stderr(&bad).contains("bash"), "{name}: {}", stderr(&bad));
     }
@@ -96,7 +78,7 @@ fn no_color_and_pipes_get_no_escape_codes() {
             !usage_error.contains(ESC),
             "{name} ignores NO_COLOR: {usage_error:?}"
         );
-        let piped = run(Command::new(&bin).arg("--help"));
+        let piped = run(Command::new(bin).arg("--help"));
         assert!(
             !String::from_utf8_lossy(&piped.stdout).contains(ESC),
             "{name} colours a pipe"
@@ -107,7 +89,7 @@ fn no_color_and_pipes_get_no_escape_codes() {
 #[test]
 fn every_binary_honours_rust_log() {
     for (name, bin) in binaries() {
-        let quiet = run(Command::new(&bin)
+        let quiet = run(Command::new(bin)
             .args(["completions", "bash"])
             .env_remove("RUST_LOG"));
         assert!(quiet.status.success(), "{name}: {}", stderr(&quiet));
@@ -116,7 +98,7 @@ fn every_binary_honours_rust_log() {
             "{name} logs debug by default"
         );
 
-        let debug = run(Command::new(&bin)
+        let debug = run(Command::new(bin)
             .args(["completions", "bash"])
             .env("RUST_LOG", "debug"));
         let err = stderr(&debug);

@@ -13,8 +13,9 @@ use pika_managed_agent_contract::{AGENTS_PATH, IncusGuestRole};
 use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
 use pika_test_support::{cargo_bin, storage_pool};
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+/// The `percent`-th percentile of `sorted` (nearest rank, rounded).
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    let index = ((sorted.len() - 1) * percent + 50) / 100;
     sorted[index]
 }
 
@@ -100,18 +101,18 @@ async fn main() {
     );
     println!(
         "  API (POST {AGENTS_PATH}):  p50 {:7.1} ms  p95 {:7.1} ms",
-        ms(percentile(&api, 0.5)),
-        ms(percentile(&api, 0.95))
+        ms(percentile(&api, 50)),
+        ms(percentile(&api, 95))
     );
     println!(
         "  incus launch:               p50 {:7.1} ms  p95 {:7.1} ms",
-        ms(percentile(&raw, 0.5)),
-        ms(percentile(&raw, 0.95))
+        ms(percentile(&raw, 50)),
+        ms(percentile(&raw, 95))
     );
     println!(
         "  ratio API/launch:           p50 {:.3}  p95 {:.3}  (target p50 <= 1.15)",
-        ms(percentile(&api, 0.5)) / ms(percentile(&raw, 0.5)),
-        ms(percentile(&api, 0.95)) / ms(percentile(&raw, 0.95))
+        ms(percentile(&api, 50)) / ms(percentile(&raw, 50)),
+        ms(percentile(&api, 95)) / ms(percentile(&raw, 95))
     );
     println!(
         "  pika-server VmRSS: idle {idle_rss} KiB, after {} provisions {after_rss} KiB",

@@ -81,14 +81,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => with_env_hint(err).exit(),
     };
-    let command = match cli
+    let command = cli
         .command
-        .map(WithCompletions::or_print_completions::<Cli>)
-    {
-        None => None,
-        Some(Ok(command)) => Some(command),
-        Some(Err(code)) => return code,
-    };
+        .map(WithCompletions::or_print_completions::<Cli>);
     let result = match command {
         None => run_server(cli.serve),
         Some(Command::Serve(config)) => run_server(*config),

@@ -88,10 +88,7 @@ enum Command {
 fn main() -> ExitCode {
     pika_runtime::init("pikaci", "warn");
     let cli = Cli::parse();
-    let command = match cli.command.or_print_completions::<Cli>() {
-        Ok(command) => command,
-        Err(code) => return code,
-    };
+    let command = cli.command.or_print_completions::<Cli>();
     match real_main(cli.config, cli.json, command) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Usage(message)) => {

@@ -80,6 +80,19 @@ pub fn phases(job: &JobRecord) -> Vec<(Phase, PhaseStatus)> {
     job.phases.iter().map(|p| (p.phase, p.status)).collect()
 }
 
+/// What a guest job that got as far as running its command records: upload (the snapshot is
+/// staged for its mount before the launch), launch, run (with status `run`), collect, cleanup,
+/// each but the run `ok`.
+pub fn guest_phases(run: PhaseStatus) -> Vec<(Phase, PhaseStatus)> {
+    vec![
+        (Phase::Upload, PhaseStatus::Ok),
+        (Phase::Launch, PhaseStatus::Ok),
+        (Phase::Run, run),
+        (Phase::Collect, PhaseStatus::Ok),
+        (Phase::Cleanup, PhaseStatus::Ok),
+    ]
+}
+
 /// The record of `phase`; panics when the job has none.
 pub fn phase(job: &JobRecord, phase: Phase) -> &PhaseRecord {
     job.phases

@@ -30,20 +30,17 @@ impl ContainerImage {
     }
 }
 
+/// Builds a virtual-machine image into `out` (a 4 MiB qcow2 disk starting with `marker`; it imports,
+/// though VMs cannot start on these machines); returns (metadata tarball, disk).
+pub fn build_vm(out: &Path, description: &str, marker: &str) -> (PathBuf, PathBuf) {
+    run_builder("test_image_vm", out, description, marker);
+    (out.join("metadata.tar.xz"), out.join("disk.qcow2"))
+}
+
 /// Builds a busybox container image into `out` with `marker` in /etc/pika-test-marker (two
 /// markers, two fingerprints).
 pub fn build_container(out: &Path, description: &str, marker: &str) -> ContainerImage {
-    let lib = repo_root().join("scripts/lib/test-image.sh");
-    run_ok(
-        Command::new("bash")
-            .arg("-c")
-            .arg(r#"set -e; source "$1"; test_image_container "$2" "$3" "$4""#)
-            .arg("bash")
-            .arg(&lib)
-            .arg(out)
-            .arg(description)
-            .arg(marker),
-    );
+    run_builder("test_image_container", out, description, marker);
     ContainerImage {
         dir: out.to_path_buf(),
         marker: Some(marker.to_owned()),
@@ -99,4 +96,19 @@ fn cached_container() -> ContainerImage {
         }
     }
     image
+}
+
+/// `FUNCTION OUT DESCRIPTION MARKER` of scripts/lib/test-image.sh.
+fn run_builder(function: &str, out: &Path, description: &str, marker: &str) {
+    let lib = repo_root().join("scripts/lib/test-image.sh");
+    run_ok(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(r#"set -e; source "$1"; {function} "$2" "$3" "$4""#))
+            .arg("bash")
+            .arg(&lib)
+            .arg(out)
+            .arg(description)
+            .arg(marker),
+    );
 }

@@ -18,7 +18,7 @@ mod project;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use bins::cargo_bin;
+pub use bins::{cargo_bin, workspace_bins};
 pub use process::{incus, repo_root, run, run_ok};
 pub use project::{TestProject, project_prefix, storage_pool, unique};
 

@@ -77,7 +77,7 @@ in {
   fish = placeholder "fish";
   util-linux = placeholder "util-linux";
 
-  # Packages the guest modules list (placeholders: evaluated by tests/nix/guest-module-eval.nix,
+  # Packages the guest modules list (placeholders: evaluated by tests/nix/guest-eval.nix,
   # never built).
   bash = placeholder "bash" // {shellPath = "/bin/bash";};
   coreutils = placeholder "coreutils";

@@ -235,7 +235,7 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         // Incompressible content, so the image spans many blocks.
         let noise: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
             .collect();
         std::fs::write(root.join("noise"), noise).unwrap();
         let image = dir.path().join("rootfs.squashfs");
