@@ -67,7 +67,7 @@ main() {
   exec {lock}>/tmp/pika-test-cluster.lock
   flock "${lock}"
   export PIKA_TEST_CLUSTER_DIR="/var/lib/pika-test-cluster"
-  local work
+  # Global: the EXIT trap runs after main has returned.
   work="$(mktemp -d)"
   trap 'cluster_server_stop "${work}/cluster"; cluster_server_stop "${work}/single"; bash "${CLUSTER}" down >/dev/null 2>&1; rm -rf "${work}"' EXIT
   # shellcheck source=scripts/lib/test-image.sh
