@@ -16,7 +16,7 @@ use pika_incus::{Instance, InstanceCreate, ProjectClient};
 use pika_incus_guest_role::{GUEST_ROLE_CONFIG_KEY, IncusGuestRole, Readiness};
 use serde::Serialize;
 
-use crate::guest_target::TargetArgs;
+use crate::target::TargetArgs;
 
 /// Where `--ssh-key` goes in the guest (sshd's default `AuthorizedKeysFile` for root).
 const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";

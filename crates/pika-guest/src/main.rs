@@ -11,8 +11,8 @@
 //! Exit codes: 0 ok, 1 failure, 2 usage error (an unknown role lists the valid ones).
 
 mod guest;
-mod guest_target;
 mod image;
+mod target;
 
 use std::process::ExitCode;
 

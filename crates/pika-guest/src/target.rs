@@ -1,17 +1,18 @@
-//! Which Incus the guest commands talk to: the local unix socket (default) or an HTTPS endpoint
-//! with a client certificate, and the project inside it. The same flags as `pika-guest image`.
+//! Which Incus a command talks to: the local unix socket (default) or an HTTPS endpoint with a
+//! client certificate, and the project inside it. One set of flags for guest and image commands.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use pika_incus::{HttpsConfig, IncusClient, ProjectClient, api};
 
-/// The project guests live in unless told otherwise (as the other Pika tools).
+/// The project guests and role images live in unless told otherwise (as the other Pika tools and
+/// scripts/incus-role-image.sh).
 pub const DEFAULT_PROJECT: &str = "pika-managed-agents";
 
 #[derive(Args, Debug, Clone)]
 pub struct TargetArgs {
-    /// Incus project of the guests.
+    /// Incus project.
     #[arg(long, value_name = "P", default_value = DEFAULT_PROJECT)]
     pub project: String,
     /// Local Incus unix socket.
@@ -58,5 +59,10 @@ impl TargetArgs {
         }
         .map_err(|e| e.to_string())?;
         Ok(client.in_project(self.project.clone()))
+    }
+
+    /// How output names this Incus when no `--host` is given: `local` or the endpoint.
+    pub fn default_host(&self) -> String {
+        self.endpoint.clone().unwrap_or_else(|| "local".to_string())
     }
 }
