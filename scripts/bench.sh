@@ -86,7 +86,7 @@ main() {
   section "No-op cargo build" noop_build_reruns
   section "Incus client: create+start+delete vs incus launch + delete -f" \
     cargo run --quiet --release -p pika-incus --example bench_lifecycle -- 10
-  section "Agent provisioning through the API vs raw incus launch; server idle RSS" \
+  section "Agent provisioning through the API vs raw incus launch, and 40 agents (8 in flight) vs incus-benchmark launch; server idle RSS" \
     cargo run --quiet --release -p pika-server --example bench_provision
   section "CI job through jerichoci vs raw incus launch + exec" \
     cargo run --quiet --release -p pikaci --example bench_job

@@ -1,5 +1,7 @@
 //! Benchmark (not a test): provisioning through the agent API vs raw `incus launch` of the same
-//! image, plus the server's idle RSS.
+//! image, one at a time; then 40 agents with 8 requests in flight vs Incus's own load tool,
+//! `incus-benchmark launch --count 40 --parallel 8`, on the same image and project; plus the
+//! server's idle RSS.
 //!
 //! ```text
 //! cargo run --release -p pika-server --example bench_provision [-- N]
@@ -7,7 +9,10 @@
 //! Needs a local incusd (INCUS_SOCKET) and busybox-static; uses PIKA_TEST_IMAGE_DIR when set.
 //! Creates and deletes a `pika-test-bench-*` project.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use pika_managed_agent_contract::{AGENTS_PATH, IncusGuestRole};
 use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
@@ -28,6 +33,10 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// The load phase: this many agents, this many requests (and incus-benchmark threads) at a time.
+const LOAD_AGENTS: usize = 40;
+const LOAD_IN_FLIGHT: usize = 8;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -117,5 +126,60 @@ async fn main() {
     println!(
         "  pika-server VmRSS: idle {idle_rss} KiB, after {} provisions {after_rss} KiB",
         n + 1
+    );
+
+    // incus-benchmark launches with the project's default profile: give it the same root disk the
+    // test profile has. It runs first and deletes its containers, so both sides start from the
+    // same instances.
+    project.incus_ok(&[
+        "profile",
+        "device",
+        "add",
+        "default",
+        "root",
+        "disk",
+        "path=/",
+        &format!("pool={pool}"),
+    ]);
+    let (count, parallel) = (LOAD_AGENTS.to_string(), LOAD_IN_FLIGHT.to_string());
+    let started = Instant::now();
+    let output = Command::new("incus-benchmark")
+        .args(["launch", "--project", &project.name, "--count", &count])
+        .args(["--parallel", &parallel, alias])
+        .output()
+        .expect("incus-benchmark runs (package incus-extra)");
+    let tool = started.elapsed();
+    assert!(
+        output.status.success(),
+        "incus-benchmark launch: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deleted = Command::new("incus-benchmark")
+        .args([
+            "delete",
+            "--project",
+            &project.name,
+            "--parallel",
+            &parallel,
+        ])
+        .output()
+        .expect("incus-benchmark runs");
+    assert!(deleted.status.success(), "incus-benchmark delete failed");
+
+    let started = Instant::now();
+    futures_util::stream::iter(0..LOAD_AGENTS)
+        .map(|_| provision())
+        .buffer_unordered(LOAD_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    let through_api = started.elapsed();
+    println!("{LOAD_AGENTS} agents, {LOAD_IN_FLIGHT} in flight (wall time):");
+    let api_label = format!("API (POST {AGENTS_PATH}, running = ready):");
+    println!("  {api_label:<44} {:8.1} ms", ms(through_api));
+    println!("  {:<44} {:8.1} ms", "incus-benchmark launch:", ms(tool));
+    println!(
+        "  {:<44} {:8.3}  (target <= 1.10)",
+        "ratio API/incus-benchmark:",
+        ms(through_api) / ms(tool)
     );
 }
