@@ -53,3 +53,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is parsed; check every subcommand here.
+    #[test]
+    fn command_definition_is_valid() {
+        super::Cli::command().debug_assert();
+    }
+}

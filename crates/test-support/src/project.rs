@@ -90,13 +90,42 @@ impl TestProject {
                 self.incus_ok(&["image", "alias", "create", alias, fingerprint]);
             }
             None => {
-                let [metadata, rootfs] = image::shared_container().import_args();
-                self.incus_ok(&["image", "import", &metadata, &rootfs, "--alias", alias]);
+                let shared = image::shared_container();
+                let metadata = self.own_metadata(&shared.metadata());
+                let rootfs = shared.rootfs().display().to_string();
+                let imported =
+                    self.incus(&["image", "import", &metadata, &rootfs, "--alias", alias]);
+                let _ = std::fs::remove_file(&metadata);
+                assert!(
+                    imported.status.success(),
+                    "incus image import: {}",
+                    String::from_utf8_lossy(&imported.stderr)
+                );
             }
         }
         let fingerprint = self.alias_target(alias);
         assert_eq!(fingerprint.len(), 64, "{fingerprint}");
         fingerprint
+    }
+
+    /// A copy of the shared metadata tarball with one more file naming this project, so each
+    /// project's image has its own fingerprint. Incus 6.0 keeps one file per fingerprint for all
+    /// projects, and deleting the image in one project while another creates an instance from the
+    /// same fingerprint loses the file under the other ("open /var/lib/incus/images/<fp>: no such
+    /// file"), which made concurrent tests flaky.
+    fn own_metadata(&self, shared: &std::path::Path) -> String {
+        let out = std::env::temp_dir().join(format!("{}-metadata.tar.xz", self.name));
+        let script = r#"set -e; dir="$(mktemp -d)"; trap 'rm -rf "$dir"' EXIT
+tar -C "$dir" -xJf "$1"; printf '%s\n' "$2" >"$dir/pika-test-project"
+cd "$dir"; tar --sort=name -cJf "$3" -- *"#;
+        run_ok(
+            Command::new("bash")
+                .args(["-c", script, "bash"])
+                .arg(shared)
+                .arg(&self.name)
+                .arg(&out),
+        );
+        out.display().to_string()
     }
 
     /// The image fingerprint `alias` points at, as the incus CLI reports it.

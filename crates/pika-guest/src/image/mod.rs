@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use artifact::Artifact;
 use provenance::{Provenance, Verdict};
-use target::{Target, TargetArgs};
+use target::{ImageTargetArgs, Target};
 
 /// Images an alias keeps reachable (the one it serves included) unless `--keep` says otherwise.
 const DEFAULT_KEEP: &str = "3";
@@ -60,7 +60,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
     keep: u16,
     #[command(flatten)]
-    target: TargetArgs,
+    target: ImageTargetArgs,
     #[arg(long)]
     json: bool,
 }
@@ -90,7 +90,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "A", value_parser = parse_alias)]
     alias: Option<String>,
     #[command(flatten)]
-    target: TargetArgs,
+    target: ImageTargetArgs,
     #[arg(long)]
     json: bool,
 }
@@ -109,7 +109,7 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "A", value_parser = parse_alias)]
     alias: Option<String>,
     #[command(flatten)]
-    target: TargetArgs,
+    target: ImageTargetArgs,
     #[arg(long)]
     json: bool,
 }
@@ -123,7 +123,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
     keep: u16,
     #[command(flatten)]
-    target: TargetArgs,
+    target: ImageTargetArgs,
     #[arg(long)]
     json: bool,
 }
@@ -185,7 +185,7 @@ fn short(fingerprint: &str) -> &str {
 }
 
 /// Connects and checks the project exists, so a typo is named as such.
-async fn connect(args: &TargetArgs) -> Result<Target, String> {
+async fn connect(args: &ImageTargetArgs) -> Result<Target, String> {
     let target = args.connect()?;
     let client = target.project.client();
     match client.get_project(target.project.name()).await {

@@ -3,8 +3,10 @@
 use clap::Args;
 use pika_incus::ProjectClient;
 
+/// Named apart from the shared `TargetArgs`: clap names an argument group after its struct, and
+/// two flattened groups of one name make the command invalid.
 #[derive(Args, Debug, Clone)]
-pub struct TargetArgs {
+pub struct ImageTargetArgs {
     #[command(flatten)]
     pub incus: crate::target::TargetArgs,
     /// Name shown for this Incus in the output (default: `local`, or the endpoint).
@@ -18,7 +20,7 @@ pub struct Target {
     pub host: String,
 }
 
-impl TargetArgs {
+impl ImageTargetArgs {
     pub fn connect(&self) -> Result<Target, String> {
         Ok(Target {
             project: self.incus.connect()?,
