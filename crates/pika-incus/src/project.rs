@@ -430,15 +430,7 @@ impl ProjectClient {
         mode: FileMode,
     ) -> Result<()> {
         let request = self
-            .request(
-                Method::POST,
-                &api::instance_sub(instance, "files"),
-                &[(api::Q_PATH, path)],
-            )
-            .header(api::H_UID, mode.uid)
-            .header(api::H_GID, mode.gid)
-            .header(api::H_MODE, format!("{:04o}", mode.mode))
-            .header(api::H_TYPE, "file")
+            .file_request(instance, path, mode, "file")
             .header(api::H_WRITE, "overwrite")
             .body(contents.into());
         self.sync(&self.what("file", &format!("{instance}:{path}")), request)
@@ -448,21 +440,32 @@ impl ProjectClient {
     /// Creates the directory `path` in the instance with owner and mode (its parent must exist);
     /// an existing directory is left as it is.
     pub async fn create_dir(&self, instance: &str, path: &str, mode: FileMode) -> Result<()> {
-        let request = self
-            .request(
-                Method::POST,
-                &api::instance_sub(instance, "files"),
-                &[(api::Q_PATH, path)],
-            )
-            .header(api::H_UID, mode.uid)
-            .header(api::H_GID, mode.gid)
-            .header(api::H_MODE, format!("{:04o}", mode.mode))
-            .header(api::H_TYPE, "directory");
+        let request = self.file_request(instance, path, mode, "directory");
         self.sync(
             &self.what("directory", &format!("{instance}:{path}")),
             request,
         )
         .await
+    }
+
+    /// A POST to the instance's files API for `path` with owner, mode and entry type (`file` or
+    /// `directory`).
+    fn file_request(
+        &self,
+        instance: &str,
+        path: &str,
+        mode: FileMode,
+        kind: &str,
+    ) -> reqwest::RequestBuilder {
+        self.request(
+            Method::POST,
+            &api::instance_sub(instance, "files"),
+            &[(api::Q_PATH, path)],
+        )
+        .header(api::H_UID, mode.uid)
+        .header(api::H_GID, mode.gid)
+        .header(api::H_MODE, format!("{:04o}", mode.mode))
+        .header(api::H_TYPE, kind)
     }
 
     /// Reads the file at `path` in the instance.

@@ -11,6 +11,10 @@ use pika_incus::{HttpsConfig, IncusClient, InstanceCreate, InstanceType, Project
 use crate::incus_keys::{self, env};
 use crate::params::ResolvedIncusParams;
 
+/// Stops (forcibly) and deletes an instance; one that is not there counts as removed (one
+/// implementation, shared by every launcher).
+pub use pika_guest_launch::remove_instance;
+
 /// Certificate files for HTTPS endpoints (`PIKA_AGENT_INCUS_*_PATH`).
 #[derive(Clone, Debug, Default)]
 pub struct TlsFiles {
@@ -243,28 +247,4 @@ pub async fn create_verified(
         tracing::warn!(instance = %instance_name, error = %cleanup, "cleanup after a failed create");
     }
     created
-}
-
-/// Stops (forcibly) and deletes an instance; an instance that is not there counts as removed.
-pub async fn remove_instance(project: &ProjectClient, name: &str) -> Result<(), pika_incus::Error> {
-    let instance = match project.get_instance(name).await {
-        Ok(instance) => instance,
-        Err(err) if err.is_not_found() => return Ok(()),
-        Err(err) => return Err(err),
-    };
-    if instance.status != "Stopped" {
-        match project.stop_instance(name, true).await {
-            Ok(()) => {}
-            Err(err) if err.is_not_found() => return Ok(()),
-            Err(err) => {
-                // It may have stopped on its own meanwhile; the delete below decides.
-                tracing::debug!(instance = %name, error = %err, "stopping failed");
-            }
-        }
-    }
-    match project.delete_instance(name).await {
-        Ok(()) => Ok(()),
-        Err(err) if err.is_not_found() => Ok(()),
-        Err(err) => Err(err),
-    }
 }
