@@ -519,18 +519,14 @@ impl Agents {
             self.db(move |s| {
                 // Under the building lock, so no request starts on it between look and claim.
                 let building = building.lock().unwrap_or_else(|p| p.into_inner());
-                let mut from = vec![
-                    AgentState::Running,
-                    AgentState::Failed,
-                    AgentState::Deleting,
-                    AgentState::Lost,
-                    AgentState::Abandoned,
-                    AgentState::Unreachable,
-                ];
-                if !building.contains(&id) {
-                    // Left by a failed database write, not by a request in progress.
-                    from.push(AgentState::Provisioning);
-                }
+                // Any state; `provisioning` only when left by a failed database write, not by a
+                // request in progress.
+                let in_progress = building.contains(&id);
+                let from: Vec<AgentState> = AgentState::ALL
+                    .iter()
+                    .copied()
+                    .filter(|state| !(in_progress && *state == AgentState::Provisioning))
+                    .collect();
                 s.transition(&id, &from, AgentState::Deleting, None)
             })
             .await?
