@@ -23,6 +23,8 @@
   extraFiles =
     [
       "codegen/askama.toml"
+      # codegen/tests/outputs.rs checks that the generated files are marked linguist-generated.
+      ".gitattributes"
       "nix/incus/roles.nix"
       "scripts/lib/roles.sh"
     ]
@@ -97,8 +99,10 @@ in {
       // {
         inherit cargoArtifacts;
         # crates/pika-runtime's convention tests parse every binary's completions with these
-        # shells and give the binaries a terminal with util-linux's `script`.
-        nativeBuildInputs = [pkgs.zsh pkgs.fish pkgs.util-linux];
+        # shells and give the binaries a terminal with util-linux's `script`; jerichoci's snapshot
+        # tests build snapshots of scratch git repositories (snapshots are `git ls-files`).
+        # scripts/tests/15-rust-sandbox.sh runs the tests with exactly this much: git only if listed.
+        nativeBuildInputs = [pkgs.zsh pkgs.fish pkgs.util-linux pkgs.git];
       });
     cargo-fmt = craneLib.cargoFmt {inherit (common) src pname version;};
     roles-generated-fresh = pkgs.runCommand "roles-generated-fresh" {} ''

@@ -23,6 +23,7 @@ fn is_test_or_doc(path: &str) -> bool {
 }
 
 #[test]
+#[ignore = "walks the git checkout (`git ls-files`), which crane's sandbox does not have: scripts/test.sh runs it"]
 fn pi_sandbox_is_named_only_by_its_table_its_module_generated_files_tests_and_docs() {
     let root = repo_root();
     let registry = Registry::load(&root.join(MANIFEST_FILE)).expect("roles.toml is valid");
