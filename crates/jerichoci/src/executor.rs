@@ -12,6 +12,7 @@ use pika_incus::{ExecRequest, FileMode, IncusClient, InstanceCreate, ProjectClie
 use pika_incus_guest_role::IncusGuestRole;
 use tokio::sync::watch;
 
+use crate::cleanup::{CleanupLedger, PendingDelete, delete_instance};
 use crate::job::{JobRuntimeConfig, JobSpec};
 use crate::naming::now_rfc3339;
 use crate::record::{
@@ -79,6 +80,15 @@ pub struct Executor {
     cancel: watch::Receiver<bool>,
     progress: ProgressSink,
     force_upload: bool,
+    background: Option<Background>,
+}
+
+/// Background cleanup: the ledger, the run locks this executor holds, and the delete tasks.
+#[derive(Clone)]
+struct Background {
+    ledger: CleanupLedger,
+    locks: Arc<std::sync::Mutex<Vec<File>>>,
+    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 /// How a job's snapshot gets into its guest, and where the guest sees it.
@@ -110,7 +120,53 @@ impl Executor {
             cancel: watch::channel(false).1,
             progress: Arc::new(|_| {}),
             force_upload: false,
+            background: None,
         }
+    }
+
+    /// Deletes each job's instance off the job's critical path: the job's record is written with
+    /// its `cleanup` phase `deferred` and the delete runs in a task, tracked in the
+    /// [`CleanupLedger`] of the state dir from before the launch until Incus says the instance is
+    /// gone (see [`crate::cleanup`]). [`Executor::finish_cleanups`] waits for the tasks.
+    pub fn with_background_cleanup(mut self, on: bool) -> Self {
+        self.background = on.then(|| Background {
+            ledger: CleanupLedger::new(&self.store),
+            locks: Arc::default(),
+            tasks: Arc::default(),
+        });
+        self
+    }
+
+    /// The ledger of pending deletes of this executor's state dir.
+    pub fn cleanup_ledger(&self) -> CleanupLedger {
+        CleanupLedger::new(&self.store)
+    }
+
+    /// Waits for the background deletes started so far (a no-op without background cleanup).
+    pub async fn finish_cleanups(&self) {
+        let Some(background) = &self.background else {
+            return;
+        };
+        loop {
+            let mut tasks = std::mem::take(&mut *background.tasks.lock().expect("tasks lock"));
+            if tasks.is_empty() {
+                return;
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Stops the background deletes still running (their ledger entries stay for the next sweep)
+    /// and says whether any was unfinished.
+    pub fn abandon_cleanups(&self) -> bool {
+        let Some(background) = &self.background else {
+            return false;
+        };
+        let mut tasks = background.tasks.lock().expect("tasks lock");
+        let unfinished = !tasks.is_empty();
+        tasks.abort_all();
+        while tasks.try_join_next().is_some() {}
+        unfinished
     }
 
     /// Uploads the snapshot even where it could be mounted (the benchmark compares both).
@@ -188,6 +244,17 @@ impl Executor {
         }
         let mut record = RunRecord::new(run_id, now_rfc3339());
         self.store.write(&record)?;
+        if let Some(background) = &self.background {
+            // Held for the life of the process: a sweep leaves this run's guests alone meanwhile.
+            let lock = background
+                .ledger
+                .lock_run(run_id)
+                .map_err(|source| StoreError::Io {
+                    path: self.store.run_dir(run_id),
+                    source,
+                })?;
+            background.locks.lock().expect("locks lock").push(lock);
+        }
         for job in jobs {
             if self.cancelled() {
                 break;
@@ -393,6 +460,33 @@ impl Executor {
             }
         };
 
+        // Background cleanup: the pending delete is on disk before the instance can exist.
+        let pending = self.background.as_ref().map(|background| {
+            let entry = PendingDelete {
+                endpoint: incus.endpoint().to_owned(),
+                project: context.project.clone(),
+                instance: context.instance_name.clone(),
+                run_id: run_id.to_owned(),
+                job_id: job.id.clone(),
+                stage: stage.0.clone(),
+                since: now_rfc3339(),
+                failures: 0,
+                last_error: None,
+            };
+            (background, entry)
+        });
+        if let Some((background, entry)) = &pending
+            && let Err(e) = background.ledger.record(entry)
+        {
+            let e = format!(
+                "cannot record the pending delete in {}: {e}",
+                background.ledger.dir().display()
+            );
+            let _ = writeln!(log, "jerichoci: {e}");
+            record.error = Some(e);
+            return;
+        }
+
         let mut guard = InstanceGuard::new(project.clone(), context.instance_name.clone());
         let outcome = self
             .incus_phases(
@@ -407,20 +501,42 @@ impl Executor {
             .await;
 
         // Cleanup runs on every path that may have created the instance, then the staged
-        // snapshot goes (the instance no longer mounts it).
+        // snapshot goes (the instance no longer mounts it). In the background when asked: the
+        // task owns the instance and the staged snapshot from here on.
         let started = Instant::now();
-        let cleanup = guard.cleanup().await.map_err(|e| e.to_string());
-        let cleanup = cleanup.and_then(|()| stage.remove());
+        let (cleanup, deferred) = match pending {
+            Some((background, entry)) if guard.armed => {
+                guard.armed = false;
+                stage.0 = None;
+                let (ledger, incus) = (background.ledger.clone(), incus.clone());
+                background
+                    .tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .spawn(async move {
+                        crate::cleanup::settle(&ledger, &incus, entry).await;
+                    });
+                (Ok(()), true)
+            }
+            pending => {
+                let cleanup = guard.cleanup().await.map_err(|e| e.to_string());
+                let cleanup = cleanup.and_then(|()| stage.remove());
+                if let (Ok(()), Some((background, entry))) = (&cleanup, pending) {
+                    let _ = background.ledger.remove(&entry.instance);
+                }
+                (cleanup, false)
+            }
+        };
         let cleanup_error = cleanup.as_ref().err().cloned();
         self.phase_done(
             job,
             record,
             PhaseRecord {
                 phase: Phase::Cleanup,
-                status: if cleanup.is_ok() {
-                    PhaseStatus::Ok
-                } else {
-                    PhaseStatus::Failed
+                status: match cleanup {
+                    Ok(()) if deferred => PhaseStatus::Deferred,
+                    Ok(()) => PhaseStatus::Ok,
+                    Err(_) => PhaseStatus::Failed,
                 },
                 duration_ms: millis(started.elapsed()),
                 exit_code: None,
@@ -872,21 +988,6 @@ impl Drop for InstanceGuard {
                 let _ = delete_instance(&project, &name).await;
             });
         }
-    }
-}
-
-/// Deletes instance `name` whatever its state: a force stop removes an ephemeral instance; anything
-/// left (a stopped or non-ephemeral instance) is deleted. An instance that is not there is fine.
-pub async fn delete_instance(project: &ProjectClient, name: &str) -> Result<(), pika_incus::Error> {
-    // The stop fails for an instance that never started or does not exist; the lookup below decides.
-    let _ = project.stop_instance(name, true).await;
-    match project.get_instance(name).await {
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e),
-        Ok(_) => match project.delete_instance(name).await {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        },
     }
 }
 

@@ -10,7 +10,8 @@
 //! `/workspace/snapshot`), `run` (`sh -c` there; stdout and stderr go to one guest file that is
 //! copied into the job's log file every second while the command runs), `collect` (copy the rest,
 //! also after a timeout or Ctrl-C) and `cleanup` (delete the instance; this runs on success,
-//! failure, timeout and Ctrl-C alike).
+//! failure, timeout and Ctrl-C alike; with [`Executor::with_background_cleanup`] after the job's
+//! record, off its critical path, tracked by the [`cleanup`] ledger until the instance is gone).
 //!
 //! Where it runs comes from [`RemoteIncusContext`]: the `PIKACI_REMOTE_LINUX_VM_INCUS_*` environment
 //! ([`remote`]) over the job's own config. The image record attributes the image to the role only
@@ -30,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod cleanup;
 pub mod executor;
 pub mod job;
 pub mod naming;
@@ -38,6 +40,7 @@ pub mod remote;
 pub mod snapshot;
 pub mod store;
 
+pub use cleanup::{CleanupLedger, PendingDelete, SweepOutcome, sweep};
 pub use executor::{EnvLookup, Executor, Progress, ProgressSink, RunError};
 pub use job::{IncusRuntimeConfig, JobRuntimeConfig, JobSpec};
 pub use pika_incus_guest_role::IncusGuestRole;

@@ -177,7 +177,7 @@ pub enum Phase {
     Run,
     /// Copy the rest of the command's output into the log file (it is copied while it runs too).
     Collect,
-    /// Delete the instance.
+    /// Delete the instance (`deferred` with background cleanup: after the record is written).
     Cleanup,
 }
 
@@ -207,6 +207,9 @@ pub enum PhaseStatus {
     Failed,
     TimedOut,
     Interrupted,
+    /// `cleanup` with background cleanup: handed to a task after the record; the ledger of
+    /// pending deletes tracks it until the instance is gone (`jerichoci::cleanup`).
+    Deferred,
 }
 
 /// One phase of a job with its duration.

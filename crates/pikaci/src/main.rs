@@ -4,7 +4,14 @@
 //! pikaci list                   targets of pikaci.toml
 //! pikaci run [TARGET...]        run targets (all by default), live progress per phase
 //! pikaci show RUN|latest        a run record (--json: the record itself)
+//! pikaci cleanup                delete guests whose delete is still pending (runs that exited first)
 //! ```
+//!
+//! A run deletes each job's guest after writing the job's record, off the job's critical path,
+//! and exits once its result is known. Deletes not finished by then go to a detached
+//! `pikaci cleanup --after-run RUN` (it waits for the run's process to end, then deletes); a
+//! delete that fails or never ran (the process was killed) stays in the ledger of pending
+//! deletes and the next `pikaci run` retries it (see `jerichoci::cleanup`).
 //!
 //! Exit codes: 0 all jobs passed; 1 a job failed; 3 a job timed out; 4 a job could not run (Incus
 //! error); 130 interrupted (Ctrl-C); 2 usage, config or environment errors.
@@ -83,6 +90,13 @@ enum Command {
         /// Run ID (see the state dir), or `latest`
         run: String,
     },
+    /// Delete the guests of finished runs whose delete is still pending (pikaci run does this
+    /// itself, in the background); exit 1 if a delete failed (it stays pending)
+    Cleanup {
+        /// First wait for run RUN's process to end (pikaci run passes its own run as it exits)
+        #[arg(long, value_name = "RUN")]
+        after_run: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -129,6 +143,14 @@ fn real_main(config: Option<PathBuf>, json: bool, command: Command) -> Result<u8
                 .build()
                 .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
             runtime.block_on(run(&config, &targets, json))
+        }
+        Command::Cleanup { after_run } => {
+            let store = RunStore::new(state_dir(&workspace_of(&config_path)));
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(cleanup(&store, after_run.as_deref(), json))
         }
         Command::Show { run } => {
             let store = RunStore::new(state_dir(&workspace_of(&config_path)));
@@ -234,12 +256,18 @@ async fn run(config: &Config, names: &[String], json: bool) -> Result<u8, Failur
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let color = pika_runtime::color(&std::io::stderr());
+    let incus_for_sweep = incus.clone();
     let executor = Executor::new(store, &workspace)
         .with_incus(incus)
+        .with_background_cleanup(true)
         .with_cancel(cancel_rx)
         .with_progress(Arc::new(move |event| progress(event, color)));
 
     let run_id = new_run_id();
+    let swept_earlier = {
+        let (ledger, incus) = (executor.cleanup_ledger(), incus_for_sweep.clone());
+        tokio::spawn(async move { jerichoci::sweep(&ledger, &incus, None).await })
+    };
     // A bad environment stops here, before any instance exists.
     for job in &jobs {
         executor
@@ -268,7 +296,122 @@ async fn run(config: &Config, names: &[String], json: bool) -> Result<u8, Failur
         print_json(&record);
     }
     summary(&record);
+    // The result is known: what is left of the deletes goes to a detached `pikaci cleanup`.
+    let sweep_unfinished = report_sweep(swept_earlier, &run_id).await;
+    let unfinished = executor.abandon_cleanups() | sweep_unfinished;
+    if unfinished && let Err(e) = detach_cleanup(&config.path, &run_id) {
+        eprintln!("pikaci: warning: {e}; the next run deletes this run's guests");
+    }
     Ok(exit_code(&record))
+}
+
+/// Reports the sweep of earlier runs' pending deletes if it finished; else aborts it (the
+/// detached cleanup does it) and returns `true`.
+async fn report_sweep(
+    sweep: tokio::task::JoinHandle<std::io::Result<Vec<jerichoci::SweepOutcome>>>,
+    run_id: &str,
+) -> bool {
+    use jerichoci::SweepOutcome;
+    if !sweep.is_finished() {
+        sweep.abort();
+        return true;
+    }
+    let Ok(result) = sweep.await else {
+        return true;
+    };
+    match result {
+        Err(e) => eprintln!("pikaci: warning: reading the pending deletes: {e}"),
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    SweepOutcome::Deleted {
+                        instance,
+                        run_id: of,
+                    } if of != run_id => {
+                        eprintln!("pikaci: deleted {instance}, left by run {of}");
+                    }
+                    SweepOutcome::Failed {
+                        instance,
+                        run_id: of,
+                        error,
+                    } => eprintln!(
+                        "pikaci: warning: deleting {instance} (left by run {of}) failed again: {error}; still pending"
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Starts `pikaci cleanup --after-run RUN` in a process group of its own, with no terminal, so
+/// it outlives this process (and a Ctrl-C of its terminal).
+fn detach_cleanup(config: &Path, run_id: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find pikaci itself: {e}"))?;
+    std::process::Command::new(exe)
+        .arg("--config")
+        .arg(config)
+        .args(["cleanup", "--after-run", run_id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the detached cleanup: {e}"))
+}
+
+async fn cleanup(store: &RunStore, after_run: Option<&str>, json: bool) -> Result<u8, Failure> {
+    use jerichoci::SweepOutcome;
+    let incus = remote::incus_client_from(remote::process_env)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let ledger = jerichoci::CleanupLedger::new(store);
+    let outcomes = jerichoci::sweep(&ledger, &incus, after_run)
+        .await
+        .map_err(|e| Failure::Other(format!("{}: {e}", ledger.dir().display())))?;
+    let failed = outcomes
+        .iter()
+        .any(|o| matches!(o, SweepOutcome::Failed { .. }));
+    if json {
+        print_json(&outcomes);
+    } else {
+        let mut table = TextTable::new(["INSTANCE", "RUN", "OUTCOME"]);
+        for outcome in &outcomes {
+            let (instance, run, what) = match outcome {
+                SweepOutcome::Deleted { instance, run_id } => {
+                    (instance, run_id.clone(), "deleted".to_owned())
+                }
+                SweepOutcome::Failed {
+                    instance,
+                    run_id,
+                    error,
+                } => (
+                    instance,
+                    run_id.clone(),
+                    format!("failed (still pending): {error}"),
+                ),
+                SweepOutcome::Live { instance, run_id } => (
+                    instance,
+                    run_id.clone(),
+                    "its run is still going".to_owned(),
+                ),
+                SweepOutcome::OtherEndpoint { instance, endpoint } => (
+                    instance,
+                    "-".to_owned(),
+                    format!("on {endpoint}, not this endpoint"),
+                ),
+            };
+            table.row([instance.clone(), run, what]);
+        }
+        if outcomes.is_empty() {
+            eprintln!("pikaci: no pending deletes in {}", ledger.dir().display());
+        } else {
+            println!("{table}");
+        }
+    }
+    Ok(u8::from(failed))
 }
 
 fn exit_code(record: &RunRecord) -> u8 {
@@ -313,6 +456,7 @@ fn progress(event: Progress<'_>, color: bool) {
                 PhaseStatus::Failed => paint("failed", "31", color),
                 PhaseStatus::TimedOut => paint("timed out", "31", color),
                 PhaseStatus::Interrupted => paint("interrupted", "33", color),
+                PhaseStatus::Deferred => paint("deferred", "32", color),
             };
             let exit = phase
                 .exit_code

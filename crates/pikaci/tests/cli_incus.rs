@@ -48,6 +48,27 @@ fn show_latest(ws: &Path, project: &CiProject) -> RunRecord {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The guests of a finished run are deleted in the background: soon no instance is left and the
+/// ledger of pending deletes is empty.
+fn no_guest_left(ws: &Path, project: &CiProject) {
+    project.assert_no_instances_within(Duration::from_secs(30));
+    let ledger = ws.join(".pikaci/runs").join(jerichoci::cleanup::LEDGER_DIR);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pending = || {
+        std::fs::read_dir(&ledger)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_else(|_| Vec::new())
+    };
+    while !pending().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pending(),
+        Vec::<std::ffi::OsString>::new(),
+        "pending deletes left"
+    );
+}
+
 #[test]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 fn pass_and_fail_targets_in_pikaci_runner_guests() {
@@ -93,7 +114,7 @@ fn pass_and_fail_targets_in_pikaci_runner_guests() {
     let fail = &record.jobs[1];
     assert_eq!((fail.status, fail.exit_code), (JobStatus::Failed, Some(3)));
     assert_eq!(ci::log(fail), "failing\n");
-    project.assert_no_instances();
+    no_guest_left(ws.path(), &project);
 }
 
 #[test]
@@ -129,7 +150,7 @@ fn custom_alias_env_drops_the_guest_role_from_the_record() {
             .is_none(),
         "{raw}"
     );
-    project.assert_no_instances();
+    no_guest_left(ws.path(), &project);
 }
 
 #[test]
@@ -202,7 +223,7 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(130), "{seen}{}", rest.join("\n"));
-    project.assert_no_instances();
+    no_guest_left(ws.path(), &project);
 
     let record = show_latest(ws.path(), &project);
     assert_eq!(record.status, RunStatus::Interrupted);
@@ -213,5 +234,77 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     let run_phase = ci::phase(job, Phase::Run);
     assert!(run_phase.duration_ms < 60_000, "{run_phase:?}");
     let phases: Vec<_> = ci::phases(job);
-    assert_eq!(phases, ci::guest_phases(PhaseStatus::Interrupted));
+    assert_eq!(phases, ci::guest_phases_deferred(PhaseStatus::Interrupted));
+}
+
+#[test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+fn a_guest_of_a_killed_run_is_deleted_by_the_next_run() {
+    let project = CiProject::new("pikaci-kill9");
+    let ws = workspace(CONFIG);
+    let mut child = pikaci(ws.path(), &project, &[])
+        .args(["--config", "pikaci.toml", "run", "slow"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("[slow] launch") {
+            break;
+        }
+    }
+    assert!(seen.contains("[slow] launch   ok"), "{seen}");
+    // kill -9: no cleanup code of the process runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        project.instances().len(),
+        1,
+        "the killed run's guest is left"
+    );
+
+    let out = run(
+        ws.path(),
+        &project,
+        &[],
+        &["--config", "pikaci.toml", "run", "reads-snapshot"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    no_guest_left(ws.path(), &project);
+}
+
+#[test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+fn cleanup_lists_nothing_pending_after_a_finished_run() {
+    let project = CiProject::new("pikaci-cleanup");
+    let ws = workspace(CONFIG);
+    let out = run(
+        ws.path(),
+        &project,
+        &[],
+        &["--config", "pikaci.toml", "run", "reads-snapshot"],
+    );
+    assert!(out.status.success());
+    no_guest_left(ws.path(), &project);
+    let out = run(
+        ws.path(),
+        &project,
+        &[],
+        &["--config", "pikaci.toml", "--json", "cleanup"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 }

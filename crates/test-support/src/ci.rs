@@ -93,6 +93,16 @@ pub fn guest_phases(run: PhaseStatus) -> Vec<(Phase, PhaseStatus)> {
     ]
 }
 
+/// [`guest_phases`] of a job whose delete ran in the background (`pikaci run`): its cleanup is
+/// `deferred`.
+pub fn guest_phases_deferred(run: PhaseStatus) -> Vec<(Phase, PhaseStatus)> {
+    let mut phases = guest_phases(run);
+    if let Some(last) = phases.last_mut() {
+        last.1 = PhaseStatus::Deferred;
+    }
+    phases
+}
+
 /// The record of `phase`; panics when the job has none.
 pub fn phase(job: &JobRecord, phase: Phase) -> &PhaseRecord {
     job.phases

@@ -160,6 +160,16 @@ cd "$dir"; tar --sort=name -cJf "$3" -- *"#;
         names(&self.instances())
     }
 
+    /// Waits up to `within` for the project to have no instances (deletes that run in the
+    /// background after their caller returned), then asserts it.
+    pub fn assert_no_instances_within(&self, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while !self.instance_names().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.assert_no_instances();
+    }
+
     pub fn assert_no_instances(&self) {
         assert_eq!(
             self.instance_names(),
