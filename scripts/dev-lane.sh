@@ -112,7 +112,7 @@ start_server() {
     return 0
   fi
   if [[ ! -f "${STATE}/token" ]]; then
-    "$(bin pika-server)" token add dev-lane --tokens-file "${STATE}/tokens" >"${STATE}/token"
+    "$(bin pika-server)" token add --admin dev-lane --tokens-file "${STATE}/tokens" >"${STATE}/token"
   fi
   PIKA_SERVER_LISTEN="127.0.0.1:${PORT}" \
     PIKA_SERVER_DB="${STATE}/pika-server.sqlite" \

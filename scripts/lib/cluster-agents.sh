@@ -39,7 +39,7 @@ cluster_server_start() {
   local state="$1" waited=0
   shift
   mkdir -p "${state}"
-  PIKA_SERVER_TOKEN="$("${CLUSTER_BIN_DIR}/pika-server" token add cluster-test --state-dir "${state}")"
+  PIKA_SERVER_TOKEN="$("${CLUSTER_BIN_DIR}/pika-server" token add --admin cluster-test --state-dir "${state}")"
   "${CLUSTER_BIN_DIR}/pika-server" serve --listen 127.0.0.1:0 --state-dir "${state}" \
     --incus-endpoint "${PIKA_CLUSTER_ENDPOINT}" --incus-project "${CLUSTER_AGENTS_PROJECT}" \
     --incus-profile "${CLUSTER_AGENTS_PROJECT}" --incus-storage-pool "${PIKA_CLUSTER_STORAGE_POOL}" \

@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::config::IncusSettings;
 use crate::error::{AgentError, ErrorKind};
 use crate::incus::{
-    Connector, Preflight, PreflightError, Stamp, create_verified, preflight, remove_instance,
+    Connector, Preflight, PreflightError, Removal, Stamp, create_verified, preflight,
+    remove_if_stamped, remove_instance,
 };
 use crate::incus_keys;
 use crate::names;
@@ -192,6 +193,18 @@ impl Agents {
         }
     }
 
+    /// Marks `id` as worked on by this request, unless another request already does.
+    fn try_mark_building(&self, id: &str) -> Option<Building> {
+        let mut building = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        if !building.insert(id.to_owned()) {
+            return None;
+        }
+        Some(Building {
+            set: Arc::clone(&self.building),
+            id: id.to_owned(),
+        })
+    }
+
     async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AgentError> {
         self.incus_slots
             .acquire()
@@ -300,6 +313,17 @@ impl Agents {
         if record.state == AgentState::Provisioning {
             return Err(AgentError::busy(&record.id, record.state));
         }
+        if record.state == AgentState::Failed {
+            // A failed provision made nothing that lasts (its instance was removed), so a retry
+            // with the same key is a fresh attempt: the failed agent keeps its row (visible,
+            // deletable) but gives the key up, and the new agent takes it. Two retries at once:
+            // one inserts, the other collides on the key and gets 409 busy.
+            let (owner, key, id) = (owner.to_owned(), idempotency.key.clone(), record.id.clone());
+            self.db(move |s| s.release_failed_idempotency_key(&owner, &key, &id))
+                .await?;
+            tracing::info!(agent = %record.id, "Idempotency-Key of a failed provision: a fresh attempt");
+            return Ok(None);
+        }
         Ok(Some(Provisioned {
             record,
             replayed: true,
@@ -328,6 +352,9 @@ impl Agents {
             Err(err) => {
                 let error = AgentError::incus(&err, format!("provisioning agent {}", record.id));
                 tracing::warn!(agent = %record.id, error = %err, "provisioning failed");
+                if error.kind == ErrorKind::IncusUnavailable {
+                    self.remove_if_created(project, &record).await;
+                }
                 self.transition(
                     &record.id,
                     &[AgentState::Provisioning],
@@ -380,6 +407,50 @@ impl Agents {
         }
     }
 
+    /// A create whose answer never came (the connection died, or timed out) may have reached
+    /// Incus, which then goes on creating: wait for Incus's operations on the instance to end,
+    /// find what carries this agent's and this server's IDs, and remove it, before the request
+    /// is answered. If Incus stays unreachable, the ledger still names the instance and the next
+    /// startup reconcile removes it.
+    async fn remove_if_created(&self, project: &pika_incus::ProjectClient, record: &AgentRecord) {
+        const ATTEMPTS: u32 = 5;
+        for attempt in 1..=ATTEMPTS {
+            crate::reconcile::settle_operations_on(project, |name| name == record.instance_name)
+                .await;
+            let found = project.list_instances().await.map(|instances| {
+                instances
+                    .into_iter()
+                    .filter(|i| {
+                        i.config.get(incus_keys::AGENT_ID_KEY) == Some(&record.id)
+                            && i.config.get(incus_keys::SERVER_ID_KEY) == Some(&self.server_id)
+                    })
+                    .map(|i| i.name)
+                    .collect::<Vec<_>>()
+            });
+            let removed = match found {
+                Ok(names) => {
+                    let mut result = Ok(());
+                    for name in names {
+                        tracing::warn!(agent = %record.id, instance = %name, "the create's answer was lost but Incus made the instance: removing it");
+                        if let Err(err) = self.remove_stamped(project, &record.id, &name).await {
+                            result = Err(err);
+                        }
+                    }
+                    result
+                }
+                Err(err) => Err(err),
+            };
+            match removed {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(agent = %record.id, attempt, error = %err, "looking for an instance a lost create may have made");
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                }
+            }
+        }
+        tracing::error!(agent = %record.id, instance = %record.instance_name, "Incus stays unreachable: the next startup reconcile removes the instance if it exists");
+    }
+
     pub async fn list(&self, owner: &str) -> Result<Vec<AgentRecord>, AgentError> {
         let owner = owner.to_owned();
         self.db(move |s| s.list(Some(&owner))).await
@@ -422,7 +493,9 @@ impl Agents {
         if !CLAIMABLE.contains(&record.state) {
             return Err(AgentError::busy(id, record.state));
         }
-        let _building = self.mark_building(id);
+        let Some(_building) = self.try_mark_building(id) else {
+            return Err(AgentError::busy(id, record.state));
+        };
         let claimed = self
             .transition(
                 id,
@@ -435,7 +508,28 @@ impl Agents {
             return Err(AgentError::busy(id, record.state));
         }
         tracing::info!(agent = %id, params = %resolved, "reprovisioning");
+        let restore = |message: Option<String>| {
+            let (id, state, incus, name) = (
+                id.to_owned(),
+                record.state,
+                record.incus.clone(),
+                record.instance_name.clone(),
+            );
+            self.db(move |s| {
+                s.set_instance(&id, &name, &incus)?;
+                s.update(&id, state, message.as_deref(), &incus)
+            })
+        };
         let new_name = incus_keys::replacement_instance_name(id, &new_hex_id(4));
+        // Into the ledger before Incus hears of it: only then may a reconcile delete it.
+        let recorded = {
+            let (id, name) = (id.to_owned(), new_name.clone());
+            self.db(move |s| s.record_created(&name, &id)).await
+        };
+        if let Err(err) = recorded {
+            restore(record.error.clone()).await?;
+            return Err(err);
+        }
         let stamp = Stamp {
             server_id: &self.server_id,
             agent_id: id,
@@ -448,18 +542,6 @@ impl Agents {
         let (created, location) = match created {
             Ok(location) => (Ok(()), location),
             Err(err) => (Err(err), None),
-        };
-        let restore = |message: Option<String>| {
-            let (id, state, incus, name) = (
-                id.to_owned(),
-                record.state,
-                record.incus.clone(),
-                record.instance_name.clone(),
-            );
-            self.db(move |s| {
-                s.set_instance(&id, &name, &incus)?;
-                s.update(&id, state, message.as_deref(), &incus)
-            })
         };
         if let Err(err) = created {
             let error = AgentError::incus(
@@ -491,7 +573,8 @@ impl Agents {
         let removed = match self.connector.project(&old) {
             Ok(old_project) => {
                 let _slot = self.slot().await?;
-                remove_instance(&old_project, &record.instance_name).await
+                self.remove_stamped(&old_project, id, &record.instance_name)
+                    .await
             }
             Err(err) => Err(err),
         };
@@ -514,24 +597,18 @@ impl Agents {
             tracing::warn!(agent = %id, "forgotten by a forced delete");
             return Ok(Deleted::Gone);
         }
-        let claimed = {
-            let (id, building) = (id.to_owned(), Arc::clone(&self.building));
-            self.db(move |s| {
-                // Under the building lock, so no request starts on it between look and claim.
-                let building = building.lock().unwrap_or_else(|p| p.into_inner());
-                // Any state; `provisioning` only when left by a failed database write, not by a
-                // request in progress.
-                let in_progress = building.contains(&id);
-                let from: Vec<AgentState> = AgentState::ALL
-                    .iter()
-                    .copied()
-                    .filter(|state| !(in_progress && *state == AgentState::Provisioning))
-                    .collect();
-                s.transition(&id, &from, AgentState::Deleting, None)
-            })
-            .await?
+        // Exclusive: one request at a time works on an agent. The mark is taken before the claim,
+        // so a second DELETE (or a reprovision) of the same agent is refused while this one
+        // runs, whatever state the row is in; a `deleting` or `provisioning` row that no request
+        // of this process is working on (a failed delete to retry, a crash's leftover) may be
+        // claimed. One process per database (see `lease`), so this process sees every request.
+        let Some(_deleting) = self.try_mark_building(id) else {
+            return Err(AgentError::busy(id, record.state));
         };
-        if !claimed {
+        if !self
+            .transition(id, AgentState::ALL, AgentState::Deleting, None)
+            .await?
+        {
             return Err(AgentError::busy(id, record.state));
         }
         match self.remove_agent_instance(&record).await {
@@ -608,9 +685,32 @@ impl Agents {
             .project(&params)
             .map_err(|err| AgentError::incus(&err, "connecting to Incus"))?;
         let _slot = self.slot().await?;
-        remove_instance(&project, &record.instance_name)
+        self.remove_stamped(&project, &record.id, &record.instance_name)
             .await
             .map_err(|err| AgentError::incus(&err, format!("removing {}", record.instance_name)))
+    }
+
+    /// Removes `instance_name` only if it carries `agent_id` and this server's ID; an instance
+    /// without them (put there under the agent's name by someone else) is left alone and counts
+    /// as the agent's instance being gone. Forgets the ledger entry once the name is free.
+    pub(crate) async fn remove_stamped(
+        &self,
+        project: &pika_incus::ProjectClient,
+        agent_id: &str,
+        instance_name: &str,
+    ) -> Result<(), pika_incus::Error> {
+        match remove_if_stamped(project, instance_name, &self.server_id, agent_id).await? {
+            Removal::Removed => {
+                let name = instance_name.to_owned();
+                if let Err(err) = self.db(move |s| s.forget_created(&name)).await {
+                    tracing::warn!(instance = %instance_name, error = %err.message, "forgetting a removed instance");
+                }
+            }
+            Removal::NotOurs(labels) => {
+                tracing::warn!(agent = %agent_id, instance = %instance_name, %labels, "the instance under this agent's name does not carry its agent and server IDs: left alone, the agent's own instance is gone");
+            }
+        }
+        Ok(())
     }
 
     /// The health report, computed at most once per [`HEALTH_CACHE`].

@@ -140,8 +140,9 @@ pub struct IncusSettings {
     /// endpoint is a cluster.
     #[arg(long = "incus-cluster-group", env = env::CLUSTER_GROUP, value_parser = allow_list_name)]
     pub cluster_group: Option<String>,
-    /// Seconds between checks of the cluster members: agents on an offline member become
-    /// `unreachable`, and `running` again when it is back (0: never check).
+    /// Seconds between checks of the agents' instances and the cluster members: an agent whose
+    /// instance vanished becomes `lost`; agents on an offline member become `unreachable`, and
+    /// `running` again when it is back (0: never check).
     #[arg(long = "incus-member-check-secs", env = env::MEMBER_CHECK_SECS, default_value_t = DEFAULT_MEMBER_CHECK_SECS)]
     pub member_check_secs: u64,
 }

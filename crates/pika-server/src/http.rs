@@ -248,6 +248,9 @@ impl IntoResponse for HttpFailure {
 /// The owner behind the request's bearer token.
 pub struct Owner(pub String);
 
+/// The request's token holder with the operator's `admin` mark.
+pub struct Caller(pub crate::auth::Principal);
+
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 fn bearer_token(value: &HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?.trim();
@@ -263,6 +266,15 @@ impl FromRequestParts<Shared> for Owner {
     type Rejection = HttpFailure;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, HttpFailure> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        Ok(Owner(principal.owner))
+    }
+}
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = HttpFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, HttpFailure> {
         let unauthorized =
             |message: &str| HttpFailure::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         let value = parts
@@ -271,8 +283,8 @@ impl FromRequestParts<Shared> for Owner {
             .ok_or_else(|| unauthorized("missing Authorization: Bearer <token> header"))?;
         let token = bearer_token(value)
             .ok_or_else(|| unauthorized("Authorization header must be `Bearer <token>`"))?;
-        match state.tokens.owner_of(token) {
-            Ok(Some(owner)) => Ok(Owner(owner)),
+        match state.tokens.principal_of(token) {
+            Ok(Some(principal)) => Ok(Caller(principal)),
             Ok(None) => Err(unauthorized("unknown token")),
             Err(err) => {
                 tracing::error!(error = %err, line = err.line(), "refusing the request: the tokens file is unusable");
@@ -335,16 +347,35 @@ async fn healthz(State(state): State<Shared>) -> Response {
     verdict(ok, Health { ok })
 }
 
-async fn health_details(State(state): State<Shared>, _owner: Owner) -> Response {
-    let report = state.agents.health().await;
+/// The checks with their details for `admin` tokens; other tokens (tenants) get each check's
+/// name and verdict only: the socket path, Incus version, auth mode, project, profile, pool and
+/// image provenance are the operator's business.
+async fn health_details(State(state): State<Shared>, Caller(caller): Caller) -> Response {
+    let mut report = state.agents.health().await;
+    if !caller.admin {
+        for check in &mut report.checks {
+            check.detail = String::new();
+        }
+    }
     verdict(report.ok, report)
 }
 
 /// The `Idempotency-Key` header: 1-255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap, body: &Bytes) -> Result<Option<Idempotency>, HttpFailure> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY_HEADER).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    let more = values.count();
+    if more > 0 {
+        // Which one would be meant is a guess; a guess could bind the wrong key.
+        return Err(HttpFailure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("send one Idempotency-Key header, not {}", more + 1),
+        )
+        .field(IDEMPOTENCY_KEY_HEADER));
+    }
     let key = value
         .to_str()
         .ok()

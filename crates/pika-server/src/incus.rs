@@ -248,3 +248,42 @@ pub async fn create_verified(
     }
     created
 }
+
+/// What [`remove_if_stamped`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed, or not there.
+    Removed,
+    /// There, but not stamped with this agent and server: left alone (its labels, for the log).
+    NotOurs(String),
+}
+
+/// Removes `instance_name` only when it carries `user.pika.server_id = server_id` and
+/// `user.pika.agent_id = agent_id`: the name alone proves nothing (anyone with access to the
+/// project can make an instance of that name).
+pub async fn remove_if_stamped(
+    project: &ProjectClient,
+    instance_name: &str,
+    server_id: &str,
+    agent_id: &str,
+) -> Result<Removal, pika_incus::Error> {
+    let instance = match project.get_instance(instance_name).await {
+        Ok(instance) => instance,
+        Err(err) if err.is_not_found() => return Ok(Removal::Removed),
+        Err(err) => return Err(err),
+    };
+    let label = |key: &str| instance.config.get(key).map(String::as_str);
+    if label(incus_keys::SERVER_ID_KEY) != Some(server_id)
+        || label(incus_keys::AGENT_ID_KEY) != Some(agent_id)
+    {
+        return Ok(Removal::NotOurs(format!(
+            "{}={:?} {}={:?}",
+            incus_keys::SERVER_ID_KEY,
+            label(incus_keys::SERVER_ID_KEY).unwrap_or(""),
+            incus_keys::AGENT_ID_KEY,
+            label(incus_keys::AGENT_ID_KEY).unwrap_or("")
+        )));
+    }
+    remove_instance(project, instance_name).await?;
+    Ok(Removal::Removed)
+}

@@ -2,7 +2,7 @@
 //! keeps one SQLite row per agent, and authenticates owners with bearer tokens.
 //!
 //! Layout: [`config`] (every setting, once), [`policy`] (what requests may name), [`names`] (which
-//! strings are names), [`incus_keys`] (every Incus-specific string), [`params`] (merge and
+//! strings are names), [`incus_keys`] (every Incus-specific string), [`lease`] (one server per database), [`params`] (merge and
 //! resolution of parameters), [`store`] (SQLite rows, migrations), [`auth`] (tokens file),
 //! [`incus`] (instance create/remove), [`error`] (the service's errors), [`agents`] (the
 //! service), [`reconcile`] (startup settling), [`members`] (agents on offline cluster members),
@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod incus;
 pub mod incus_keys;
+pub mod lease;
 pub mod members;
 pub mod names;
 pub mod params;
@@ -39,6 +40,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = config.state.db_path();
+    // Before anything reads the database: a second server on it stops here.
+    let lease = lease::Lease::acquire(&db)?;
     let store = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || store::Store::open(&db)).await??
@@ -69,6 +72,7 @@ pub async fn serve(
         .await
         .context("serving HTTP")?;
     watcher.abort();
+    drop(lease);
     tracing::info!("shut down");
     Ok(())
 }

@@ -38,6 +38,10 @@ enum TokenCommand {
     Add {
         /// Owner name (A-Z a-z 0-9 . _ -).
         owner: String,
+        /// Mark the token `admin`: it may read the details of `GET /v1/health` (Incus endpoint,
+        /// version, project, image provenance), which other tokens see only as ok/failed.
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         state: StateSettings,
     },
@@ -88,8 +92,13 @@ fn main() -> ExitCode {
         None => run_server(cli.serve),
         Some(Command::Serve(config)) => run_server(*config),
         Some(Command::Token {
-            command: TokenCommand::Add { owner, state },
-        }) => auth::add_token(&state.tokens_path(), &owner)
+            command:
+                TokenCommand::Add {
+                    owner,
+                    state,
+                    admin,
+                },
+        }) => auth::add_token(&state.tokens_path(), &owner, admin)
             .map(|token| println!("{token}"))
             .map_err(Into::into),
     };

@@ -1,4 +1,5 @@
-//! Agents on Incus cluster members that go offline: such an agent becomes `unreachable` (never
+//! The watcher of a running server: agents whose instance vanished become `lost` ([`vanished`]),
+//! and agents on Incus cluster members that go offline such an agent becomes `unreachable` (never
 //! deleted, never `lost`: its instance still exists, Incus lists it on that member), and `running`
 //! again once the member is back and the instance runs. The location column follows the instance
 //! when it moves (e.g. an evacuation).
@@ -33,6 +34,11 @@ pub async fn watch(agents: &Agents, interval: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        match vanished(agents).await {
+            Ok(0) => {}
+            Ok(lost) => tracing::warn!(lost, "agents whose instance vanished marked lost"),
+            Err(err) => tracing::warn!(error = %err.message, "checking agent instances"),
+        }
         match check(agents).await {
             Ok(changed) if changed != MemberCheck::default() => {
                 tracing::info!(?changed, "cluster members checked")
@@ -41,6 +47,66 @@ pub async fn watch(agents: &Agents, interval: Duration) {
             Err(err) => tracing::warn!(error = %err.message, "checking cluster members"),
         }
     }
+}
+
+/// Marks `running` and `unreachable` agents whose instance is no longer listed `lost`, while the
+/// server runs (startup reconciliation does the same once). The rows are read before the
+/// instances are listed, and the update is guarded by state *and* instance name, so an agent
+/// created, reprovisioned or deleted meanwhile is never marked. Only the configured (endpoint,
+/// project) pairs; a project that cannot be listed is skipped (an outage is not a loss).
+pub async fn vanished(agents: &Agents) -> Result<usize, AgentError> {
+    let rows = agents.db(|s| s.list(None)).await?;
+    let mut lost = 0;
+    for (endpoint, insecure) in agents.policy.endpoints() {
+        let Ok(client) = agents
+            .connector
+            .client(endpoint.map(Endpoint::as_str), insecure)
+        else {
+            continue;
+        };
+        let endpoint = endpoint.map(Endpoint::to_string);
+        for project in agents.policy.projects() {
+            let in_scope: Vec<&AgentRecord> = rows
+                .iter()
+                .filter(|row| {
+                    matches!(row.state, AgentState::Running | AgentState::Unreachable)
+                        && row.incus.endpoint == endpoint
+                        && row.incus.project.as_deref() == Some(project)
+                })
+                .collect();
+            if in_scope.is_empty() {
+                continue;
+            }
+            let instances = match client.in_project(project).list_instances().await {
+                Ok(instances) => instances,
+                Err(err) => {
+                    tracing::debug!(%project, error = %err, "listing instances");
+                    continue;
+                }
+            };
+            let names: std::collections::HashSet<&str> =
+                instances.iter().map(|i| i.name.as_str()).collect();
+            let gone: Vec<&AgentRecord> = in_scope
+                .into_iter()
+                .filter(|row| !names.contains(row.instance_name.as_str()))
+                .collect();
+            for row in gone {
+                let message = format!(
+                    "instance {} disappeared from project {project}; reprovision or delete the agent",
+                    row.instance_name
+                );
+                let (id, name) = (row.id.clone(), row.instance_name.clone());
+                let marked = agents
+                    .db(move |s| s.mark_lost(&id, &name, &message))
+                    .await?;
+                if marked {
+                    tracing::warn!(agent = %row.id, instance = %row.instance_name, "lost: its instance vanished");
+                    lost += 1;
+                }
+            }
+        }
+    }
+    Ok(lost)
 }
 
 /// One pass over the configured clustered endpoints.

@@ -2,8 +2,10 @@
 //! server's own.
 //!
 //! Scope: only the (endpoint, project) pairs the operator configured (never a place a request
-//! merely named), and only instances stamped with this server's `user.pika.server_id`. A second
-//! server or a fresh database on the same project therefore deletes nothing that is not its own.
+//! merely named), and only instances stamped with this server's `user.pika.server_id` whose names
+//! this database's ledger of creates holds. A second server or a fresh database on the same
+//! project therefore deletes nothing that is not its own, and neither does a copy or a restored
+//! backup of this database: it shares the server ID, but not the names created after the copy.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -24,6 +26,8 @@ pub struct ReconcileSummary {
     pub deleted_rows: usize,
     pub lost: usize,
     pub deleted_orphans: usize,
+    /// Instances with this server's ID that this database did not create (left alone).
+    pub unknown: usize,
 }
 
 /// `(endpoint, project)`; `None` is the local socket.
@@ -129,7 +133,10 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
     }
 
     // Orphans: instances stamped with this server's ID that no live row points at (a row whose
-    // create never got recorded, or the old instance of a reprovision).
+    // create never got recorded, or the old instance of a reprovision). Deleted only when this
+    // database's ledger says it created them: a restored or copied database shares the server ID
+    // with the original but not the names the original created after the copy, and those are
+    // left alone (they are someone's live agents).
     let live: HashMap<String, String> = agents
         .db(|s| s.list(None))
         .await?
@@ -145,6 +152,7 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
         })
         .map(|row| (row.id, row.instance_name))
         .collect();
+    let created = agents.db(|s| s.created_instances()).await?;
     let mut seen = HashSet::new();
     for place in reachable.values() {
         for instance in &place.instances {
@@ -164,9 +172,18 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
             if live.get(&agent_id) == Some(&instance.name) || !seen.insert(instance.name.clone()) {
                 continue;
             }
+            if created.get(&instance.name) != Some(&agent_id) {
+                tracing::warn!(instance = %instance.name, agent = %agent_id, "reconcile: an instance with this server's ID that this database never created (a newer copy of this database made it, or this database is a restored backup): left alone");
+                summary.unknown += 1;
+                continue;
+            }
             tracing::warn!(instance = %instance.name, agent = %agent_id, "reconcile: deleting an orphan of this server");
             match remove_instance(&place.project, &instance.name).await {
-                Ok(()) => summary.deleted_orphans += 1,
+                Ok(()) => {
+                    summary.deleted_orphans += 1;
+                    let name = instance.name.clone();
+                    agents.db(move |s| s.forget_created(&name)).await?;
+                }
                 Err(err) => {
                     tracing::warn!(instance = %instance.name, error = %err, "reconcile: deleting an orphan failed")
                 }
@@ -179,6 +196,14 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
 
 /// Waits for the running Incus operations of `project` that touch agent instances.
 async fn settle_operations(project: &ProjectClient) {
+    settle_operations_on(project, |name| {
+        name.starts_with(incus_keys::INSTANCE_NAME_PREFIX)
+    })
+    .await
+}
+
+/// Waits for the running Incus operations of `project` on instances whose name `ours` accepts.
+pub(crate) async fn settle_operations_on(project: &ProjectClient, ours: impl Fn(&str) -> bool) {
     let operations = match project.running_operations().await {
         Ok(operations) => operations,
         Err(err) => {
@@ -195,9 +220,7 @@ async fn settle_operations(project: &ProjectClient) {
             .flatten()
             .any(|path| {
                 let path = path.split('?').next().unwrap_or(path);
-                path.rsplit('/')
-                    .next()
-                    .is_some_and(|name| name.starts_with(incus_keys::INSTANCE_NAME_PREFIX))
+                path.rsplit('/').next().is_some_and(&ours)
             });
         if !ours {
             continue;

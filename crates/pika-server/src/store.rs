@@ -86,6 +86,19 @@ CREATE UNIQUE INDEX agents_idempotency ON agents(owner, idempotency_key)
     "
 ALTER TABLE agents ADD COLUMN location TEXT;
 ",
+    // 4: the ledger of instances this database asked Incus to create (written before the create),
+    // so reconcile deletes only instances it can prove it made: a restored copy of the database
+    // does not know the names the original created after the copy. Seeded with the names the
+    // rows point at.
+    "
+CREATE TABLE created_instances (
+    instance_name TEXT PRIMARY KEY NOT NULL,
+    agent_id      TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
+    SELECT instance_name, id, created_at FROM agents;
+",
 ];
 
 /// The schema version this server writes.
@@ -248,6 +261,24 @@ impl Store {
             .transpose()
     }
 
+    /// Unbinds `owner`'s idempotency key from the `failed` row `id` (so a retry may make a new
+    /// agent under it); returns whether it did.
+    pub fn release_failed_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE agents SET idempotency_key = NULL, request_hash = NULL, updated_at = ?4
+                 WHERE id = ?1 AND owner = ?2 AND idempotency_key = ?3 AND state = 'failed'",
+                params![id, owner, key, now()],
+            )
+        })?;
+        Ok(changed == 1)
+    }
+
     /// Inserts a new row in state `provisioning`.
     pub fn insert_provisioning(
         &self,
@@ -272,28 +303,83 @@ impl Store {
         };
         let incus_json = serde_json::to_string(&record.incus).expect("params serialize");
         self.with(|c| {
-            c.execute(
-                &format!(
-                    "INSERT INTO agents ({COLUMNS}, idempotency_key, request_hash)
+            // Row and ledger entry together: `c` is the one connection, so a savepoint keeps
+            // them atomic.
+            c.execute_batch("SAVEPOINT insert_provisioning")?;
+            let inserted = c
+                .execute(
+                    &format!(
+                        "INSERT INTO agents ({COLUMNS}, idempotency_key, request_hash)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                ),
-                params![
-                    record.id,
-                    record.owner,
-                    record.name,
-                    record.instance_name,
-                    record.state.as_str(),
-                    incus_json,
-                    record.error,
-                    record.created_at,
-                    record.updated_at,
-                    record.location,
-                    idempotency.map(|(key, _)| key),
-                    idempotency.map(|(_, hash)| hash),
-                ],
-            )
+                    ),
+                    params![
+                        record.id,
+                        record.owner,
+                        record.name,
+                        record.instance_name,
+                        record.state.as_str(),
+                        incus_json,
+                        record.error,
+                        record.created_at,
+                        record.updated_at,
+                        record.location,
+                        idempotency.map(|(key, _)| key),
+                        idempotency.map(|(_, hash)| hash),
+                    ],
+                )
+                .and_then(|_| {
+                    c.execute(
+                    "INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
+                     VALUES (?1, ?2, ?3)",
+                    params![record.instance_name, record.id, record.created_at],
+                )
+                });
+            match inserted {
+                Ok(_) => c.execute_batch("RELEASE insert_provisioning"),
+                Err(err) => {
+                    let _ = c.execute_batch(
+                        "ROLLBACK TO insert_provisioning; RELEASE insert_provisioning",
+                    );
+                    Err(err)
+                }
+            }
         })?;
         Ok(record)
+    }
+
+    /// Records that this database is about to ask Incus to create `instance_name` for `agent_id`
+    /// (before the create, so a crash right after it still leaves the proof).
+    pub fn record_created(&self, instance_name: &str, agent_id: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
+                 VALUES (?1, ?2, ?3)",
+                params![instance_name, agent_id, now()],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The instance names this database created (and has not seen removed), with their agent.
+    pub fn created_instances(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT instance_name, agent_id FROM created_instances")?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Drops a ledger entry once its instance is known to be gone.
+    pub fn forget_created(&self, instance_name: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM created_instances WHERE instance_name = ?1",
+                params![instance_name],
+            )
+        })?;
+        Ok(())
     }
 
     /// One row, whoever owns it.
@@ -341,6 +427,24 @@ impl Store {
                 "UPDATE agents SET state = ?2, error = ?3, updated_at = ?4
                  WHERE id = ?1 AND state IN (SELECT value FROM json_each(?5))",
                 params![id, to.as_str(), error, now(), from_json],
+            )
+        })?;
+        Ok(changed == 1)
+    }
+
+    /// Marks a `running` or `unreachable` row `lost`, only while it still points at
+    /// `instance_name`; returns whether it did.
+    pub fn mark_lost(
+        &self,
+        id: &str,
+        instance_name: &str,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE agents SET state = 'lost', error = ?3, updated_at = ?4
+                 WHERE id = ?1 AND instance_name = ?2 AND state IN ('running', 'unreachable')",
+                params![id, instance_name, error, now()],
             )
         })?;
         Ok(changed == 1)

@@ -102,7 +102,24 @@ async fn provision_show_list_delete_with_the_managed_role() {
     );
     let (status, _) = api.call(Method::GET, HEALTH_PATH, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "details need a token");
-    let (status, details) = api.call(Method::GET, HEALTH_PATH, Some(&alice), None).await;
+    // A tenant's token: each check's name and verdict, no details (issue 21).
+    let (status, tenant) = api.call(Method::GET, HEALTH_PATH, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::OK, "{tenant}");
+    let checks = tenant["checks"].as_array().unwrap();
+    assert!(checks.len() >= 3, "{tenant}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["detail"] == json!("") && c["ok"] == json!(true)),
+        "{tenant}"
+    );
+    let text = tenant.to_string();
+    for secret in [project.name.as_str(), "unix.socket", "pika.role", "auth"] {
+        assert!(!text.contains(secret), "{secret} shown to a tenant: {text}");
+    }
+    // An admin token (`token add --admin`): the details.
+    let root = server.add_admin_token("root");
+    let (status, details) = api.call(Method::GET, HEALTH_PATH, Some(&root), None).await;
     assert_eq!(status, StatusCode::OK, "{details}");
     assert!(
         details["checks"].as_array().unwrap().len() >= 3,
@@ -497,7 +514,7 @@ async fn healthz_names_what_is_missing() {
         )],
     });
     let api = Api::new(&server);
-    let token = server.add_token("alice");
+    let token = server.add_admin_token("root");
     let (status, verdict) = api.call(Method::GET, HEALTHZ_PATH, None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{verdict}");
     assert_eq!(verdict, json!({"ok": false}));
@@ -528,7 +545,7 @@ async fn healthz_names_what_is_missing() {
         project: None,
         env: vec![],
     });
-    let token = server.add_token("alice");
+    let token = server.add_admin_token("root");
     let (status, report) = Api::new(&server)
         .call(Method::GET, HEALTH_PATH, Some(&token), None)
         .await;

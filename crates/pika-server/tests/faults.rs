@@ -124,10 +124,11 @@ async fn unreachable_incus_gives_503_and_no_provisioning_row() {
     ));
     let http = reqwest::Client::new();
     let token = server.add_token("alice");
+    let root = server.add_admin_token("root");
 
     let response = http
         .get(format!("{}{HEALTH_PATH}", server.url))
-        .bearer_auth(&token)
+        .bearer_auth(&root)
         .send()
         .await
         .unwrap();
@@ -240,7 +241,10 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
         "c0ffee0000000003",
         &server_id,
     );
-    // 4. An instance of ours whose row never made it (or was deleted).
+    // 4. An instance this database created whose row is gone (the ledger of creates has it).
+    store
+        .record_created(&instance_name("0000000000000ghost"), "0000000000000ghost")
+        .unwrap();
     create(
         &instance_name("0000000000000ghost"),
         "0000000000000ghost",

@@ -137,6 +137,16 @@ impl Server {
         add_token(&self.bin, &self.dir, owner)
     }
 
+    /// `pika-server token add --admin OWNER`: a token that sees the health details.
+    pub fn add_admin_token(&self, owner: &str) -> String {
+        let out = run_ok(
+            Command::new(&self.bin)
+                .args(["token", "add", "--admin", owner])
+                .env("PIKA_SERVER_TOKENS_FILE", self.dir.join("tokens")),
+        );
+        out.trim().to_owned()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }

@@ -1,0 +1,151 @@
+//! Identity that copies cannot steal (issue 21): a copied or restored database started next to the
+//! live server deletes nothing of it, and two servers on one database are refused.
+
+use std::path::Path;
+use std::process::Command;
+
+use pika_managed_agent_contract::AGENTS_PATH;
+use pika_server::incus_keys::AGENT_ID_KEY;
+use pika_test_support::TestProject;
+use pika_test_support::server::{self, Server, ServerSetup, server_command};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
+
+fn setup<'a>(dir: &'a Path, project: &'a TestProject) -> ServerSetup<'a> {
+    ServerSetup {
+        bin: Path::new(BIN),
+        dir,
+        project: Some(&project.name),
+        env: vec![],
+    }
+}
+
+async fn provision(server: &Server, token: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}{AGENTS_PATH}", server.url))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn state_of(server: &Server, token: &str, id: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(format!("{}{AGENTS_PATH}/{id}", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    response.json::<Value>().await.unwrap()["state"].clone()
+}
+
+fn agent_ids(project: &TestProject) -> Vec<String> {
+    let mut ids: Vec<String> = project
+        .instances()
+        .iter()
+        .filter_map(|i| i["config"][AGENT_ID_KEY].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_copied_database_started_next_to_the_live_server_deletes_nothing() {
+    let project = server::project("copy");
+    let live_dir = tempfile::tempdir().unwrap();
+    let live = Server::start(setup(live_dir.path(), &project));
+    let token = live.add_token("alice");
+    let before = provision(&live, &token).await;
+    // An online backup with SQLite's backup API (what `sqlite3 .backup` does), while it runs.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy_db = copy_dir.path().join("agents.db");
+    pika_test_support::run_ok(Command::new("sqlite3").args([
+        &live_dir.path().join("agents.db").display().to_string(),
+        &format!(".backup {}", copy_db.display()),
+    ]));
+    // The live server goes on: an agent the copy never heard of, and a reprovision whose new
+    // instance the copy does not know either.
+    let after = provision(&live, &token).await;
+    let reprovisioned = reqwest::Client::new()
+        .post(format!(
+            "{}{AGENTS_PATH}/{}/reprovision",
+            live.url,
+            before["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reprovisioned.status(), StatusCode::OK);
+    let expected = agent_ids(&project);
+    assert_eq!(expected.len(), 2, "{expected:?}");
+
+    // The copy, in its own state directory, on the same project (same server ID).
+    let copy = Server::start(setup(copy_dir.path(), &project));
+    assert_eq!(agent_ids(&project), expected, "the copy deleted nothing");
+    let log = copy.log();
+    assert!(!log.contains("deleting an orphan"), "{log}");
+    assert!(log.contains("never created"), "{log}");
+    for agent in [&before, &after] {
+        let id = agent["id"].as_str().unwrap();
+        assert_eq!(state_of(&live, &token, id).await, json!("running"), "{id}");
+    }
+    // And a restart of the copy (its own reconcile again) still deletes nothing.
+    copy.kill();
+    let copy = Server::start(setup(copy_dir.path(), &project));
+    assert_eq!(agent_ids(&project), expected);
+    drop(copy);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_second_server_on_one_database_refuses_to_start() {
+    let project = server::project("twin");
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(setup(dir.path(), &project));
+    let token = first.add_token("alice");
+    let agent = provision(&first, &token).await;
+    // Bounded: without the lock the twin would serve (and reconcile) for ever.
+    let mut twin = server_command(&setup(dir.path(), &project))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the second server runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while twin.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = twin.kill();
+            let _ = twin.wait();
+            panic!("the second server on the same database did not refuse to start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = twin.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another pika-server")
+            && stderr.contains(&format!("pid {}", first.child.id()))
+            && stderr.contains("agents.db.lock"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "never ready"
+    );
+    let id = agent["id"].as_str().unwrap();
+    assert_eq!(state_of(&first, &token, id).await, json!("running"));
+    assert_eq!(agent_ids(&project), [id.to_owned()]);
+    // Once the first is gone, the lock is free (the kernel drops it with the process).
+    first.kill();
+    let again = Server::start(setup(dir.path(), &project));
+    assert_eq!(state_of(&again, &token, id).await, json!("running"));
+}
