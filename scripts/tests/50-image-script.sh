@@ -625,6 +625,103 @@ t_truncated_artifact() {
   fi
 }
 
+# hostile_dir NAME: WORK/NAME holding the shared container rootfs, for a crafted metadata.tar.xz.
+hostile_dir() {
+  mkdir -p "${WORK}/$1/src"
+  cp "${PIKA_TEST_IMAGE_DIR}/container/rootfs.squashfs" "${WORK}/$1/"
+  echo "${WORK}/$1"
+}
+
+# metadata_yaml ROLE [TEMPLATE]: a metadata.yaml of ROLE; with TEMPLATE, /etc/pika-template is
+# rendered from it at create.
+metadata_yaml() {
+  printf 'architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  architecture: x86_64\n'
+  printf '  os: busybox\n  release: test\n  variant: hostile\n  pika.role: "%s"\n' "$1"
+  if [[ -n "${2:-}" ]]; then
+    printf 'templates:\n  /etc/pika-template:\n    when: [create]\n    template: %s\n' "$2"
+  else
+    printf 'templates: {}\n'
+  fi
+}
+
+# expect_refused WHAT DIR ROLE PROJECT TEXT: import is refused naming TEXT; nothing is imported.
+expect_refused() {
+  run "${PIKA_GUEST}" image import --role "$3" --project "$4" --artifact "$2"
+  expect "$1: refused (exit ${RC}: ${ERR_TEXT##*error: })" \
+    test "${RC}" -eq 1 -a -n "$(contains "${ERR_TEXT}" "$5" && contains "${ERR_TEXT}" "nothing imported" && echo y)"
+  expect "$1: nothing imported, no alias" \
+    test "$(image_count "$4")" -eq 0 -a "$(alias_fp "$4" "${PIKA_ROLE_DEFAULT_ALIAS[$3]}")" == MISSING
+}
+
+# Metadata tarballs that Incus would read otherwise than the check, or that can never launch.
+t_hostile_metadata() {
+  local project role="${PIKA_ROLE_IDS[0]}" other="${PIKA_ROLE_IDS[1]:-${PIKA_ROLE_IDS[0]}}" dir fp rss
+  new_project
+  project="${NEW_PROJECT}"
+
+  # Two metadata.yaml entries: the first says ROLE, the second (./metadata.yaml) OTHER.
+  dir="$(hostile_dir twice)"
+  mkdir -p "${dir}/src/a" "${dir}/src/b"
+  metadata_yaml "${role}" >"${dir}/src/a/metadata.yaml"
+  metadata_yaml "${other}" >"${dir}/src/b/metadata.yaml"
+  tar -cJf "${dir}/metadata.tar.xz" -C "${dir}/src/a" metadata.yaml -C "${dir}/src/b" ./metadata.yaml
+  fp="$(incus image import "${dir}/metadata.tar.xz" "${dir}/rootfs.squashfs" --project "${project}" 2>&1 | sed -n 's/.*fingerprint: //p')"
+  expect "incus itself keeps the last metadata.yaml (pika.role ${other})" \
+    test "$(incus query "/1.0/images/${fp}?project=${project}" 2>/dev/null | jq -r '.properties["pika.role"]')" == "${other}"
+  incus image delete "${fp}" --project "${project}" >/dev/null 2>&1 || true
+  expect_refused "metadata.yaml twice" "${dir}" "${role}" "${project}" \
+    "holds metadata.yaml twice (\"metadata.yaml\" and \"./metadata.yaml\")"
+
+  # A template member that climbs out of templates/, kept as written (-P).
+  dir="$(hostile_dir climb)"
+  metadata_yaml "${role}" x.tpl >"${dir}/src/metadata.yaml"
+  printf 'x\n' >"${dir}/src/x.tpl"
+  tar -P -cJf "${dir}/metadata.tar.xz" -C "${dir}/src" \
+    --transform 's,^x.tpl$,templates/../../../../tmp/x.tpl,' metadata.yaml x.tpl
+  expect_refused "template member templates/../../../../tmp/x.tpl" "${dir}" "${role}" "${project}" \
+    "member \"templates/../../../../tmp/x.tpl\" has a \`..\` component"
+
+  # A template that is a symlink to /etc/shadow.
+  dir="$(hostile_dir symlink)"
+  metadata_yaml "${role}" shadow.tpl >"${dir}/src/metadata.yaml"
+  mkdir -p "${dir}/src/templates"
+  ln -s /etc/shadow "${dir}/src/templates/shadow.tpl"
+  tar -cJf "${dir}/metadata.tar.xz" -C "${dir}/src" metadata.yaml templates
+  expect_refused "template symlink to /etc/shadow" "${dir}" "${role}" "${project}" \
+    'template member "templates/shadow.tpl" is a symlink (to /etc/shadow)'
+
+  # A template metadata.yaml names but the tarball lacks.
+  dir="$(hostile_dir missing)"
+  metadata_yaml "${role}" gone.tpl >"${dir}/src/metadata.yaml"
+  tar -cJf "${dir}/metadata.tar.xz" -C "${dir}/src" metadata.yaml
+  expect_refused "a template that is missing" "${dir}" "${role}" "${project}" \
+    "template for /etc/pika-template is gone.tpl, but the tarball holds no plain file templates/gone.tpl"
+
+  # An xz bomb: 1 GiB of zeros, then metadata.yaml, in one xz stream of ~150 KiB.
+  dir="$(hostile_dir bomb)"
+  metadata_yaml "${role}" >"${dir}/src/metadata.yaml"
+  truncate -s 1G "${dir}/src/zeros"
+  tar -cf - -C "${dir}/src" zeros metadata.yaml | xz -0 -T2 >"${dir}/metadata.tar.xz"
+  rm -f "${dir}/src/zeros"
+  /usr/bin/time -f '%M' -o "${WORK}/bomb.rss" "${PIKA_GUEST}" image import --role "${role}" \
+    --project "${project}" --artifact "${dir}" >/dev/null 2>"${WORK}/bomb.err" || true
+  ERR_TEXT="$(cat "${WORK}/bomb.err")"
+  rss="$(tail -n1 "${WORK}/bomb.rss")"
+  expect "xz bomb ($(stat -c %s "${dir}/metadata.tar.xz") bytes): refused naming the bound and the file (${ERR_TEXT##*error: })" \
+    contains "${ERR_TEXT}" "${dir}/metadata.tar.xz: unpacks to more than 16 MiB"
+  expect "xz bomb: peak RSS ${rss} KiB stays under 64 MiB; nothing imported" \
+    test "${rss}" -lt 65536 -a "$(image_count "${project}")" -eq 0
+
+  # A plain template passes; a container launched from the image has it rendered.
+  dir="$(hostile_dir plain)"
+  metadata_yaml "${role}" pika.tpl >"${dir}/src/metadata.yaml"
+  mkdir -p "${dir}/src/templates"
+  printf 'made from a template for {{ instance.name }}\n' >"${dir}/src/templates/pika.tpl"
+  tar -cJf "${dir}/metadata.tar.xz" -C "${dir}/src" metadata.yaml templates
+  run "${PIKA_GUEST}" image import --role "${role}" --project "${project}" --artifact "${dir}"
+  expect "an image with a plain template imports (${ERR_TEXT##*error: })" test "${RC}" -eq 0
+}
+
 # Two concurrent imports to the same new alias: the alias ends on one whole image, nothing is left
 # unaliased, both exit 0.
 t_concurrent_import() {
@@ -764,6 +861,54 @@ make_server_cert() {
     -CAserial "${dir}/ca.srl" -days 1 -extfile "${dir}/ext.cnf" -out "${dir}/cert.pem" 2>/dev/null
 }
 
+# with_template DIR: DIR/metadata.tar.xz gains templates/pika.tpl, rendered to /etc/pika-template.
+with_template() {
+  local dir="$1" work
+  work="$(mktemp -d)"
+  tar -xJf "${dir}/metadata.tar.xz" -C "${work}"
+  sed -i '/^templates: {}$/d' "${work}/metadata.yaml"
+  printf 'templates:\n  /etc/pika-template:\n    when: [create]\n    template: pika.tpl\n' >>"${work}/metadata.yaml"
+  mkdir -p "${work}/templates"
+  printf 'made from a template for {{ instance.name }}\n' >"${work}/templates/pika.tpl"
+  tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
+    -C "${work}" -cJf "${dir}/metadata.tar.xz" metadata.yaml templates
+  rm -rf "${work}"
+}
+
+# published_members TREE FINGERPRINT: the members of the published metadata tarball.
+published_members() {
+  local path
+  path="$(jq -r --arg fp "$2" '[.products[].versions[].items[] | select(."combined_squashfs_sha256" == $fp or ."combined_sha256" == $fp or ."combined_disk-kvm-img_sha256" == $fp) | .path] | .[0] // empty' \
+    "$1/streams/v1/images.json" 2>/dev/null)"
+  [[ -n "${path}" ]] && tar -tJf "$1/${path}" 2>/dev/null
+}
+
+# t_publish_symlinks ROLE TREE: publish refuses a tree with a symlink (it writes as root), and
+# nothing is written through it.
+t_publish_symlinks() {
+  local role="$1" tree="$2" copy link outside="${WORK}/outside"
+  for link in streams/v1/index.json streams images; do
+    copy="${WORK}/tree-link"
+    rm -rf "${copy}" "${outside}"
+    cp -a "${tree}" "${copy}"
+    mkdir -p "${outside}"
+    if [[ "${link}" == *.json ]]; then
+      mv "${copy}/${link}" "${outside}/index.json"
+      ln -s "${outside}/index.json" "${copy}/${link}"
+    else
+      mv "${copy}/${link}" "${outside}/${link}"
+      ln -s "${outside}/${link}" "${copy}/${link}"
+    fi
+    find "${outside}" -type f -exec sha256sum {} + | sort >"${WORK}/outside.before"
+    run "${PIKA_GUEST}" image publish --role "${role}" --to "${copy}" --artifact "${WORK}/ss-2"
+    find "${outside}" -type f -exec sha256sum {} + | sort >"${WORK}/outside.after"
+    expect "publish refuses a tree whose ${link} is a symlink (${ERR_TEXT##*error: })" \
+      test "${RC}" -eq 1 -a -n "$(contains "${ERR_TEXT}" "${copy}/${link} is a symlink (to ${outside}/" && echo y)"
+    expect "... and writes nothing outside the tree" cmp -s "${WORK}/outside.before" "${WORK}/outside.after"
+  done
+  rm -rf "${copy}" "${outside}"
+}
+
 # Publish a simplestreams tree, serve it over HTTPS, launch from it as a remote, publish again,
 # refresh the cached image, withdraw the newest version.
 t_simplestreams() {
@@ -773,13 +918,18 @@ t_simplestreams() {
   test_image_container "${WORK}/ss-1" "ss 1" "ss-1-$$" "${role}" "6666666666666666666666666666666666666666"
   test_image_container "${WORK}/ss-2" "ss 2" "ss-2-$$" "${role}" "7777777777777777777777777777777777777777"
   test_image_container "${WORK}/ss-hand" "by hand" "ss-hand-$$" -
+  with_template "${WORK}/ss-1"
   run "${PIKA_GUEST}" image publish --role "${role}" --to "${tree}" --artifact "${WORK}/ss-hand"
   expect "publish refuses an image without provenance (${ERR_TEXT##*error: })" \
     test "${RC}" -eq 1 -a -n "$(contains "${ERR_TEXT}" "has no provenance" && echo y)"
-  json="$("${PIKA_GUEST}" image publish --role "${role}" --to "${tree}" --artifact "${WORK}/ss-1" --json)" || true
+  # Relative paths: --artifact and --to from the artifact's parent directory.
+  json="$(cd "${WORK}" && "${PIKA_GUEST}" image publish --role "${role}" --to "${tree#"${WORK}/"}" --artifact ss-1 --json)" || true
   first="$(jq -r .fingerprint <<<"${json}" 2>/dev/null)"
-  expect "publish adds a version to the tree (${first:0:12})" \
-    test "$(cd "${tree}" && incus-simplestreams list --format json | jq length)" -eq 1
+  expect "publish (relative --artifact and --to) adds a version to the tree (${first:0:12})" \
+    test -n "${first}" -a "$(cd "${tree}" && incus-simplestreams list --format json | jq length)" -eq 1
+  expect "the published metadata keeps templates/ ($(published_members "${tree}" "${first}" | tr '\n' ' '))" \
+    test -n "$(published_members "${tree}" "${first}" | grep -x 'templates/pika.tpl')"
+  t_publish_symlinks "${role}" "${tree}"
 
   make_server_cert "${WORK}/tls"
   "${HTTPS_STATIC}" "${tree}" "${WORK}/tls/cert.pem" "${WORK}/tls/key.pem" "${WORK}/port" \
@@ -797,6 +947,8 @@ t_simplestreams() {
   expect "an instance launches from ${remote}:${alias} (${ERR_TEXT##*$'\n'})" \
     test "$(incus list c1 --project "${project}" --format csv --columns s 2>/dev/null)" == RUNNING
   cached="$(incus query "/1.0/images?project=${project}&recursion=1" | jq -r '.[0].fingerprint')"
+  expect "the guest launched from the published image has its template rendered" \
+    test "$(incus exec c1 --project "${project}" -- cat /etc/pika-template 2>&1)" == "made from a template for c1"
   expect "the host cached the published version, provenance in its label" \
     test "${cached}" == "${first}" -a "$(incus query "/1.0/images/${cached}?project=${project}" \
       | jq -r '.properties.label')" == "pika.role=${role} pika.source-rev=6666666666666666666666666666666666666666 pika.roles-digest=${PIKA_ROLE_ROLES_DIGEST[${role}]:-} pika.built-from=test-image:ss-1-$$"
@@ -847,7 +999,7 @@ main() {
   local test start tests=(t_shellcheck t_help t_usage_errors t_import_each_role t_reimport_identical
     t_swap_while_polling t_keep_referenced_image t_corrupt_artifact t_legacy_wrappers
     t_build_import_local t_remote_mode t_third_role_in_copy t_status_and_rollback t_status_checkout t_keep
-    t_truncated_artifact t_concurrent_import t_kill9_import t_multi_host t_two_hosts_status
+    t_truncated_artifact t_hostile_metadata t_concurrent_import t_kill9_import t_multi_host t_two_hosts_status
     t_simplestreams)
   # PIKA_IMAGE_SCRIPT_TESTS="t_keep t_simplestreams": run only these (while working on them).
   [[ -z "${PIKA_IMAGE_SCRIPT_TESTS:-}" ]] || read -ra tests <<<"${PIKA_IMAGE_SCRIPT_TESTS}"

@@ -1,9 +1,9 @@
 //! A built image artifact (a directory: `metadata.tar.xz` plus `disk.qcow2` or `rootfs.squashfs`,
 //! as the flake's image packages and the test images lay it out), verified before any import:
-//! the payload is whole, metadata.yaml parses, and its architecture fits the role's system.
+//! the payload is whole, the metadata tarball is one Incus reads the same way (see
+//! [`metadata_tar`]), metadata.yaml parses, and its architecture fits the role's system.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pika_incus::InstanceType;
@@ -11,12 +11,12 @@ use pika_incus_guest_role::IncusGuestRole;
 use serde::Deserialize;
 
 use super::integrity;
+use super::metadata_tar::{self, METADATA_YAML};
 use super::provenance::Provenance;
 
 pub const METADATA_FILE: &str = "metadata.tar.xz";
 pub const VM_DISK_FILE: &str = "disk.qcow2";
 pub const CONTAINER_ROOTFS_FILE: &str = "rootfs.squashfs";
-const METADATA_YAML: &str = "metadata.yaml";
 
 /// A verified artifact.
 #[derive(Debug, Clone)]
@@ -145,42 +145,11 @@ pub fn expected_from_metadata(dir: &Path, role: IncusGuestRole) -> Result<Proven
     }
 }
 
-/// Reads metadata.yaml out of the xz tarball (a cut or corrupt tarball fails its xz check).
+/// Reads metadata.yaml out of the xz tarball, verified as [`metadata_tar::read`] says (a cut or
+/// corrupt tarball fails its xz check).
 pub fn read_metadata(path: &Path) -> Result<Metadata, String> {
-    let text = read_metadata_text(path)?;
+    let text = metadata_tar::read(path)?.yaml;
     parse_metadata(&text).map_err(|e| format!("{}: {METADATA_YAML}: {e}", path.display()))
-}
-
-/// The text of metadata.yaml in the xz tarball at `path`.
-pub fn read_metadata_text(path: &Path) -> Result<String, String> {
-    let compressed =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut tar_bytes = Vec::new();
-    lzma_rs::xz_decompress(&mut compressed.as_slice(), &mut tar_bytes)
-        .map_err(|e| format!("{}: not a whole xz file: {e}", path.display()))?;
-    let mut archive = tar::Archive::new(tar_bytes.as_slice());
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("{}: not a tar archive: {e}", path.display()))?;
-    for entry in entries {
-        let mut entry =
-            entry.map_err(|e| format!("{}: corrupt tar archive: {e}", path.display()))?;
-        let name = entry
-            .path()
-            .map_err(|e| format!("{}: corrupt tar archive: {e}", path.display()))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        if name != METADATA_YAML {
-            continue;
-        }
-        let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| format!("{}: {METADATA_YAML} is unreadable: {e}", path.display()))?;
-        return Ok(text);
-    }
-    Err(format!("{}: holds no {METADATA_YAML}", path.display()))
 }
 
 fn parse_metadata(text: &str) -> Result<Metadata, String> {

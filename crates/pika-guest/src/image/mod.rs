@@ -7,6 +7,7 @@
 mod artifact;
 mod import;
 mod integrity;
+mod metadata_tar;
 mod provenance;
 mod publish;
 mod retention;
@@ -405,13 +406,18 @@ async fn run_prune(args: PruneArgs) -> Result<ExitCode, String> {
 
 fn run_publish(args: PublishArgs) -> Result<ExitCode, String> {
     let alias = alias_of(args.role, &args.alias);
-    let artifact = Artifact::open(&args.artifact, args.role).map_err(|e| {
+    // incus-simplestreams runs inside the tree: relative paths would name files there.
+    let absolute = |path: &PathBuf| {
+        std::path::absolute(path).map_err(|e| format!("cannot resolve {}: {e}", path.display()))
+    };
+    let (artifact_dir, tree) = (absolute(&args.artifact)?, absolute(&args.to)?);
+    let artifact = Artifact::open(&artifact_dir, args.role).map_err(|e| {
         format!(
             "refusing artifact {}: {e}; nothing published",
             args.artifact.display()
         )
     })?;
-    let report = publish::publish(&artifact, &args.to, &alias)?;
+    let report = publish::publish(&artifact, &tree, &alias)?;
     note(&format!(
         "published {alias} version {} ({}, {}) to {}",
         report.version,

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::artifact::{Artifact, METADATA_FILE};
+use super::metadata_tar;
 use super::provenance::Provenance;
 
 /// The properties incus-simplestreams needs in metadata.yaml.
@@ -149,6 +150,7 @@ pub fn publish(artifact: &Artifact, tree: &Path, alias: &str) -> Result<PublishR
         ));
     }
     std::fs::create_dir_all(tree).map_err(|e| format!("cannot create {}: {e}", tree.display()))?;
+    check_no_symlinks(tree)?;
     let before = versions(tree, alias)?;
     let date = next_creation_date(before.last().map(serial))?;
     let scratch = tempfile_dir(tree)?;
@@ -197,6 +199,7 @@ pub struct WithdrawReport {
 /// Rollback on a published tree: withdraws the newest version of `alias`; refuses to withdraw
 /// the last one (the alias would go missing).
 pub fn withdraw_newest(tree: &Path, alias: &str) -> Result<WithdrawReport, String> {
+    check_no_symlinks(tree)?;
     let listed = versions(tree, alias)?;
     let [.., previous, newest] = listed.as_slice() else {
         return Err(format!(
@@ -243,9 +246,48 @@ fn label_version(tree: &Path, alias: &str, serial: &str, label: &str) -> Result<
     let text = serde_json::to_string(&index).map_err(|e| e.to_string())?;
     // Write whole or not at all: hosts may be fetching the index right now.
     let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, text)
+    // A new file (create_new follows no symlink); the rename replaces the index entry itself.
+    let _ = std::fs::remove_file(&partial);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
         .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
     std::fs::rename(&partial, &path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+}
+
+/// Refuses a tree holding anything but directories and plain files: publish and
+/// `incus-simplestreams` write into it (as root, typically), and a symlink there (`streams/`,
+/// `images/`, `streams/v1/index.json`) would send those writes outside the tree.
+fn check_no_symlinks(tree: &Path) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(tree).map_err(|e| format!("cannot read {}: {e}", tree.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("cannot read {}: {e}", tree.display()))?
+            .path();
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} is a symlink{target}; publish writes only to plain files and directories of the tree: replace it with the real one",
+                path.display()
+            ));
+        }
+        if meta.is_dir() {
+            check_no_symlinks(&path)?;
+        } else if !meta.is_file() {
+            return Err(format!(
+                "{} is neither a plain file nor a directory; publish writes only to plain files and directories of the tree",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Now, or one minute past the newest published serial (`YYYYMMDDhhmm`, UTC), whichever is later.
@@ -270,9 +312,10 @@ fn tempfile_dir(tree: &Path) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Copies the metadata tarball with metadata.yaml's `creation_date` set to `date`.
+/// Copies the metadata tarball with metadata.yaml's `creation_date` set to `date`; the templates
+/// stay as they are.
 fn rewrite_creation_date(from: &Path, to: &Path, date: i64) -> Result<(), String> {
-    let text = super::artifact::read_metadata_text(from)?;
+    let text = metadata_tar::read(from)?.yaml;
     let mut doc: serde_norway::Value = serde_norway::from_str(&text)
         .map_err(|e| format!("{}: metadata.yaml: {e}", from.display()))?;
     let map = doc
@@ -280,20 +323,5 @@ fn rewrite_creation_date(from: &Path, to: &Path, date: i64) -> Result<(), String
         .ok_or_else(|| format!("{}: metadata.yaml is not a mapping", from.display()))?;
     map.insert("creation_date".into(), date.into());
     let yaml = serde_norway::to_string(&doc).map_err(|e| e.to_string())?;
-    let mut tar_bytes = Vec::new();
-    {
-        let mut builder = tar::Builder::new(&mut tar_bytes);
-        let mut header = tar::Header::new_gnu();
-        header.set_size(yaml.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(u64::try_from(date).unwrap_or_default());
-        header.set_cksum();
-        builder
-            .append_data(&mut header, "metadata.yaml", yaml.as_bytes())
-            .map_err(|e| e.to_string())?;
-        builder.finish().map_err(|e| e.to_string())?;
-    }
-    let mut xz = Vec::new();
-    lzma_rs::xz_compress(&mut tar_bytes.as_slice(), &mut xz).map_err(|e| e.to_string())?;
-    std::fs::write(to, xz).map_err(|e| format!("cannot write {}: {e}", to.display()))
+    metadata_tar::rewrite(from, to, &yaml, u64::try_from(date).unwrap_or_default())
 }
