@@ -84,6 +84,24 @@ fn print_completions<P: CommandFactory>(shell: Shell) -> i32 {
     }
 }
 
+/// `text` with its control characters (C0, DEL, C1: ESC, BEL, CR, newlines) escaped as Rust
+/// escapes them (`\u{1b}`, `\n`), so text from a config file or a record cannot move the cursor,
+/// clear the screen or set the terminal title when printed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A table in the one style of the binaries: a header row, columns separated by two spaces, no
 /// borders, no colour, no wrapping, no trailing blanks (easy to read and to `awk`).
 pub struct TextTable(Table);
@@ -102,11 +120,16 @@ impl TextTable {
         TextTable(table)
     }
 
+    /// Adds a row; control characters in the cells are escaped ([`printable`]).
     pub fn row<S: Into<comfy_table::Cell>>(
         &mut self,
         cells: impl IntoIterator<Item = S>,
     ) -> &mut Self {
-        self.0.add_row(cells);
+        self.0.add_row(
+            cells
+                .into_iter()
+                .map(|cell| comfy_table::Cell::new(printable(&cell.into().content()))),
+        );
         self
     }
 }
@@ -126,6 +149,28 @@ mod tests {
         let mut t = TextTable::new(["ID", "NAME"]);
         t.row(["a1", "long name"]).row(["b", "-"]);
         assert_eq!(t.to_string(), "ID  NAME\na1  long name\nb   -");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_text_and_tables() {
+        let hostile = "a\x1b]0;title\x07\x1b[2J\u{9b}b\nc\td";
+        assert_eq!(
+            printable(hostile),
+            "a\\u{1b}]0;title\\u{7}\\u{1b}[2J\\u{9b}b\\nc\\td"
+        );
+        assert!(matches!(
+            printable("plain é"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let mut t = TextTable::new(["ID"]);
+        t.row([hostile]);
+        assert_eq!(t.to_string().lines().count(), 2, "{t}");
+        assert!(
+            !t.to_string()
+                .lines()
+                .any(|l| l.chars().any(char::is_control)),
+            "{t}"
+        );
     }
 
     #[test]

@@ -11,5 +11,5 @@ mod cli;
 mod error;
 
 #[cfg(feature = "cli")]
-pub use cli::{TextTable, WithCompletions, color, init, paint};
+pub use cli::{TextTable, WithCompletions, color, init, paint, printable};
 pub use error::error_chain;

@@ -28,7 +28,7 @@ use jerichoci::naming::new_run_id;
 use jerichoci::{
     Executor, JobRecord, JobStatus, PhaseStatus, Progress, RunRecord, RunStore, remote,
 };
-use pika_runtime::{TextTable, WithCompletions, paint};
+use pika_runtime::{TextTable, WithCompletions, paint, printable};
 
 use crate::config::{CONFIG_FILE, Config};
 
@@ -106,11 +106,11 @@ fn main() -> ExitCode {
     match real_main(cli.config, cli.json, command) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Usage(message)) => {
-            eprintln!("pikaci: error: {message}");
+            eprintln!("pikaci: error: {}", printable(&message));
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Other(message)) => {
-            eprintln!("pikaci: error: {message}");
+            eprintln!("pikaci: error: {}", printable(&message));
             ExitCode::from(1)
         }
     }
@@ -434,20 +434,20 @@ fn progress(event: Progress<'_>, color: bool) {
             writeln!(
                 err,
                 "[{}] start ({}): {}  log: {}",
-                job.id,
+                printable(&job.id),
                 job.runtime.kind(),
-                job.effective_command(),
-                log_path.display()
+                printable(&job.effective_command()),
+                printable(&log_path.display().to_string())
             )
         }
         Progress::Placed { job, context } => writeln!(
             err,
             "[{}] incus {} project={} profile={} image={} role={}",
-            job.id,
-            context.instance_name,
-            context.project,
-            context.profile,
-            context.image_alias,
+            printable(&job.id),
+            printable(&context.instance_name),
+            printable(&context.project),
+            printable(&context.profile),
+            printable(&context.image_alias),
             context.guest_role
         ),
         Progress::PhaseFinished { job, phase } => {
@@ -465,12 +465,12 @@ fn progress(event: Progress<'_>, color: bool) {
             let error = phase
                 .error
                 .as_ref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", printable(e)))
                 .unwrap_or_default();
             writeln!(
                 err,
                 "[{}] {:<8} {status}{exit} {}{error}",
-                job.id,
+                printable(&job.id),
                 phase.phase.as_str(),
                 secs(phase.duration_ms)
             )
@@ -479,7 +479,7 @@ fn progress(event: Progress<'_>, color: bool) {
             writeln!(
                 err,
                 "[{}] {} in {}",
-                job.id,
+                printable(&job.id),
                 job_status(record, color),
                 secs(record.duration_ms)
             )
@@ -529,24 +529,24 @@ fn show(record: &RunRecord) {
         println!();
         println!(
             "{}  {}  ({}, {})",
-            job.job_id,
+            printable(&job.job_id),
             job_status(job, false),
             job.runtime,
             secs(job.duration_ms)
         );
-        println!("  command: {}", job.command);
+        println!("  command: {}", printable(&job.command));
         if let Some(remote) = &job.remote_linux_vm {
             if let Some(image) = &remote.incus_image {
                 println!(
                     "  image:   {}/{}  fingerprint {}  role {}",
-                    image.project,
-                    image.alias,
+                    printable(&image.project),
+                    printable(&image.alias),
                     image.fingerprint.as_deref().unwrap_or("-"),
                     image.guest_role.map_or("-", |r| r.as_str())
                 );
             }
             if let Some(name) = &remote.instance_name {
-                println!("  instance: {name}");
+                println!("  instance: {}", printable(name));
             }
         }
         for phase in &job.phases {
@@ -562,14 +562,14 @@ fn show(record: &RunRecord) {
                 phase
                     .error
                     .as_ref()
-                    .map(|e| format!(": {e}"))
+                    .map(|e| format!(": {}", printable(e)))
                     .unwrap_or_default()
             );
         }
         if let Some(error) = &job.error {
-            println!("  error:   {error}");
+            println!("  error:   {}", printable(error));
         }
-        println!("  log:     {}", job.log_path);
+        println!("  log:     {}", printable(&job.log_path));
     }
 }
 

@@ -232,3 +232,48 @@ fn progress_is_coloured_only_on_a_terminal_without_no_color() {
     let piped = pikaci(dir.path(), &["--config", "ci.toml", "run", "ok", "bad"]);
     assert!(!stderr(&piped).contains('\x1b'), "{}", stderr(&piped));
 }
+
+/// ESC sequences (terminal title, screen clear), BEL and a C1 CSI in pikaci.toml reach no output
+/// raw: `list`, the live lines of `run`, its summary and `show` print them escaped.
+#[test]
+fn control_characters_from_the_config_are_escaped_in_every_output() {
+    let dir = config_dir(
+        "[targets.t]\ncommand = \"true '\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m'\"\nruntime = \"host\"\n\
+         description = \"title \\u001b]0;pwned\\u0007 clear \\u001b[2J\\u001bc\"\n",
+    );
+    let raw = |out: &Output| {
+        let text = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        String::from_utf8_lossy(&text)
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .map(|c| format!("{:?}", c))
+            .collect::<Vec<_>>()
+    };
+    let out = pikaci(dir.path(), &["--config", "ci.toml", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(raw(&out), Vec::<String>::new());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(r"title \u{1b}]0;pwned\u{7} clear \u{1b}[2J\u{1b}c"),
+        "{text}"
+    );
+    assert!(text.contains(r"\u{1b}[2J\u{9b}31m"), "{text}");
+
+    let out = pikaci(dir.path(), &["--config", "ci.toml", "run", "t"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(raw(&out), Vec::<String>::new());
+    assert!(
+        stderr(&out).contains(r"[t] start (host): true '\u{1b}]0;pwned"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = pikaci(dir.path(), &["--config", "ci.toml", "show", "latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(raw(&out), Vec::<String>::new());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(r"command: true '\u{1b}]0;pwned"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
