@@ -899,9 +899,9 @@ t_publish_symlinks() {
       mv "${copy}/${link}" "${outside}/${link}"
       ln -s "${outside}/${link}" "${copy}/${link}"
     fi
-    find "${outside}" -type f -exec sha256sum {} + | sort >"${WORK}/outside.before"
+    find "${outside}" -type f -printf '%p %T@ ' -exec sha256sum {} \; | sort >"${WORK}/outside.before"
     run "${PIKA_GUEST}" image publish --role "${role}" --to "${copy}" --artifact "${WORK}/ss-2"
-    find "${outside}" -type f -exec sha256sum {} + | sort >"${WORK}/outside.after"
+    find "${outside}" -type f -printf '%p %T@ ' -exec sha256sum {} \; | sort >"${WORK}/outside.after"
     expect "publish refuses a tree whose ${link} is a symlink (${ERR_TEXT##*error: })" \
       test "${RC}" -eq 1 -a -n "$(contains "${ERR_TEXT}" "${copy}/${link} is a symlink (to ${outside}/" && echo y)"
     expect "... and writes nothing outside the tree" cmp -s "${WORK}/outside.before" "${WORK}/outside.after"

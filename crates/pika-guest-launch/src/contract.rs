@@ -61,3 +61,46 @@ pub async fn image_type_of_alias(
 ) -> pika_incus::Result<InstanceType> {
     Ok(project.get_image_alias(alias).await?.instance_type())
 }
+
+fn is_root_disk(settings: &BTreeMap<String, String>) -> bool {
+    settings.get("type").map(String::as_str) == Some("disk")
+        && settings.get("path").map(String::as_str) == Some("/")
+}
+
+/// `create` with its root disk sized by the role's `disk-size-mib` (`size=<n>MiB`). A root disk
+/// the create already has (pika-server names its pool) gets the size unless it sets one; otherwise
+/// the root disk of its profiles (the last one that has one, as Incus expands them) is copied into
+/// an instance device of the same name with the size added, pool and all. Without any root disk
+/// the create is left as it is (Incus refuses it, naming the missing root disk).
+///
+/// Whether the size is enforced is the pool's business: zfs, btrfs, lvm and ceph enforce it; a
+/// `dir` pool only for VMs (a raw disk file of that size) and, for containers, only on a backing
+/// filesystem with project quotas (Incus skips the quota with a warning otherwise).
+pub async fn size_root_disk(
+    mut create: InstanceCreate,
+    role: IncusGuestRole,
+    project: &ProjectClient,
+) -> pika_incus::Result<InstanceCreate> {
+    let size = format!("{}MiB", role.disk_size_mib());
+    if let Some(root) = create.devices.values_mut().find(|d| is_root_disk(d)) {
+        root.entry("size".to_owned()).or_insert(size);
+        return Ok(create);
+    }
+    let profiles = create
+        .profiles
+        .clone()
+        .unwrap_or_else(|| vec!["default".to_owned()]);
+    let mut root = None;
+    for name in &profiles {
+        let profile = project.get_profile(name).await?;
+        if let Some((device, settings)) = profile.devices.into_iter().find(|(_, d)| is_root_disk(d))
+        {
+            root = Some((device, settings));
+        }
+    }
+    if let Some((device, mut settings)) = root {
+        settings.insert("size".to_owned(), size);
+        create = create.device(device, settings);
+    }
+    Ok(create)
+}

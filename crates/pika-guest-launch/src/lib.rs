@@ -5,7 +5,8 @@
 //!   instance-config) and its mounts (disk devices for host directories the launcher supplies) to
 //!   a create request;
 //! - [`wait_ready`] polls the instance until it is ready the way the role says ([`readiness`]);
-//! - [`launch`] does both around the create (pushing [`GuestFile`]s, such as an SSH key, once the
+//! - [`size_root_disk`] gives the root disk the role's `disk-size-mib`;
+//! - [`launch`] does all three around the create (pushing [`GuestFile`]s, such as an SSH key, once the
 //!   guest runs) and, when the guest does not become ready, deletes the instance before it reports
 //!   the error, so a failed launch leaves nothing behind.
 //!
@@ -36,7 +37,7 @@ use pika_incus::{FileMode, InstanceCreate, ProjectClient};
 use pika_incus_guest_role::IncusGuestRole;
 use tokio::time::Instant;
 
-pub use contract::{MountSources, apply_contract, image_type_of_alias};
+pub use contract::{MountSources, apply_contract, image_type_of_alias, size_root_disk};
 pub use pika_incus_guest_role::MountSourceError;
 pub use readiness::{DEFAULT_READY_TIMEOUT, NotReady, Ready, wait_ready};
 
@@ -97,7 +98,8 @@ pub struct GuestFile {
     pub dir_mode: u32,
 }
 
-/// Creates and starts `create` (the `start` flag is forced on), writes `files` into it, and waits
+/// Creates and starts `create` (the `start` flag is forced on; the root disk sized by
+/// [`size_root_disk`]), writes `files` into it, and waits
 /// until it is ready by `role`'s readiness; all of it within `ready_timeout`. On any failure after
 /// the create was sent, the instance is deleted before the error is returned.
 pub async fn launch(
@@ -108,7 +110,13 @@ pub async fn launch(
     ready_timeout: Duration,
 ) -> Result<Ready, LaunchError> {
     let deadline = Instant::now() + ready_timeout;
-    let create = create.clone().start(true);
+    let create = size_root_disk(create.clone(), role, project)
+        .await
+        .map_err(|source| LaunchError::Incus {
+            source,
+            cleanup: None,
+        })?
+        .start(true);
     let name = create.name.as_str();
     if let Err(source) = project.create_instance(&create).await {
         // A create whose start failed leaves the instance; a conflict means it was never ours.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pika_guest_launch::{
-    GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch, wait_ready,
+    GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch, size_root_disk,
+    wait_ready,
 };
 use pika_incus::{InstanceCreate, InstanceType, api::is_vm_only_config_key};
 use pika_incus_guest_role::{IncusGuestRole, Readiness};
@@ -296,4 +297,61 @@ async fn files_are_written_before_the_readiness_wait() {
             .unwrap(),
         b"ssh-ed25519 AAAA test\n"
     );
+    // launch sized the root disk by the role it launched as.
+    let root = &project.instance("f1").expect("launched")["devices"]["root"];
+    assert_eq!(
+        root["size"],
+        format!("{}MiB", ready_role.disk_size_mib()),
+        "{root}"
+    );
+}
+
+/// Every role's `disk-size-mib` reaches the instance's root disk: copied from the profile's root
+/// disk (pool and all) when the create has none, added to the create's own root disk otherwise.
+/// The `dir` pool here does not enforce the size for containers; the device config is what is
+/// checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn root_disks_get_the_roles_size() {
+    let project = project("launch-disk");
+    let client = client(&project);
+    for &role in IncusGuestRole::ALL {
+        project.import_image(role.default_image_alias());
+        let size = format!("{}MiB", role.disk_size_mib());
+        let from_profile = format!("p-{role}");
+        let create = InstanceCreate::from_alias(&from_profile, role.default_image_alias());
+        let create = size_root_disk(create, role, &client).await.unwrap();
+        client.create_instance(&create).await.unwrap();
+        let instance = project.instance(&from_profile).expect("created");
+        let root = &instance["devices"]["root"];
+        assert_eq!(root["type"], "disk", "{role}: {instance}");
+        assert_eq!(root["path"], "/", "{role}: {root}");
+        assert_eq!(root["pool"], storage_pool(), "{role}: {root}");
+        assert_eq!(root["size"], size, "{role}: {root}");
+        assert_eq!(instance["expanded_devices"]["root"]["size"], size, "{role}");
+
+        let own = format!("o-{role}");
+        let create = InstanceCreate::from_alias(&own, role.default_image_alias())
+            .profiles(Vec::<String>::new())
+            .device(
+                "rootfs",
+                [
+                    ("type", "disk"),
+                    ("path", "/"),
+                    ("pool", storage_pool().as_str()),
+                ],
+            );
+        let create = size_root_disk(create, role, &client).await.unwrap();
+        client.create_instance(&create).await.unwrap();
+        let root = &project.instance(&own).expect("created")["devices"]["rootfs"];
+        assert_eq!(root["size"], size, "{role}: {root}");
+        assert!(
+            project.instance(&own).unwrap()["devices"]
+                .get("root")
+                .is_none()
+        );
+        for name in [from_profile, own] {
+            client.delete_instance(&name).await.unwrap();
+        }
+    }
 }

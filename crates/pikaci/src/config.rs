@@ -4,7 +4,7 @@
 //! [targets.unit]
 //! command = "cargo test --workspace"
 //! runtime = "incus"        # default; or "host"
-//! timeout-secs = 3600      # optional, limits the command
+//! timeout-secs = 3600      # optional, limits the command (default DEFAULT_TIMEOUT_SECS)
 //! description = "unit tests"
 //! ```
 //!
@@ -24,6 +24,9 @@ use toml::Spanned;
 
 /// File name looked up at the repository root.
 pub const CONFIG_FILE: &str = "pikaci.toml";
+
+/// The job timeout of a target without `timeout-secs` (2 hours): no job runs unbounded.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 7200;
 
 /// The guest role of every Incus target.
 pub const TARGET_GUEST_ROLE: IncusGuestRole = IncusGuestRole::PikaciRunner;
@@ -65,7 +68,12 @@ impl Target {
             TargetRuntime::Incus => JobSpec::incus(&self.name, &self.command, TARGET_GUEST_ROLE),
             TargetRuntime::Host => JobSpec::host(&self.name, &self.command),
         };
-        job.with_timeout(self.timeout_secs.map(Duration::from_secs))
+        job.with_timeout(Some(Duration::from_secs(self.effective_timeout_secs())))
+    }
+
+    /// `timeout-secs`, or [`DEFAULT_TIMEOUT_SECS`] when unset.
+    pub fn effective_timeout_secs(&self) -> u64 {
+        self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)
     }
 }
 
@@ -261,6 +269,11 @@ mod tests {
         assert_eq!(unit.runtime, TargetRuntime::Incus);
         let job = unit.job();
         assert_eq!(job.timeout, Some(Duration::from_secs(60)));
+        // A target without timeout-secs still has one.
+        assert_eq!(
+            cfg.targets[0].job().timeout,
+            Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS))
+        );
         match job.runtime {
             jerichoci::JobRuntimeConfig::Incus(c) => {
                 assert_eq!(c.guest_role, IncusGuestRole::PikaciRunner)

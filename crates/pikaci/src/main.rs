@@ -226,9 +226,10 @@ fn list(config: &Config, json: bool) {
             config::TargetRuntime::Incus => format!("incus:{}", config::TARGET_GUEST_ROLE),
             config::TargetRuntime::Host => "host".to_owned(),
         };
-        let timeout = target
-            .timeout_secs
-            .map_or_else(|| "-".to_owned(), |s| format!("{s}s"));
+        let timeout = match target.timeout_secs {
+            Some(secs) => format!("{secs}s"),
+            None => format!("{}s (default)", target.effective_timeout_secs()),
+        };
         table.row([
             target.name.clone(),
             runtime,
