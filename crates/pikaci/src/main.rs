@@ -437,7 +437,7 @@ fn progress(event: Progress<'_>, color: bool) {
                 "[{}] start ({}): {}  log: {}",
                 printable(&job.id),
                 job.runtime.kind(),
-                printable(&job.effective_command()),
+                printable(job.effective_command()),
                 printable(&log_path.display().to_string())
             )
         }
