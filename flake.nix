@@ -10,9 +10,11 @@
       url = "github:openclaw/nix-openclaw";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+    # pika's own flake takes nix-openclaw as an input too: one lock of it, ours.
     pika = {
       url = "github:sledtools/pika";
       inputs.nixpkgs.follows = "nixpkgs";
+      inputs.nix-openclaw.follows = "nix-openclaw";
     };
   };
 
@@ -123,6 +125,17 @@
         roles-registry-fresh = pkgs.runCommand "roles-registry-fresh" {
           roles = builtins.seq registryCheck.registry (builtins.attrNames registryCheck.registry);
         } ''echo "roles.nix matches roles.toml: $roles" > "$out"'';
+        # On a machine with KVM: every role's image (this flake's package) boots in an Incus host
+        # VM with the role's launch config and becomes ready (nix/incus/boot-test.nix). `tests`
+        # holds the test of each role by ID.
+        role-images-boot = let
+          tests = lib.mapAttrs (_: role:
+            import ./nix/incus/boot-test.nix {inherit pkgs lib;} {
+              inherit role;
+              image = self.packages.${system}.${role.packageAttr};
+            }) (lib.filterAttrs (_: role: role.system == system) metadataRegistry);
+        in
+          pkgs.linkFarmFromDrvs "role-images-boot" (builtins.attrValues tests) // {inherit tests;};
         # codegen/templates/*.nix are askama templates, not Nix.
         nix-formatting = pkgs.runCommand "nix-formatting" {nativeBuildInputs = [pkgs.alejandra];} ''
           alejandra --check --exclude ${self}/codegen/templates ${self} && touch "$out"

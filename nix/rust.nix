@@ -77,8 +77,26 @@
             --fish <("$out/bin/${binary}" completions fish) \
             --zsh <("$out/bin/${binary}" completions zsh)
         '';
-        meta.mainProgram = binary;
+        meta = {
+          description = descriptions.${binary};
+          inherit license;
+          platforms = lib.platforms.linux;
+          mainProgram = binary;
+        };
       });
+  # Cargo.toml's SPDX license as a lib.licenses entry.
+  licenseBySpdx = {MIT = lib.licenses.mit;};
+  license =
+    licenseBySpdx.${cargoToml.workspace.package.license}
+    or (throw "nix/rust.nix: add Cargo.toml's license ${cargoToml.workspace.package.license} to licenseBySpdx");
+  # meta.description of each binary's package.
+  descriptions = {
+    pika-server = "Pika agent API server: provisions OpenClaw agents as Incus guests";
+    pika = "Pika operator CLI for the agent API";
+    pikaci = "Pika CI front end: runs CI jobs in Incus guests";
+    pika-roles = "Generates and checks the Pika Incus guest role registry from roles.toml";
+    pika-guest = "Pika operator tool for Incus guests and role images";
+  };
   packages = builtins.mapAttrs mkBinary binaries;
 in {
   inherit packages src cargoArtifacts;

@@ -22,6 +22,31 @@
         type = lib.types.bool;
         description = "Whether the mount is read-only.";
       };
+      optional = lib.mkOption {
+        type = lib.types.bool;
+        default = false;
+        description = "Whether the launcher attaches the mount only when it has a source for it (caches).";
+      };
+    };
+  };
+  userType = lib.types.submodule {
+    options = {
+      name = lib.mkOption {
+        type = lib.types.str;
+        description = "User name.";
+      };
+      uid = lib.mkOption {
+        type = lib.types.int;
+        description = "User ID.";
+      };
+      group = lib.mkOption {
+        type = lib.types.str;
+        description = "Primary group name.";
+      };
+      gid = lib.mkOption {
+        type = lib.types.int;
+        description = "Primary group ID.";
+      };
     };
   };
 in {
@@ -38,6 +63,11 @@ in {
       type = lib.types.listOf mountType;
       default = [];
       description = "The role's mounts; the launcher attaches them as Incus disk devices.";
+    };
+    user = lib.mkOption {
+      type = lib.types.nullOr userType;
+      default = null;
+      description = "The unprivileged user the role's workload runs as (roles.toml `user`), or null.";
     };
   };
 
@@ -58,8 +88,30 @@ in {
       nixos.enable = lib.mkOverride 880 false;
     };
 
-    # The mount points exist before Incus attaches the devices (bind mount or virtiofs).
-    systemd.tmpfiles.rules = map (mount: "d ${mount.path} 0755 root root -") role.mounts;
+    # lxc-instance-common.nix imports installer/cd-dvd/channel.nix, whose default copies the whole
+    # nixpkgs source into the image as root's channel (copyChannel = false does not stop it). A
+    # guest is rebuilt from the flake, never from a channel.
+    system.installer.channel.enable = false;
+
+    # lxc-instance-common.nix gives root an empty password (initialHashedPassword "" at mkOverride
+    # 150): `incus console` would be a root shell. Root is locked on every role; operators reach a
+    # guest through `incus exec` (the Incus API) or, for SSH roles, with their keys. Priority 140
+    # beats 150; with both set, NixOS warns that two password options disagree.
+    users.users.root = {
+      hashedPassword = "!";
+      initialHashedPassword = lib.mkOverride 140 null;
+    };
+
+    # The mount points exist before Incus attaches the devices (bind mount or virtiofs). A
+    # writable mount (a cache) belongs to the role's user, so an unattached optional one is still
+    # a usable directory; the attached host directory brings its own owner.
+    systemd.tmpfiles.rules = map (mount: let
+      owner =
+        if !mount.readOnly && role.user != null
+        then "${role.user.name} ${role.user.group}"
+        else "root root";
+    in "d ${mount.path} 0755 ${owner} -")
+    role.mounts;
 
     # Uplink: systemd-networkd with DHCP on the first Ethernet device Incus gives the guest.
     networking = {

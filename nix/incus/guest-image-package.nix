@@ -69,8 +69,10 @@ in
     properties = provenance // requirements;
     # `pika.built-from`: the output path of the image itself.
     outPathProperty = "pika.built-from";
+    # The image packaging is ours (the repository's license); the guest's packages keep theirs.
+    meta.license = nixpkgsLib.licenses.mit;
     passthru = {
-      inherit nixos;
+      inherit nixos image;
       inherit (role) diskSize;
       packageName = role.packageAttr;
       inherit (config.system.build) toplevel;

@@ -19,6 +19,11 @@ in
     # `modulesPath + ...`, not "${modulesPath}...": a path stays a path (no copy to the store).
     ({modulesPath, ...}: {imports = [(modulesPath + incusGuestModule)];})
     ./base.nix
-    {pika.guestRole = {inherit (role) id readiness mounts;};}
+    {
+      pika.guestRole = {
+        inherit (role) id readiness mounts;
+        user = role.user or null;
+      };
+    }
   ]
   ++ role.modules

@@ -1,5 +1,6 @@
 # Packages an already-built disk (virtual-machine) or rootfs (container) into the Incus image
-# layout: one directory with metadata.tar.xz, disk.qcow2 or rootfs.squashfs, and README.txt.
+# layout: one directory with metadata.tar.xz, disk.qcow2 or rootfs.squashfs (a link into the disk
+# or rootfs derivation), and README.txt.
 #
 # Kept apart from the NixOS evaluation (guest-image-package.nix) so that it builds anywhere a
 # `runCommand` does; scripts/tests/40-nix.sh builds it with nix-build from a fake qcow2 and a
@@ -33,6 +34,8 @@
   outPathProperty ? null,
   # Extra attributes of the result (e.g. the NixOS system it was built from).
   passthru ? {},
+  # meta of the result, over description = `description` and platforms = [ `system` ].
+  meta ? {},
 }: let
   architectures = {
     x86_64-linux = "x86_64";
@@ -104,6 +107,12 @@ in
     imagePatterns = layout.patterns;
     mtime = toString creationDate;
     passthru = passthru // {inherit architecture instanceType metadataYaml;};
+    meta =
+      {
+        inherit description;
+        platforms = [system];
+      }
+      // meta;
   } ''
     set -eu
     fail() { echo "packageIncusImage: error: $*" >&2; exit 1; }
@@ -131,7 +140,8 @@ in
     tar --format=gnu --sort=name --mtime="@$mtime" --owner=0 --group=0 --numeric-owner \
       -C meta -cf metadata.tar metadata.yaml
     xz -T1 -9 -c metadata.tar > "$out/metadata.tar.xz"
-    cp "$found" "$out/$imageFile"
-    chmod 0444 "$out/$imageFile"
+    # A link, not a copy: the disk is GBs, and this derivation is rebuilt for every commit (its
+    # provenance properties change) while the disk derivation is not.
+    ln -s "$found" "$out/$imageFile"
     printf '%s' "$readme" > "$out/README.txt"
   ''

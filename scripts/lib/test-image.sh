@@ -61,6 +61,8 @@ test_image_rootfs() {
   local root="$1" marker="$2" busybox applet
   busybox="$(test_image_busybox)" || return 1
   mkdir -p "${root}"/{bin,sbin,etc,dev,proc,sys,tmp,root,run,var/log,workspace}
+  # As on NixOS: every user may write /tmp (a role's unprivileged user writes its job output there).
+  chmod 1777 "${root}/tmp"
   cp "${busybox}" "${root}/bin/busybox"
   for applet in $("${busybox}" --list); do
     [[ "${applet}" == "busybox" ]] && continue

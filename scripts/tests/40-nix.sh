@@ -204,10 +204,60 @@ test_flake_check() {
     fi
   done
   assert_eq "flake checks: Rust (crane) + registry + formatting" \
-    '["cargo-clippy","cargo-fmt","cargo-test","nix-formatting","roles-generated-fresh","roles-registry-fresh"]' \
+    '["cargo-clippy","cargo-fmt","cargo-test","nix-formatting","role-images-boot","roles-generated-fresh","roles-registry-fresh"]' \
     "$(flake "${dir}" eval --json ".#checks.${SYSTEM}" --apply builtins.attrNames | jq -c sort)"
   assert_eq "clippy check denies warnings on all targets" '"--all-targets -- -D warnings"' \
     "$(flake "${dir}" eval --json ".#checks.${SYSTEM}.cargo-clippy.craneArgs.cargoClippyExtraArgs")"
+}
+
+# Every package (the role images and the Rust binaries) has meta description, license, platforms,
+# and the system it is built for is among its platforms.
+test_package_meta() {
+  local dir="$1" system lacking
+  for system in "${SYSTEM}" aarch64-linux; do
+    lacking="$(flake "${dir}" eval --json ".#packages.${system}" --apply "ps: builtins.filter (n: let m = ps.\${n}.meta; in
+        !(m ? description && m.description != \"\" && m ? license && builtins.elem \"${system}\" (m.platforms or []))) (builtins.attrNames ps)" | jq -c .)" \
+      || { fail "packages.${system} meta: $(cat "${WORK}/nix.stderr")"; continue; }
+    assert_eq "packages.${system}: every package has meta description, license and platforms with ${system}" "[]" "${lacking}"
+  done
+}
+
+# checks.role-images-boot: one NixOS test per role of the system, importing the role's own image and
+# launching it with the role's launch config (nix/incus/launch-config.nix; the Rust test
+# nix_launch_config_is_the_rust_one ties it to IncusGuestRole::launch_config), waiting for readiness.
+test_boot_checks() {
+  local dir="$1" ids id package out script file flag missing
+  ids="$(toml "${dir}" "[.roles | to_entries[] | select(.value.system == \"${SYSTEM}\") | .key] | sort")"
+  assert_eq "role-images-boot has one test per ${SYSTEM} role" "${ids}" \
+    "$(flake "${dir}" eval --json ".#checks.${SYSTEM}.role-images-boot.tests" --apply builtins.attrNames | jq -c sort)"
+  for id in $(jq -r '.[]' <<<"${ids}"); do
+    package="$(toml "${dir}" ".roles[\"${id}\"].package" | jq -r .)"
+    out="$(flake "${dir}" eval --raw ".#packages.${SYSTEM}.${package}.outPath")"
+    script="$(flake "${dir}" eval --raw ".#checks.${SYSTEM}.role-images-boot.tests.${id}.testScript")" \
+      || { fail "${id}: boot test: $(cat "${WORK}/nix.stderr")"; continue; }
+    file="disk.qcow2"
+    [[ "$(toml "${dir}" ".roles[\"${id}\"].\"instance-type\"" | jq -r .)" == "container" ]] && file="rootfs.squashfs"
+    missing=""
+    grep -qF "incus image import ${out}/metadata.tar.xz ${out}/${file} --alias" <<<"${script}" || missing+=" import-of-${package}"
+    for flag in $(nix-instantiate --eval --strict --json -E "import ${dir}/nix/incus/launch-config.nix (import ${dir}/nix/incus/registry.nix { repoRoot = ${dir}; }).registry.\"${id}\"" 2>/dev/null \
+      | jq -r 'to_entries[] | "\(.key)=\(.value)"'); do
+      grep -qF -- "--config '${flag}'" <<<"${script}" || missing+=" ${flag}"
+    done
+    [[ "${file}" == "rootfs.squashfs" ]] || grep -qF -- " guest --vm " <<<"${script}" || missing+=" --vm"
+    grep -qF "the guest becomes ready ($(toml "${dir}" ".roles[\"${id}\"].readiness" | jq -r .))" <<<"${script}" || missing+=" readiness"
+    assert_eq "${id}: boot test imports the role's image, launches it with its launch config, waits for its readiness (missing:${missing:- none})" "" "${missing}"
+  done
+  # shellcheck disable=SC2016 # ${n} is Nix
+  assert_eq "the boot tests are NixOS tests (vm-test-run-role-image-boot-<id>)" \
+    "$(jq -c 'map("vm-test-run-role-image-boot-" + .)' <<<"${ids}")" \
+    "$(flake "${dir}" eval --json ".#checks.${SYSTEM}.role-images-boot.tests" --apply 'ts: map (n: ts.${n}.name) (builtins.attrNames ts)' | jq -c sort)"
+}
+
+# pika's own nix-openclaw input follows ours: the lock holds one nix-openclaw.
+test_flake_lock_follows() {
+  local dir="$1"
+  assert_eq "flake.lock: pika's nix-openclaw follows ours (one lock of it)" '["nix-openclaw"]' \
+    "$(jq -c '.nodes[.nodes.root.inputs.pika].inputs["nix-openclaw"]' "${dir}/flake.lock")"
 }
 
 # The stub nixpkgs stands in for nixpkgs and nothing more: no role payload (every special-arg of
@@ -279,6 +329,9 @@ build_and_import() {
     file="disk.qcow2"
     [[ "$(toml "${dir}" ".roles[\"${id}\"].\"instance-type\"" | jq -r .)" == "container" ]] && file="rootfs.squashfs"
     [[ -f "${out}/${file}" && -f "${out}/README.txt" ]] || { fail "${id}: ${out} lacks ${file} or README.txt"; continue; }
+    assert_eq "${id}: ${file} is a link into the disk/rootfs derivation (no copy of it per commit)" \
+      "link $(flake "${dir}" eval --raw ".#packages.${SYSTEM}.${package}.image.outPath")" \
+      "$([[ -L "${out}/${file}" ]] && echo link) $(readlink "${out}/${file}" | sed 's|/[^/]*$||')"
     incus image import "${out}/metadata.tar.xz" "${out}/${file}" --project "${PROJECT}" --alias "${prefix}/${id}" >/dev/null \
       || { fail "${id}: incus image import"; continue; }
     fingerprint="$(incus query "/1.0/images/aliases/${prefix}%2F${id}?project=${PROJECT}" | jq -r .target)"
@@ -607,6 +660,9 @@ test_guest_modules() {
         "$(jq -c --argjson want "${mounts}" '[.tmpfiles[] | split(" ") | select(.[0] == "d") | .[1] | select(. as $p | $want | index($p))] | sort' <<<"${json}")"
       assert_eq "guest ${id} as ${type}: NixOS's Incus module for the type (container flag, incus-agent on VMs)" \
         "$([[ "${type}" == "container" ]] && echo "true false" || echo "false true")" "$(jq -r '"\(.isContainer) \(.incusAgent)"' <<<"${json}")"
+      assert_eq "guest ${id} as ${type}: no nixpkgs channel (no nixpkgs source among the closure roots), root locked, no password warning" \
+        "false 0 ! null []" \
+        "$(jq -r '[.channel, (.closureRoots | map(select(test("-nixos-channel-sources|-source$"))) | length), .root.hashedPassword, .root.initialHashedPassword, (.warnings | tojson)] | map(tostring) | join(" ")' <<<"${json}")"
       # Deliberate pins: what each of today's roles must run.
       case "${id}" in
         managed-openclaw)
@@ -614,8 +670,8 @@ test_guest_modules() {
             "$(jq -r '.services["openclaw-gateway"] | (.ExecStart | test("payload-openclawGatewayPkg/bin/openclawGatewayPkg gateway$") | tostring) + " " + .ProtectSystem' <<<"${json}")"
           ;;
         pikaci-runner)
-          assert_eq "guest ${id} as ${type}: nix, git and bash installed, pikaci user" "true" \
-            "$(jq -r '((["nix", "git", "bash"] - .packages) == []) and (.users | has("pikaci"))' <<<"${json}")"
+          assert_eq "guest ${id} as ${type}: nix, git, bash and the Rust toolchain installed, pikaci user" "true" \
+            "$(jq -r '((["nix", "git", "bash", "cargo", "rustc", "clippy", "rustfmt", "gcc", "clang", "pkg-config"] - .packages) == []) and (.users | has("pikaci"))' <<<"${json}")"
           ;;
         *) ;;
       esac
@@ -643,6 +699,30 @@ test_guest_regressions() {
   assert_eq "documentation mkDefault false (the old base) loses to lxc-instance-common.nix's mkOverride 890" "true" \
     "$(jq -r .documentation <<<"${json}")"
   git -C "${dir}" checkout -q -- nix/incus/base.nix
+  # Without the base's lines: the channel's nixpkgs copy is a closure root, root has lxc's empty
+  # password, and with only hashedPassword NixOS warns of two password options.
+  revert_base_line "${dir}" "system.installer.channel.enable = false;"
+  json="$(guest_eval "${dir}" "${id}" container)" || { fail "channel regression copy: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "without channel.enable = false the nixpkgs channel copy is among the closure roots" "1" \
+    "$(jq -r '.closureRoots | map(select(test("-nixos-channel-sources"))) | length' <<<"${json}")"
+  revert_base_line "${dir}" 'hashedPassword = "!";'
+  revert_base_line "${dir}" "initialHashedPassword = lib.mkOverride 140 null;"
+  json="$(guest_eval "${dir}" "${id}" container)" || { fail "root regression copy: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "without the base's root lines root has lxc-instance-common.nix's empty password" '"" null' \
+    "$(jq -r '(.root.initialHashedPassword | tojson) + " " + (.root.hashedPassword | tojson)' <<<"${json}")"
+  git -C "${dir}" checkout -q -- nix/incus/base.nix
+  revert_base_line "${dir}" "initialHashedPassword = lib.mkOverride 140 null;"
+  json="$(guest_eval "${dir}" "${id}" container)" || { fail "root warning copy: $(cat "${WORK}/nix.stderr")"; return; }
+  assert_eq "hashedPassword alone (lxc's initial one still set): NixOS's two-passwords warning" "1" \
+    "$(jq -r '[.warnings[] | select(test("The user .root. has multiple of the options"))] | length' <<<"${json}")"
+  git -C "${dir}" checkout -q -- nix/incus/base.nix
+}
+
+# revert_base_line DIR LINE: deletes LINE (a fixed string) from DIR's nix/incus/base.nix, or fails.
+revert_base_line() {
+  local file="$1/nix/incus/base.nix"
+  grep -qF -- "$2" "${file}" || { fail "regression copy: base.nix has no line $2"; return 1; }
+  grep -vF -- "$2" "${file}" >"${file}.new" && mv "${file}.new" "${file}"
 }
 
 # find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty. PIKA_NIXPKGS_SUBSET,
@@ -703,6 +783,9 @@ main() {
   timed test_flake_check "${WORK}/repo"
   timed test_rust_packages "${WORK}/repo"
   timed test_stub_has_no_payload "${WORK}/repo"
+  timed test_package_meta "${WORK}/repo"
+  timed test_flake_lock_follows "${WORK}/repo"
+  timed test_boot_checks "${WORK}/repo"
   timed build_and_import "${WORK}/repo"
   timed test_new_roles "${WORK}/extra"
   timed test_stale "${WORK}/stale"

@@ -82,4 +82,13 @@ in {
   upstreamUnits = config.systemd.additionalUpstreamSystemUnits;
   systemdPackages = names config.systemd.packages;
   journald = config.services.journald.storage;
+  channel = config.system.installer.channel.enable;
+  root = {inherit (config.users.users.root) hashedPassword initialHashedPassword;};
+  groupIds = builtins.mapAttrs (_: g: g.gid) config.users.groups;
+  userIds = builtins.mapAttrs (_: u: u.uid) config.users.users;
+  # What the system's closure is rooted in, as far as the stubs carry it: the derivations the boot
+  # commands and the installed packages refer to (names only, for the tests).
+  closureRoots =
+    map (drv: builtins.unsafeDiscardStringContext (builtins.baseNameOf drv)) (builtins.attrNames (builtins.getContext
+        (config.boot.postBootCommands + builtins.concatStringsSep " " (map toString config.environment.systemPackages))));
 }

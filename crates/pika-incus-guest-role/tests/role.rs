@@ -267,3 +267,32 @@ fn pin_deployed_pikaci_runner_contract() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
     );
 }
+
+/// The Nix side of the launch config (nix/incus/launch-config.nix, used by the flake's boot tests)
+/// gives every role the same keys and values as `launch_config`.
+#[test]
+#[ignore = "needs nix-instantiate: run scripts/test.sh"]
+fn nix_launch_config_is_the_rust_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().expect("repository root");
+    for role in IncusGuestRole::ALL {
+        let expr = format!(
+            "import {root}/nix/incus/launch-config.nix (import {root}/nix/incus/registry.nix {{ repoRoot = {root}; }}).registry.\"{id}\"",
+            root = root.display(),
+            id = role.as_str(),
+        );
+        let out = std::process::Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json", "-E", &expr])
+            .output()
+            .expect("nix-instantiate runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nix: BTreeMap<String, String> =
+            serde_json::from_slice(&out.stdout).expect("an attribute set of strings");
+        let rust: BTreeMap<String, String> = role.launch_config().into_iter().collect();
+        assert_eq!(nix, rust, "role {role}");
+    }
+}

@@ -26,6 +26,14 @@
     rsync
     xz
     zstd
+    # The Rust toolchain of the repository's devShell (flake.nix) and what build scripts call.
+    cargo
+    rustc
+    clippy
+    rustfmt
+    gcc
+    clang
+    pkg-config
   ];
 
   nix.settings = {

@@ -4,6 +4,7 @@
 # group, in NixOS/nixpkgs nixos/modules/); merge conflicts and type errors surface exactly as on
 # NixOS. Submodules declare the fields our modules use. Nothing here is a Pika option.
 {
+  config,
   lib,
   pkgs,
   ...
@@ -164,6 +165,14 @@ in {
             type = types.nullOr (types.passwdEntry types.str);
             default = null;
           };
+          hashedPassword = mkOption {
+            type = types.nullOr (types.passwdEntry types.str);
+            default = null;
+          };
+          uid = mkOption {
+            type = types.nullOr types.int;
+            default = null;
+          };
         };
       });
       default = {};
@@ -171,9 +180,14 @@ in {
     users.groups = mkOption {
       type = types.attrsOf (types.submodule {
         options.members = listOfStr;
+        options.gid = mkOption {
+          type = types.nullOr types.int;
+          default = null;
+        };
       });
       default = {};
     };
+    users.mutableUsers = bool true;
 
     # system/boot/systemd.nix, system/boot/systemd/tmpfiles.nix, system/boot/networkd.nix
     systemd.services = mkOption {
@@ -281,4 +295,15 @@ in {
     # virtualisation/incus-agent.nix
     virtualisation.incus.agent.enable = enable;
   };
+
+  # config/users-groups.nix warns when a user has more than one password option set (of those
+  # declared here); with mutable users the initial ones count too.
+  config.warnings = let
+    cfg = config.users;
+    passwordOptions = ["hashedPassword"] ++ lib.optionals cfg.mutableUsers ["initialHashedPassword"];
+  in
+    lib.concatMap (user:
+      lib.optional (1 < builtins.length (builtins.filter (o: user.${o} != null) passwordOptions))
+      "The user '${user.name}' has multiple of the options `initialHashedPassword`, `hashedPassword`, `initialPassword`, `password` & `hashedPasswordFile` set to a non-null value.")
+    (lib.mapAttrsToList (name: user: user // {inherit name;}) cfg.users);
 }

@@ -54,6 +54,41 @@ in {
       else "aa64";
   };
 
+  # pkgs/build-support/trivial-builders/default.nix: a directory of links named by each drv's name.
+  linkFarmFromDrvs = name: drvs:
+    runCommand name {paths = map (drv: "${drv.name}=${drv}") drvs;} ''
+      mkdir -p "$out"
+      for entry in $paths; do ln -s "''${entry#*=}" "$out/''${entry%%=*}"; done
+    '';
+
+  # pkgs/build-support/testers/default.nix `testers.runNixOSTest` (nixos/lib/testing/): the test
+  # module evaluated with the options our tests set, typed as nixos/lib/testing/ types them
+  # (name.nix `name`: str; nodes.nix `nodes`: an attribute set of NixOS modules, default {};
+  # testScript.nix `testScript`: either str (functionTo str)); the result is named as run.nix
+  # names it (vm-test-run-<name>). Building it needs NixOS and KVM: it fails here.
+  testers.runNixOSTest = testModule: let
+    testOptions = {
+      options = {
+        name = lib.mkOption {type = lib.types.str;};
+        nodes = lib.mkOption {
+          type = lib.types.attrsOf lib.types.deferredModule;
+          default = {};
+        };
+        testScript = lib.mkOption {type = lib.types.either lib.types.str (lib.types.functionTo lib.types.str);};
+      };
+    };
+    inherit (lib.evalModules {modules = [testOptions testModule];}) config;
+    testScript =
+      if builtins.isFunction config.testScript
+      then config.testScript {inherit (config) nodes;}
+      else config.testScript;
+  in
+    unbuildable "vm-test-run-${config.name}"
+    // {
+      inherit (config) nodes;
+      inherit testScript;
+    };
+
   writeText = name: text:
     runCommand name {inherit text;} ''printf '%s' "$text" > "$out"'';
 
@@ -92,6 +127,9 @@ in {
   openssh = placeholder "openssh";
   rsync = placeholder "rsync";
   zstd = placeholder "zstd";
+  gcc = placeholder "gcc";
+  clang = placeholder "clang";
+  pkg-config = placeholder "pkg-config";
 
   # nixpkgs packages an operator sandbox role lists (pkgs/by-name: pi-coding-agent's program is `pi`).
   pi-coding-agent = placeholder "pi-coding-agent" // {meta.mainProgram = "pi";};

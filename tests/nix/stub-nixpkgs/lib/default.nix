@@ -6,6 +6,45 @@
   lib = rec {
     inherit (builtins) attrValues concatStringsSep elem head isAttrs isList isString mapAttrs toJSON;
 
+    # lib/licenses.nix (the one license the repository names) and lib/systems/doubles.nix's
+    # `linux`, with the real values (as `import nixpkgs-subset/lib` gives them).
+    licenses.mit = {
+      deprecated = false;
+      free = true;
+      fullName = "MIT License";
+      licenseType = "simple";
+      redistributable = true;
+      shortName = "mit";
+      spdxId = "MIT";
+      url = "https://spdx.org/licenses/MIT.html";
+    };
+    platforms.linux = [
+      "aarch64-linux"
+      "arc-linux"
+      "armv5tel-linux"
+      "armv6l-linux"
+      "armv7a-linux"
+      "armv7l-linux"
+      "i686-linux"
+      "loongarch64-linux"
+      "m68k-linux"
+      "sh4-linux"
+      "microblaze-linux"
+      "microblazeel-linux"
+      "mips-linux"
+      "mips64-linux"
+      "mips64el-linux"
+      "mipsel-linux"
+      "powerpc-linux"
+      "powerpc64-linux"
+      "powerpc64le-linux"
+      "riscv32-linux"
+      "riscv64-linux"
+      "s390-linux"
+      "s390x-linux"
+      "x86_64-linux"
+    ];
+
     genAttrs = names: f: listToAttrs (map (name: nameValuePair name (f name)) names);
     nameValuePair = name: value: {inherit name value;};
     filterAttrs = pred: set:

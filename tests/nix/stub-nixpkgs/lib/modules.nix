@@ -93,6 +93,36 @@
         check = v: isList v && all t.check v;
         merge = loc: values: concatMap (v: v) values;
       };
+    either = a: b:
+      mkOptionType {
+        name = "either";
+        description = "${a.description} or ${b.description}";
+        check = v: a.check v || b.check v;
+        merge = loc: values:
+          if all a.check values
+          then a.merge loc values
+          else if all b.check values
+          then b.merge loc values
+          else throw "The option `${showPath loc}' has definitions of both types of `${a.description} or ${b.description}'";
+      };
+    # Functions cannot be compared: one definition only.
+    functionTo = t:
+      mkOptionType {
+        name = "functionTo";
+        description = "function that evaluates to a(n) ${t.description}";
+        check = isFunction;
+        merge = loc: values:
+          if length values == 1
+          then head values
+          else throw "The option `${showPath loc}' is defined more than once (function values do not merge here)";
+      };
+    # A module kept for a later evaluation (its definitions become `imports`).
+    deferredModule = mkOptionType {
+      name = "deferredModule";
+      description = "module";
+      check = v: isAttrs v || isFunction v || isPath v;
+      merge = loc: values: {imports = values;};
+    };
     attrsOf = t:
       mkOptionType {
         name = "attrsOf";
