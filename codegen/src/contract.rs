@@ -22,7 +22,7 @@ pub const REQUIRED_CONTRACT_KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "readiness",
-        "when a launched guest counts as ready: booted, incus-agent, ssh or an absolute lifecycle file path",
+        "when a launched guest counts as ready: booted, incus-agent, ssh, an absolute lifecycle file path or http://127.0.0.1:PORT/PATH",
         "\"booted\"",
     ),
     ("cpu", "the instance's limits.cpu, an integer >= 1", "1"),
@@ -56,13 +56,150 @@ pub struct Mount {
     /// Absolute, normalised guest path.
     pub path: String,
     pub read_only: bool,
+    /// Attached only when the launcher has a source for it (roles.toml `optional`, default false).
+    pub optional: bool,
 }
 
 impl Mount {
-    /// `name:path:ro` or `name:path:rw`, as in roles.sh.
+    /// `name:path:ro` or `name:path:rw`, with `:optional` appended for an optional mount, as in
+    /// roles.sh.
     pub fn spec(&self) -> String {
         let mode = if self.read_only { "ro" } else { "rw" };
-        format!("{}:{}:{mode}", self.name, self.path)
+        let optional = if self.optional { ":optional" } else { "" };
+        format!("{}:{}:{mode}{optional}", self.name, self.path)
+    }
+}
+
+/// The unprivileged user a role's workload runs as (roles.toml `[roles.<id>.user]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub group: String,
+    pub gid: u32,
+}
+
+impl User {
+    /// `name:uid:group:gid`, as in roles.sh.
+    pub fn spec(&self) -> String {
+        format!("{}:{}:{}:{}", self.name, self.uid, self.group, self.gid)
+    }
+}
+
+/// The only host an `http://` readiness may name: the guest's own loopback.
+pub const HTTP_READINESS_HOST: &str = "127.0.0.1";
+
+/// An `http://127.0.0.1:PORT/PATH` readiness: the port and the absolute path. Only the guest's own
+/// IPv4 loopback, an explicit port 1..=65535, and an absolute path of RFC 3986 path characters
+/// (`%` only as `%XX`); no userinfo, query or fragment.
+pub fn parse_http_readiness(url: &str) -> Result<(u16, String), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(
+            "must start with `http://` (only plain http to the guest's loopback is probed)".into(),
+        );
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return Err("must not carry userinfo (`user@`)".into());
+    }
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err(format!(
+            "must name the port: http://{HTTP_READINESS_HOST}:PORT/PATH"
+        ));
+    };
+    if host != HTTP_READINESS_HOST {
+        return Err(format!(
+            "must probe host {HTTP_READINESS_HOST} (the guest's own loopback), not `{host}`"
+        ));
+    }
+    let port = match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => p,
+        _ => {
+            return Err(format!(
+                "port `{port}` must be an integer between 1 and 65535"
+            ));
+        }
+    };
+    if path.is_empty() {
+        return Err("must name an absolute path after the port (e.g. `/healthz`)".into());
+    }
+    if path.contains('?') {
+        return Err("must not carry a query (`?`)".into());
+    }
+    if path.contains('#') {
+        return Err("must not carry a fragment (`#`)".into());
+    }
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let ok = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        let escape = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if !ok && !escape {
+            return Err(
+                "path may only contain RFC 3986 path characters ([A-Za-z0-9/._~!$&'()*+,;=:@-], `%` as `%XX`)"
+                    .into(),
+            );
+        }
+    }
+    Ok((port, path.to_owned()))
+}
+
+/// A POSIX user or group name for a role's user: `^[a-z_][a-z0-9_-]*$`, at most 32 characters
+/// (useradd's limit), and not `root`.
+pub fn check_posix_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 32 {
+        return Err("must be 1 to 32 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+    {
+        return Err("must match ^[a-z_][a-z0-9_-]*$");
+    }
+    if name == "root" {
+        return Err("must not be `root` (the role's user is unprivileged)");
+    }
+    Ok(())
+}
+
+/// The id `nobody`/`nogroup` hold: a role's own user must not share it.
+pub const NOBODY_ID: u32 = 65534;
+
+/// A uid or gid for a role's user: 1 to 4294967294 (0 is root, 4294967295 is `(uid_t)-1`), not
+/// 65534 (`nobody`/`nogroup`).
+pub fn check_posix_id(id: i64) -> Result<u32, String> {
+    match u32::try_from(id) {
+        Ok(NOBODY_ID) => Err(format!("must not be {NOBODY_ID} (nobody/nogroup)")),
+        Ok(v) if v > 0 && v < u32::MAX => Ok(v),
+        _ => Err(format!(
+            "must be an integer between 1 and {} (0 is root), got {id}",
+            u32::MAX - 1
+        )),
     }
 }
 
@@ -228,6 +365,58 @@ mod tests {
             "", "/", "relative", "/a/", "/a//b", "/a/../b", "/a/./b", "/a b", "/a:b", "/$x",
         ] {
             assert!(check_guest_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_readiness() {
+        assert_eq!(
+            parse_http_readiness("http://127.0.0.1:18789/healthz"),
+            Ok((18789, "/healthz".into()))
+        );
+        assert_eq!(
+            parse_http_readiness("http://127.0.0.1:1/"),
+            Ok((1, "/".into()))
+        );
+        assert_eq!(
+            parse_http_readiness("http://127.0.0.1:65535/a/b%2F;v=1"),
+            Ok((65535, "/a/b%2F;v=1".into()))
+        );
+        for bad in [
+            "https://127.0.0.1:1/",
+            "http://localhost:1/",
+            "http://10.0.0.1:1/",
+            "http://[::1]:1/",
+            "http://u@127.0.0.1:1/",
+            "http://127.0.0.1/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:+80/",
+            "http://127.0.0.1:80",
+            "http://127.0.0.1:80/?x=1",
+            "http://127.0.0.1:80/#x",
+            "http://127.0.0.1:80/a b",
+            "http://127.0.0.1:80/%zz",
+            "http://127.0.0.1:80/a\"b",
+        ] {
+            assert!(parse_http_readiness(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn posix_names_and_ids() {
+        for ok in ["openclaw", "pikaci", "_svc", "a-b_1", "users"] {
+            assert_eq!(check_posix_name(ok), Ok(()), "{ok}");
+        }
+        let long = "a".repeat(33);
+        for bad in ["", "root", "Pika", "1a", "-a", "a.b", "a b", long.as_str()] {
+            assert!(check_posix_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_posix_id(1), Ok(1));
+        assert_eq!(check_posix_id(1000), Ok(1000));
+        assert_eq!(check_posix_id(4_294_967_294), Ok(4_294_967_294));
+        for bad in [0, -1, 65534, 4_294_967_295, 4_294_967_296] {
+            assert!(check_posix_id(bad).is_err(), "{bad}");
         }
     }
 

@@ -35,8 +35,9 @@ mod render;
 mod sync;
 
 pub use contract::{
-    ConfigValue, InstanceConfig, Mount, READINESS_KINDS, REQUIRED_CONTRACT_KEYS, RUNTIME_MODES,
-    check_cluster_group, check_config_key_shape, check_device_name, check_guest_path,
+    ConfigValue, HTTP_READINESS_HOST, InstanceConfig, Mount, NOBODY_ID, READINESS_KINDS,
+    REQUIRED_CONTRACT_KEYS, RUNTIME_MODES, User, check_cluster_group, check_config_key_shape,
+    check_device_name, check_guest_path, check_posix_id, check_posix_name, parse_http_readiness,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, line_col};
 pub use digest::{nix_json, role_digests};

@@ -40,6 +40,8 @@ pub(crate) struct RawRole {
     pub memory_mib: Option<Spanned<i64>>,
     pub secure_boot: Option<Spanned<bool>>,
     pub cluster_group: Option<Spanned<String>>,
+    pub service_port: Option<Spanned<i64>>,
+    pub user: Option<Spanned<RawUser>>,
     #[serde(default)]
     pub mounts: Vec<Spanned<RawMount>>,
     /// Values are a string or `{ value, reason }`; checked by hand (serde's untagged enums lose
@@ -68,4 +70,15 @@ pub(crate) struct RawMount {
     pub name: Spanned<String>,
     pub path: Spanned<String>,
     pub read_only: Spanned<bool>,
+    pub optional: Option<Spanned<bool>>,
+}
+
+/// The `[roles.<id>.user]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub name: Spanned<String>,
+    pub uid: Spanned<i64>,
+    pub group: Spanned<String>,
+    pub gid: Spanned<i64>,
 }

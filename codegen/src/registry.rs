@@ -9,11 +9,11 @@ use toml::Spanned;
 
 use crate::contract::{
     self, ConfigValue, InstanceConfig, Mount, READINESS_KINDS, REQUIRED_CONTRACT_KEYS,
-    RUNTIME_MODES,
+    RUNTIME_MODES, User,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceMap};
 use crate::digest;
-use crate::manifest::{RawManifest, RawMount, RawRole};
+use crate::manifest::{RawManifest, RawMount, RawRole, RawUser};
 
 /// The manifest schema this generator understands.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -51,12 +51,17 @@ pub struct Role {
     pub modules: Vec<String>,
     pub special_args: Vec<String>,
     pub runtime_mode: String,
-    /// `booted`, `incus-agent`, `ssh` or an absolute lifecycle file path.
+    /// `booted`, `incus-agent`, `ssh`, an absolute lifecycle file path or
+    /// `http://127.0.0.1:PORT/PATH`.
     pub readiness: String,
     pub cpu: u32,
     pub memory_mib: u32,
     pub secure_boot: bool,
     pub cluster_group: Option<String>,
+    /// The guest TCP port of the role's service, exposed by launchers with a proxy device.
+    pub service_port: Option<u16>,
+    /// The unprivileged user the role's workload runs as.
+    pub user: Option<User>,
     pub mounts: Vec<Mount>,
     pub instance_config: InstanceConfig,
     /// sha256 hex of Nix's `builtins.toJSON` of this role's table as `builtins.fromTOML` reads it.
@@ -83,6 +88,8 @@ pub const FIELD_NAMES: &[&str] = &[
     "memory-mib",
     "secure-boot",
     "cluster-group",
+    "service-port",
+    "user",
     "mounts",
     "instance-config",
     "roles-digest",
@@ -111,6 +118,8 @@ impl Role {
             "memory-mib" => Some(vec![self.memory_mib.to_string()]),
             "secure-boot" => Some(vec![self.secure_boot.to_string()]),
             "cluster-group" => Some(self.cluster_group.iter().cloned().collect()),
+            "service-port" => Some(self.service_port.iter().map(u16::to_string).collect()),
+            "user" => Some(self.user.iter().map(User::spec).collect()),
             "mounts" => Some(self.mounts.iter().map(Mount::spec).collect()),
             "instance-config" => Some(self.instance_config_pairs()),
             "roles-digest" => one(&self.roles_digest),
@@ -422,6 +431,8 @@ impl Validator<'_> {
             memory_mib: contract.memory_mib,
             secure_boot: contract.secure_boot,
             cluster_group: contract.cluster_group,
+            service_port: contract.service_port,
+            user: contract.user,
             mounts: contract.mounts,
             instance_config: contract.instance_config,
             // Filled in by `Registry::parse` from the role's table once everything is valid.
@@ -478,6 +489,23 @@ impl Validator<'_> {
         {
             self.error(group, format!("cluster-group `{}` {why}", group.get_ref()));
         }
+        let service_port =
+            raw.service_port
+                .as_ref()
+                .and_then(|port| match u16::try_from(*port.get_ref()) {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => {
+                        self.error(
+                            port,
+                            format!(
+                                "service-port must be an integer between 1 and 65535, got {}",
+                                port.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                });
+        let user = raw.user.as_ref().and_then(|user| self.user(user.get_ref()));
         let mounts = self.mounts(&raw.mounts);
         let instance_config = self.instance_config(&raw.instance_config);
         if !complete {
@@ -490,6 +518,8 @@ impl Validator<'_> {
             memory_mib: memory_mib?,
             secure_boot: *raw.secure_boot.as_ref()?.get_ref(),
             cluster_group: raw.cluster_group.as_ref().map(|g| g.get_ref().clone()),
+            service_port,
+            user,
             mounts,
             instance_config,
         })
@@ -500,7 +530,11 @@ impl Validator<'_> {
         if READINESS_KINDS.contains(&readiness.as_str()) {
             return;
         }
-        if readiness.starts_with('/') {
+        if readiness.contains("://") {
+            if let Err(why) = contract::parse_http_readiness(readiness) {
+                self.error(value, format!("readiness URL `{readiness}` {why}"));
+            }
+        } else if readiness.starts_with('/') {
             if let Err(why) = contract::check_guest_path(readiness) {
                 self.error(
                     value,
@@ -511,7 +545,7 @@ impl Validator<'_> {
             self.error(
                 value,
                 format!(
-                    "readiness `{readiness}` is not one of: {}, or an absolute lifecycle file path",
+                    "readiness `{readiness}` is not one of: {}, an absolute lifecycle file path, or http://127.0.0.1:PORT/PATH",
                     READINESS_KINDS.join(", ")
                 ),
             );
@@ -527,6 +561,7 @@ impl Validator<'_> {
                 name,
                 path,
                 read_only,
+                optional,
             } = mount.get_ref();
             if let Err(why) = contract::check_device_name(name.get_ref()) {
                 self.error(name, format!("mount name `{}` {why}", name.get_ref()));
@@ -548,9 +583,36 @@ impl Validator<'_> {
                 name: name.get_ref().clone(),
                 path: path.get_ref().clone(),
                 read_only: *read_only.get_ref(),
+                optional: optional.as_ref().is_some_and(|o| *o.get_ref()),
             });
         }
         mounts
+    }
+
+    /// The role's user: POSIX names other than `root`, ids 1..u32::MAX other than 65534.
+    fn user(&mut self, raw: &RawUser) -> Option<User> {
+        let before = self.errors.len();
+        for (what, name) in [("user name", &raw.name), ("user group", &raw.group)] {
+            if let Err(why) = contract::check_posix_name(name.get_ref()) {
+                self.error(name, format!("{what} `{}` {why}", name.get_ref()));
+            }
+        }
+        let mut id =
+            |what: &str, value: &Spanned<i64>| match contract::check_posix_id(*value.get_ref()) {
+                Ok(v) => v,
+                Err(why) => {
+                    self.error(value, format!("{what} {why}"));
+                    0
+                }
+            };
+        let uid = id("user uid", &raw.uid);
+        let gid = id("user gid", &raw.gid);
+        (self.errors.len() == before).then(|| User {
+            name: raw.name.get_ref().clone(),
+            uid,
+            group: raw.group.get_ref().clone(),
+            gid,
+        })
     }
 
     fn instance_config(
@@ -689,6 +751,8 @@ struct Contract {
     memory_mib: u32,
     secure_boot: bool,
     cluster_group: Option<String>,
+    service_port: Option<u16>,
+    user: Option<User>,
     mounts: Vec<Mount>,
     instance_config: InstanceConfig,
 }

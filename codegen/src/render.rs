@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use askama::Template;
 
-use crate::contract::Mount;
+use crate::contract::{Mount, User, parse_http_readiness};
 use crate::registry::{Registry, Role, upper_camel};
 
 /// The command that regenerates every output, named in each header.
@@ -99,6 +99,11 @@ pub fn render_nix(registry: &Registry) -> String {
                     "clusterGroup",
                     r.cluster_group.as_deref().map_or("null".into(), nix_string),
                 ),
+                (
+                    "servicePort",
+                    r.service_port.map_or("null".into(), |p| p.to_string()),
+                ),
+                ("user", r.user.as_ref().map_or("null".into(), nix_user)),
                 ("mounts", nix_mounts(&r.mounts)),
                 (
                     "instanceConfig",
@@ -167,7 +172,20 @@ fn nix_attrs(indent: usize, entries: Vec<(String, String)>) -> String {
     format!("{{\n{body}{}}}", " ".repeat(indent))
 }
 
-/// The mounts list: each mount an attribute set of three bindings, so one per line (alejandra).
+/// The role's user: four bindings, one per line (alejandra).
+fn nix_user(user: &User) -> String {
+    nix_attrs(
+        FIELD_INDENT,
+        vec![
+            ("name".into(), nix_string(&user.name)),
+            ("uid".into(), user.uid.to_string()),
+            ("group".into(), nix_string(&user.group)),
+            ("gid".into(), user.gid.to_string()),
+        ],
+    )
+}
+
+/// The mounts list: each mount an attribute set of four bindings, so one per line (alejandra).
 fn nix_mounts(mounts: &[Mount]) -> String {
     if mounts.is_empty() {
         return "[]".into();
@@ -182,6 +200,7 @@ fn nix_mounts(mounts: &[Mount]) -> String {
                     ("name".into(), nix_string(&m.name)),
                     ("path".into(), nix_string(&m.path)),
                     ("readOnly".into(), m.read_only.to_string()),
+                    ("optional".into(), m.optional.to_string()),
                 ],
             );
             format!("{inner}{attrs}\n")
@@ -262,6 +281,12 @@ pub fn render_shell(registry: &Registry) -> String {
             table("PIKA_ROLE_CLUSTER_GROUP", |r| {
                 r.cluster_group.clone().unwrap_or_default()
             }),
+            table("PIKA_ROLE_SERVICE_PORT", |r| {
+                r.service_port.map(|p| p.to_string()).unwrap_or_default()
+            }),
+            table("PIKA_ROLE_USER", |r| {
+                r.user.as_ref().map(User::spec).unwrap_or_default()
+            }),
             table("PIKA_ROLE_MOUNTS", |r| {
                 r.mounts
                     .iter()
@@ -321,6 +346,8 @@ struct RustRole {
     memory_mib: u32,
     secure_boot: bool,
     cluster_group: String,
+    service_port: String,
+    user: String,
     mounts: String,
     instance_config: String,
     roles_digest: String,
@@ -355,6 +382,11 @@ pub fn render_rust(registry: &Registry) -> String {
             runtime_mode: format!("RuntimeMode::{}", upper_camel(&r.runtime_mode)),
             readiness: match r.readiness.as_str() {
                 path if path.starts_with('/') => format!("Readiness::LifecycleFile({})", lit(path)),
+                url if url.contains("://") => {
+                    let (port, path) =
+                        parse_http_readiness(url).expect("validation checked the readiness URL");
+                    format!("Readiness::Http {{ port: {port}, path: {} }}", lit(&path))
+                }
                 kind => format!("Readiness::{}", upper_camel(kind)),
             },
             cpu: r.cpu,
@@ -364,15 +396,28 @@ pub fn render_rust(registry: &Registry) -> String {
                 .cluster_group
                 .as_deref()
                 .map_or("None".into(), |g| format!("Some({})", lit(g))),
+            service_port: r
+                .service_port
+                .map_or("None".into(), |p| format!("Some({p})")),
+            user: r.user.as_ref().map_or("None".into(), |u| {
+                format!(
+                    "Some(&RoleUser {{ name: {}, uid: {}, group: {}, gid: {} }})",
+                    lit(&u.name),
+                    u.uid,
+                    lit(&u.group),
+                    u.gid
+                )
+            }),
             mounts: format!(
                 "&[{}]",
                 r.mounts
                     .iter()
                     .map(|m| format!(
-                        "RoleMount {{ name: {}, path: {}, read_only: {} }}",
+                        "RoleMount {{ name: {}, path: {}, read_only: {}, optional: {} }}",
                         lit(&m.name),
                         lit(&m.path),
-                        m.read_only
+                        m.read_only,
+                        m.optional
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")

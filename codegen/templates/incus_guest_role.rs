@@ -166,6 +166,24 @@ impl IncusGuestRole {
         }
     }
 
+    /// The guest TCP port of the role's service, which launchers expose with an Incus proxy device.
+    pub const fn service_port(self) -> Option<u16> {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.service_port }},
+{%- endfor %}
+        }
+    }
+
+    /// The unprivileged user the role's workload runs as, if the role names one.
+    pub const fn user(self) -> Option<&'static RoleUser> {
+        match self {
+{%- for role in roles %}
+            IncusGuestRole::{{ role.variant }} => {{ role.user }},
+{%- endfor %}
+        }
+    }
+
     /// Host directories the launcher attaches, by Incus device name (see `mount_devices`).
     pub const fn mounts(self) -> &'static [RoleMount] {
         match self {

@@ -266,7 +266,7 @@ const CASES: &[Case] = &[
         name: "bad readiness word",
         replace: &[("readiness = \"ssh\"", "readiness = \"http\"")],
         at: "readiness = @@\"http\"",
-        message: "readiness `http` is not one of: booted, incus-agent, ssh, or an absolute lifecycle file path",
+        message: "readiness `http` is not one of: booted, incus-agent, ssh, an absolute lifecycle file path, or http://127.0.0.1:PORT/PATH",
     },
     Case {
         name: "relative readiness file",
@@ -285,6 +285,195 @@ const CASES: &[Case] = &[
         replace: &[("\"/run/beta/ready\"", "\"/run/$(reboot)\"")],
         at: "@@\"/run/$(reboot)\"",
         message: "may only contain [A-Za-z0-9/._+-]",
+    },
+    Case {
+        name: "http readiness to another host",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://10.0.0.2:18789/healthz\"",
+        )],
+        at: "readiness = @@\"http://10.0.0.2:18789/healthz\"",
+        message: "readiness URL `http://10.0.0.2:18789/healthz` must probe host 127.0.0.1 (the guest's own loopback), not `10.0.0.2`",
+    },
+    Case {
+        name: "http readiness to localhost",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://localhost:18789/healthz\"",
+        )],
+        at: "readiness = @@\"http://localhost:18789/healthz\"",
+        message: "must probe host 127.0.0.1",
+    },
+    Case {
+        name: "https readiness",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"https://127.0.0.1:18789/healthz\"",
+        )],
+        at: "readiness = @@\"https://127.0.0.1:18789/healthz\"",
+        message: "must start with `http://`",
+    },
+    Case {
+        name: "http readiness without port",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1/healthz\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1/healthz\"",
+        message: "must name the port: http://127.0.0.1:PORT/PATH",
+    },
+    Case {
+        name: "http readiness port zero",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1:0/healthz\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1:0/healthz\"",
+        message: "port `0` must be an integer between 1 and 65535",
+    },
+    Case {
+        name: "http readiness port beyond u16",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1:65536/healthz\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1:65536/healthz\"",
+        message: "port `65536` must be an integer between 1 and 65535",
+    },
+    Case {
+        name: "http readiness without path",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1:18789\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1:18789\"",
+        message: "must name an absolute path after the port",
+    },
+    Case {
+        name: "http readiness with query",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1:18789/healthz?full=1\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1:18789/healthz?full=1\"",
+        message: "must not carry a query",
+    },
+    Case {
+        name: "http readiness with fragment",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1:18789/healthz#x\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1:18789/healthz#x\"",
+        message: "must not carry a fragment",
+    },
+    Case {
+        name: "http readiness with userinfo",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://admin:pw@127.0.0.1:18789/healthz\"",
+        )],
+        at: "readiness = @@\"http://admin:pw@127.0.0.1:18789/healthz\"",
+        message: "must not carry userinfo",
+    },
+    Case {
+        name: "http readiness path with space",
+        replace: &[(
+            "readiness = \"http://127.0.0.1:18789/healthz\"",
+            "readiness = \"http://127.0.0.1:18789/health z\"",
+        )],
+        at: "readiness = @@\"http://127.0.0.1:18789/health z\"",
+        message: "path may only contain RFC 3986 path characters",
+    },
+    Case {
+        name: "service port zero",
+        replace: &[("service-port = 18789", "service-port = 0")],
+        at: "service-port = @@0",
+        message: "service-port must be an integer between 1 and 65535, got 0",
+    },
+    Case {
+        name: "service port beyond u16",
+        replace: &[("service-port = 18789", "service-port = 65536")],
+        at: "service-port = @@65536",
+        message: "service-port must be an integer between 1 and 65535, got 65536",
+    },
+    Case {
+        name: "service port as string",
+        replace: &[("service-port = 18789", "service-port = \"18789\"")],
+        at: "service-port = @@\"18789\"",
+        message: "invalid type: string \"18789\", expected i64",
+    },
+    Case {
+        name: "user named root",
+        replace: &[("name = \"delta\"", "name = \"root\"")],
+        at: "name = @@\"root\"",
+        message: "user name `root` must not be `root` (the role's user is unprivileged)",
+    },
+    Case {
+        name: "user name uppercase",
+        replace: &[("name = \"delta\"", "name = \"Delta\"")],
+        at: "name = @@\"Delta\"",
+        message: "user name `Delta` must match ^[a-z_][a-z0-9_-]*$",
+    },
+    Case {
+        name: "user name starting with digit",
+        replace: &[("name = \"delta\"", "name = \"1delta\"")],
+        at: "name = @@\"1delta\"",
+        message: "user name `1delta` must match ^[a-z_][a-z0-9_-]*$",
+    },
+    Case {
+        name: "user group with dot",
+        replace: &[("group = \"users\"", "group = \"us.ers\"")],
+        at: "group = @@\"us.ers\"",
+        message: "user group `us.ers` must match ^[a-z_][a-z0-9_-]*$",
+    },
+    Case {
+        name: "user uid zero",
+        replace: &[("uid = 1001", "uid = 0")],
+        at: "uid = @@0",
+        message: "user uid must be an integer between 1 and 4294967294 (0 is root), got 0",
+    },
+    Case {
+        name: "user uid nobody",
+        replace: &[("uid = 1001", "uid = 65534")],
+        at: "uid = @@65534",
+        message: "user uid must not be 65534 (nobody/nogroup)",
+    },
+    Case {
+        name: "user uid beyond u32",
+        replace: &[("uid = 1001", "uid = 4294967296")],
+        at: "uid = @@4294967296",
+        message: "user uid must be an integer between 1 and 4294967294 (0 is root), got 4294967296",
+    },
+    Case {
+        name: "user gid negative",
+        replace: &[("gid = 100", "gid = -1")],
+        at: "gid = @@-1",
+        message: "user gid must be an integer between 1 and 4294967294 (0 is root), got -1",
+    },
+    Case {
+        name: "user gid nogroup",
+        replace: &[("gid = 100", "gid = 65534")],
+        at: "gid = @@65534",
+        message: "user gid must not be 65534 (nobody/nogroup)",
+    },
+    Case {
+        name: "user without gid",
+        replace: &[("gid = 100\n", "")],
+        at: "@@[roles.delta.user]",
+        message: "missing field `gid`",
+    },
+    Case {
+        name: "unknown user key",
+        replace: &[("gid = 100", "gid = 100\nshell = \"/bin/sh\"")],
+        at: "@@shell = \"/bin/sh\"",
+        message: "unknown field `shell`, expected one of `name`, `uid`, `group`, `gid`",
+    },
+    Case {
+        name: "optional as string",
+        replace: &[("optional = true", "optional = \"yes\"")],
+        at: "optional = @@\"yes\"",
+        message: "invalid type: string \"yes\", expected a boolean",
     },
     Case {
         name: "zero cpu",
@@ -362,7 +551,7 @@ const CASES: &[Case] = &[
         name: "unknown mount key",
         replace: &[("read-only = false", "read-only = false\nmode = \"rw\"")],
         at: "@@mode = \"rw\"",
-        message: "unknown field `mode`, expected one of `name`, `path`, `read-only`",
+        message: "unknown field `mode`, expected one of `name`, `path`, `read-only`, `optional`",
     },
     Case {
         name: "mount without read-only",

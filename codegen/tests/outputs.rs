@@ -95,7 +95,29 @@ fn shell_table_keeps_awkward_text_intact() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), format!("alpha beta\n{AWKWARD}\nbeta/dev\n"));
+    assert_eq!(
+        stdout(&out),
+        format!("alpha beta delta\n{AWKWARD}\nbeta/dev\n")
+    );
+}
+
+#[test]
+fn shell_table_carries_service_port_user_and_optional_mounts() {
+    let dir = fixture_copy();
+    let table = dir.path().join("roles.sh");
+    std::fs::write(&table, render_shell(&fixture_registry())).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$1"; for r in alpha delta; do printf '%s|%s|%s|%s\n' "${PIKA_ROLE_SERVICE_PORT[$r]}" "${PIKA_ROLE_USER[$r]}" "${PIKA_ROLE_MOUNTS[$r]}" "${PIKA_ROLE_READINESS[$r]}"; done"#)
+        .arg("bash")
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "|||ssh\n18789|delta:1001:users:100|state:/var/lib/delta:rw cargo-home:/var/cache/cargo:rw:optional|http://127.0.0.1:18789/healthz\n"
+    );
 }
 
 #[test]
@@ -105,14 +127,30 @@ fn nix_registry_keeps_awkward_text_intact_and_takes_the_union_of_special_args() 
     let registry_file = dir.path().join("roles.nix");
     std::fs::write(&registry_file, render_nix(&fixture_registry())).unwrap();
     let expr = format!(
-        "let f = import {}; r = f {{ alphaPkg = 1; betaPkg = 2; }}; in {{ args = builtins.attrNames (builtins.functionArgs f); d = r.alpha.description; s = r.beta.specialArgs; ids = builtins.attrNames r; }}",
+        "let f = import {}; r = f {{ alphaPkg = 1; betaPkg = 2; }}; in {{ args = builtins.attrNames (builtins.functionArgs f); d = r.alpha.description; s = r.beta.specialArgs; ids = builtins.attrNames r; delta = {{ inherit (r.delta) servicePort user mounts readiness; }}; alpha = {{ inherit (r.alpha) servicePort user; }}; }}",
         registry_file.display()
     );
     let json = nix_eval_json(&expr);
     assert_eq!(json["d"], AWKWARD);
     assert_eq!(json["args"], serde_json::json!(["alphaPkg", "betaPkg"]));
     assert_eq!(json["s"], serde_json::json!({"alphaPkg": 1, "betaPkg": 2}));
-    assert_eq!(json["ids"], serde_json::json!(["alpha", "beta"]));
+    assert_eq!(json["ids"], serde_json::json!(["alpha", "beta", "delta"]));
+    assert_eq!(
+        json["delta"],
+        serde_json::json!({
+            "servicePort": 18789,
+            "user": {"name": "delta", "uid": 1001, "group": "users", "gid": 100},
+            "mounts": [
+                {"name": "state", "path": "/var/lib/delta", "readOnly": false, "optional": false},
+                {"name": "cargo-home", "path": "/var/cache/cargo", "readOnly": false, "optional": true},
+            ],
+            "readiness": "http://127.0.0.1:18789/healthz",
+        })
+    );
+    assert_eq!(
+        json["alpha"],
+        serde_json::json!({"servicePort": null, "user": null})
+    );
 }
 
 #[test]
@@ -247,11 +285,19 @@ readiness = "ssh"
 cpu = 3
 memory-mib = 3072
 secure-boot = false
+service-port = 8080
+
+[roles.gamma-builder.user]
+name = "gamma"
+uid = 2000
+group = "gamma"
+gid = 2000
 
 [[roles.gamma-builder.mounts]]
 name = "work"
 path = "/srv/work"
 read-only = false
+optional = true
 "#,
     );
     let manifest = dir.path().join("roles.toml");
@@ -270,9 +316,18 @@ read-only = false
     let sh = std::fs::read_to_string(dir.path().join(SHELL_TABLE_PATH)).unwrap();
     assert!(sh.contains("'gamma-builder'"));
     assert!(sh.contains("['gamma-builder']='gamma/dev'"));
+    assert!(sh.contains("['gamma-builder']='8080'"));
+    assert!(sh.contains("['gamma-builder']='gamma:2000:gamma:2000'"));
+    assert!(sh.contains("['gamma-builder']='work:/srv/work:rw:optional'"));
+    assert!(nix.contains("servicePort = 8080;"));
+    assert!(nix.contains("optional = true;"));
     let rust = render_rust(&Registry::load(&manifest).unwrap());
     assert!(rust.contains("GammaBuilder,"));
     assert!(rust.contains("IncusGuestRole::GammaBuilder => \"gamma/dev\","));
+    assert!(rust.contains("IncusGuestRole::GammaBuilder => Some(8080),"));
+    assert!(rust.contains(
+        "IncusGuestRole::GammaBuilder => Some(&RoleUser { name: \"gamma\", uid: 2000, group: \"gamma\", gid: 2000 }),"
+    ));
 
     let out = pika_roles(&[
         "--manifest",
@@ -305,8 +360,8 @@ fn cli_show_list_and_usage_errors() {
     assert_eq!(
         json["mounts"],
         serde_json::json!([
-            {"name": "snapshot", "path": "/workspace/snapshot", "read-only": true},
-            {"name": "cache", "path": "/var/cache/beta", "read-only": false},
+            {"name": "snapshot", "path": "/workspace/snapshot", "read-only": true, "optional": false},
+            {"name": "cache", "path": "/var/cache/beta", "read-only": false, "optional": false},
         ])
     );
     assert_eq!(
@@ -323,6 +378,17 @@ fn cli_show_list_and_usage_errors() {
     assert_eq!(alpha["cluster-group"], serde_json::Value::Null);
     assert_eq!(alpha["mounts"], serde_json::json!([]));
     assert_eq!(alpha["instance-config"], serde_json::json!({}));
+    assert_eq!(alpha["service-port"], serde_json::Value::Null);
+    assert_eq!(alpha["user"], serde_json::Value::Null);
+    let delta = pika_roles(&["--manifest", m, "show", "delta", "--json"]);
+    let delta: serde_json::Value = serde_json::from_slice(&delta.stdout).unwrap();
+    assert_eq!(delta["readiness"], "http://127.0.0.1:18789/healthz");
+    assert_eq!(delta["service-port"], 18789);
+    assert_eq!(
+        delta["user"],
+        serde_json::json!({"name": "delta", "uid": 1001, "group": "users", "gid": 100})
+    );
+    assert_eq!(delta["mounts"][1]["optional"], true);
 
     for (role, field, want) in [
         ("beta", "cpu", "4\n"),
@@ -332,6 +398,16 @@ fn cli_show_list_and_usage_errors() {
         ("beta", "readiness", "/run/beta/ready\n"),
         ("beta", "cluster-group", "ci-hosts\n"),
         ("alpha", "cluster-group", ""),
+        ("alpha", "service-port", ""),
+        ("alpha", "user", ""),
+        ("delta", "service-port", "18789\n"),
+        ("delta", "user", "delta:1001:users:100\n"),
+        ("delta", "readiness", "http://127.0.0.1:18789/healthz\n"),
+        (
+            "delta",
+            "mounts",
+            "state:/var/lib/delta:rw\ncargo-home:/var/cache/cargo:rw:optional\n",
+        ),
         (
             "beta",
             "mounts",
@@ -372,12 +448,12 @@ fn cli_show_list_and_usage_errors() {
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["alpha", "beta"]);
+    assert_eq!(ids, ["alpha", "beta", "delta"]);
 
     let out = pika_roles(&["--manifest", m, "show", "gamma"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("unknown role `gamma`; valid roles: alpha, beta"),
+        stderr(&out).contains("unknown role `gamma`; valid roles: alpha, beta, delta"),
         "{}",
         stderr(&out)
     );

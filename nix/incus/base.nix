@@ -57,7 +57,7 @@ in {
     };
     readiness = lib.mkOption {
       type = lib.types.str;
-      description = "The role's readiness contract: booted, incus-agent, ssh, or a lifecycle file path.";
+      description = "The role's readiness contract: booted, incus-agent, ssh, a lifecycle file path, or http://127.0.0.1:PORT/PATH.";
     };
     mounts = lib.mkOption {
       type = lib.types.listOf mountType;

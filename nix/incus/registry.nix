@@ -54,12 +54,16 @@
     memory-mib = "memoryMib";
     secure-boot = "secureBoot";
     cluster-group = "clusterGroup";
+    service-port = "servicePort";
+    user = "user";
     mounts = "mounts";
     instance-config = "instanceConfig";
   };
   # Optional roles.toml keys: the value roles.nix carries when the key is absent.
   fieldDefaults = {
     cluster-group = null;
+    service-port = null;
+    user = null;
     mounts = [];
     instance-config = {};
   };
@@ -68,6 +72,7 @@
     mounts = map (m: {
       inherit (m) name path;
       readOnly = m.read-only;
+      optional = m.optional or false;
     });
     # A value is a string or { value, reason }; roles.nix keeps the value.
     instance-config = builtins.mapAttrs (_: v:

@@ -25,6 +25,8 @@
     memoryMib = 4096;
     secureBoot = false;
     clusterGroup = null;
+    servicePort = null;
+    user = null;
     mounts = [];
     instanceConfig = {};
     rolesDigest = "5d2292db142f2fb0272a43dfb7282150e6c338388edbd6d745bf773d0ebca093";
@@ -50,6 +52,8 @@
     memoryMib = 4096;
     secureBoot = false;
     clusterGroup = null;
+    servicePort = null;
+    user = null;
     mounts = [];
     instanceConfig = {};
     rolesDigest = "61975a5a452d55fef70c039f0d9a8bea5c2f298c6055bb264d9c9e5f44c16b58";
@@ -75,11 +79,14 @@
     memoryMib = 4096;
     secureBoot = false;
     clusterGroup = null;
+    servicePort = null;
+    user = null;
     mounts = [
       {
         name = "snapshot";
         path = "/workspace/snapshot";
         readOnly = true;
+        optional = false;
       }
     ];
     instanceConfig = {};

@@ -18,6 +18,8 @@ declare -gA PIKA_ROLE_CPU=(['managed-openclaw']='2' ['pi-sandbox']='2' ['pikaci-
 declare -gA PIKA_ROLE_MEMORY_MIB=(['managed-openclaw']='4096' ['pi-sandbox']='4096' ['pikaci-runner']='4096')
 declare -gA PIKA_ROLE_SECURE_BOOT=(['managed-openclaw']='false' ['pi-sandbox']='false' ['pikaci-runner']='false')
 declare -gA PIKA_ROLE_CLUSTER_GROUP=(['managed-openclaw']='' ['pi-sandbox']='' ['pikaci-runner']='')
+declare -gA PIKA_ROLE_SERVICE_PORT=(['managed-openclaw']='' ['pi-sandbox']='' ['pikaci-runner']='')
+declare -gA PIKA_ROLE_USER=(['managed-openclaw']='' ['pi-sandbox']='' ['pikaci-runner']='')
 declare -gA PIKA_ROLE_MOUNTS=(['managed-openclaw']='' ['pi-sandbox']='' ['pikaci-runner']='snapshot:/workspace/snapshot:ro')
 declare -gA PIKA_ROLE_INSTANCE_CONFIG=(['managed-openclaw']='' ['pi-sandbox']='' ['pikaci-runner']='')
 declare -gA PIKA_ROLE_ROLES_DIGEST=(['managed-openclaw']='5d2292db142f2fb0272a43dfb7282150e6c338388edbd6d745bf773d0ebca093' ['pi-sandbox']='61975a5a452d55fef70c039f0d9a8bea5c2f298c6055bb264d9c9e5f44c16b58' ['pikaci-runner']='4d4d9bfa61bb84aca910faa745e40ab30f62d8d142b2f8e80631c75997a1a97c')

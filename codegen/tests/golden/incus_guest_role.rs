@@ -10,6 +10,9 @@ pub enum IncusGuestRole {
     /// Beta role
     #[serde(rename = "beta")]
     Beta,
+    /// Delta service role
+    #[serde(rename = "delta")]
+    Delta,
 }
 
 impl IncusGuestRole {
@@ -17,16 +20,18 @@ impl IncusGuestRole {
     pub const ALL: &'static [IncusGuestRole] = &[
         IncusGuestRole::Alpha,
         IncusGuestRole::Beta,
+        IncusGuestRole::Delta,
     ];
 
     /// The valid role IDs, comma separated, for error messages.
-    pub const VALID_IDS: &'static str = "alpha, beta";
+    pub const VALID_IDS: &'static str = "alpha, beta, delta";
 
     /// The role ID, as in roles.toml.
     pub const fn as_str(self) -> &'static str {
         match self {
             IncusGuestRole::Alpha => "alpha",
             IncusGuestRole::Beta => "beta",
+            IncusGuestRole::Delta => "delta",
         }
     }
 
@@ -35,6 +40,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "alpha/dev",
             IncusGuestRole::Beta => "beta/dev",
+            IncusGuestRole::Delta => "delta/dev",
         }
     }
 
@@ -43,6 +49,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "alpha-image",
             IncusGuestRole::Beta => "beta-image",
+            IncusGuestRole::Delta => "delta-image",
         }
     }
 
@@ -51,6 +58,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => &["alpha-legacy"],
             IncusGuestRole::Beta => &[],
+            IncusGuestRole::Delta => &[],
         }
     }
 
@@ -59,6 +67,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "alpha-img",
             IncusGuestRole::Beta => "beta-img",
+            IncusGuestRole::Delta => "delta-img",
         }
     }
 
@@ -67,6 +76,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "alpha-variant",
             IncusGuestRole::Beta => "beta-variant",
+            IncusGuestRole::Delta => "delta-variant",
         }
     }
 
@@ -75,6 +85,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "x86_64-linux",
             IncusGuestRole::Beta => "aarch64-linux",
+            IncusGuestRole::Delta => "x86_64-linux",
         }
     }
 
@@ -83,6 +94,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "container",
             IncusGuestRole::Beta => "virtual-machine",
+            IncusGuestRole::Delta => "virtual-machine",
         }
     }
 
@@ -91,6 +103,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => 1024,
             IncusGuestRole::Beta => 2048,
+            IncusGuestRole::Delta => 4096,
         }
     }
 
@@ -99,6 +112,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "Alpha \"quoted\" ${notInterpolated} it's a \\ backslash, ünïcödé ☃",
             IncusGuestRole::Beta => "Beta role",
+            IncusGuestRole::Delta => "Delta service role",
         }
     }
 
@@ -107,6 +121,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => RuntimeMode::OperatorSandbox,
             IncusGuestRole::Beta => RuntimeMode::OneShot,
+            IncusGuestRole::Delta => RuntimeMode::ManagedService,
         }
     }
 
@@ -115,6 +130,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => Readiness::Ssh,
             IncusGuestRole::Beta => Readiness::LifecycleFile("/run/beta/ready"),
+            IncusGuestRole::Delta => Readiness::Http { port: 18789, path: "/healthz" },
         }
     }
 
@@ -123,6 +139,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => 1,
             IncusGuestRole::Beta => 4,
+            IncusGuestRole::Delta => 2,
         }
     }
 
@@ -131,6 +148,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => 512,
             IncusGuestRole::Beta => 8192,
+            IncusGuestRole::Delta => 2048,
         }
     }
 
@@ -139,6 +157,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => false,
             IncusGuestRole::Beta => true,
+            IncusGuestRole::Delta => false,
         }
     }
 
@@ -147,6 +166,25 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => None,
             IncusGuestRole::Beta => Some("ci-hosts"),
+            IncusGuestRole::Delta => None,
+        }
+    }
+
+    /// The guest TCP port of the role's service, which launchers expose with an Incus proxy device.
+    pub const fn service_port(self) -> Option<u16> {
+        match self {
+            IncusGuestRole::Alpha => None,
+            IncusGuestRole::Beta => None,
+            IncusGuestRole::Delta => Some(18789),
+        }
+    }
+
+    /// The unprivileged user the role's workload runs as, if the role names one.
+    pub const fn user(self) -> Option<&'static RoleUser> {
+        match self {
+            IncusGuestRole::Alpha => None,
+            IncusGuestRole::Beta => None,
+            IncusGuestRole::Delta => Some(&RoleUser { name: "delta", uid: 1001, group: "users", gid: 100 }),
         }
     }
 
@@ -154,7 +192,8 @@ impl IncusGuestRole {
     pub const fn mounts(self) -> &'static [RoleMount] {
         match self {
             IncusGuestRole::Alpha => &[],
-            IncusGuestRole::Beta => &[RoleMount { name: "snapshot", path: "/workspace/snapshot", read_only: true }, RoleMount { name: "cache", path: "/var/cache/beta", read_only: false }],
+            IncusGuestRole::Beta => &[RoleMount { name: "snapshot", path: "/workspace/snapshot", read_only: true, optional: false }, RoleMount { name: "cache", path: "/var/cache/beta", read_only: false, optional: false }],
+            IncusGuestRole::Delta => &[RoleMount { name: "state", path: "/var/lib/delta", read_only: false, optional: false }, RoleMount { name: "cargo-home", path: "/var/cache/cargo", read_only: false, optional: true }],
         }
     }
 
@@ -163,6 +202,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => &[],
             IncusGuestRole::Beta => &[("boot.autostart", "false"), ("security.nesting", "true")],
+            IncusGuestRole::Delta => &[],
         }
     }
 
@@ -171,6 +211,7 @@ impl IncusGuestRole {
         match self {
             IncusGuestRole::Alpha => "81140d759864c48366abf909d920531ae99f2476f679729566923ec2121fef0b",
             IncusGuestRole::Beta => "bf79e55d8dd5071a008049e49691afd8fca3abf275293a6d100d731032bd20c4",
+            IncusGuestRole::Delta => "3bfdf9b5471491ea4eac5bf9d65454f8f823d8d0b1cfe620928df31932915745",
         }
     }
 
@@ -200,6 +241,7 @@ impl std::str::FromStr for IncusGuestRole {
         match s.trim() {
             "alpha" => Ok(IncusGuestRole::Alpha),
             "beta" => Ok(IncusGuestRole::Beta),
+            "delta" => Ok(IncusGuestRole::Delta),
             _ => Err(ParseIncusGuestRoleError { input: s.to_owned() }),
         }
     }

@@ -25,6 +25,8 @@
     memoryMib = 512;
     secureBoot = false;
     clusterGroup = null;
+    servicePort = null;
+    user = null;
     mounts = [];
     instanceConfig = {};
     rolesDigest = "81140d759864c48366abf909d920531ae99f2476f679729566923ec2121fef0b";
@@ -50,16 +52,20 @@
     memoryMib = 8192;
     secureBoot = true;
     clusterGroup = "ci-hosts";
+    servicePort = null;
+    user = null;
     mounts = [
       {
         name = "snapshot";
         path = "/workspace/snapshot";
         readOnly = true;
+        optional = false;
       }
       {
         name = "cache";
         path = "/var/cache/beta";
         readOnly = false;
+        optional = false;
       }
     ];
     instanceConfig = {
@@ -67,5 +73,50 @@
       "security.nesting" = "true";
     };
     rolesDigest = "bf79e55d8dd5071a008049e49691afd8fca3abf275293a6d100d731032bd20c4";
+  };
+  "delta" = {
+    id = "delta";
+    system = "x86_64-linux";
+    packageAttr = "delta-image";
+    legacyPackageAttrs = [];
+    defaultAlias = "delta/dev";
+    imageName = "delta-img";
+    variant = "delta-variant";
+    instanceType = "virtual-machine";
+    diskSize = 4096;
+    description = "Delta service role";
+    modules = [../alpha.nix];
+    modulePaths = ["nix/alpha.nix"];
+    specialArgNames = [];
+    specialArgs = {};
+    runtimeMode = "managed-service";
+    readiness = "http://127.0.0.1:18789/healthz";
+    cpu = 2;
+    memoryMib = 2048;
+    secureBoot = false;
+    clusterGroup = null;
+    servicePort = 18789;
+    user = {
+      name = "delta";
+      uid = 1001;
+      group = "users";
+      gid = 100;
+    };
+    mounts = [
+      {
+        name = "state";
+        path = "/var/lib/delta";
+        readOnly = false;
+        optional = false;
+      }
+      {
+        name = "cargo-home";
+        path = "/var/cache/cargo";
+        readOnly = false;
+        optional = true;
+      }
+    ];
+    instanceConfig = {};
+    rolesDigest = "3bfdf9b5471491ea4eac5bf9d65454f8f823d8d0b1cfe620928df31932915745";
   };
 }

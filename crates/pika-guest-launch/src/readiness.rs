@@ -6,6 +6,15 @@
 //! | `incus-agent`      | running, and a command runs in it (`true` through Incus exec: for a VM that is the incus-agent answering) |
 //! | `ssh`              | running, and TCP port 22 accepts a connection on one of the instance's global addresses (`state.network`) |
 //! | `/a/lifecycle/file`| running, and the file exists in the guest (read through the Incus files API) |
+//! | `http://127.0.0.1:PORT/PATH` | running, and `GET` of that URL answers 2xx *inside* the guest: [`HTTP_PROBE_SCRIPT`] run through Incus exec |
+//!
+//! The http probe runs in the guest, so it reaches the guest's own loopback and nothing else: the
+//! launcher never connects to the guest's address. It uses `curl` when the guest has it (NixOS
+//! always does; only 2xx counts, redirects are not followed), else `wget` (busybox or GNU; it
+//! fails on 4xx/5xx and follows redirects, so a redirect to a 2xx counts; bounded by `timeout`,
+//! not `wget -T`, which crashes Debian's static busybox 1.35). A guest with neither
+//! never becomes ready, and the timeout error says so. The URL is passed as an argument, never
+//! spliced into the script.
 //!
 //! The ssh probe connects only to addresses Incus reports with scope `global` on a non-loopback
 //! interface: never to loopback, never to link-local addresses, so a guest cannot point the
@@ -28,6 +37,28 @@ const MAX_POLL: Duration = Duration::from_secs(2);
 /// Bound of one probe (an exec, a file read, a TCP connect).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound of one HTTP request inside the guest, in seconds (below [`PROBE_TIMEOUT`]).
+const HTTP_REQUEST_SECONDS: &str = "3";
+
+/// The `http` readiness probe, run as `sh -c HTTP_PROBE_SCRIPT sh URL SECONDS` in the guest:
+/// exit 0 when the URL answers 2xx, else non-zero with the reason on stderr.
+pub const HTTP_PROBE_SCRIPT: &str = r#"url=$1 secs=$2
+if command -v curl >/dev/null 2>&1; then
+  code=$(curl -sS -o /dev/null --max-time "$secs" -w '%{http_code}' "$url") || exit 1
+  case $code in
+    2??) exit 0 ;;
+    *) echo "$url answered HTTP $code" >&2; exit 1 ;;
+  esac
+elif command -v wget >/dev/null 2>&1; then
+  if command -v timeout >/dev/null 2>&1; then
+    exec timeout "$secs" wget -q -O /dev/null "$url"
+  fi
+  exec wget -q -O /dev/null "$url"
+else
+  echo "the guest has neither curl nor wget to probe $url" >&2
+  exit 127
+fi
+"#;
 
 /// The readiness kind as roles.toml spells it (`lifecycle file /run/x` for a path).
 pub fn describe(readiness: Readiness) -> String {
@@ -36,6 +67,7 @@ pub fn describe(readiness: Readiness) -> String {
         Readiness::IncusAgent => "incus-agent".to_owned(),
         Readiness::Ssh => "ssh".to_owned(),
         Readiness::LifecycleFile(path) => format!("lifecycle file {path}"),
+        Readiness::Http { .. } => format!("http {readiness}"),
     }
 }
 
@@ -130,6 +162,34 @@ async fn probe(project: &ProjectClient, instance: &str, readiness: Readiness) ->
             Err(e) => Probe::NotYet(e.to_string()),
         },
         Readiness::Ssh => probe_ssh(&state).await,
+        Readiness::Http { .. } => probe_http(project, instance, readiness).await,
+    }
+}
+
+/// Runs [`HTTP_PROBE_SCRIPT`] in the guest for the readiness URL.
+async fn probe_http(project: &ProjectClient, instance: &str, readiness: Readiness) -> Probe {
+    let url = readiness.url().unwrap_or_default();
+    let exec = ExecRequest::new([
+        "sh",
+        "-c",
+        HTTP_PROBE_SCRIPT,
+        "sh",
+        &url,
+        HTTP_REQUEST_SECONDS,
+    ])
+    .timeout(PROBE_TIMEOUT);
+    match project.exec(instance, &exec).await {
+        Ok(out) if out.success() => Probe::Ready(Ready::default()),
+        Ok(out) => {
+            let why = out.stderr_lossy();
+            let why = why.trim();
+            Probe::NotYet(if why.is_empty() {
+                format!("GET {url} in the guest exited {}", out.exit_code)
+            } else {
+                format!("GET {url} in the guest exited {}: {why}", out.exit_code)
+            })
+        }
+        Err(e) => Probe::NotYet(e.to_string()),
     }
 }
 
@@ -214,6 +274,76 @@ mod tests {
         assert!(global_addresses(&state(serde_json::json!({}))).is_empty());
     }
 
+    /// Runs the http probe script with the host's `sh` and only `tools` on PATH.
+    fn run_probe(tools: &[&str], url: &str) -> std::process::Output {
+        let bin = tempfile::tempdir().unwrap();
+        for tool in tools {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| panic!("{tool} is not installed"));
+            std::os::unix::fs::symlink(found, bin.path().join(tool)).unwrap();
+        }
+        std::process::Command::new("/bin/sh")
+            .args(["-c", HTTP_PROBE_SCRIPT, "sh", url, HTTP_REQUEST_SECONDS])
+            .env("PATH", bin.path())
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_http_probe_says_when_the_guest_has_neither_curl_nor_wget() {
+        let out = run_probe(&[], "http://127.0.0.1:1/healthz");
+        assert_eq!(out.status.code(), Some(127));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "the guest has neither curl nor wget to probe http://127.0.0.1:1/healthz\n"
+        );
+    }
+
+    /// curl (as on NixOS): 2xx is ready; 404 and an unfollowed redirect are not; a closed port is not.
+    #[tokio::test]
+    #[ignore = "needs curl: run scripts/test.sh"]
+    async fn the_http_probe_with_curl_counts_only_2xx() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let n = conn.read(&mut buf).await.unwrap();
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let status = if request.starts_with("GET /ok ") {
+                    "200 OK"
+                } else if request.starts_with("GET /moved ") {
+                    "301 Moved Permanently\r\nLocation: /ok"
+                } else {
+                    "404 Not Found"
+                };
+                let reply =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                conn.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let probe = |path: &'static str| {
+            let url = format!("http://127.0.0.1:{port}{path}");
+            tokio::task::spawn_blocking(move || run_probe(&["curl"], &url))
+        };
+        assert!(probe("/ok").await.unwrap().status.success());
+        for path in ["/missing", "/moved"] {
+            let out = probe(path).await.unwrap();
+            assert!(!out.status.success(), "{path}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("answered HTTP"),
+                "{path}: {out:?}"
+            );
+        }
+        let closed = run_probe(&["curl"], "http://127.0.0.1:1/ok");
+        assert!(!closed.status.success());
+    }
+
     #[test]
     fn readiness_kinds_read_as_in_roles_toml() {
         assert_eq!(describe(Readiness::Booted), "booted");
@@ -222,6 +352,13 @@ mod tests {
         assert_eq!(
             describe(Readiness::LifecycleFile("/run/ready")),
             "lifecycle file /run/ready"
+        );
+        assert_eq!(
+            describe(Readiness::Http {
+                port: 18789,
+                path: "/healthz"
+            }),
+            "http http://127.0.0.1:18789/healthz"
         );
     }
 }

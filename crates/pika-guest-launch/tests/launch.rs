@@ -192,6 +192,44 @@ async fn each_readiness_kind_waits_for_what_it_names() {
         .unwrap();
     wait_ready(&client, "r1", file, short).await.unwrap();
 
+    // http: probed inside the guest (busybox wget here), so it reaches the guest's own loopback
+    // though the guest has no network device. Nothing listens yet: not ready, the error says why.
+    let http = Readiness::Http {
+        port: 18080,
+        path: "/healthz",
+    };
+    let err = wait_ready(&client, "r1", http, short).await.unwrap_err();
+    assert!(matches!(err, NotReady::TimedOut { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("http http://127.0.0.1:18080/healthz")
+            && text.contains("GET http://127.0.0.1:18080/healthz in the guest exited"),
+        "{text}"
+    );
+    let guest = |script: &str| {
+        let exec = pika_incus::ExecRequest::new(["sh", "-c", script]);
+        let client = client.clone();
+        async move {
+            let out = client.exec("r1", &exec).await.unwrap();
+            assert!(out.success(), "{}", out.stderr_lossy());
+        }
+    };
+    guest("ip link set lo up 2>/dev/null; mkdir -p /www && echo ok >/www/healthz && httpd -p 127.0.0.1:18080 -h /www").await;
+    wait_ready(&client, "r1", http, short).await.unwrap();
+    // A 404 is not ready.
+    let missing = Readiness::Http {
+        port: 18080,
+        path: "/nothing-here",
+    };
+    let err = wait_ready(&client, "r1", missing, short).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/nothing-here in the guest exited"),
+        "{err}"
+    );
+    // (A guest with neither curl nor wget: see the probe script's own tests; busybox sh here runs
+    // its wget applet even without /bin/wget.)
+
     // No network device here: nothing to connect to, so ssh is never ready.
     let err = wait_ready(&client, "r1", Readiness::Ssh, short)
         .await

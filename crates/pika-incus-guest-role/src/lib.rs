@@ -13,11 +13,11 @@
 mod contract;
 
 mod generated {
-    use crate::contract::{Readiness, RoleMount, RuntimeMode};
+    use crate::contract::{Readiness, RoleMount, RoleUser, RuntimeMode};
     include!(concat!(env!("OUT_DIR"), "/incus_guest_role.rs"));
 }
 
-pub use contract::{Devices, MountSourceError, Readiness, RoleMount, RuntimeMode};
+pub use contract::{Devices, MountSourceError, Readiness, RoleMount, RoleUser, RuntimeMode};
 pub use generated::{IncusGuestRole, ParseIncusGuestRoleError};
 
 /// The Incus instance config key that labels an instance with its guest role. It is set only when

@@ -36,15 +36,22 @@ fn every_registry_role_has_a_variant_with_the_same_facts() {
         assert_eq!(role.memory_mib(), spec.memory_mib);
         assert_eq!(role.secure_boot(), spec.secure_boot);
         assert_eq!(role.cluster_group(), spec.cluster_group.as_deref());
-        let mounts: Vec<(&str, &str, bool)> = role
+        assert_eq!(role.service_port(), spec.service_port);
+        assert_eq!(
+            role.user().map(|u| (u.name, u.uid, u.group, u.gid)),
+            spec.user
+                .as_ref()
+                .map(|u| (u.name.as_str(), u.uid, u.group.as_str(), u.gid))
+        );
+        let mounts: Vec<(&str, &str, bool, bool)> = role
             .mounts()
             .iter()
-            .map(|m| (m.name, m.path, m.read_only))
+            .map(|m| (m.name, m.path, m.read_only, m.optional))
             .collect();
-        let want: Vec<(&str, &str, bool)> = spec
+        let want: Vec<(&str, &str, bool, bool)> = spec
             .mounts
             .iter()
-            .map(|m| (m.name.as_str(), m.path.as_str(), m.read_only))
+            .map(|m| (m.name.as_str(), m.path.as_str(), m.read_only, m.optional))
             .collect();
         assert_eq!(mounts, want);
         let config: Vec<(&str, &str)> = spec
@@ -57,8 +64,8 @@ fn every_registry_role_has_a_variant_with_the_same_facts() {
     }
 }
 
-/// The readiness variant matches the roles.toml spelling: a path is a lifecycle file, every other
-/// value its named kind.
+/// The readiness variant matches the roles.toml spelling: a path is a lifecycle file, a URL is
+/// `Http`, every other value its named kind.
 #[test]
 fn readiness_kind_follows_the_spelling() {
     for &role in IncusGuestRole::ALL {
@@ -66,6 +73,11 @@ fn readiness_kind_follows_the_spelling() {
         assert_eq!(
             matches!(readiness, Readiness::LifecycleFile(_)),
             readiness.as_str().starts_with('/'),
+            "{role}: {readiness:?}"
+        );
+        assert_eq!(
+            matches!(readiness, Readiness::Http { .. }),
+            readiness.as_str().starts_with("http://"),
             "{role}: {readiness:?}"
         );
     }
@@ -253,7 +265,8 @@ fn pin_deployed_pikaci_runner_contract() {
         &[RoleMount {
             name: "snapshot",
             path: "/workspace/snapshot",
-            read_only: true
+            read_only: true,
+            optional: false
         }]
     );
     assert_eq!(role.instance_config(), &[]);
