@@ -80,7 +80,12 @@
     secureBoot = false;
     clusterGroup = null;
     servicePort = null;
-    user = null;
+    user = {
+      name = "pikaci";
+      uid = 1000;
+      group = "users";
+      gid = 100;
+    };
     mounts = [
       {
         name = "snapshot";
@@ -88,8 +93,20 @@
         readOnly = true;
         optional = false;
       }
+      {
+        name = "cargo-home";
+        path = "/cargo-home";
+        readOnly = false;
+        optional = true;
+      }
+      {
+        name = "cargo-target";
+        path = "/cargo-target";
+        readOnly = false;
+        optional = true;
+      }
     ];
     instanceConfig = {};
-    rolesDigest = "4d4d9bfa61bb84aca910faa745e40ab30f62d8d142b2f8e80631c75997a1a97c";
+    rolesDigest = "d626ea8dab3d0a336d338ed3f5f3fd65d546b75123905197283bb577bc468837";
   };
 }

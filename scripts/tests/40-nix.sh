@@ -670,8 +670,11 @@ test_guest_modules() {
             "$(jq -r '.services["openclaw-gateway"] | (.ExecStart | test("payload-openclawGatewayPkg/bin/openclawGatewayPkg gateway$") | tostring) + " " + .ProtectSystem' <<<"${json}")"
           ;;
         pikaci-runner)
-          assert_eq "guest ${id} as ${type}: nix, git, bash and the Rust toolchain installed, pikaci user" "true" \
-            "$(jq -r '((["nix", "git", "bash", "cargo", "rustc", "clippy", "rustfmt", "gcc", "clang", "pkg-config"] - .packages) == []) and (.users | has("pikaci"))' <<<"${json}")"
+          assert_eq "guest ${id} as ${type}: nix, git, bash and the Rust toolchain installed; jobs' user pikaci uid 1000, group users gid 100; caches owned by it" \
+            "true pikaci:1000:users:100 true" \
+            "$(jq -r '((["nix", "git", "bash", "cargo", "rustc", "clippy", "rustfmt", "gcc", "clang", "pkg-config"] - .packages) == [] | tostring)
+              + " pikaci:\(.userIds.pikaci):\(.users.pikaci.group):\(.groupIds.users) "
+              + ([.tmpfiles[] | select(test("^d /cargo-(home|target) 0755 pikaci users -$"))] | length == 2 | tostring)' <<<"${json}")"
           ;;
         *) ;;
       esac

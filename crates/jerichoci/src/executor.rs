@@ -572,8 +572,14 @@ impl Executor {
         log: &mut File,
         record: &mut JobRecord,
     ) -> Result<(), String> {
+        // The optional mounts the operator gave host directories for (caches); the others stay
+        // unattached.
+        let mut sources: MountSources = context
+            .mount_sources
+            .iter()
+            .map(|(name, dir)| (name.clone(), Some(dir.clone())))
+            .collect();
         // upload, mount flavour: stage the snapshot before the launch (the device needs it).
-        let mut sources = MountSources::new();
         let snapshot = match snapshot {
             SnapshotSource::Stage(path) => {
                 let started = Instant::now();
@@ -719,8 +725,15 @@ impl Executor {
                 )
                 .await
                 .map_err(|e| format!("upload: {e}"))?;
+            // The unpacked copy is the job's own (unlike the read-only mount): it belongs to the
+            // user the job runs as.
+            let chown = context
+                .guest_role
+                .user()
+                .map(|u| format!(" && chown -R {}:{} {guest_dir}", u.uid, u.gid))
+                .unwrap_or_default();
             let unpack = format!(
-                "mkdir -p {guest_dir} && tar -xf {GUEST_SNAPSHOT_TAR} -C {guest_dir} && rm -f {GUEST_SNAPSHOT_TAR}"
+                "mkdir -p {guest_dir} && tar -xf {GUEST_SNAPSHOT_TAR} -C {guest_dir} && rm -f {GUEST_SNAPSHOT_TAR}{chown}"
             );
             let out = project
                 .exec(
@@ -762,15 +775,18 @@ impl Executor {
         let started = Instant::now();
         let limit = job.timeout.unwrap_or(UNLIMITED);
         let script = format!("exec >{GUEST_OUTPUT} 2>&1; exec sh -c \"$1\"");
-        let exec = ExecRequest::new([
-            "sh",
-            "-c",
-            script.as_str(),
-            "pikaci",
-            job.effective_command(),
-        ])
-        .cwd(guest_dir)
-        .timeout(limit + WAIT_SLACK);
+        let exec = as_role_user(
+            ExecRequest::new([
+                "sh",
+                "-c",
+                script.as_str(),
+                "pikaci",
+                job.effective_command(),
+            ])
+            .cwd(guest_dir)
+            .timeout(limit + WAIT_SLACK),
+            context.guest_role,
+        );
         let mut tail = OutputTail::default();
         let running = async {
             let exec = project.exec(&context.instance_name, &exec);
@@ -902,6 +918,20 @@ pub enum RunError {
     Placement(#[from] RemoteIncusError),
     #[error("cannot write the run record: {0}")]
     Store(#[from] StoreError),
+}
+
+/// `exec` as the role's unprivileged user (roles.toml `user`) when it has one: its uid and gid, and
+/// `USER`, `LOGNAME` and `HOME` (`/home/NAME`, NixOS's home of a normal user) as a login would set
+/// them (Incus exec sets root's otherwise). A role without a user runs commands as root.
+fn as_role_user(exec: ExecRequest, role: IncusGuestRole) -> ExecRequest {
+    match role.user() {
+        Some(user) => exec
+            .user(user.uid, user.gid)
+            .env("USER", user.name)
+            .env("LOGNAME", user.name)
+            .env("HOME", format!("/home/{}", user.name)),
+        None => exec,
+    }
 }
 
 /// Mount when the role declares a [`SNAPSHOT_MOUNT`] and Incus shares this host's filesystem

@@ -4,6 +4,9 @@
 //! Every env-reading function has a `_from(lookup)` twin taking the lookup explicitly, so tests do not
 //! touch the process environment.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
 use pika_incus_guest_role::IncusGuestRole;
 
 use crate::job::{JobRuntimeConfig, JobSpec};
@@ -31,6 +34,11 @@ pub const CLIENT_CERT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_CLIENT_CERT_PATH
 pub const CLIENT_KEY_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_CLIENT_KEY_PATH";
 /// The endpoint's certificate (PEM file), pinned; without it the system roots verify it.
 pub const SERVER_CERT_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_SERVER_CERT_PATH";
+/// Host directories for the role's optional mounts, `NAME=DIR` separated by commas
+/// (`cargo-home=/var/cache/pikaci/cargo-home,cargo-target=/var/cache/pikaci/cargo-target`):
+/// each names an optional mount of the role (roles.toml `optional = true`) and an absolute
+/// directory of the Incus host. An optional mount without one is not attached.
+pub const MOUNT_SOURCES_ENV: &str = "PIKACI_REMOTE_LINUX_VM_INCUS_MOUNT_SOURCES";
 /// The Incus unix socket (default: `pika_incus::api::DEFAULT_UNIX_SOCKET`).
 pub const INCUS_SOCKET_ENV: &str = "INCUS_SOCKET";
 /// Project used when [`PROJECT_ENV`] is unset.
@@ -63,6 +71,55 @@ pub enum RemoteIncusError {
     InvalidReadyTimeout { var: &'static str, detail: String },
     #[error("job `{job}` runs on the {runtime} runtime, not on Incus; it has no guest role")]
     NotAnIncusJob { job: String, runtime: &'static str },
+    #[error("{var}: {detail}")]
+    InvalidMountSources { var: &'static str, detail: String },
+}
+
+/// Parses [`MOUNT_SOURCES_ENV`]'s value for `role`: every entry `NAME=DIR` names one of the role's
+/// optional mounts (once) and an absolute directory.
+pub fn parse_mount_sources(
+    role: IncusGuestRole,
+    value: &str,
+) -> Result<BTreeMap<String, PathBuf>, RemoteIncusError> {
+    let invalid = |detail: String| RemoteIncusError::InvalidMountSources {
+        var: MOUNT_SOURCES_ENV,
+        detail,
+    };
+    let optional: Vec<&str> = role
+        .mounts()
+        .iter()
+        .filter(|m| m.optional)
+        .map(|m| m.name)
+        .collect();
+    let valid = if optional.is_empty() {
+        format!("role {role} has no optional mounts")
+    } else {
+        format!("optional mounts of role {role}: {}", optional.join(", "))
+    };
+    let mut sources = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((name, dir)) = entry.split_once('=') else {
+            return Err(invalid(format!("`{entry}` is not NAME=DIR")));
+        };
+        let (name, dir) = (name.trim(), dir.trim());
+        if !optional.contains(&name) {
+            return Err(invalid(format!(
+                "`{name}` is not an optional mount ({valid})"
+            )));
+        }
+        if !Path::new(dir).is_absolute() {
+            return Err(invalid(format!(
+                "the directory of `{name}` must be absolute: `{dir}`"
+            )));
+        }
+        if sources
+            .insert(name.to_owned(), PathBuf::from(dir))
+            .is_some()
+        {
+            return Err(invalid(format!("`{name}` is given twice")));
+        }
+    }
+    Ok(sources)
 }
 
 /// The guest role an Incus job runs in: [`GUEST_ROLE_ENV`] (trimmed, non-empty) wins, otherwise the
@@ -123,6 +180,8 @@ pub struct RemoteIncusContext {
     pub ready_timeout: std::time::Duration,
     /// Cluster group to place the guest in: [`CLUSTER_GROUP_ENV`], else the role's.
     pub cluster_group: Option<String>,
+    /// Host directories of the role's optional mounts that are attached ([`MOUNT_SOURCES_ENV`]).
+    pub mount_sources: BTreeMap<String, PathBuf>,
 }
 
 impl RemoteIncusContext {
@@ -158,6 +217,10 @@ impl RemoteIncusContext {
             ready_timeout,
             cluster_group: lookup_trimmed(&lookup, CLUSTER_GROUP_ENV)
                 .or_else(|| guest_role.cluster_group().map(str::to_owned)),
+            mount_sources: match lookup_trimmed(&lookup, MOUNT_SOURCES_ENV) {
+                Some(value) => parse_mount_sources(guest_role, &value)?,
+                None => BTreeMap::new(),
+            },
         })
     }
 
@@ -349,6 +412,72 @@ mod tests {
             ctx.recorded_guest_role(),
             Some(IncusGuestRole::ManagedOpenclaw)
         );
+    }
+
+    #[test]
+    fn mount_sources_name_optional_mounts_with_absolute_dirs() {
+        let role = IncusGuestRole::PikaciRunner;
+        let optional: Vec<&str> = role
+            .mounts()
+            .iter()
+            .filter(|m| m.optional)
+            .map(|m| m.name)
+            .collect();
+        assert!(!optional.is_empty(), "the runner has optional cache mounts");
+        let value = optional
+            .iter()
+            .map(|name| format!(" {name} = /var/cache/{name} "))
+            .collect::<Vec<_>>()
+            .join(",");
+        let ctx = RemoteIncusContext::for_job_from(
+            &runner_job(),
+            "r",
+            env(&[(MOUNT_SOURCES_ENV, &value)]),
+        )
+        .unwrap();
+        assert_eq!(
+            ctx.mount_sources
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            optional
+        );
+        assert_eq!(
+            ctx.mount_sources[optional[0]],
+            PathBuf::from(format!("/var/cache/{}", optional[0]))
+        );
+        let unset = RemoteIncusContext::for_job_from(&runner_job(), "r", env(&[])).unwrap();
+        assert!(unset.mount_sources.is_empty());
+
+        for (value, fragment) in [
+            (
+                "snapshot=/x".to_owned(),
+                "`snapshot` is not an optional mount".to_owned(),
+            ),
+            (
+                "nope=/x".to_owned(),
+                format!("optional mounts of role {role}: "),
+            ),
+            (
+                format!("{}=relative", optional[0]),
+                "must be absolute".to_owned(),
+            ),
+            (
+                format!("{0}=/a,{0}=/b", optional[0]),
+                "given twice".to_owned(),
+            ),
+            ("no-equals".to_owned(), "is not NAME=DIR".to_owned()),
+        ] {
+            let err = RemoteIncusContext::for_job_from(
+                &runner_job(),
+                "r",
+                env(&[(MOUNT_SOURCES_ENV, &value)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with(MOUNT_SOURCES_ENV), "{err}");
+            assert!(err.contains(&fragment), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jerichoci::executor::SNAPSHOT_MOUNT;
-use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
+use jerichoci::remote::{MOUNT_SOURCES_ENV, PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
     Executor, IncusGuestRole, JobSpec, JobStatus, Phase, PhaseStatus, Progress, RunStore,
     SnapshotTransfer,
@@ -19,9 +19,23 @@ const ROLE: IncusGuestRole = IncusGuestRole::PikaciRunner;
 /// An executor in `project` that reads the job's instance back from Incus (with the CLI) right
 /// after the launch phase, while the instance exists.
 fn executor(ws: &std::path::Path, project: &CiProject) -> (Executor, Arc<Mutex<Option<Value>>>) {
+    executor_with(ws, project, &[])
+}
+
+/// [`executor`] with further pikaci environment.
+fn executor_with(
+    ws: &std::path::Path,
+    project: &CiProject,
+    extra: &[(&str, &str)],
+) -> (Executor, Arc<Mutex<Option<Value>>>) {
     let seen = Arc::new(Mutex::new(None));
     let name = project.name.clone();
-    let env: HashMap<String, String> = [(PROJECT_ENV.to_owned(), name.clone())].into();
+    let mut env: HashMap<String, String> = [(PROJECT_ENV.to_owned(), name.clone())].into();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let sink = seen.clone();
     let exec = Executor::new(RunStore::new(ws.join(".pikaci/runs")), ws)
         .with_incus(incus_client_from(process_env).unwrap())
@@ -67,18 +81,23 @@ async fn the_job_reads_the_snapshot_through_a_read_only_mount_in_a_guest_with_th
     let project = CiProject::new("jci-mount");
     let ws = workspace("");
     let (exec, seen) = executor(ws.path(), &project);
-    let command = "cat docs/notes/hello.txt && touch written 2>&1; test ! -e written && pwd";
+    // As the role's unprivileged user: `id -u` prints its uid (roles.toml `user`).
+    let command = "cat docs/notes/hello.txt && touch written 2>&1; test ! -e written && pwd && id -u && id -g";
     let job = JobSpec::incus("mounted", command, ROLE);
     let stage = exec.store().snapshot_stage_path("contract", &job.id);
     let run = exec.run("contract", &[job]).await.unwrap();
     let job = &run.jobs[0];
     assert_eq!(job.status, JobStatus::Passed, "{job:?}");
     let log = std::fs::read_to_string(&job.log_path).unwrap();
+    let user = ROLE.user().expect("the runner role has a user");
+    assert_ne!(user.uid, 0);
     assert_eq!(
         log,
         format!(
-            "hello from the snapshot\ntouch: written: Read-only file system\n{}\n",
-            snapshot_mount_path()
+            "hello from the snapshot\ntouch: written: Read-only file system\n{}\n{}\n{}\n",
+            snapshot_mount_path(),
+            user.uid,
+            user.gid
         )
     );
     let remote = job.remote_linux_vm.as_ref().unwrap();
@@ -148,5 +167,52 @@ async fn the_upload_fallback_unpacks_the_snapshot_where_the_mount_would_be() {
         "{instance}"
     );
     assert!(!stage.exists());
+    project.assert_no_instances();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn an_optional_cache_mount_is_attached_only_when_pikaci_names_its_directory() {
+    use std::os::unix::fs::MetadataExt;
+
+    let project = CiProject::new("jci-cache");
+    let ws = workspace("");
+    let optional: Vec<_> = ROLE.mounts().iter().filter(|m| m.optional).collect();
+    let [given, left] = optional[..] else {
+        panic!("the runner role has two optional cache mounts: {optional:?}");
+    };
+    let user = ROLE.user().expect("the runner role has a user");
+    // The cache belongs to the role's user on the host too (a container sees it shifted).
+    let cache = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(cache.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let sources = format!("{}={}", given.name, cache.path().display());
+    let (exec, seen) = executor_with(ws.path(), &project, &[(MOUNT_SOURCES_ENV, &sources)]);
+    let command = format!("echo kept > {}/from-job", given.path);
+    let job = JobSpec::incus("cached", &command, ROLE);
+    let run = exec.run("contract", &[job]).await.unwrap();
+    let job = &run.jobs[0];
+    assert_eq!(job.status, JobStatus::Passed, "{job:?}");
+
+    let written = cache.path().join("from-job");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "kept\n");
+    assert_eq!(std::fs::metadata(&written).unwrap().uid(), user.uid);
+    let instance = seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the instance was read back");
+    let device = &instance["devices"][given.name];
+    assert_eq!(device["type"], "disk", "{device}");
+    assert_eq!(device["path"], given.path, "{device}");
+    assert_eq!(
+        device["source"],
+        cache.path().display().to_string(),
+        "{device}"
+    );
+    assert!(device.get("readonly").is_none(), "{device}");
+    assert!(
+        instance["devices"].get(left.name).is_none(),
+        "an optional mount without a directory is not attached: {instance}"
+    );
     project.assert_no_instances();
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use pika_incus_guest_role::{IncusGuestRole, Readiness, RoleMount, RuntimeMode};
+use pika_incus_guest_role::{IncusGuestRole, Readiness, RoleMount, RoleUser, RuntimeMode};
 use pika_roles_codegen::Registry;
 
 fn registry() -> Registry {
@@ -262,12 +262,35 @@ fn pin_deployed_pikaci_runner_contract() {
     assert_eq!(role.cluster_group(), None);
     assert_eq!(
         role.mounts(),
-        &[RoleMount {
-            name: "snapshot",
-            path: "/workspace/snapshot",
-            read_only: true,
-            optional: false
-        }]
+        &[
+            RoleMount {
+                name: "snapshot",
+                path: "/workspace/snapshot",
+                read_only: true,
+                optional: false
+            },
+            RoleMount {
+                name: "cargo-home",
+                path: "/cargo-home",
+                read_only: false,
+                optional: true
+            },
+            RoleMount {
+                name: "cargo-target",
+                path: "/cargo-target",
+                read_only: false,
+                optional: true
+            }
+        ]
+    );
+    assert_eq!(
+        role.user(),
+        Some(&RoleUser {
+            name: "pikaci",
+            uid: 1000,
+            group: "users",
+            gid: 100
+        })
     );
     assert_eq!(role.instance_config(), &[]);
     assert_eq!(
