@@ -64,6 +64,11 @@ in {
       default = [];
       description = "The role's mounts; the launcher attaches them as Incus disk devices.";
     };
+    servicePort = lib.mkOption {
+      type = lib.types.nullOr lib.types.port;
+      default = null;
+      description = "The guest TCP port of the role's service (roles.toml service-port), which launchers expose with an Incus proxy device.";
+    };
     user = lib.mkOption {
       type = lib.types.nullOr userType;
       default = null;

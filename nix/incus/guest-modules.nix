@@ -23,6 +23,7 @@ in
       pika.guestRole = {
         inherit (role) id readiness mounts;
         user = role.user or null;
+        servicePort = role.servicePort or null;
       };
     }
   ]

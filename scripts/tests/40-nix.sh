@@ -667,7 +667,7 @@ test_guest_modules() {
       case "${id}" in
         managed-openclaw)
           assert_eq "guest ${id} as ${type}: openclaw-gateway runs the payload's program, hardened" "true strict" \
-            "$(jq -r '.services["openclaw-gateway"] | (.ExecStart | test("payload-openclawGatewayPkg/bin/openclawGatewayPkg gateway$") | tostring) + " " + .ProtectSystem' <<<"${json}")"
+            "$(jq -r '.services["openclaw-gateway"] | (.ExecStart | test("payload-openclawGatewayPkg/bin/openclawGatewayPkg gateway --port [0-9]+$") | tostring) + " " + .ProtectSystem' <<<"${json}")"
           ;;
         pikaci-runner)
           assert_eq "guest ${id} as ${type}: nix, git, bash and the Rust toolchain installed; jobs' user pikaci uid 1000, group users gid 100; caches owned by it" \

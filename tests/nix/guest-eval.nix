@@ -65,11 +65,20 @@ in {
   packages = names config.environment.systemPackages;
   payloads = map (name: entry.specialArgs.${name}.name) entry.specialArgNames;
   services = builtins.mapAttrs (_: s: s.serviceConfig) config.systemd.services;
+  # The rest of each unit: environment, PATH packages (by name), [Unit] section, wantedBy.
+  units =
+    builtins.mapAttrs (_: s: {
+      inherit (s) environment unitConfig wantedBy;
+      path = names s.path;
+    })
+    config.systemd.services;
   paths = builtins.attrNames config.systemd.paths;
+  pathUnits = builtins.mapAttrs (_: p: {inherit (p) pathConfig wantedBy;}) config.systemd.paths;
   tmpfiles = config.systemd.tmpfiles.rules;
   dhcpUplinks = builtins.attrNames (lib.filterAttrs (_: n: (n.networkConfig.DHCP or null) == "yes") config.systemd.network.networks);
-  users = builtins.mapAttrs (_: u: {inherit (u) isSystemUser isNormalUser group home extraGroups;}) config.users.users;
+  users = builtins.mapAttrs (_: u: {inherit (u) isSystemUser isNormalUser uid group home extraGroups;}) config.users.users;
   groups = builtins.attrNames config.users.groups;
+  groupIds = builtins.mapAttrs (_: g: g.gid) config.users.groups;
   nixSettings = config.nix.settings;
   inherit (config.networking) hostName useDHCP useNetworkd;
   inherit (config.system) stateVersion;

