@@ -213,8 +213,8 @@ compare_with_unit() {
   # systemd adds USER and LOGNAME for User= and PATH from `path`; /bin/sh (the payload's wrapper
   # script, in the Nix package too) adds PWD and SHLVL.
   assert_eq "stand-in environment = the unit's (SHELL and PATH: the image's bash and coreutils)" \
-    "$(jq -c '.unit.environment + {SHELL: "/bin/bash", PATH: "/bin", USER: .service.User, LOGNAME: .service.User}' <<<"${UNIT_JSON}")" \
-    "$(jq -c 'del(.PWD, .SHLVL)' <<<"${environ}")"
+    "$(jq -cS '.unit.environment + {SHELL: "/bin/bash", PATH: "/bin", USER: .service.User, LOGNAME: .service.User}' <<<"${UNIT_JSON}")" \
+    "$(jq -cS 'del(.PWD, .SHLVL)' <<<"${environ}")"
   status="$(in_guest "${name}" cat "/proc/${pid}/status")"
   assert_eq "stand-in uid/gid/groups/umask/no_new_privs = the unit's user, UMask and NoNewPrivileges" \
     "$(jq -r '.service.User as $u | .service.Group as $g | "\(.users[$u].uid) \(.groupIds[$g]) [] \(.service.UMask) 1"' <<<"${UNIT_JSON}")" \
