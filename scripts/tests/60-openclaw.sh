@@ -198,8 +198,13 @@ invoke() {
     -w ' %{http_code}' "$1/tools/invoke" || true
 }
 
+# free_port: a loopback port nothing listens on.
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null || { echo "${port}"; return 0; }
+  done
 }
 
 # The running stand-in equals the unit: command line, environment, uid/gid, cwd, umask.
@@ -304,6 +309,11 @@ cleanup() {
 }
 
 main() {
+  # npm fetches the payload (test.sh does not install Node); without it the suite cannot run.
+  if [[ ! -d "${PIKA_TEST_OPENCLAW_IMAGE_DIR:-}" ]] && ! command -v npm >/dev/null; then
+    err "npm is not installed: the stand-in's payload comes from the npm registry (or set PIKA_TEST_OPENCLAW_IMAGE_DIR)"
+    exit 77
+  fi
   WORK="$(mktemp -d "${PIKA_TEST_WORK:-/tmp}/openclaw.XXXXXX")"
   trap cleanup EXIT
   incus project create "${PROJECT}" -c features.images=true -c features.profiles=false >/dev/null
