@@ -87,7 +87,7 @@ unit_eval() {
     --arg modulesPath "${MODULES}" --argstr role "${ROLE}" --argstr instanceType container 2>"${WORK}/nix.stderr" \
     | jq -c --arg unit "${UNIT}" '{
         service: .services[$unit], unit: .units[$unit], pathUnit: .pathUnits[$unit],
-        users, groupIds, failedAssertions }'
+        users, userIds, groupIds, failedAssertions }'
 }
 
 # unit_problems JSON: what is wrong with the unit (empty when nothing), against the role's facts
@@ -105,7 +105,7 @@ unit_problems() {
       want("Restart"; $s.Restart; "always"),
       want("RestartSec"; $s.RestartSec; 5),
       want("User/Group"; [$s.User, $s.Group]; [$name, $group]),
-      want("uid/gid"; [.users[$name].uid, .groupIds[$group]]; [$uid, $gid]),
+      want("uid/gid"; [.userIds[$name], .groupIds[$group]]; [$uid, $gid]),
       want("system user, home = state dir"; [.users[$name].isSystemUser, .users[$name].home]; [true, "/var/lib/openclaw"]),
       want("StateDirectory/WorkingDirectory"; [$s.StateDirectory, $s.WorkingDirectory]; ["openclaw", "/var/lib/openclaw"]),
       want("environment (but SHELL)"; $u.environment | del(.SHELL);
@@ -222,13 +222,13 @@ compare_with_unit() {
     "$(jq -cS 'del(.PWD, .SHLVL)' <<<"${environ}")"
   status="$(in_guest "${name}" cat "/proc/${pid}/status")"
   assert_eq "stand-in uid/gid/groups/umask/no_new_privs = the unit's user, UMask and NoNewPrivileges" \
-    "$(jq -r '.service.User as $u | .service.Group as $g | "\(.users[$u].uid) \(.groupIds[$g]) [] \(.service.UMask) 1"' <<<"${UNIT_JSON}")" \
+    "$(jq -r '.service.User as $u | .service.Group as $g | "\(.userIds[$u]) \(.groupIds[$g]) [] \(.service.UMask) 1"' <<<"${UNIT_JSON}")" \
     "$(awk '/^Uid:/ { u = $2 } /^Gid:/ { g = $2 } /^Groups:/ { gr = "[" $2 "]" } /^Umask:/ { m = $2 } /^NoNewPrivs:/ { n = $2 } END { print u, g, gr, m, n }' <<<"${status}")"
   cwd="$(in_guest "${name}" readlink "/proc/${pid}/cwd")"
   assert_eq "stand-in working directory = WorkingDirectory" "$(jq -r .service.WorkingDirectory <<<"${UNIT_JSON}")" "${cwd}"
   umask_="$(in_guest "${name}" stat -c '%a %u:%g' /var/lib/openclaw)"
   assert_eq "state directory owned by the role's user (StateDirectory=)" \
-    "755 $(jq -r '.service.User as $u | .service.Group as $g | "\(.users[$u].uid):\(.groupIds[$g])"' <<<"${UNIT_JSON}")" "${umask_}"
+    "755 $(jq -r '.service.User as $u | .service.Group as $g | "\(.userIds[$u]):\(.groupIds[$g])"' <<<"${UNIT_JSON}")" "${umask_}"
 }
 
 test_stand_in() {

@@ -76,9 +76,8 @@ in {
   pathUnits = builtins.mapAttrs (_: p: {inherit (p) pathConfig wantedBy;}) config.systemd.paths;
   tmpfiles = config.systemd.tmpfiles.rules;
   dhcpUplinks = builtins.attrNames (lib.filterAttrs (_: n: (n.networkConfig.DHCP or null) == "yes") config.systemd.network.networks);
-  users = builtins.mapAttrs (_: u: {inherit (u) isSystemUser isNormalUser uid group home extraGroups;}) config.users.users;
+  users = builtins.mapAttrs (_: u: {inherit (u) isSystemUser isNormalUser group home extraGroups;}) config.users.users;
   groups = builtins.attrNames config.users.groups;
-  groupIds = builtins.mapAttrs (_: g: g.gid) config.users.groups;
   nixSettings = config.nix.settings;
   inherit (config.networking) hostName useDHCP useNetworkd;
   inherit (config.system) stateVersion;
