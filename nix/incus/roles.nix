@@ -25,11 +25,16 @@
     memoryMib = 4096;
     secureBoot = false;
     clusterGroup = null;
-    servicePort = null;
-    user = null;
+    servicePort = 18789;
+    user = {
+      name = "openclaw";
+      uid = 2000;
+      group = "openclaw";
+      gid = 2000;
+    };
     mounts = [];
     instanceConfig = {};
-    rolesDigest = "5d2292db142f2fb0272a43dfb7282150e6c338388edbd6d745bf773d0ebca093";
+    rolesDigest = "e43bbeb45c14b13c1dc1678eb4bd362ae96caeb7ca272df41d526626c82bac40";
   };
   "pi-sandbox" = {
     id = "pi-sandbox";
