@@ -20,7 +20,7 @@
     specialArgNames = ["openclawGatewayPkg" "pikachatPkg"];
     specialArgs = {inherit openclawGatewayPkg pikachatPkg;};
     runtimeMode = "managed-service";
-    readiness = "incus-agent";
+    readiness = "http://127.0.0.1:18789/health";
     cpu = 2;
     memoryMib = 4096;
     secureBoot = false;
@@ -34,7 +34,7 @@
     };
     mounts = [];
     instanceConfig = {};
-    rolesDigest = "e43bbeb45c14b13c1dc1678eb4bd362ae96caeb7ca272df41d526626c82bac40";
+    rolesDigest = "9aeb4ae9f01a18b60b9ea5d645f23a8160bdbb59115c04c9353ac1695e978340";
   };
   "pi-sandbox" = {
     id = "pi-sandbox";

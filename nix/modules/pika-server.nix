@@ -41,7 +41,14 @@
     // listEnv "PIKA_AGENT_INCUS_ALLOWED_PROFILES" cfg.incus.allowed.profiles
     // listEnv "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS" cfg.incus.allowed.storagePools
     // listEnv "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES" cfg.incus.allowed.imageAliases
+    // {
+      PIKA_AGENT_GATEWAY_LISTEN_ADDRESS = cfg.gateway.listenAddress;
+      PIKA_AGENT_GATEWAY_PORTS = cfg.gateway.ports;
+    }
+    # The model keys reach the service as a systemd credential (%d: its credentials directory).
+    // lib.optionalAttrs (cfg.modelEnvironmentFile != null) {PIKA_AGENT_MODEL_ENV_FILE = "%d/${modelEnvCredential}";}
     // cfg.extraEnvironment;
+  modelEnvCredential = "model-env";
 
   allowList = what: variable:
     lib.mkOption {
@@ -97,6 +104,32 @@ in {
       type = lib.types.bool;
       default = false;
       description = "Open the TCP port of `listen` in the firewall (networking.firewall.allowedTCPPorts).";
+    };
+
+    gateway = {
+      listenAddress = lib.mkOption {
+        type = lib.types.str;
+        default = "127.0.0.1";
+        description = "Host address each agent's Incus proxy device listens on (PIKA_AGENT_GATEWAY_LISTEN_ADDRESS); the owner reaches the agent's gateway there. Loopback by default: only this host.";
+      };
+      ports = lib.mkOption {
+        type = lib.types.str;
+        default = "18800-18999";
+        example = "20000-20999";
+        description = "Host ports of the agents' proxy devices, FIRST-LAST (PIKA_AGENT_GATEWAY_PORTS): one per agent; when all are taken a create answers 503 and creates nothing.";
+      };
+    };
+
+    modelEnvironmentFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/run/secrets/pika-model.env";
+      description = ''
+        The model providers' environment (`KEY=VALUE` lines such as `ANTHROPIC_API_KEY=...`), delivered
+        into every agent's gateway configuration. A path outside the Nix store (it holds secrets); it
+        may be readable by root only: systemd hands it to the service as a credential (LoadCredential)
+        and PIKA_AGENT_MODEL_ENV_FILE points there.
+      '';
     };
 
     extraEnvironment = lib.mkOption {
@@ -171,6 +204,14 @@ in {
         message = "services.pika-server.incus.endpoint is HTTPS (${toString cfg.incus.endpoint}): set services.pika-server.incus.clientCertPath and clientKeyPath (the client certificate Incus trusts).";
       }
       {
+        assertion = cfg.modelEnvironmentFile == null || lib.hasPrefix "/" cfg.modelEnvironmentFile;
+        message = "services.pika-server.modelEnvironmentFile must be an absolute path (got `${toString cfg.modelEnvironmentFile}`).";
+      }
+      {
+        assertion = builtins.match "[0-9]+(-[0-9]+)?" cfg.gateway.ports != null;
+        message = "services.pika-server.gateway.ports must be FIRST-LAST (got `${cfg.gateway.ports}`).";
+      }
+      {
         assertion = builtins.match "(.*:)?[0-9]+" cfg.listen != null;
         message = "services.pika-server.listen must be HOST:PORT (got `${cfg.listen}`).";
       }
@@ -201,6 +242,7 @@ in {
           StateDirectory = "pika-server";
           Restart = "on-failure";
           RestartSec = 5;
+          LoadCredential = lib.optional (cfg.modelEnvironmentFile != null) "${modelEnvCredential}:${cfg.modelEnvironmentFile}";
           # A database outside the state directory must stay writable under ProtectSystem=strict.
           ReadWritePaths = lib.optional (!lib.hasPrefix "${stateDirectory}/" cfg.database) (builtins.dirOf cfg.database);
         };

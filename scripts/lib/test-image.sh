@@ -70,13 +70,36 @@ test_image_rootfs() {
   done
   # A tiny init: busybox init ignores SIGPWR, which Incus sends for a clean stop, so a stop would
   # hang until its timeout. This one exits on SIGPWR/SIGTERM and otherwise just waits.
-  cat >"${root}/sbin/init" <<'INIT'
+  #
+  # A stand-in of a role's gateway (pika-server's OpenClaw gateway): once pika-server has delivered
+  # the configuration (gateway.rs CONFIG_PATH), busybox httpd answers GET /health on the guest's
+  # loopback at the service port of the first role that has one (roles.toml `service-port`), and
+  # comes back when killed, like the unit's Restart=always. Without a delivered file nothing listens.
+  local port="" role
+  for role in "${PIKA_ROLE_IDS[@]}"; do
+    if [[ -n "${PIKA_ROLE_SERVICE_PORT[${role}]:-}" ]]; then
+      port="${PIKA_ROLE_SERVICE_PORT[${role}]}"
+      break
+    fi
+  done
+  mkdir -p "${root}/srv/gateway"
+  printf '{"ok":true,"status":"live"}\n' >"${root}/srv/gateway/health"
+  cat >"${root}/sbin/init" <<INIT
 #!/bin/sh
 trap 'exit 0' PWR TERM INT
 mkdir -p /run /tmp
+# The loopback interface comes up like on any booted system (the gateway listens there).
+ip link set lo up 2>/dev/null
+gateway() {
+  while :; do
+    [ -n "${port}" ] && [ -f /var/lib/openclaw/openclaw.json ] && httpd -f -p "127.0.0.1:${port}" -h /srv/gateway
+    sleep 1
+  done
+}
+gateway &
 while :; do
   sleep 86400 &
-  wait $!
+  wait \$!
 done
 INIT
   chmod 0755 "${root}/sbin/init"

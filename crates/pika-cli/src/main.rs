@@ -13,8 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pika_managed_agent_contract::{
-    AGENTS_PATH, AgentList, AgentProvisionRequest, AgentRecord, AgentReprovisionRequest, ApiError,
-    IncusGuestRole, IncusProvisionParams, agent_path, agent_reprovision_path,
+    AGENTS_PATH, AgentList, AgentProvisionRequest, AgentRecord, AgentReprovisionRequest,
+    AgentWithToken, ApiError, IncusGuestRole, IncusProvisionParams, agent_gateway_token_path,
+    agent_path, agent_reprovision_path,
 };
 use pika_runtime::{TextTable, WithCompletions, error_chain};
 use reqwest::{Method, StatusCode};
@@ -63,7 +64,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AgentCommand {
-    /// Provision a new agent (missing Incus settings come from the server's environment).
+    /// Provision a new agent (missing Incus settings come from the server's environment); prints
+    /// its gateway URL and, once, its gateway token.
     Provision {
         /// Human-readable name of the agent.
         #[arg(long)]
@@ -75,12 +77,15 @@ enum AgentCommand {
     List,
     /// Show one agent.
     Show { id: String },
-    /// Recreate an agent's instance; given flags replace the stored settings.
+    /// Recreate an agent's instance (with a new gateway port and token, the token shown once);
+    /// given flags replace the stored settings.
     Reprovision {
         id: String,
         #[command(flatten)]
         incus: IncusFlags,
     },
+    /// Give an agent a new gateway token (shown once); the old one stops working.
+    RotateToken { id: String },
     /// Delete an agent and its instance.
     Delete {
         id: String,
@@ -298,7 +303,8 @@ fn role_cell(record: &AgentRecord) -> String {
 
 fn print_table(records: &[AgentRecord]) {
     let mut table = TextTable::new([
-        "ID", "NAME", "STATE", "INSTANCE", "LOCATION", "ROLE", "ALIAS", "PROJECT", "CREATED",
+        "ID", "NAME", "STATE", "INSTANCE", "LOCATION", "ROLE", "ALIAS", "PROJECT", "GATEWAY",
+        "CREATED",
     ]);
     for r in records {
         table.row([
@@ -310,6 +316,7 @@ fn print_table(records: &[AgentRecord]) {
             role_cell(r),
             r.incus.image_alias.clone().unwrap_or_else(|| "-".into()),
             r.incus.project.clone().unwrap_or_else(|| "-".into()),
+            r.gateway_url.clone().unwrap_or_else(|| "-".into()),
             r.created_at.clone(),
         ]);
     }
@@ -325,6 +332,7 @@ fn print_record(record: &AgentRecord) {
         ("state", record.state.to_string()),
         ("instance", record.instance_name.clone()),
         ("location", opt(&record.location)),
+        ("gateway url", opt(&record.gateway_url)),
         ("guest role", role_cell(record)),
         ("image alias", opt(&record.incus.image_alias)),
         (
@@ -346,6 +354,23 @@ fn print_record(record: &AgentRecord) {
     }
     if let Some(error) = &record.error {
         println!("{:<13} {error}", "error:");
+    }
+}
+
+/// An agent with the gateway token this response carries (once): the token on its own line, and
+/// how to get a new one.
+fn print_with_token(created: &AgentWithToken, json: bool) {
+    if json {
+        print_json(created);
+        return;
+    }
+    print_record(&created.agent);
+    if let Some(token) = &created.gateway_token {
+        println!("{:<13} {token}", "gateway token:");
+        eprintln!(
+            "pika: the gateway token is shown only now; `pika agent rotate-token {}` makes a new one",
+            created.agent.id
+        );
     }
 }
 
@@ -376,14 +401,10 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
                 name,
                 incus: incus.into_params(),
             };
-            let record: AgentRecord = api
+            let created: AgentWithToken = api
                 .expect(Method::POST, AGENTS_PATH, Some(to_json(&request)))
                 .await?;
-            if cli.json {
-                print_json(&record);
-            } else {
-                print_record(&record);
-            }
+            print_with_token(&created, cli.json);
         }
         AgentCommand::List => {
             let list: AgentList = api.expect(Method::GET, AGENTS_PATH, None).await?;
@@ -405,18 +426,20 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
             let request = AgentReprovisionRequest {
                 incus: incus.into_params(),
             };
-            let record: AgentRecord = api
+            let created: AgentWithToken = api
                 .expect(
                     Method::POST,
                     &agent_reprovision_path(&id),
                     Some(to_json(&request)),
                 )
                 .await?;
-            if cli.json {
-                print_json(&record);
-            } else {
-                print_record(&record);
-            }
+            print_with_token(&created, cli.json);
+        }
+        AgentCommand::RotateToken { id } => {
+            let rotated: AgentWithToken = api
+                .expect(Method::POST, &agent_gateway_token_path(&id), None)
+                .await?;
+            print_with_token(&rotated, cli.json);
         }
         AgentCommand::Delete { id, force } => {
             let path = if force {

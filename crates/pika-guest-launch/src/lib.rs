@@ -29,6 +29,7 @@
 //! ```
 
 mod contract;
+pub mod http_probe;
 pub mod readiness;
 
 use std::time::Duration;
@@ -39,7 +40,7 @@ use tokio::time::Instant;
 
 pub use contract::{MountSources, apply_contract, image_type_of_alias, size_root_disk};
 pub use pika_incus_guest_role::MountSourceError;
-pub use readiness::{DEFAULT_READY_TIMEOUT, NotReady, Ready, wait_ready};
+pub use readiness::{DEFAULT_READY_TIMEOUT, NotReady, Ready, wait_ready, wait_ready_via};
 
 /// Why a launch failed. The instance is gone by then unless [`LaunchError::cleanup`] says why not.
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +89,32 @@ fn cleanup_note(cleanup: &Option<String>) -> String {
 }
 
 /// A file written into a launched guest once it runs, before the readiness wait (an SSH key for
-/// `ssh` readiness). Missing parent directories are created with `dir_mode`, owned by root.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `ssh` readiness, a service's configuration). It is owned by `uid`:`gid`, and so is its own
+/// directory when the launch creates it (with `dir_mode`); missing directories above that are
+/// created 0755, owned by root. Existing directories are left as they are.
+///
+/// Its `Debug` shows no contents: a file may carry secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct GuestFile {
     /// Absolute guest path.
     pub path: String,
     pub contents: Vec<u8>,
     pub mode: u32,
     pub dir_mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::fmt::Debug for GuestFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestFile")
+            .field("path", &self.path)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }
 
 /// Creates and starts `create` (the `start` flag is forced on; the root disk sized by
@@ -107,6 +126,20 @@ pub async fn launch(
     create: &InstanceCreate,
     role: IncusGuestRole,
     files: &[GuestFile],
+    ready_timeout: Duration,
+) -> Result<Ready, LaunchError> {
+    launch_via(project, create, role, files, None, ready_timeout).await
+}
+
+/// [`launch`], with the host address of the instance's own proxy device to the role's service
+/// port (`via`): an `http://127.0.0.1:PORT/PATH` readiness is probed through it (see
+/// [`readiness::wait_ready_via`]).
+pub async fn launch_via(
+    project: &ProjectClient,
+    create: &InstanceCreate,
+    role: IncusGuestRole,
+    files: &[GuestFile],
+    via: Option<std::net::SocketAddr>,
     ready_timeout: Duration,
 ) -> Result<Ready, LaunchError> {
     let deadline = Instant::now() + ready_timeout;
@@ -147,7 +180,7 @@ pub async fn launch(
         }
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    match wait_ready(project, name, role.readiness(), left).await {
+    match readiness::wait_ready_via(project, name, role.readiness(), via, left).await {
         Ok(ready) => Ok(ready),
         Err(source) => {
             let cleanup = remove_instance(project, name)
@@ -176,8 +209,9 @@ pub async fn launch(
 }
 
 /// Writes `file` (and its missing parents) into the guest, retrying until `deadline`: a VM's
-/// files API answers only once its incus-agent runs.
-async fn push_until(
+/// files API answers only once its incus-agent runs. For launchers that deliver files after the
+/// launch (a configuration again on reprovision, a rotated credential).
+pub async fn push_until(
     project: &ProjectClient,
     instance: &str,
     file: &GuestFile,
@@ -207,19 +241,34 @@ async fn push_file_with_parents(
         gid: 0,
         mode,
     };
+    let owned = |mode| FileMode {
+        uid: file.uid,
+        gid: file.gid,
+        mode,
+    };
     let parents: Vec<&str> = std::path::Path::new(&file.path)
         .ancestors()
         .skip(1)
         .filter_map(|p| p.to_str())
         .filter(|p| *p != "/" && !p.is_empty())
         .collect();
-    for dir in parents.iter().rev() {
-        project
-            .create_dir(instance, dir, root(file.dir_mode))
-            .await?;
+    for (depth, dir) in parents.iter().enumerate().rev() {
+        // The file's own directory belongs to the file's owner (with `dir_mode`); the ones
+        // above it to root, traversable (0755).
+        let mode = if depth == 0 {
+            owned(file.dir_mode)
+        } else {
+            root(0o755)
+        };
+        project.create_dir(instance, dir, mode).await?;
     }
     project
-        .push_file(instance, &file.path, file.contents.clone(), root(file.mode))
+        .push_file(
+            instance,
+            &file.path,
+            file.contents.clone(),
+            owned(file.mode),
+        )
         .await
 }
 

@@ -100,11 +100,25 @@ pub async fn wait_ready(
     readiness: Readiness,
     timeout: Duration,
 ) -> Result<Ready, NotReady> {
+    wait_ready_via(project, instance, readiness, None, timeout).await
+}
+
+/// [`wait_ready`], with the host address of the instance's own proxy device to the role's
+/// service port: an HTTP readiness (`http://127.0.0.1:PORT/PATH`, inside the guest) is probed
+/// through it, never at the guest's own address.
+pub async fn wait_ready_via(
+    project: &ProjectClient,
+    instance: &str,
+    readiness: Readiness,
+    via: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<Ready, NotReady> {
     let deadline = Instant::now() + timeout;
     let mut pause = FIRST_POLL;
     let mut last = "no probe ran yet".to_owned();
     loop {
-        let probe = tokio::time::timeout_at(deadline, probe(project, instance, readiness)).await;
+        let probe =
+            tokio::time::timeout_at(deadline, probe(project, instance, readiness, via)).await;
         match probe {
             Ok(Probe::Ready(ready)) => return Ok(ready),
             Ok(Probe::Gone(reason)) => {
@@ -134,7 +148,12 @@ enum Probe {
     Gone(String),
 }
 
-async fn probe(project: &ProjectClient, instance: &str, readiness: Readiness) -> Probe {
+async fn probe(
+    project: &ProjectClient,
+    instance: &str,
+    readiness: Readiness,
+    via: Option<SocketAddr>,
+) -> Probe {
     let state = match project.instance_state(instance).await {
         Ok(state) => state,
         Err(e) if e.is_not_found() => return Probe::Gone(format!("the instance is gone: {e}")),
@@ -162,7 +181,14 @@ async fn probe(project: &ProjectClient, instance: &str, readiness: Readiness) ->
             Err(e) => Probe::NotYet(e.to_string()),
         },
         Readiness::Ssh => probe_ssh(&state).await,
-        Readiness::Http { .. } => probe_http(project, instance, readiness).await,
+        // Through the instance's own proxy device when the launcher has one, else inside the guest.
+        Readiness::Http { path, .. } => match via {
+            Some(via) => match crate::http_probe::get_ok(via, path, PROBE_TIMEOUT).await {
+                Ok(_) => Probe::Ready(Ready::default()),
+                Err(e) => Probe::NotYet(format!("through the proxy device: {e}")),
+            },
+            None => probe_http(project, instance, readiness).await,
+        },
     }
 }
 

@@ -299,6 +299,8 @@ async fn files_are_written_before_the_readiness_wait() {
         contents: b"ssh-ed25519 AAAA test\n".to_vec(),
         mode: 0o600,
         dir_mode: 0o700,
+        uid: 0,
+        gid: 0,
     };
     // Any readiness a running busybox meets: launch pushes the file first.
     let ready_role = *IncusGuestRole::ALL

@@ -168,6 +168,8 @@ async fn launch_guest(args: LaunchArgs) -> Result<(), String> {
             contents,
             mode: 0o600,
             dir_mode: 0o700,
+            uid: 0,
+            gid: 0,
         });
     }
     if !args.json {

@@ -56,6 +56,11 @@ pub fn agent_reprovision_path(id: &str) -> String {
     format!("{}/reprovision", agent_path(id))
 }
 
+/// Path that rotates one agent's gateway token (`POST`, owner only).
+pub fn agent_gateway_token_path(id: &str) -> String {
+    format!("{}/gateway-token", agent_path(id))
+}
+
 /// Where and how an agent's Incus instance is provisioned.
 ///
 /// In a request every field is optional: the server fills what is missing from its environment
@@ -195,12 +200,28 @@ pub struct AgentRecord {
     /// The Incus cluster member the instance runs on (absent off a cluster, or before creation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Where the owner reaches the agent's gateway (`http://ADDR:PORT`, the agent's own Incus
+    /// proxy device); absent for a role without a service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_url: Option<String>,
     /// Why provisioning failed (state `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// RFC 3339 UTC timestamps.
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// Body of `POST /v1/agents` (201), `POST /v1/agents/{id}/reprovision` and
+/// `POST /v1/agents/{id}/gateway-token`: the agent, plus its gateway token when this response
+/// made one. The token is shown here once and stored by the server only as a SHA-256 hash; an
+/// idempotent replay carries no token (rotate it to get a new one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentWithToken {
+    #[serde(flatten)]
+    pub agent: AgentRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_token: Option<String>,
 }
 
 /// Body of `GET /v1/agents`.
@@ -333,6 +354,7 @@ mod tests {
             state: AgentState::Running,
             incus: full_params(),
             location: Some("node2".into()),
+            gateway_url: Some("http://127.0.0.1:18800".into()),
             error: None,
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),

@@ -16,11 +16,12 @@ use pika_managed_agent_contract::{
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::config::IncusSettings;
+use crate::config::{GatewaySettings, IncusSettings};
 use crate::error::{AgentError, ErrorKind};
+use crate::gateway::{GatewayRole, GatewayToken, ModelEnv, OpenclawConfig};
 use crate::incus::{
-    Connector, Preflight, PreflightError, Removal, Stamp, create_verified, preflight,
-    remove_if_stamped, remove_instance,
+    Connector, GatewayLaunch, Preflight, PreflightError, Removal, Stamp, create_verified,
+    preflight, remove_if_stamped, remove_instance,
 };
 use crate::incus_keys;
 use crate::names;
@@ -28,7 +29,7 @@ use crate::params::{
     ResolvedIncusParams, incus_params_provided, merge_incus_provision_params, resolved_incus_params,
 };
 use crate::policy::Policy;
-use crate::store::{Store, StoreError};
+use crate::store::{GatewayAllocation, PortRequest, Store, StoreError};
 
 /// How many instance creates/deletes the server runs against Incus at once. Incus answers a burst
 /// of 50 creates slowly enough that single requests pass the client timeout; queueing here instead
@@ -54,6 +55,18 @@ pub struct Agents {
     /// in here was left by a failure and may be deleted.
     building: Arc<Mutex<HashSet<String>>>,
     health: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
+    /// Where agents' gateway proxy devices listen (address and port range).
+    gateway_ports: PortRequest,
+    /// The operator's model environment file, read at every delivery.
+    model_env_file: Option<std::path::PathBuf>,
+}
+
+/// An agent's gateway as one provision or reprovision delivers it: the role's facts, a fresh
+/// token and the configuration file carrying it.
+pub(crate) struct GatewayPlan {
+    pub(crate) role: GatewayRole,
+    pub(crate) token: GatewayToken,
+    pub(crate) file: pika_guest_launch::GuestFile,
 }
 
 /// A POST's idempotency key with the hash of its body.
@@ -76,6 +89,8 @@ impl Idempotency {
 pub struct Provisioned {
     pub record: AgentRecord,
     pub replayed: bool,
+    /// The new agent's gateway token (never on a replay: only its hash is kept).
+    pub gateway_token: Option<GatewayToken>,
 }
 
 /// The outcome of a delete.
@@ -151,7 +166,12 @@ impl Drop for Building {
 }
 
 impl Agents {
-    pub fn new(store: Store, connector: Connector, settings: &IncusSettings) -> Self {
+    pub fn new(
+        store: Store,
+        connector: Connector,
+        settings: &IncusSettings,
+        gateway: &GatewaySettings,
+    ) -> Self {
         let server_id = store.server_id().to_owned();
         Agents {
             store: Arc::new(store),
@@ -163,7 +183,45 @@ impl Agents {
             incus_slots: tokio::sync::Semaphore::new(INCUS_CONCURRENCY),
             building: Arc::new(Mutex::new(HashSet::new())),
             health: tokio::sync::Mutex::new(None),
+            gateway_ports: PortRequest {
+                address: gateway.listen_address,
+                first: gateway.ports.first,
+                last: gateway.ports.last,
+            },
+            model_env_file: gateway.model_env_file.clone(),
         }
+    }
+
+    /// A fresh token and configuration for an agent of `role`, when the role has a gateway. The
+    /// model environment file is read now, so an operator's edit reaches the next delivery.
+    pub(crate) fn gateway_plan(
+        &self,
+        role: pika_managed_agent_contract::IncusGuestRole,
+    ) -> Result<Option<GatewayPlan>, AgentError> {
+        let Some(role) = GatewayRole::of(role) else {
+            return Ok(None);
+        };
+        let model_env = ModelEnv::load(self.model_env_file.as_deref())
+            .map_err(|err| AgentError::new(ErrorKind::Internal, err.to_string()))?;
+        let token = GatewayToken::generate();
+        let file = OpenclawConfig::new(&role, token.clone(), model_env).guest_file(&role);
+        Ok(Some(GatewayPlan { role, token, file }))
+    }
+
+    /// Refuses a gateway for a virtual-machine image: Incus offers VMs only NAT-mode proxy
+    /// devices, which cannot reach a gateway bound to the guest's loopback (see the README).
+    fn check_gateway_reach(
+        plan: Option<&GatewayPlan>,
+        checked: &Preflight,
+    ) -> Result<(), AgentError> {
+        if plan.is_some() && checked.instance_type == pika_incus::InstanceType::VirtualMachine {
+            return Err(AgentError::new(
+                ErrorKind::Invalid,
+                "incus.image_alias: the image is a virtual machine; Incus offers VMs only NAT-mode proxy devices, which cannot reach the gateway on the guest's loopback, so pika-server provisions gateways from container images only",
+            )
+            .field("incus.image_alias"));
+        }
+        Ok(())
     }
 
     pub fn server_id(&self) -> &str {
@@ -264,23 +322,35 @@ impl Agents {
             return Ok(replay);
         }
         let (resolved, project, checked) = self.admit(&self.defaults, &request.incus).await?;
+        let plan = self.gateway_plan(resolved.guest_role)?;
+        Self::check_gateway_reach(plan.as_ref(), &checked)?;
         let id = new_hex_id(8);
         let _building = self.mark_building(&id);
         let record = {
             let (id, owner, incus) = (id.clone(), owner.to_owned(), resolved.materialized());
             let key = idempotency.map(|i| (i.key, i.request_hash));
+            let gateway = plan
+                .as_ref()
+                .map(|plan| (self.gateway_ports.clone(), plan.token.sha256()));
             self.db(move |s| {
                 let key = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
-                s.insert_provisioning(&id, &owner, name.as_deref(), &incus, key)
+                let gateway = gateway.as_ref().map(|(ports, sha256)| GatewayAllocation {
+                    ports,
+                    token_sha256: sha256,
+                });
+                s.insert_provisioning(&id, &owner, name.as_deref(), &incus, key, gateway)
             })
             .await
         };
         let record = record?;
-        tracing::info!(agent = %id, %owner, params = %resolved, "provisioning");
-        let record = self.build(record, &resolved, &project, &checked).await?;
+        tracing::info!(agent = %id, %owner, params = %resolved, gateway = ?record.gateway_url, "provisioning");
+        let record = self
+            .build(record, &resolved, &project, &checked, plan.as_ref())
+            .await?;
         Ok(Provisioned {
             record,
             replayed: false,
+            gateway_token: plan.map(|plan| plan.token),
         })
     }
 
@@ -327,6 +397,7 @@ impl Agents {
         Ok(Some(Provisioned {
             record,
             replayed: true,
+            gateway_token: None,
         }))
     }
 
@@ -337,15 +408,25 @@ impl Agents {
         resolved: &ResolvedIncusParams,
         project: &pika_incus::ProjectClient,
         checked: &Preflight,
+        plan: Option<&GatewayPlan>,
     ) -> Result<AgentRecord, AgentError> {
         let stamp = Stamp {
             server_id: &self.server_id,
             agent_id: &record.id,
             owner: &record.owner,
         };
+        let gateway = self.gateway_launch(&record.instance_name, plan).await?;
         let created = {
             let _slot = self.slot().await?;
-            create_verified(project, resolved, checked, &record.instance_name, &stamp).await
+            create_verified(
+                project,
+                resolved,
+                checked,
+                &record.instance_name,
+                &stamp,
+                gateway.as_ref(),
+            )
+            .await
         };
         let location = match created {
             Ok(location) => location,
@@ -355,6 +436,9 @@ impl Agents {
                 if error.kind == ErrorKind::IncusUnavailable {
                     self.remove_if_created(project, &record).await;
                 }
+                // The instance is gone: so is its claim on a port.
+                let name = record.instance_name.clone();
+                self.db(move |s| s.release_port(&name)).await?;
                 self.transition(
                     &record.id,
                     &[AgentState::Provisioning],
@@ -391,6 +475,8 @@ impl Agents {
                 if let Err(cleanup) = remove_instance(project, &record.instance_name).await {
                     tracing::error!(agent = %record.id, error = %cleanup, "compensating removal failed; reconcile will retry");
                 }
+                let name = record.instance_name.clone();
+                let _ = self.db(move |s| s.release_port(&name)).await;
                 let _ = self
                     .transition(
                         &record.id,
@@ -451,6 +537,33 @@ impl Agents {
         tracing::error!(agent = %record.id, instance = %record.instance_name, "Incus stays unreachable: the next startup reconcile removes the instance if it exists");
     }
 
+    /// What `create_verified` needs for an agent's gateway: the host address the store reserved
+    /// for `instance_name`, the role's facts and the file to deliver.
+    async fn gateway_launch(
+        &self,
+        instance_name: &str,
+        plan: Option<&GatewayPlan>,
+    ) -> Result<Option<GatewayLaunch>, AgentError> {
+        let Some(plan) = plan else {
+            return Ok(None);
+        };
+        let name = instance_name.to_owned();
+        let listen = self
+            .db(move |s| s.gateway_address(&name))
+            .await?
+            .ok_or_else(|| {
+                AgentError::new(
+                    ErrorKind::Internal,
+                    format!("no gateway port is reserved for {instance_name}"),
+                )
+            })?;
+        Ok(Some(GatewayLaunch {
+            listen,
+            role: plan.role,
+            file: plan.file.clone(),
+        }))
+    }
+
     pub async fn list(&self, owner: &str) -> Result<Vec<AgentRecord>, AgentError> {
         let owner = owner.to_owned();
         self.db(move |s| s.list(Some(&owner))).await
@@ -471,7 +584,7 @@ impl Agents {
         owner: &str,
         id: &str,
         requested: &IncusProvisionParams,
-    ) -> Result<AgentRecord, AgentError> {
+    ) -> Result<Provisioned, AgentError> {
         let record = self.show(owner, id).await?;
         let merged = if incus_params_provided(requested) {
             merge_incus_provision_params(&record.incus, requested)
@@ -484,6 +597,8 @@ impl Agents {
             .admit(&IncusProvisionParams::default(), &merged)
             .await?;
         let old = resolve_stored(&record.incus)?;
+        let plan = self.gateway_plan(resolved.guest_role)?;
+        Self::check_gateway_reach(plan.as_ref(), &checked)?;
         const CLAIMABLE: &[AgentState] = &[
             AgentState::Running,
             AgentState::Failed,
@@ -535,9 +650,38 @@ impl Agents {
             agent_id: id,
             owner,
         };
+        // The new instance gets a port of its own: the old one holds its port until it is gone.
+        if plan.is_some() {
+            let (ports, id_owned, name) =
+                (self.gateway_ports.clone(), id.to_owned(), new_name.clone());
+            if let Err(err) = self
+                .db(move |s| s.reserve_port(&ports, &id_owned, &name))
+                .await
+            {
+                restore(record.error.clone()).await?;
+                return Err(err);
+            }
+        }
+        let gateway = match self.gateway_launch(&new_name, plan.as_ref()).await {
+            Ok(gateway) => gateway,
+            Err(err) => {
+                let name = new_name.clone();
+                let _ = self.db(move |s| s.release_port(&name)).await;
+                restore(record.error.clone()).await?;
+                return Err(err);
+            }
+        };
         let created = {
             let _slot = self.slot().await?;
-            create_verified(&project, &resolved, &checked, &new_name, &stamp).await
+            create_verified(
+                &project,
+                &resolved,
+                &checked,
+                &new_name,
+                &stamp,
+                gateway.as_ref(),
+            )
+            .await
         };
         let (created, location) = match created {
             Ok(location) => (Ok(()), location),
@@ -548,14 +692,20 @@ impl Agents {
                 &err,
                 format!("reprovisioning agent {id} (the old instance is untouched)"),
             );
+            let name = new_name.clone();
+            self.db(move |s| s.release_port(&name)).await?;
             restore(record.error.clone()).await?;
             return Err(error.with_agent(self.get(id).await?));
         }
         let materialized = resolved.materialized();
         let pointed = {
             let (id, name, incus) = (id.to_owned(), new_name.clone(), materialized.clone());
+            let sha256 = plan.as_ref().map(|plan| plan.token.sha256());
             self.db(move |s| {
                 s.set_instance(&id, &name, &incus)?;
+                if let Some(sha256) = &sha256 {
+                    s.set_gateway_token_sha256(&id, sha256)?;
+                }
                 s.set_location(&id, location.as_deref())
             })
             .await
@@ -565,6 +715,8 @@ impl Agents {
             if let Err(cleanup) = remove_instance(&project, &new_name).await {
                 tracing::error!(agent = %id, error = %cleanup, "compensating removal failed; reconcile will retry");
             }
+            let name = new_name.clone();
+            let _ = self.db(move |s| s.release_port(&name)).await;
             let _ = restore(record.error.clone()).await;
             return Err(err);
         }
@@ -578,12 +730,115 @@ impl Agents {
             }
             Err(err) => Err(err),
         };
-        if let Err(err) = removed {
-            tracing::warn!(agent = %id, instance = %record.instance_name, error = %err, "removing the replaced instance failed; reconcile will retry");
+        match removed {
+            Ok(()) => {
+                let name = record.instance_name.clone();
+                self.db(move |s| s.release_port(&name)).await?;
+            }
+            // Its port stays taken until reconcile removes it (and frees the port).
+            Err(err) => {
+                tracing::warn!(agent = %id, instance = %record.instance_name, error = %err, "removing the replaced instance failed; reconcile will retry")
+            }
         }
         self.transition(id, &[AgentState::Provisioning], AgentState::Running, None)
             .await?;
-        self.get(id).await?.ok_or_else(|| AgentError::not_found(id))
+        let record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| AgentError::not_found(id))?;
+        Ok(Provisioned {
+            record,
+            replayed: false,
+            gateway_token: plan.map(|plan| plan.token),
+        })
+    }
+
+    /// Gives a running agent a new gateway token: delivers a new configuration (the gateway
+    /// reloads its token without a restart), waits for its health through the agent's proxy,
+    /// then records the new token's hash. The old token stops working once the gateway has
+    /// reloaded. While it runs, the agent reads `provisioning` (a delete or reprovision is busy).
+    pub async fn rotate_gateway_token(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Provisioned, AgentError> {
+        let record = self.show(owner, id).await?;
+        let params = resolve_stored(&record.incus)?;
+        let Some(plan) = self.gateway_plan(params.guest_role)? else {
+            return Err(AgentError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "agent {id} has no gateway (role {} has no service port)",
+                    params.guest_role
+                ),
+            ));
+        };
+        if record.state != AgentState::Running {
+            return Err(AgentError::busy(id, record.state));
+        }
+        let _building = self.mark_building(id);
+        if !self
+            .transition(id, &[AgentState::Running], AgentState::Provisioning, None)
+            .await?
+        {
+            return Err(AgentError::busy(id, record.state));
+        }
+        let rotated = async {
+            let project = self
+                .connector
+                .project(&params)
+                .map_err(|err| AgentError::incus(&err, "connecting to Incus"))?;
+            let name = record.instance_name.clone();
+            let listen = self
+                .db(move |s| s.gateway_address(&name))
+                .await?
+                .ok_or_else(|| {
+                    AgentError::new(
+                        ErrorKind::Invalid,
+                        format!("agent {id} holds no gateway port; reprovision it"),
+                    )
+                })?;
+            let timeout = pika_guest_launch::DEFAULT_READY_TIMEOUT;
+            crate::gateway::deliver(&project, &record.instance_name, &plan.file, timeout)
+                .await
+                .map_err(|err| {
+                    AgentError::incus(
+                        &err,
+                        format!("delivering agent {id}'s gateway configuration"),
+                    )
+                })?;
+            let (id_owned, sha256) = (id.to_owned(), plan.token.sha256());
+            self.db(move |s| s.set_gateway_token_sha256(&id_owned, &sha256))
+                .await?;
+            pika_guest_launch::wait_ready_via(
+                &project,
+                &record.instance_name,
+                params.guest_role.readiness(),
+                crate::gateway::probe_via(&project, listen),
+                timeout,
+            )
+            .await
+            .map_err(|err| {
+                AgentError::new(
+                    ErrorKind::IncusFailed,
+                    format!("agent {id}: the gateway took its new token but is not ready: {err}"),
+                )
+            })
+        };
+        let result = rotated.await;
+        self.transition(id, &[AgentState::Provisioning], AgentState::Running, None)
+            .await?;
+        result?;
+        tracing::info!(agent = %id, "gateway token rotated");
+        let record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| AgentError::not_found(id))?;
+        Ok(Provisioned {
+            record,
+            replayed: false,
+            gateway_token: Some(plan.token),
+        })
     }
 
     /// Deletes the instance and then the row. With `force`, an instance that cannot be removed

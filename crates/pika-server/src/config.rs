@@ -31,6 +31,16 @@ pub const ENV_LISTEN: &str = "PIKA_SERVER_LISTEN";
 pub const ENV_STATE_DIR: &str = "PIKA_SERVER_STATE_DIR";
 pub const ENV_DB: &str = "PIKA_SERVER_DB";
 pub const ENV_TOKENS_FILE: &str = "PIKA_SERVER_TOKENS_FILE";
+pub const ENV_GATEWAY_ADDRESS: &str = "PIKA_AGENT_GATEWAY_LISTEN_ADDRESS";
+pub const ENV_GATEWAY_PORTS: &str = "PIKA_AGENT_GATEWAY_PORTS";
+pub const ENV_MODEL_ENV_FILE: &str = "PIKA_AGENT_MODEL_ENV_FILE";
+
+/// Host address the agents' gateway proxy devices listen on unless
+/// `PIKA_AGENT_GATEWAY_LISTEN_ADDRESS` says otherwise: loopback, so only this host reaches them.
+pub const DEFAULT_GATEWAY_ADDRESS: &str = "127.0.0.1";
+/// Host ports the gateway proxy devices take, one per agent, unless `PIKA_AGENT_GATEWAY_PORTS`
+/// says otherwise.
+pub const DEFAULT_GATEWAY_PORTS: &str = "18800-18999";
 
 /// Where the server keeps its files.
 #[derive(Args, Clone, Debug)]
@@ -74,6 +84,66 @@ pub struct ServerConfig {
     pub incus_socket: PathBuf,
     #[command(flatten)]
     pub incus: IncusSettings,
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+}
+
+/// How owners reach their agents' gateways, and what the operator gives every gateway.
+#[derive(Args, Clone, Debug)]
+pub struct GatewaySettings {
+    /// Host address each agent's Incus proxy device listens on (an IP of the Incus host; the
+    /// server probes the gateway's health through it, so with a remote Incus endpoint it must be
+    /// reachable from this server).
+    #[arg(long = "gateway-listen-address", env = ENV_GATEWAY_ADDRESS, default_value = DEFAULT_GATEWAY_ADDRESS)]
+    pub listen_address: std::net::IpAddr,
+    /// Host ports for the agents' proxy devices (FIRST-LAST): each agent holds one while it
+    /// exists; when all are taken a create answers 503 and creates nothing.
+    #[arg(long = "gateway-ports", env = ENV_GATEWAY_PORTS, default_value = DEFAULT_GATEWAY_PORTS, value_parser = parse_port_range)]
+    pub ports: PortRange,
+    /// File of the model providers' environment (`KEY=VALUE` lines, e.g. `ANTHROPIC_API_KEY=...`)
+    /// delivered into every agent's gateway configuration; read again at every delivery. Only
+    /// the operator sets it, never a request.
+    #[arg(long = "model-env-file", env = ENV_MODEL_ENV_FILE, value_parser = absolute_path)]
+    pub model_env_file: Option<PathBuf>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen_address: DEFAULT_GATEWAY_ADDRESS.parse().expect("a valid default"),
+            ports: parse_port_range(DEFAULT_GATEWAY_PORTS).expect("a valid default"),
+            model_env_file: None,
+        }
+    }
+}
+
+/// An inclusive range of TCP ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+fn parse_port_range(value: &str) -> Result<PortRange, String> {
+    let value = value.trim();
+    let (first, last) = value.split_once('-').unwrap_or((value, value));
+    let port = |text: &str| match text.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(format!(
+            "{value:?} is not a port range: give FIRST-LAST with ports 1-65535"
+        )),
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first > last {
+        return Err(format!("{value:?}: the first port is above the last"));
+    }
+    Ok(PortRange { first, last })
 }
 
 /// The Incus side: the defaults every agent gets and what a request may name beyond them.
@@ -236,6 +306,15 @@ mod tests {
         assert!(config.state.tokens_path().is_absolute());
         assert!(config.incus.allowed_projects.is_empty());
         assert!(!config.incus.insecure_tls);
+        assert_eq!(config.gateway.ports.to_string(), DEFAULT_GATEWAY_PORTS);
+        assert!(config.gateway.listen_address.is_loopback());
+        assert_eq!(
+            parse(&["--gateway-ports", "9000"]).unwrap().gateway.ports,
+            PortRange {
+                first: 9000,
+                last: 9000
+            }
+        );
     }
 
     #[test]
@@ -259,6 +338,18 @@ mod tests {
         for role in IncusGuestRole::ALL {
             assert_eq!(err.matches(role.as_str()).count(), 1, "listed once: {err}");
         }
+        for bad in ["0-10", "20-10", "x", "1-70000", ""] {
+            let err = parse(&["--gateway-ports", bad]).unwrap_err().to_string();
+            assert!(err.contains("--gateway-ports"), "{err}");
+        }
+        let err = parse(&["--model-env-file", "keys.env"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute path"), "{err}");
+        let err = parse(&["--gateway-listen-address", "localhost"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--gateway-listen-address"), "{err}");
         let err = parse(&["--incus-endpoint", "http://x"])
             .unwrap_err()
             .to_string();

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     IncusFailed,
     /// The tokens file cannot be used (authentication fails closed).
     TokensUnavailable,
+    /// Every host port of the operator's gateway range is held by an agent.
+    PortsExhausted,
     /// A fault of the server itself (database...): logged in full, never sent.
     Internal,
 }
@@ -111,6 +113,9 @@ impl From<StoreError> for AgentError {
                 ErrorKind::Busy,
                 "a request with the same Idempotency-Key is being served; try again",
             ),
+            err @ StoreError::PortsExhausted { .. } => {
+                AgentError::new(ErrorKind::PortsExhausted, err.to_string())
+            }
             err => AgentError::new(ErrorKind::Internal, err.to_string()),
         }
     }

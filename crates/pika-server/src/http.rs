@@ -12,15 +12,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pika_managed_agent_contract::{
-    AGENTS_PATH, AgentList, AgentProvisionRequest, AgentReprovisionRequest, ApiError, HEALTH_PATH,
-    HEALTHZ_PATH, Health, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER,
+    AGENTS_PATH, AgentList, AgentProvisionRequest, AgentReprovisionRequest, AgentWithToken,
+    ApiError, HEALTH_PATH, HEALTHZ_PATH, Health, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER,
 };
 use rand::RngCore;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_http::trace::TraceLayer;
 
-use crate::agents::{Agents, Deleted, Idempotency};
+use crate::agents::{Agents, Deleted, Idempotency, Provisioned};
 use crate::auth::Tokens;
 use crate::error::{AgentError, ErrorKind};
 
@@ -43,6 +43,10 @@ pub fn router(state: Shared) -> Router {
         .route(
             &format!("{AGENTS_PATH}/{{id}}/reprovision"),
             post(reprovision),
+        )
+        .route(
+            &format!("{AGENTS_PATH}/{{id}}/gateway-token"),
+            post(rotate_gateway_token),
         )
         .fallback(|| async {
             HttpFailure::new(
@@ -205,6 +209,7 @@ pub fn status_of(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::IncusUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "incus-unavailable"),
         ErrorKind::IncusFailed => (StatusCode::BAD_GATEWAY, "incus-failed"),
         ErrorKind::TokensUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "tokens-unavailable"),
+        ErrorKind::PortsExhausted => (StatusCode::SERVICE_UNAVAILABLE, "gateway-ports-exhausted"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -401,8 +406,10 @@ async fn provision(
     let request: AgentProvisionRequest = parse_body(&headers, &body)?;
     let idempotency = idempotency_key(&headers, &body)?;
     let provisioned = state.agents.provision(&owner, request, idempotency).await?;
-    let mut response = (StatusCode::CREATED, Json(provisioned.record)).into_response();
-    if provisioned.replayed {
+    let replayed = provisioned.replayed;
+    let mut response =
+        no_store((StatusCode::CREATED, Json(with_token(provisioned))).into_response());
+    if replayed {
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -431,11 +438,46 @@ async fn reprovision(
     body: Bytes,
 ) -> Result<Response, HttpFailure> {
     let request: AgentReprovisionRequest = parse_body(&headers, &body)?;
-    let record = state
+    let provisioned = state
         .agents
         .reprovision(&owner, &id, &request.incus)
         .await?;
-    Ok(Json(record).into_response())
+    Ok(no_store(Json(with_token(provisioned)).into_response()))
+}
+
+/// `POST /v1/agents/{id}/gateway-token`: a new gateway token, in this response only. The body
+/// must be empty (or `{}`).
+async fn rotate_gateway_token(
+    State(state): State<Shared>,
+    Owner(owner): Owner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpFailure> {
+    let _: EmptyBody = parse_body(&headers, &body)?;
+    let provisioned = state.agents.rotate_gateway_token(&owner, &id).await?;
+    Ok(no_store(Json(with_token(provisioned)).into_response()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+fn with_token(provisioned: Provisioned) -> AgentWithToken {
+    AgentWithToken {
+        agent: provisioned.record,
+        gateway_token: provisioned
+            .gateway_token
+            .map(|token| token.expose().to_owned()),
+    }
+}
+
+/// A response carrying a token is for its one reader: no cache keeps it.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[derive(Deserialize)]

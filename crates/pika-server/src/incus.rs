@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use pika_guest_launch::{DEFAULT_READY_TIMEOUT, LaunchError, MountSources, apply_contract, launch};
+use pika_guest_launch::{
+    DEFAULT_READY_TIMEOUT, GuestFile, LaunchError, MountSources, apply_contract, launch_via,
+};
 use pika_incus::{HttpsConfig, IncusClient, InstanceCreate, InstanceType, ProjectClient};
 
 use crate::incus_keys::{self, env};
@@ -185,6 +187,15 @@ pub struct Stamp<'a> {
     pub owner: &'a str,
 }
 
+/// An agent's gateway at launch: its proxy device listens on `listen` (host), and `file` (its
+/// configuration) is delivered before the readiness wait, which probes through that device.
+#[derive(Clone, Debug)]
+pub struct GatewayLaunch {
+    pub listen: std::net::SocketAddr,
+    pub role: crate::gateway::GatewayRole,
+    pub file: GuestFile,
+}
+
 /// Creates and starts `instance_name` with its role's contract (limits, instance config, mounts;
 /// see pika-guest-launch) and waits until it is ready by the role's readiness, so `running` means
 /// ready. Returns the cluster member it landed on (`None` off a cluster): on a cluster the Incus
@@ -197,6 +208,7 @@ pub async fn create_verified(
     preflight: &Preflight,
     instance_name: &str,
     stamp: &Stamp<'_>,
+    gateway: Option<&GatewayLaunch>,
 ) -> Result<Option<String>, pika_incus::Error> {
     let mut create = InstanceCreate::from_alias(instance_name, &params.image_alias)
         .instance_type(preflight.instance_type)
@@ -218,6 +230,19 @@ pub async fn create_verified(
     if let Some(group) = &preflight.cluster_group {
         create = create.target(pika_incus::api::cluster_group_target(group));
     }
+    let (files, via) = match gateway {
+        Some(gateway) => {
+            create = create.device(
+                crate::gateway::PROXY_DEVICE,
+                crate::gateway::proxy_device(gateway.listen, &gateway.role),
+            );
+            (
+                vec![gateway.file.clone()],
+                crate::gateway::probe_via(project, gateway.listen),
+            )
+        }
+        None => (Vec::new(), None),
+    };
     let what = format!("instance {}/{instance_name}", project.name());
     let role = params.guest_role;
     let created = async {
@@ -228,7 +253,7 @@ pub async fn create_verified(
                 message: e.to_string(),
             }
         })?;
-        match launch(project, &create, role, &[], DEFAULT_READY_TIMEOUT).await {
+        match launch_via(project, &create, role, &files, via, DEFAULT_READY_TIMEOUT).await {
             Ok(_) => {
                 let location = project.get_instance(instance_name).await?.location;
                 Ok(Some(location).filter(|member| !member.is_empty() && member != "none"))

@@ -4,7 +4,8 @@
 //! Layout: [`config`] (every setting, once), [`policy`] (what requests may name), [`names`] (which
 //! strings are names), [`incus_keys`] (every Incus-specific string), [`lease`] (one server per database), [`params`] (merge and
 //! resolution of parameters), [`store`] (SQLite rows, migrations), [`auth`] (tokens file),
-//! [`incus`] (instance create/remove), [`error`] (the service's errors), [`agents`] (the
+//! [`incus`] (instance create/remove), [`gateway`] (an agent's OpenClaw configuration, token,
+//! proxy device and delivery), [`error`] (the service's errors), [`agents`] (the
 //! service), [`reconcile`] (startup settling), [`members`] (agents on offline cluster members),
 //! [`http`] (routes, the only place with statuses).
 
@@ -12,6 +13,7 @@ pub mod agents;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod incus;
 pub mod incus_keys;
@@ -47,10 +49,13 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || store::Store::open(&db)).await??
     };
     let tokens = auth::Tokens::load(config.state.tokens_path())?;
+    // Fail at startup, not at the first provision, when the operator's model environment is unusable.
+    let model_env = gateway::ModelEnv::load(config.gateway.model_env_file.as_deref())?;
     let agents = agents::Agents::new(
         store,
         incus::Connector::new(config.incus_socket.clone(), config.incus.tls()),
         &config.incus,
+        &config.gateway,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -65,7 +70,15 @@ pub async fn serve(
     let interval = std::time::Duration::from_secs(config.incus.member_check_secs);
     let watcher = tokio::spawn(async move { members::watch(&watched.agents, interval).await });
     let app = http::router(state);
-    tracing::info!(listen = %local, db = %db.display(), server_id, "serving");
+    tracing::info!(
+        listen = %local,
+        db = %db.display(),
+        server_id,
+        gateway_ports = %config.gateway.ports,
+        gateway_address = %config.gateway.listen_address,
+        model_env = ?model_env,
+        "serving"
+    );
     on_ready(local);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

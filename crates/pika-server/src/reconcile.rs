@@ -190,6 +190,16 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
             }
         }
     }
+    // Ports held by no current instance (a reprovision's new instance a crash left, or the old
+    // one whose removal failed and was finished above), and those of agents whose instance is
+    // gone, are free again.
+    let released = agents.db(|s| s.release_unused_ports()).await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "reconcile: freed gateway ports of instances that are gone"
+        );
+    }
     tracing::info!(?summary, "reconciled");
     Ok(summary)
 }
@@ -279,6 +289,13 @@ async fn settle_provisioning(
     } else {
         project.start_instance(&row.instance_name).await
     };
+    // An agent with a gateway is running only once the gateway answers through its proxy: the
+    // crash may have come before its configuration was delivered (the token is not kept, so it
+    // cannot be delivered now; the owner rotates it to get one).
+    let started = match started {
+        Ok(()) => gateway_ready(agents, row, project).await,
+        Err(err) => Err(err.to_string()),
+    };
     match started {
         Ok(()) => {
             let id = row.id.clone();
@@ -294,10 +311,45 @@ async fn settle_provisioning(
             if let Err(cleanup) = remove_instance(project, &row.instance_name).await {
                 tracing::warn!(agent = %row.id, error = %cleanup, "reconcile: cleanup");
             }
+            let name = row.instance_name.clone();
+            agents.db(move |s| s.release_port(&name)).await?;
             fail(format!(
                 "server restarted during provisioning; start failed: {err}"
             ))
             .await
         }
     }
+}
+
+/// How long reconcile waits for the gateway of a `provisioning` agent a crash left.
+const GATEWAY_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Ok for an agent without a gateway; otherwise the gateway must answer through its proxy.
+async fn gateway_ready(
+    agents: &Agents,
+    row: &AgentRecord,
+    project: &ProjectClient,
+) -> Result<(), String> {
+    let Ok(params) = resolve_stored(&row.incus) else {
+        return Err("stored parameters are unusable".into());
+    };
+    if crate::gateway::GatewayRole::of(params.guest_role).is_none() {
+        return Ok(());
+    }
+    let name = row.instance_name.clone();
+    let listen = match agents.db(move |s| s.gateway_address(&name)).await {
+        Ok(Some(listen)) => listen,
+        Ok(None) => return Err("no gateway port was reserved".into()),
+        Err(err) => return Err(err.message),
+    };
+    pika_guest_launch::wait_ready_via(
+        project,
+        &row.instance_name,
+        params.guest_role.readiness(),
+        crate::gateway::probe_via(project, listen),
+        GATEWAY_SETTLE_TIMEOUT,
+    )
+    .await
+    .map(drop)
+    .map_err(|err| format!("the gateway is not ready: {err}"))
 }

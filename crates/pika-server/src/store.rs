@@ -43,6 +43,32 @@ pub enum StoreError {
     /// The insert collided with an existing row (the same idempotency key of the same owner).
     #[error("database {path}: duplicate row")]
     Duplicate { path: String },
+    /// Every port of the operator's gateway range is held by an agent.
+    #[error(
+        "every gateway port of {first}-{last} is taken by an agent; delete agents or widen the range ({var})"
+    )]
+    PortsExhausted {
+        first: u16,
+        last: u16,
+        var: &'static str,
+    },
+}
+
+/// Where a new instance's gateway proxy device listens: the address and the operator's port
+/// range; the store picks the lowest free port in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRequest {
+    pub address: std::net::IpAddr,
+    pub first: u16,
+    pub last: u16,
+}
+
+/// What `insert_provisioning` writes for an agent with a gateway: where its proxy listens and the
+/// SHA-256 (hex) of its gateway token.
+#[derive(Clone, Debug)]
+pub struct GatewayAllocation<'a> {
+    pub ports: &'a PortRequest,
+    pub token_sha256: &'a str,
 }
 
 pub struct Store {
@@ -99,12 +125,33 @@ CREATE TABLE created_instances (
 INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
     SELECT instance_name, id, created_at FROM agents;
 ",
+    // 5: gateway reach. One row per instance that holds a host port (its Incus proxy device); the
+    // port is the primary key, so no two instances ever share one. A reprovision holds two (old
+    // and new instance) until the old one goes. The agent's gateway token is kept only as its
+    // SHA-256.
+    "
+ALTER TABLE agents ADD COLUMN gateway_token_sha256 TEXT;
+CREATE TABLE gateway_ports (
+    port          INTEGER PRIMARY KEY NOT NULL CHECK (port BETWEEN 1 AND 65535),
+    address       TEXT NOT NULL,
+    agent_id      TEXT NOT NULL,
+    instance_name TEXT NOT NULL UNIQUE
+);
+CREATE INDEX gateway_ports_agent ON gateway_ports(agent_id);
+",
 ];
 
 /// The schema version this server writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-const COLUMNS: &str =
+const COLUMNS: &str = "a.id, a.owner, a.name, a.instance_name, a.state, a.incus, a.error, \
+     a.created_at, a.updated_at, a.location, g.address, g.port";
+
+/// The agents with the gateway port of their current instance.
+const FROM: &str = "agents a LEFT JOIN gateway_ports g ON g.instance_name = a.instance_name";
+
+/// Columns of an insert into `agents` (no join).
+const INSERT_COLUMNS: &str =
     "id, owner, name, instance_name, state, incus, error, created_at, updated_at, location";
 
 /// Current time as RFC 3339 UTC with second precision.
@@ -249,10 +296,10 @@ impl Store {
         let found = self.with(|c| {
             c.query_row(
                 &format!(
-                    "SELECT {COLUMNS}, request_hash FROM agents WHERE owner = ?1 AND idempotency_key = ?2"
+                    "SELECT {COLUMNS}, a.request_hash FROM {FROM} WHERE a.owner = ?1 AND a.idempotency_key = ?2"
                 ),
                 params![owner, key],
-                |row| Ok((raw_row(row)?, row.get::<_, Option<String>>(10)?)),
+                |row| Ok((raw_row(row)?, row.get::<_, Option<String>>(12)?)),
             )
             .optional()
         })?;
@@ -279,7 +326,8 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Inserts a new row in state `provisioning`.
+    /// Inserts a new row in state `provisioning`; with `gateway`, also reserves the lowest free
+    /// port of the range for its instance, in the same transaction (a full range inserts nothing).
     pub fn insert_provisioning(
         &self,
         id: &str,
@@ -287,9 +335,10 @@ impl Store {
         name: Option<&str>,
         incus: &IncusProvisionParams,
         idempotency: Option<(&str, &str)>,
+        gateway: Option<GatewayAllocation<'_>>,
     ) -> Result<AgentRecord, StoreError> {
         let now = now();
-        let record = AgentRecord {
+        let mut record = AgentRecord {
             id: id.to_owned(),
             owner: owner.to_owned(),
             name: name.map(str::to_owned),
@@ -297,53 +346,50 @@ impl Store {
             state: AgentState::Provisioning,
             incus: incus.clone(),
             location: None,
+            gateway_url: None,
             error: None,
             created_at: now.clone(),
             updated_at: now,
         };
         let incus_json = serde_json::to_string(&record.incus).expect("params serialize");
-        self.with(|c| {
-            // Row and ledger entry together: `c` is the one connection, so a savepoint keeps
-            // them atomic.
-            c.execute_batch("SAVEPOINT insert_provisioning")?;
-            let inserted = c
-                .execute(
-                    &format!(
-                        "INSERT INTO agents ({COLUMNS}, idempotency_key, request_hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                    ),
-                    params![
-                        record.id,
-                        record.owner,
-                        record.name,
-                        record.instance_name,
-                        record.state.as_str(),
-                        incus_json,
-                        record.error,
-                        record.created_at,
-                        record.updated_at,
-                        record.location,
-                        idempotency.map(|(key, _)| key),
-                        idempotency.map(|(_, hash)| hash),
-                    ],
-                )
-                .and_then(|_| {
-                    c.execute(
-                    "INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
-                     VALUES (?1, ?2, ?3)",
-                    params![record.instance_name, record.id, record.created_at],
-                )
-                });
-            match inserted {
-                Ok(_) => c.execute_batch("RELEASE insert_provisioning"),
-                Err(err) => {
-                    let _ = c.execute_batch(
-                        "ROLLBACK TO insert_provisioning; RELEASE insert_provisioning",
-                    );
-                    Err(err)
-                }
+        let port = self.with_tx(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO agents ({INSERT_COLUMNS}, idempotency_key, request_hash, gateway_token_sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
+                params![
+                    record.id,
+                    record.owner,
+                    record.name,
+                    record.instance_name,
+                    record.state.as_str(),
+                    incus_json,
+                    record.error,
+                    record.created_at,
+                    record.updated_at,
+                    record.location,
+                    idempotency.map(|(key, _)| key),
+                    idempotency.map(|(_, hash)| hash),
+                    gateway.as_ref().map(|g| g.token_sha256),
+                ],
+            )
+            .map_err(Tx::Sql)?;
+            // The ledger entry (reconcile deletes only instances it names) in the same transaction.
+            tx.execute(
+                "INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
+                 VALUES (?1, ?2, ?3)",
+                params![record.instance_name, record.id, record.created_at],
+            )
+            .map_err(Tx::Sql)?;
+            match &gateway {
+                None => Ok(None),
+                Some(g) => reserve_port(tx, g.ports, &record.id, &record.instance_name).map(Some),
             }
         })?;
+        if let (Some(port), Some(g)) = (port, &gateway) {
+            record.gateway_url = Some(gateway_url(g.ports.address, port));
+        }
         Ok(record)
     }
 
@@ -382,11 +428,131 @@ impl Store {
         Ok(())
     }
 
+    /// Reserves the lowest free port of the range for `instance_name` (a reprovision's new
+    /// instance) and returns it.
+    pub fn reserve_port(
+        &self,
+        ports: &PortRequest,
+        agent_id: &str,
+        instance_name: &str,
+    ) -> Result<u16, StoreError> {
+        self.with_tx(|tx| reserve_port(tx, ports, agent_id, instance_name))
+    }
+
+    /// Frees the port held by `instance_name` (its instance is gone or was never made).
+    pub fn release_port(&self, instance_name: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM gateway_ports WHERE instance_name = ?1",
+                params![instance_name],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Frees every port held for an instance that is no agent's current one (left by a
+    /// reprovision that a crash interrupted), or whose agent is `failed` or `lost` (its
+    /// instance is gone); returns how many. Only while no request runs (reconcile).
+    pub fn release_unused_ports(&self) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM gateway_ports WHERE NOT EXISTS (
+                     SELECT 1 FROM agents a WHERE a.instance_name = gateway_ports.instance_name
+                     AND a.state NOT IN ('failed', 'lost'))",
+                [],
+            )
+        })
+    }
+
+    /// Where the proxy device of `instance_name` listens, if it holds a port.
+    pub fn gateway_address(
+        &self,
+        instance_name: &str,
+    ) -> Result<Option<std::net::SocketAddr>, StoreError> {
+        let found: Option<(String, i64)> = self.with(|c| {
+            c.query_row(
+                "SELECT address, port FROM gateway_ports WHERE instance_name = ?1",
+                params![instance_name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })?;
+        found
+            .map(|(address, port)| {
+                socket_address(&address, port).ok_or_else(|| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    id: instance_name.to_owned(),
+                    message: format!("gateway port {address}:{port} is unreadable"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Every (instance name, listen address) that holds a port.
+    pub fn gateway_ports(&self) -> Result<Vec<(String, std::net::SocketAddr)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT instance_name, address, port FROM gateway_ports ORDER BY port")?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            rows.collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, address, port)| Some((name, socket_address(&address, port)?)))
+            .collect())
+    }
+
+    /// Records the SHA-256 (hex) of an agent's current gateway token.
+    pub fn set_gateway_token_sha256(&self, id: &str, sha256: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET gateway_token_sha256 = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, sha256, now()],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The SHA-256 (hex) of an agent's current gateway token.
+    pub fn gateway_token_sha256(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .with(|c| {
+                c.query_row(
+                    "SELECT gateway_token_sha256 FROM agents WHERE id = ?1",
+                    params![id],
+                    |row| row.get::<_, Option<String>>(0),
+                )
+                .optional()
+            })?
+            .flatten())
+    }
+
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Tx>,
+    ) -> Result<T, StoreError> {
+        let mut outcome = None;
+        let result = self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            match f(&tx) {
+                Ok(value) => {
+                    tx.commit()?;
+                    outcome = Some(Ok(value));
+                }
+                Err(Tx::Sql(err)) => return Err(err),
+                Err(Tx::Store(err)) => outcome = Some(Err(err)),
+            }
+            Ok(())
+        });
+        result?;
+        outcome.expect("the transaction ran")
+    }
+
     /// One row, whoever owns it.
     pub fn get(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         let row = self.with(|c| {
             c.query_row(
-                &format!("SELECT {COLUMNS} FROM agents WHERE id = ?1"),
+                &format!("SELECT {COLUMNS} FROM {FROM} WHERE a.id = ?1"),
                 params![id],
                 raw_row,
             )
@@ -404,7 +570,7 @@ impl Store {
     pub fn list(&self, owner: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
         let raws = self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM agents WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at, id"
+                "SELECT {COLUMNS} FROM {FROM} WHERE ?1 IS NULL OR a.owner = ?1 ORDER BY a.created_at, a.id"
             ))?;
             let rows = stmt.query_map(params![owner], raw_row)?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -497,8 +663,14 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the row and frees every port it held.
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.with(|c| c.execute("DELETE FROM agents WHERE id = ?1", params![id]))?;
+        self.with_tx(|tx| {
+            tx.execute("DELETE FROM gateway_ports WHERE agent_id = ?1", params![id])
+                .map_err(Tx::Sql)?;
+            tx.execute("DELETE FROM agents WHERE id = ?1", params![id])
+                .map_err(Tx::Sql)
+        })?;
         Ok(())
     }
 
@@ -511,6 +683,14 @@ impl Store {
         let state = raw.state.parse::<AgentState>().map_err(corrupt)?;
         let incus = serde_json::from_str(&raw.incus)
             .map_err(|err| corrupt(format!("column incus: {err}")))?;
+        let gateway_url = match (raw.gateway_address, raw.gateway_port) {
+            (Some(address), Some(port)) => Some(
+                socket_address(&address, port)
+                    .map(|addr| gateway_url(addr.ip(), addr.port()))
+                    .ok_or_else(|| corrupt(format!("gateway port {address}:{port}")))?,
+            ),
+            _ => None,
+        };
         Ok(AgentRecord {
             id: raw.id,
             owner: raw.owner,
@@ -519,6 +699,7 @@ impl Store {
             state,
             incus,
             location: raw.location,
+            gateway_url,
             error: raw.error,
             created_at: raw.created_at,
             updated_at: raw.updated_at,
@@ -537,6 +718,64 @@ struct RawRow {
     created_at: String,
     updated_at: String,
     location: Option<String>,
+    gateway_address: Option<String>,
+    gateway_port: Option<i64>,
+}
+
+/// A failure inside a transaction: SQL (rolled back and mapped like any), or the store's own.
+enum Tx {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+/// The lowest port of the range no instance holds, reserved for `instance_name`.
+fn reserve_port(
+    tx: &rusqlite::Transaction<'_>,
+    ports: &PortRequest,
+    agent_id: &str,
+    instance_name: &str,
+) -> Result<u16, Tx> {
+    let taken: Vec<i64> = {
+        let mut stmt = tx
+            .prepare("SELECT port FROM gateway_ports WHERE port BETWEEN ?1 AND ?2 ORDER BY port")
+            .map_err(Tx::Sql)?;
+        let rows = stmt
+            .query_map(params![ports.first, ports.last], |row| row.get(0))
+            .map_err(Tx::Sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(Tx::Sql)?
+    };
+    let mut taken = taken.into_iter().peekable();
+    let free = (ports.first..=ports.last).find(|port| {
+        while taken.peek().is_some_and(|t| *t < i64::from(*port)) {
+            taken.next();
+        }
+        taken.peek() != Some(&i64::from(*port))
+    });
+    let Some(port) = free else {
+        return Err(Tx::Store(StoreError::PortsExhausted {
+            first: ports.first,
+            last: ports.last,
+            var: crate::config::ENV_GATEWAY_PORTS,
+        }));
+    };
+    tx.execute(
+        "INSERT INTO gateway_ports (port, address, agent_id, instance_name) VALUES (?1, ?2, ?3, ?4)",
+        params![port, ports.address.to_string(), agent_id, instance_name],
+    )
+    .map_err(Tx::Sql)?;
+    Ok(port)
+}
+
+fn socket_address(address: &str, port: i64) -> Option<std::net::SocketAddr> {
+    Some(std::net::SocketAddr::new(
+        address.parse().ok()?,
+        u16::try_from(port).ok()?,
+    ))
+}
+
+/// `http://ADDR:PORT` (IPv6 in brackets).
+pub fn gateway_url(address: std::net::IpAddr, port: u16) -> String {
+    format!("http://{}", std::net::SocketAddr::new(address, port))
 }
 
 fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -551,6 +790,8 @@ fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
         location: row.get(9)?,
+        gateway_address: row.get(10)?,
+        gateway_port: row.get(11)?,
     })
 }
 
@@ -573,10 +814,10 @@ mod tests {
         let path = dir.path().join("agents.db");
         let store = Store::open(&path).unwrap();
         let a = store
-            .insert_provisioning("a1", "alice", Some("bot"), &params(), None)
+            .insert_provisioning("a1", "alice", Some("bot"), &params(), None, None)
             .unwrap();
         store
-            .insert_provisioning("b1", "bob", None, &params(), None)
+            .insert_provisioning("b1", "bob", None, &params(), None, None)
             .unwrap();
         assert_eq!(a.instance_name, "pika-agent-a1");
         assert_eq!(store.get("a1").unwrap().unwrap(), a);
@@ -594,7 +835,7 @@ mod tests {
         let path = dir.path().join("agents.db");
         let store = Store::open(&path).unwrap();
         let row = store
-            .insert_provisioning("a1", "alice", None, &params(), None)
+            .insert_provisioning("a1", "alice", None, &params(), None, None)
             .unwrap();
         assert_eq!(row.location, None);
         store.set_location("a1", Some("node2")).unwrap();
@@ -613,7 +854,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
         store
-            .insert_provisioning("a1", "alice", None, &params(), None)
+            .insert_provisioning("a1", "alice", None, &params(), None, None)
             .unwrap();
         assert!(
             !store
@@ -642,11 +883,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
         store
-            .insert_provisioning("a1", "alice", None, &params(), None)
+            .insert_provisioning("a1", "alice", None, &params(), None, None)
             .unwrap();
         assert!(
             store
-                .insert_provisioning("a1", "bob", None, &params(), None)
+                .insert_provisioning("a1", "bob", None, &params(), None, None)
                 .is_err()
         );
     }
@@ -701,7 +942,7 @@ CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
         assert_eq!(store.server_id().len(), 32);
         // The new columns work on the upgraded database.
         store
-            .insert_provisioning("d1", "alice", None, &params(), Some(("k1", "h1")))
+            .insert_provisioning("d1", "alice", None, &params(), Some(("k1", "h1")), None)
             .unwrap();
         let (found, hash) = store.find_idempotent("alice", "k1").unwrap().unwrap();
         assert_eq!((found.id.as_str(), hash.as_deref()), ("d1", Some("h1")));
@@ -738,7 +979,7 @@ CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
         let path = dir.path().join("state/agents.db");
         let store = Store::open(&path).unwrap();
         store
-            .insert_provisioning("a1", "alice", None, &params(), None)
+            .insert_provisioning("a1", "alice", None, &params(), None, None)
             .unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let file = format!("{}{suffix}", path.display());
@@ -753,19 +994,109 @@ CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
         assert_eq!(mode, 0o600);
     }
 
+    fn ports(first: u16, last: u16) -> PortRequest {
+        PortRequest {
+            address: "127.0.0.1".parse().unwrap(),
+            first,
+            last,
+        }
+    }
+
+    #[test]
+    fn gateway_ports_are_never_shared_and_a_full_range_inserts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agents.db");
+        let store = Store::open(&path).unwrap();
+        let range = ports(18800, 18801);
+        let gateway = || {
+            Some(GatewayAllocation {
+                ports: &range,
+                token_sha256: "h",
+            })
+        };
+        let a = store
+            .insert_provisioning("a1", "alice", None, &params(), None, gateway())
+            .unwrap();
+        let b = store
+            .insert_provisioning("b1", "bob", None, &params(), None, gateway())
+            .unwrap();
+        assert_eq!(a.gateway_url.as_deref(), Some("http://127.0.0.1:18800"));
+        assert_eq!(b.gateway_url.as_deref(), Some("http://127.0.0.1:18801"));
+        let err = store
+            .insert_provisioning("c1", "carol", None, &params(), None, gateway())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PortsExhausted { .. }), "{err}");
+        assert!(err.to_string().contains("18800-18801"), "{err}");
+        assert!(
+            store.get("c1").unwrap().is_none(),
+            "no row for a full range"
+        );
+        // The database itself refuses a second holder of a port.
+        let conn = Connection::open(&path).unwrap();
+        let dup = conn.execute(
+            "INSERT INTO gateway_ports (port, address, agent_id, instance_name) VALUES (18800, '127.0.0.1', 'x', 'y')",
+            [],
+        );
+        assert!(dup.is_err(), "the port is the primary key");
+        // Ports and the token hash survive a reopen; a delete frees the port.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.get("a1").unwrap().unwrap(), a);
+        assert_eq!(
+            store.gateway_token_sha256("a1").unwrap().as_deref(),
+            Some("h")
+        );
+        store.delete("a1").unwrap();
+        let c = store
+            .insert_provisioning("c1", "carol", None, &params(), None, gateway())
+            .unwrap();
+        assert_eq!(c.gateway_url.as_deref(), Some("http://127.0.0.1:18800"));
+    }
+
+    #[test]
+    fn a_reprovision_holds_a_second_port_until_the_old_instance_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("agents.db")).unwrap();
+        let range = ports(18800, 18809);
+        let gateway = GatewayAllocation {
+            ports: &range,
+            token_sha256: "h",
+        };
+        store
+            .insert_provisioning("a1", "alice", None, &params(), None, Some(gateway))
+            .unwrap();
+        let port = store.reserve_port(&range, "a1", "pika-agent-a1-x").unwrap();
+        assert_eq!(port, 18801);
+        assert_eq!(
+            store.release_unused_ports().unwrap(),
+            1,
+            "the new instance is not current"
+        );
+        let port = store.reserve_port(&range, "a1", "pika-agent-a1-x").unwrap();
+        store
+            .set_instance("a1", "pika-agent-a1-x", &params())
+            .unwrap();
+        store.release_port("pika-agent-a1").unwrap();
+        assert_eq!(
+            store.get("a1").unwrap().unwrap().gateway_url,
+            Some(format!("http://127.0.0.1:{port}"))
+        );
+        assert_eq!(store.release_unused_ports().unwrap(), 0);
+    }
+
     #[test]
     fn one_idempotency_key_makes_one_row_per_owner() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
         store
-            .insert_provisioning("a1", "alice", None, &params(), Some(("k", "h")))
+            .insert_provisioning("a1", "alice", None, &params(), Some(("k", "h")), None)
             .unwrap();
         let err = store
-            .insert_provisioning("a2", "alice", None, &params(), Some(("k", "h")))
+            .insert_provisioning("a2", "alice", None, &params(), Some(("k", "h")), None)
             .unwrap_err();
         assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
         store
-            .insert_provisioning("b1", "bob", None, &params(), Some(("k", "h")))
+            .insert_provisioning("b1", "bob", None, &params(), Some(("k", "h")), None)
             .unwrap();
         assert!(store.find_idempotent("carol", "k").unwrap().is_none());
     }

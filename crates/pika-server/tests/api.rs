@@ -54,11 +54,12 @@ impl Api {
         let response = request.send().await.expect("server answers");
         let status = response.status();
         let text = response.text().await.unwrap();
-        let value = if text.is_empty() {
+        let mut value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
         };
+        server::take_gateway_token(&mut value);
         (status, value)
     }
 

@@ -29,7 +29,8 @@ async fn the_agents_instance_carries_the_roles_limits_and_instance_config() {
         .send()
         .await
         .unwrap();
-    let record: Value = response.json().await.unwrap();
+    let mut record: Value = response.json().await.unwrap();
+    pika_test_support::server::take_gateway_token(&mut record);
     assert_eq!(
         record["state"],
         json!(AgentState::Running.as_str()),

@@ -45,7 +45,9 @@ async fn post(
         .await
         .expect("server answers");
     let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let mut body = response.json().await.unwrap_or(Value::Null);
+    pika_test_support::server::take_gateway_token(&mut body);
+    (status, body)
 }
 
 /// Rows and instances agree: no row is mid-flight, every running row has its running instance,
@@ -194,11 +196,11 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
     let server_id = store.server_id().to_owned();
     // 1. Row written, killed before Incus was called.
     store
-        .insert_provisioning("c0ffee0000000001", "alice", None, &params, None)
+        .insert_provisioning("c0ffee0000000001", "alice", None, &params, None, None)
         .unwrap();
     // 2. Row written, instance created but not started.
     store
-        .insert_provisioning("c0ffee0000000002", "alice", None, &params, None)
+        .insert_provisioning("c0ffee0000000002", "alice", None, &params, None, None)
         .unwrap();
     let create = |name: &str, agent_id: &str, server: &str| {
         let mut args = vec![
@@ -226,7 +228,7 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
     );
     // 3. A delete that crashed after claiming the row.
     store
-        .insert_provisioning("c0ffee0000000003", "alice", None, &params, None)
+        .insert_provisioning("c0ffee0000000003", "alice", None, &params, None, None)
         .unwrap();
     store
         .transition(
@@ -271,10 +273,24 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
             .unwrap()
             .contains("before the instance was created")
     );
-    assert_eq!(
-        row("c0ffee0000000002").unwrap().state,
-        AgentState::Running,
-        "finished"
+    // The crash came before the gateway's configuration was delivered (no port, and the token
+    // is never kept): the agent cannot become running, so it fails and its instance goes.
+    let second = row("c0ffee0000000002").unwrap();
+    assert_eq!(second.state, AgentState::Failed, "{:?}", second.error);
+    assert!(
+        second
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("gateway"),
+        "{:?}",
+        second.error
+    );
+    assert!(
+        project
+            .instance(&instance_name("c0ffee0000000002"))
+            .is_none(),
+        "its instance is removed"
     );
     assert!(row("c0ffee0000000003").is_none(), "the delete finished");
     assert_eq!(
@@ -300,7 +316,8 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
     project.incus_ok(&["delete", "--force", "not-an-agent"]);
     project.incus_ok(&["delete", "--force", &instance_name("00000000000other")]);
     let (running, failed) = assert_consistent(&project, &db);
-    assert_eq!((running, failed), (2, 1));
+    // Running: the agent made through the API; failed: the two provisioning rows.
+    assert_eq!((running, failed), (1, 2));
     assert!(server.log().contains("reconcile"), "{}", server.log());
 }
 

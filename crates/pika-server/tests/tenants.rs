@@ -56,11 +56,12 @@ async fn send(
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
-    let body = if text.is_empty() {
+    let mut body = if text.is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
     };
+    pika_test_support::server::take_gateway_token(&mut body);
     Answer {
         status,
         headers,
@@ -151,7 +152,12 @@ fn send_oversized(url: &str, path: &str, headers: &[(&str, &str)], length: usize
     Answer {
         status: StatusCode::from_u16(status).unwrap(),
         headers,
-        body: serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+        body: {
+            let mut body: Value =
+                serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+            pika_test_support::server::take_gateway_token(&mut body);
+            body
+        },
     }
 }
 

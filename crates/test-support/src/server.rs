@@ -36,6 +36,8 @@ pub struct Server {
     pub dir: PathBuf,
     pub bin: PathBuf,
     stderr_log: PathBuf,
+    /// The server's gateway ports, when the harness picked them (not given in `env`).
+    pub gateway_ports: Option<GatewayPorts>,
 }
 
 /// How to start a server: the env beyond the defaults the harness sets.
@@ -67,7 +69,57 @@ const PIKA_ENV: &[&str] = &[
     "PIKA_AGENT_INCUS_ALLOWED_PROFILES",
     "PIKA_AGENT_INCUS_ALLOWED_STORAGE_POOLS",
     "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES",
+    "PIKA_AGENT_GATEWAY_LISTEN_ADDRESS",
+    "PIKA_AGENT_GATEWAY_PORTS",
+    "PIKA_AGENT_MODEL_ENV_FILE",
 ];
+
+/// Host ports per block of [`GatewayPorts`].
+pub const GATEWAY_BLOCK: u16 = 128;
+/// Blocks lie in 20000-32767, below Linux's ephemeral ports (32768-60999).
+const GATEWAY_FIRST: u16 = 20000;
+const GATEWAY_BLOCKS: u16 = 99;
+
+/// A block of host ports for one test server's gateway proxy devices, held (by a lock file in
+/// the temporary directory) while this value lives, so concurrent test servers, in this process
+/// or another, never pick the same ports. Keep it across a restart to keep the server's range.
+pub struct GatewayPorts {
+    pub first: u16,
+    pub last: u16,
+    _lock: std::fs::File,
+}
+
+impl GatewayPorts {
+    pub fn acquire() -> GatewayPorts {
+        let dir = std::env::temp_dir().join("pika-test-gateway-ports");
+        std::fs::create_dir_all(&dir).expect("the lock directory");
+        let start = u16::try_from(std::process::id() % u32::from(GATEWAY_BLOCKS)).unwrap_or(0);
+        for offset in 0..GATEWAY_BLOCKS {
+            let block = (start + offset) % GATEWAY_BLOCKS;
+            let first = GATEWAY_FIRST + block * GATEWAY_BLOCK;
+            let last = first + GATEWAY_BLOCK - 1;
+            let file =
+                std::fs::File::create(dir.join(format!("{first}.lock"))).expect("a lock file");
+            if file.try_lock().is_err() {
+                continue;
+            }
+            // Something outside the tests may hold one of its ports.
+            if (first..=last).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+                return GatewayPorts {
+                    first,
+                    last,
+                    _lock: file,
+                };
+            }
+        }
+        panic!("no free block of gateway ports in {GATEWAY_FIRST}..");
+    }
+
+    /// `FIRST-LAST`, the value of `PIKA_AGENT_GATEWAY_PORTS`.
+    pub fn range(&self) -> String {
+        format!("{}-{}", self.first, self.last)
+    }
+}
 
 /// The command of `pika-server` with the harness environment for `setup`.
 pub fn server_command(setup: &ServerSetup<'_>) -> Command {
@@ -94,7 +146,20 @@ pub fn server_command(setup: &ServerSetup<'_>) -> Command {
 }
 
 impl Server {
-    pub fn start(setup: ServerSetup<'_>) -> Server {
+    pub fn start(mut setup: ServerSetup<'_>) -> Server {
+        let gateway_ports = if setup
+            .env
+            .iter()
+            .any(|(k, _)| k == "PIKA_AGENT_GATEWAY_PORTS")
+        {
+            None
+        } else {
+            let ports = GatewayPorts::acquire();
+            setup
+                .env
+                .push(("PIKA_AGENT_GATEWAY_PORTS".into(), ports.range()));
+            Some(ports)
+        };
         let stderr_log = setup.dir.join(format!("server-{}.log", unique("log")));
         let stderr = std::fs::File::create(&stderr_log).expect("the server log file");
         let mut child = server_command(&setup)
@@ -129,6 +194,7 @@ impl Server {
             dir: setup.dir.to_path_buf(),
             bin: setup.bin.to_path_buf(),
             stderr_log,
+            gateway_ports,
         }
     }
 
@@ -198,4 +264,20 @@ pub fn pika_keys(instance: &Value) -> Vec<(String, String)> {
         .filter(|(key, _)| key.starts_with(pika_server::incus_keys::PIKA_KEY_PREFIX))
         .map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned()))
         .collect()
+}
+
+/// Removes the `gateway_token` a create, reprovision or rotate response carries (checking it is
+/// 64 hex characters) and returns it, so no test prints a token in an assertion message.
+pub fn take_gateway_token(value: &mut Value) -> Option<String> {
+    let token = value.as_object_mut()?.remove("gateway_token")?;
+    let token = token
+        .as_str()
+        .expect("gateway_token is a string")
+        .to_owned();
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "gateway_token is not 256 bits in hex (length {})",
+        token.len()
+    );
+    Some(token)
 }

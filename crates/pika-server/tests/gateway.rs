@@ -1,0 +1,246 @@
+//! Agents' gateways against the real incusd with the busybox stand-in (scripts/lib/test-image.sh:
+//! once pika-server delivered openclaw.json, busybox httpd answers /health on the role's service
+//! port in the guest): delivery, reach through the proxy device, tokens, ports, restart.
+
+use std::path::Path;
+
+use pika_managed_agent_contract::{AGENTS_PATH, agent_gateway_token_path, agent_path};
+use pika_server::gateway::{CONFIG_PATH, PROXY_DEVICE};
+use pika_test_support::TestProject;
+use pika_test_support::server::{self, GatewayPorts, Server, ServerSetup};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
+
+fn start(dir: &Path, project: &TestProject, ports: &str) -> Server {
+    Server::start(ServerSetup {
+        bin: Path::new(BIN),
+        dir,
+        project: Some(&project.name),
+        env: vec![("PIKA_AGENT_GATEWAY_PORTS".into(), ports.into())],
+    })
+}
+
+/// (status, body without its token, the token)
+async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(token);
+    if path == AGENTS_PATH {
+        request = request.json(&json!({}));
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status();
+    let mut body: Value = response.json().await.unwrap_or(Value::Null);
+    let gateway_token = server::take_gateway_token(&mut body);
+    (status, body, gateway_token)
+}
+
+async fn health(url: &str) -> Result<StatusCode, reqwest::Error> {
+    reqwest::Client::new()
+        .get(format!("{url}/health"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .map(|r| r.status())
+}
+
+fn guest_config(project: &TestProject, instance: &str) -> String {
+    project.incus_ok(&["exec", instance, "--", "cat", CONFIG_PATH])
+}
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Every secret must be absent from the server's log, its database files and the instance config.
+fn assert_nowhere(secret: &str, server: &Server, project: &TestProject, dir: &Path) {
+    assert!(
+        !server.log().contains(secret),
+        "a token is in the server log"
+    );
+    for file in ["agents.db", "agents.db-wal"] {
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a token is in {file} in clear"
+        );
+    }
+    for instance in project.instance_names() {
+        let shown = project.incus_ok(&["config", "show", &instance]);
+        assert!(!shown.contains(secret), "a token is in `incus config show`");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() {
+    let project = server::project("gw-life");
+    let dir = tempfile::tempdir().unwrap();
+    let block = GatewayPorts::acquire();
+    // One port: the second agent finds the range full.
+    let one_port = format!("{0}-{0}", block.first);
+    let server = start(dir.path(), &project, &one_port);
+    let alice = server.add_token("alice");
+
+    let (status, record, token) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::CREATED, "{record}");
+    let token = token.expect("the create response carries the token once");
+    let url = record["gateway_url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("http://127.0.0.1:{}", block.first));
+    assert_eq!(record["state"], json!("running"));
+    // `running` means the gateway answers through the proxy.
+    assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+    let instance = record["instance_name"].as_str().unwrap().to_owned();
+    let id = record["id"].clone();
+    let device = &project.instance(&instance).unwrap()["devices"][PROXY_DEVICE];
+    assert_eq!(device["type"], json!("proxy"));
+    assert_eq!(device["connect"], json!("tcp:127.0.0.1:18789"));
+    let stat = project.incus_ok(&[
+        "exec",
+        &instance,
+        "--",
+        "stat",
+        "-c",
+        "%a %u %g",
+        CONFIG_PATH,
+    ]);
+    assert_eq!(
+        stat.trim(),
+        "600 2000 2000",
+        "0600, owned by the role's user"
+    );
+    let config: Value = serde_json::from_str(&guest_config(&project, &instance)).unwrap();
+    assert!(
+        config["gateway"]["auth"]["token"] == json!(token),
+        "the delivered token is the owner's"
+    );
+    assert_eq!(config["gateway"]["bind"], json!("loopback"));
+    // Shown once: GET and list carry no token.
+    let (_, shown, none) = call(
+        &server,
+        Method::GET,
+        &agent_path(id.as_str().unwrap()),
+        &alice,
+    )
+    .await;
+    assert!(none.is_none());
+    assert_eq!(shown, record);
+    assert_nowhere(&token, &server, &project, dir.path());
+    let stored = pika_server::store::Store::open(&dir.path().join("agents.db"))
+        .unwrap()
+        .gateway_token_sha256(id.as_str().unwrap())
+        .unwrap();
+    assert_eq!(stored, Some(sha256(&token)), "only the hash is stored");
+
+    // The range is full: 503, no row, no instance.
+    let (status, error, none) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert_eq!(error["code"], json!("gateway-ports-exhausted"));
+    assert!(none.is_none());
+    assert_eq!(project.instance_names(), std::slice::from_ref(&instance));
+    let (_, list, _) = call(&server, Method::GET, AGENTS_PATH, &alice).await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1);
+
+    // Rotation: a new token is delivered; only its hash is stored.
+    let (status, rotated, new_token) = call(
+        &server,
+        Method::POST,
+        &agent_gateway_token_path(id.as_str().unwrap()),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_token = new_token.expect("the rotate response carries the new token");
+    assert!(new_token != token, "a new token");
+    let config: Value = serde_json::from_str(&guest_config(&project, &instance)).unwrap();
+    assert!(
+        config["gateway"]["auth"]["token"] == json!(new_token),
+        "redelivered"
+    );
+    assert_eq!(rotated["gateway_url"], json!(url));
+    // Another owner cannot rotate it.
+    let bob = server.add_token("bob");
+    let (status, _, none) = call(
+        &server,
+        Method::POST,
+        &agent_gateway_token_path(id.as_str().unwrap()),
+        &bob,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(none.is_none());
+
+    // A restart keeps the port and the reach.
+    assert!(server.terminate().success());
+    let server = start(dir.path(), &project, &one_port);
+    let (_, after, _) = call(
+        &server,
+        Method::GET,
+        &agent_path(id.as_str().unwrap()),
+        &alice,
+    )
+    .await;
+    assert_eq!(after["gateway_url"], json!(url));
+    assert_eq!(after["state"], json!("running"));
+    assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+    assert_nowhere(&new_token, &server, &project, dir.path());
+    assert_nowhere(&token, &server, &project, dir.path());
+
+    // Delete closes the port and leaves no device, instance or row; the port is free again.
+    let (status, _, _) = call(
+        &server,
+        Method::DELETE,
+        &agent_path(id.as_str().unwrap()),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(health(&url).await.is_err(), "the port is closed");
+    project.assert_no_instances();
+    let (status, again, next) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert!(next.is_some());
+    assert_eq!(
+        again["gateway_url"],
+        json!(url),
+        "the freed port is taken again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn ten_concurrent_agents_get_ten_ports_and_ten_tokens() {
+    let project = server::project("gw-ten");
+    let dir = tempfile::tempdir().unwrap();
+    let block = GatewayPorts::acquire();
+    let server = start(dir.path(), &project, &block.range());
+    let alice = server.add_token("alice");
+    let answers = futures_util::future::join_all(
+        (0..10).map(|_| call(&server, Method::POST, AGENTS_PATH, &alice)),
+    )
+    .await;
+    let mut urls = std::collections::BTreeSet::new();
+    let mut tokens = std::collections::BTreeSet::new();
+    for (status, record, token) in answers {
+        assert_eq!(status, StatusCode::CREATED, "{record}");
+        let url = record["gateway_url"].as_str().unwrap().to_owned();
+        assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+        urls.insert(url);
+        tokens.insert(token.expect("a token"));
+    }
+    assert_eq!((urls.len(), tokens.len()), (10, 10));
+    for token in &tokens {
+        assert!(
+            !server.log().contains(token.as_str()),
+            "a token is in the log"
+        );
+    }
+}
