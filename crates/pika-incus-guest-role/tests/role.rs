@@ -240,7 +240,24 @@ fn pin_deployed_managed_openclaw_contract() {
     assert_eq!(role.legacy_package_attrs(), &["pika-agent-incus-dev-image"]);
     // Schema 2 runtime contract, pinned on purpose (README, "The runtime contract (schema 2)").
     assert_eq!(role.runtime_mode(), RuntimeMode::ManagedService);
-    assert_eq!(role.readiness(), Readiness::IncusAgent);
+    // The gateway's own health, probed inside the guest (issue 19).
+    assert_eq!(
+        role.readiness(),
+        Readiness::Http {
+            port: 18789,
+            path: "/health"
+        }
+    );
+    assert_eq!(role.service_port(), Some(18789));
+    assert_eq!(
+        role.user(),
+        Some(&RoleUser {
+            name: "openclaw",
+            uid: 2000,
+            group: "openclaw",
+            gid: 2000
+        })
+    );
     assert_eq!((role.cpu(), role.memory_mib()), (2, 4096));
     assert!(!role.secure_boot());
     assert_eq!(role.cluster_group(), None);
