@@ -235,7 +235,9 @@ main() {
   bash "${CLUSTER}" incus 1 cluster group create pika-pinned >/dev/null
   bash "${CLUSTER}" incus 1 cluster group assign node2 default,pika-pinned >/dev/null
   local main_url="${SERVER_URL}" main_token="${TOKEN}"
-  start_server pinned --incus-cluster-group pika-pinned
+  # A second server on the same members owns its own gateway port range: the main server's
+  # proxy devices still hold ports of the default range there.
+  start_server pinned --incus-cluster-group pika-pinned --gateway-ports 19000-19199
   provision_many 6
   [[ "$(agents_json | jq -r '[.agents[].location] | unique | join(",")')" == "node2" ]] \
     || fail "agents of a server with --incus-cluster-group pika-pinned left the group: $(agents_json | jq -c '[.agents[].location]')"
