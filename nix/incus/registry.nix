@@ -61,6 +61,8 @@
   };
   # Optional roles.toml keys: the value roles.nix carries when the key is absent.
   fieldDefaults = {
+    legacy-packages = [];
+    special-args = [];
     cluster-group = null;
     service-port = null;
     user = null;
