@@ -16,6 +16,9 @@ set -euo pipefail
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 readonly REPO_ROOT
+readonly NIX_SUITE_NAME="40-nix"
+# shellcheck source=scripts/lib/nix-suite.sh
+source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
 readonly SYSTEM="x86_64-linux"
 # Flake package names of the workspace binaries (not roles: those come from roles.toml), and the
 # program each one installs (meta.mainProgram). A deliberate pin: nix/rust.nix must match it.
@@ -32,34 +35,6 @@ SKIPPED=()
 # The nixpkgs subset (real lib + NixOS Incus modules) and the modules tree the tests evaluate.
 SUBSET=""
 MODULES=""
-
-err() {
-  echo "40-nix: error: $*" >&2
-}
-
-log() {
-  echo "40-nix: $*"
-}
-
-pass() {
-  CHECKS=$((CHECKS + 1))
-  log "ok: $*"
-}
-
-fail() {
-  CHECKS=$((CHECKS + 1))
-  FAILURES=$((FAILURES + 1))
-  err "FAILED: $*"
-}
-
-# assert_eq WHAT EXPECTED ACTUAL
-assert_eq() {
-  if [[ "$2" == "$3" ]]; then
-    pass "$1"
-  else
-    fail "$1: expected [$2], got [$3]"
-  fi
-}
 
 # timed FUNCTION ARGS...: runs a test function and logs how long it took.
 timed() {
@@ -726,28 +701,6 @@ revert_base_line() {
   local file="$1/nix/incus/base.nix"
   grep -qF -- "$2" "${file}" || { fail "regression copy: base.nix has no line $2"; return 1; }
   grep -vF -- "$2" "${file}" >"${file}.new" && mv "${file}.new" "${file}"
-}
-
-# find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty. PIKA_NIXPKGS_SUBSET,
-# when set, is the only place looked at; else ../shared next to the repository (or next to the
-# directory of git worktrees the repository sits in).
-find_subset() {
-  local candidate candidates=("${REPO_ROOT}/../shared/nixpkgs-subset" "${REPO_ROOT}/../../shared/nixpkgs-subset")
-  [[ -n "${PIKA_NIXPKGS_SUBSET:-}" ]] && candidates=("${PIKA_NIXPKGS_SUBSET}")
-  for candidate in "${candidates[@]}"; do
-    [[ -f "${candidate}/lib/default.nix" && -d "${candidate}/nixos/modules/virtualisation" ]] \
-      && { (cd "${candidate}" && pwd); return 0; }
-  done
-  return 0
-}
-
-# The subset's nixos/modules with the stub modules it lacks laid over it (real copies: Nix resolves
-# a module's relative imports from its real location).
-make_modules_tree() {
-  mkdir -p "${WORK}/nixos"
-  cp -r "${SUBSET}/nixos/modules" "${WORK}/nixos/"
-  cp -r "${REPO_ROOT}/tests/nix/nixos-stubs/modules/." "${WORK}/nixos/modules/"
-  MODULES="${WORK}/nixos/modules"
 }
 
 # real_nixpkgs TEST ARGS...: runs a test that needs the subset, or records it as skipped.

@@ -16,6 +16,9 @@ set -euo pipefail
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 readonly REPO_ROOT
+readonly NIX_SUITE_NAME="60-openclaw"
+# shellcheck source=scripts/lib/nix-suite.sh
+source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
 readonly ROLE="managed-openclaw"
 readonly UNIT="openclaw-gateway"
 # How long the real gateway may take to answer /health (about 8 s on an idle machine; minutes
@@ -34,52 +37,6 @@ CHECKS=0
 SUBSET=""
 MODULES=""
 UNIT_JSON=""
-
-err() {
-  echo "60-openclaw: error: $*" >&2
-}
-
-log() {
-  echo "60-openclaw: $*"
-}
-
-pass() {
-  CHECKS=$((CHECKS + 1))
-  log "ok: $*"
-}
-
-fail() {
-  CHECKS=$((CHECKS + 1))
-  FAILURES=$((FAILURES + 1))
-  err "FAILED: $*"
-}
-
-# assert_eq WHAT EXPECTED ACTUAL
-assert_eq() {
-  if [[ "$2" == "$3" ]]; then
-    pass "$1"
-  else
-    fail "$1: expected [$2], got [$3]"
-  fi
-}
-
-# The nixpkgs subset, found as suite 40-nix finds it (PIKA_NIXPKGS_SUBSET, else ../shared).
-find_subset() {
-  local candidate candidates=("${REPO_ROOT}/../shared/nixpkgs-subset" "${REPO_ROOT}/../../shared/nixpkgs-subset")
-  [[ -n "${PIKA_NIXPKGS_SUBSET:-}" ]] && candidates=("${PIKA_NIXPKGS_SUBSET}")
-  for candidate in "${candidates[@]}"; do
-    [[ -f "${candidate}/lib/default.nix" && -d "${candidate}/nixos/modules/virtualisation" ]] \
-      && { (cd "${candidate}" && pwd); return 0; }
-  done
-  return 0
-}
-
-make_modules_tree() {
-  mkdir -p "${WORK}/nixos"
-  cp -r "${SUBSET}/nixos/modules" "${WORK}/nixos/"
-  cp -r "${REPO_ROOT}/tests/nix/nixos-stubs/modules/." "${WORK}/nixos/modules/"
-  MODULES="${WORK}/nixos/modules"
-}
 
 # unit_eval DIR: the gateway's unit, path unit and user from DIR's role guest (real lib), as JSON.
 unit_eval() {
