@@ -12,14 +12,12 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use pika_managed_agent_contract::client::{AgentClient, ClientError, Deleted, parse_base};
 use pika_managed_agent_contract::{
-    AGENTS_PATH, AgentList, AgentProvisionRequest, AgentRecord, AgentReprovisionRequest,
-    AgentWithToken, ApiError, IncusGuestRole, IncusProvisionParams, agent_gateway_token_path,
-    agent_path, agent_reprovision_path,
+    AgentProvisionRequest, AgentRecord, AgentReprovisionRequest, AgentWithToken, ApiError,
+    IncusGuestRole, IncusProvisionParams,
 };
-use pika_runtime::{TextTable, WithCompletions, error_chain};
-use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
+use pika_runtime::{TextTable, WithCompletions};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 /// Long enough for a provision under load (the server queues Incus work), short enough that a
@@ -141,23 +139,6 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
-/// The server's base URL: http(s), a host, nothing after the path.
-fn parse_server(value: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(value.trim())
-        .map_err(|err| format!("{value:?} is not a URL: {err}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "{value:?}: expected an http:// or https:// URL with a host"
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "{value:?}: the URL may not have a query or fragment"
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
 fn parse_role(value: &str) -> Result<IncusGuestRole, String> {
     value
         .parse::<IncusGuestRole>()
@@ -194,96 +175,20 @@ impl Failure {
             code: 2,
         }
     }
+}
 
-    fn runtime(message: impl Into<String>) -> Self {
+impl From<ClientError> for Failure {
+    fn from(err: ClientError) -> Self {
+        let message = match &err {
+            ClientError::Timeout { .. } => format!("{err} (raise --timeout)"),
+            _ => err.to_string(),
+        };
         Failure {
-            message: message.into(),
-            body: None,
+            message,
+            body: err.api_error().cloned(),
             code: 1,
         }
     }
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    timeout: std::time::Duration,
-}
-
-impl Api {
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<Option<T>, Failure> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.map_err(|err| {
-            if err.is_timeout() {
-                Failure::runtime(format!(
-                    "{method} {url}: no answer within {:?} (raise --timeout)",
-                    self.timeout
-                ))
-            } else {
-                Failure::runtime(format!("{method} {url}: {}", error_chain(&err)))
-            }
-        })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| Failure::runtime(format!("{method} {url}: {}", error_chain(&err))))?;
-        if status == StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            let body = serde_json::from_slice::<ApiError>(&bytes).ok();
-            let message = match &body {
-                Some(body) if !body.request_id.is_empty() => format!(
-                    "{} (HTTP {}, request {})",
-                    body.error,
-                    status.as_u16(),
-                    body.request_id
-                ),
-                Some(body) => format!("{} (HTTP {})", body.error, status.as_u16()),
-                None => format!(
-                    "{method} {url}: HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes)
-                ),
-            };
-            return Err(Failure {
-                message,
-                body,
-                code: 1,
-            });
-        }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|err| Failure::runtime(format!("{method} {url}: unexpected answer: {err}")))
-    }
-
-    async fn expect<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<T, Failure> {
-        self.call(method, path, body)
-            .await?
-            .ok_or_else(|| Failure::runtime(format!("{path}: the server answered without a body")))
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).expect("request serializes")
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {
@@ -379,21 +284,13 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
         .token
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Failure::usage("--token or PIKA_SERVER_TOKEN is required"))?;
-    let base = parse_server(&cli.server)
+    parse_base(&cli.server)
         .map_err(|err| Failure::usage(format!("--server / PIKA_SERVER_URL: {err}")))?;
-    let mut http = reqwest::Client::builder();
-    if !cli.timeout.is_zero() {
-        http = http.timeout(cli.timeout);
-    }
-    let http = http
-        .build()
-        .map_err(|err| Failure::runtime(format!("HTTP client: {}", error_chain(&err))))?;
-    let api = Api {
-        http,
-        base,
+    let api = AgentClient::with_timeout(
+        &cli.server,
         token,
-        timeout: cli.timeout,
-    };
+        (!cli.timeout.is_zero()).then_some(cli.timeout),
+    )?;
     let Command::Agent { command } = command;
     match command {
         AgentCommand::Provision { name, incus } => {
@@ -401,13 +298,11 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
                 name,
                 incus: incus.into_params(),
             };
-            let created: AgentWithToken = api
-                .expect(Method::POST, AGENTS_PATH, Some(to_json(&request)))
-                .await?;
+            let created = api.provision(&request).await?;
             print_with_token(&created, cli.json);
         }
         AgentCommand::List => {
-            let list: AgentList = api.expect(Method::GET, AGENTS_PATH, None).await?;
+            let list = api.list().await?;
             if cli.json {
                 print_json(&list);
             } else {
@@ -415,7 +310,7 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
             }
         }
         AgentCommand::Show { id } => {
-            let record: AgentRecord = api.expect(Method::GET, &agent_path(&id), None).await?;
+            let record = api.get(&id).await?;
             if cli.json {
                 print_json(&record);
             } else {
@@ -426,40 +321,24 @@ async fn run(cli: Global, command: Command) -> Result<(), Failure> {
             let request = AgentReprovisionRequest {
                 incus: incus.into_params(),
             };
-            let created: AgentWithToken = api
-                .expect(
-                    Method::POST,
-                    &agent_reprovision_path(&id),
-                    Some(to_json(&request)),
-                )
-                .await?;
+            let created = api.reprovision(&id, &request).await?;
             print_with_token(&created, cli.json);
         }
         AgentCommand::RotateToken { id } => {
-            let rotated: AgentWithToken = api
-                .expect(Method::POST, &agent_gateway_token_path(&id), None)
-                .await?;
+            let rotated = api.rotate_gateway_token(&id).await?;
             print_with_token(&rotated, cli.json);
         }
-        AgentCommand::Delete { id, force } => {
-            let path = if force {
-                format!("{}?force=true", agent_path(&id))
-            } else {
-                agent_path(&id)
-            };
-            let abandoned: Option<AgentRecord> = api.call(Method::DELETE, &path, None).await?;
-            match abandoned {
-                None if cli.json => print_json(&serde_json::json!({ "deleted": id })),
-                None => println!("deleted agent {id}"),
-                Some(record) if cli.json => print_json(&record),
-                Some(record) => {
-                    eprintln!(
-                        "pika: warning: agent {id} is abandoned: its instance may remain (see error)"
-                    );
-                    print_record(&record);
-                }
+        AgentCommand::Delete { id, force } => match api.delete(&id, force).await? {
+            Deleted::Gone if cli.json => print_json(&serde_json::json!({ "deleted": id })),
+            Deleted::Gone => println!("deleted agent {id}"),
+            Deleted::Abandoned(record) if cli.json => print_json(&record),
+            Deleted::Abandoned(record) => {
+                eprintln!(
+                    "pika: warning: agent {id} is abandoned: its instance may remain (see error)"
+                );
+                print_record(&record);
             }
-        }
+        },
     }
     Ok(())
 }
@@ -517,7 +396,7 @@ mod tests {
         else {
             panic!("parsed the wrong command");
         };
-        let value = to_json(&incus.into_params());
+        let value = serde_json::to_value(incus.into_params()).unwrap();
         assert_eq!(value, serde_json::json!({}));
 
         let role = IncusGuestRole::ManagedOpenclaw;
@@ -557,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_server_urls_parse_strictly() {
+    fn durations_parse_strictly() {
         assert_eq!(
             parse_duration("30s"),
             Ok(std::time::Duration::from_secs(30))
@@ -569,17 +448,6 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(std::time::Duration::ZERO));
         for bad in ["", "s", "5x", "-1s", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_server("http://h:1/").as_deref(), Ok("http://h:1"));
-        for bad in [
-            "http//x",
-            "ftp://x",
-            "http://",
-            "x",
-            "http://h/?q=1",
-            "http://[::1",
-        ] {
-            assert!(parse_server(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -16,6 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "client")]
+pub mod client;
+
 pub use pika_incus_guest_role::{IncusGuestRole, ParseIncusGuestRoleError};
 
 /// Path of the agent collection (`POST` provisions, `GET` lists).

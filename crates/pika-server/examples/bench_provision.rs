@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use pika_managed_agent_contract::{AGENTS_PATH, IncusGuestRole};
+use pika_managed_agent_contract::client::AgentClient;
+use pika_managed_agent_contract::{AGENTS_PATH, AgentProvisionRequest, IncusGuestRole};
 use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
 use pika_test_support::{cargo_bin, storage_pool};
 
@@ -59,21 +60,16 @@ async fn main() {
         env: vec![("RUST_LOG".into(), "warn".into())],
     });
     let token = server.add_token("bench");
-    let http = reqwest::Client::new();
+    let api = AgentClient::new(&server.url, token).unwrap();
     let pool = storage_pool();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = vm_rss_kib(server.child.id());
 
     let provision = || async {
         let started = Instant::now();
-        let response = http
-            .post(format!("{}{AGENTS_PATH}", server.url))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        if let Err(err) = api.provision(&AgentProvisionRequest::default()).await {
+            panic!("provisioning: {err}");
+        }
         started.elapsed()
     };
     let launch = |name: String| {
