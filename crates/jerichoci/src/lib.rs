@@ -43,7 +43,6 @@ pub mod store;
 pub use cleanup::{CleanupLedger, PendingDelete, SweepOutcome, sweep};
 pub use executor::{EnvLookup, Executor, Progress, ProgressSink, RunError};
 pub use job::{IncusRuntimeConfig, JobRuntimeConfig, JobSpec};
-pub use pika_incus_guest_role::IncusGuestRole;
 pub use record::{
     JobRecord, JobStatus, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmExecutionRecord,
     RemoteLinuxVmImageRecord, RunRecord, RunStatus, SnapshotTransfer,

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
-    CleanupLedger, Executor, IncusGuestRole, JobSpec, JobStatus, PendingDelete, PhaseStatus,
-    RunStore, SweepOutcome, sweep,
+    CleanupLedger, Executor, JobSpec, JobStatus, PendingDelete, PhaseStatus, RunStore,
+    SweepOutcome, sweep,
 };
+use pika_incus_guest_role::IncusGuestRole;
 use pika_test_support::ci::{CiProject, guest_phases, phases, workspace};
 
 fn executor(ws: &std::path::Path, project: &str) -> Executor {

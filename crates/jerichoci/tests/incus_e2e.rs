@@ -8,9 +8,10 @@ use jerichoci::remote::{
     GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROJECT_ENV, incus_client_from, process_env,
 };
 use jerichoci::{
-    Executor, IncusGuestRole, JobSpec, JobStatus, Phase, PhaseStatus, RemoteIncusContext,
-    RunStatus, RunStore, load_remote_incus_image_record,
+    Executor, JobSpec, JobStatus, Phase, PhaseStatus, RemoteIncusContext, RunStatus, RunStore,
+    load_remote_incus_image_record,
 };
+use pika_incus_guest_role::IncusGuestRole;
 use pika_test_support::ci::{self, CiProject, guest_phases, phases, workspace};
 
 fn env(pairs: &[(&str, &str)]) -> jerichoci::EnvLookup {

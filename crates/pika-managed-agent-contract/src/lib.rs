@@ -1,7 +1,9 @@
 //! Wire types of the Pika managed-agent API, shared by `pika-server` and the `pika` CLI.
 //!
-//! The guest role comes from the registry ([`IncusGuestRole`], generated from `roles.toml`) and is
-//! re-exported here so API users need one dependency.
+//! The guest role comes from the registry ([`IncusGuestRole`], generated from `roles.toml` into
+//! crate `pika-incus-guest-role`) and is re-exported here so API users need one dependency. This is
+//! the one crate that re-exports it; everything else in the workspace names
+//! `pika_incus_guest_role::IncusGuestRole`.
 //!
 //! Every field of [`IncusProvisionParams`] is optional and skipped when `None`: a payload written
 //! before `guest_role` existed still parses, and `None` is never serialized (no `"guest_role": null`).

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
-use jerichoci::{Executor, IncusGuestRole, JobSpec, JobStatus, RunStore, SnapshotTransfer};
+use jerichoci::{Executor, JobSpec, JobStatus, RunStore, SnapshotTransfer};
+use pika_incus_guest_role::IncusGuestRole;
 use pika_test_support::ci::{CiProject, workspace};
 
 const MIB: usize = 1 << 20;

@@ -70,7 +70,7 @@ fn env_help() -> String {
 
 Exit codes: 0 passed, 1 a job failed, 3 a job timed out, 4 a job could not run,
             130 interrupted, 2 usage/config/environment error.",
-        valid = jerichoci::IncusGuestRole::valid_ids(),
+        valid = pika_incus_guest_role::IncusGuestRole::valid_ids(),
         alias = role.default_image_alias(),
         socket = pika_incus::api::DEFAULT_UNIX_SOCKET,
     )

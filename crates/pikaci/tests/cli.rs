@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use jerichoci::remote::GUEST_ROLE_ENV;
-use jerichoci::{IncusGuestRole, JobStatus, RunRecord, RunStatus};
+use jerichoci::{JobStatus, RunRecord, RunStatus};
+use pika_incus_guest_role::IncusGuestRole;
 
 fn pikaci(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pikaci"))

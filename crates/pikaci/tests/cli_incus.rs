@@ -6,7 +6,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jerichoci::remote::{GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROFILE_ENV, PROJECT_ENV};
-use jerichoci::{IncusGuestRole, JobStatus, Phase, PhaseStatus, RunRecord, RunStatus};
+use jerichoci::{JobStatus, Phase, PhaseStatus, RunRecord, RunStatus};
+use pika_incus_guest_role::IncusGuestRole;
 use pika_test_support::ci::{self, CiProject, workspace};
 
 const CONFIG: &str = r#"

@@ -5,9 +5,8 @@ use std::ops::Deref;
 use std::process::Command;
 
 use jerichoci::remote::DEFAULT_PROFILE;
-use jerichoci::{
-    IncusGuestRole, JobRecord, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmImageRecord,
-};
+use jerichoci::{JobRecord, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmImageRecord};
+use pika_incus_guest_role::IncusGuestRole;
 
 use crate::process::run_ok;
 use crate::project::{TestProject, project_prefix, storage_pool};
