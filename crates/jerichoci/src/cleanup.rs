@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pika_incus::{IncusClient, ProjectClient};
+use pika_incus::IncusClient;
 use serde::{Deserialize, Serialize};
 
 use crate::store::RunStore;
@@ -206,13 +206,13 @@ pub async fn settle(
     mut entry: PendingDelete,
 ) -> SweepOutcome {
     let project = incus.in_project(&entry.project);
-    let mut result = delete_instance(&project, &entry.instance).await;
+    let mut result = project.remove_instance(&entry.instance).await;
     for _ in 1..ATTEMPTS {
         if result.is_ok() {
             break;
         }
         tokio::time::sleep(RETRY_PAUSE).await;
-        result = delete_instance(&project, &entry.instance).await;
+        result = project.remove_instance(&entry.instance).await;
     }
     let result = result.map_err(|e| e.to_string()).and_then(|()| {
         match entry.stage.as_deref().map(fs::remove_dir_all) {
@@ -245,21 +245,6 @@ pub async fn settle(
                 error,
             }
         }
-    }
-}
-
-/// Deletes instance `name` whatever its state: a force stop removes an ephemeral instance; anything
-/// left (a stopped or non-ephemeral instance) is deleted. An instance that is not there is fine.
-pub async fn delete_instance(project: &ProjectClient, name: &str) -> Result<(), pika_incus::Error> {
-    // The stop fails for an instance that never started or does not exist; the lookup below decides.
-    let _ = project.stop_instance(name, true).await;
-    match project.get_instance(name).await {
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e),
-        Ok(_) => match project.delete_instance(name).await {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        },
     }
 }
 

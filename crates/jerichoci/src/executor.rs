@@ -12,7 +12,7 @@ use pika_incus::{ExecRequest, FileMode, IncusClient, InstanceCreate, ProjectClie
 use pika_incus_guest_role::IncusGuestRole;
 use tokio::sync::watch;
 
-use crate::cleanup::{CleanupLedger, PendingDelete, delete_instance};
+use crate::cleanup::{CleanupLedger, PendingDelete};
 use crate::job::{JobRuntimeConfig, JobSpec};
 use crate::naming::now_rfc3339;
 use crate::record::{
@@ -1001,7 +1001,7 @@ impl InstanceGuard {
         if !self.armed {
             return Ok(());
         }
-        let result = delete_instance(&self.project, &self.name).await;
+        let result = self.project.remove_instance(&self.name).await;
         self.armed = false;
         result
     }
@@ -1015,7 +1015,7 @@ impl Drop for InstanceGuard {
             let project = self.project.clone();
             let name = std::mem::take(&mut self.name);
             handle.spawn(async move {
-                let _ = delete_instance(&project, &name).await;
+                let _ = project.remove_instance(&name).await;
             });
         }
     }

@@ -156,7 +156,8 @@ pub async fn launch_via(
         let cleanup = if source.is_conflict() {
             None
         } else {
-            remove_instance(project, name)
+            project
+                .remove_instance(name)
                 .await
                 .err()
                 .map(|e| e.to_string())
@@ -166,7 +167,8 @@ pub async fn launch_via(
     let instance = format!("{}/{name}", project.name());
     for file in files {
         if let Err(source) = push_until(project, name, file, deadline).await {
-            let cleanup = remove_instance(project, name)
+            let cleanup = project
+                .remove_instance(name)
                 .await
                 .err()
                 .map(|e| e.to_string());
@@ -183,7 +185,8 @@ pub async fn launch_via(
     match readiness::wait_ready_via(project, name, role.readiness(), via, left).await {
         Ok(ready) => Ok(ready),
         Err(source) => {
-            let cleanup = remove_instance(project, name)
+            let cleanup = project
+                .remove_instance(name)
                 .await
                 .err()
                 .map(|e| e.to_string());
@@ -272,25 +275,10 @@ async fn push_file_with_parents(
         .await
 }
 
-/// Stops (forcibly) and deletes an instance; one that is not there counts as removed.
+/// [`ProjectClient::remove_instance`] as a free function, for callers that still import it from
+/// here (pika-server's `incus` module); new code calls the method.
 pub async fn remove_instance(project: &ProjectClient, name: &str) -> pika_incus::Result<()> {
-    let instance = match project.get_instance(name).await {
-        Ok(instance) => instance,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if instance.status != "Stopped" {
-        match project.stop_instance(name, true).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => return Ok(()),
-            // It may have stopped on its own meanwhile; the delete decides.
-            Err(e) => tracing::debug!("stopping {name}: {e}"),
-        }
-    }
-    match project.delete_instance(name).await {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(()),
-    }
+    project.remove_instance(name).await
 }
 
 /// Parses a readiness timeout in whole seconds (`300`), for the launchers' env vars and flags.

@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use pika_guest_launch::{
     DEFAULT_READY_TIMEOUT, GuestFile, MountSources, apply_contract, launch, readiness,
-    remove_instance,
 };
 use pika_incus::{Instance, InstanceCreate, ProjectClient};
 use pika_incus_guest_role::{GUEST_ROLE_CONFIG_KEY, IncusGuestRole, Readiness};
@@ -299,7 +298,8 @@ async fn delete_guest(args: DeleteArgs) -> Result<(), String> {
             args.name
         ));
     };
-    remove_instance(&project, &args.name)
+    project
+        .remove_instance(&args.name)
         .await
         .map_err(|e| e.to_string())?;
     if args.json {

@@ -61,6 +61,7 @@ mod error;
 mod project;
 pub mod provenance;
 mod tls;
+mod transport;
 mod types;
 
 pub use client::{DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT, HttpsConfig, IncusClient};

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::api;
 use crate::client::IncusClient;
 use crate::error::{Error, Result};
+use crate::transport::Transport;
 use crate::types::{
     ExecOutput, ExecRequest, FileMode, Image, ImageAlias, ImageImport, Instance, InstanceCreate,
     InstanceState, InstanceType, Operation, Profile,
@@ -25,12 +26,19 @@ pub struct ProjectClient {
     project: Arc<str>,
 }
 
-impl ProjectClient {
-    pub(crate) fn new(client: IncusClient, project: String) -> Self {
+impl IncusClient {
+    /// The calls inside project `project`.
+    pub fn in_project(&self, project: impl Into<String>) -> ProjectClient {
         ProjectClient {
-            client,
-            project: project.into(),
+            client: self.clone(),
+            project: project.into().into(),
         }
+    }
+}
+
+impl ProjectClient {
+    fn transport(&self) -> &Transport {
+        self.client.transport()
     }
 
     /// The project name.
@@ -56,7 +64,7 @@ impl ProjectClient {
         let mut full = Vec::with_capacity(query.len() + 1);
         full.push((api::Q_PROJECT, &*self.project));
         full.extend_from_slice(query);
-        self.client.request(method, path, &full)
+        self.transport().request(method, path, &full)
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -65,13 +73,13 @@ impl ProjectClient {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<T> {
-        self.client
+        self.transport()
             .expect_sync(what, self.request(Method::GET, path, query))
             .await
     }
 
     async fn sync(&self, what: &str, request: reqwest::RequestBuilder) -> Result<()> {
-        self.client
+        self.transport()
             .expect_sync::<Value>(what, request)
             .await
             .map(drop)
@@ -79,7 +87,7 @@ impl ProjectClient {
 
     async fn operation(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Operation> {
         let timeout = self.client.operation_timeout();
-        self.client
+        self.transport()
             .run_operation(what, request, Some(&self.project), timeout)
             .await
     }
@@ -345,6 +353,29 @@ impl ProjectClient {
             .map(drop)
     }
 
+    /// Deletes instance `name` in whatever state it is: a running one is force-stopped first (an
+    /// ephemeral one goes with the stop), one that is not there counts as removed. What every
+    /// launcher's cleanup needs, so it lives here once.
+    pub async fn remove_instance(&self, name: &str) -> Result<()> {
+        let instance = match self.get_instance(name).await {
+            Ok(instance) => instance,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if instance.status != "Stopped" {
+            match self.stop_instance(name, true).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => return Ok(()),
+                // It may have stopped on its own meanwhile; the delete decides.
+                Err(e) => tracing::debug!("stopping {}: {e}", self.what("instance", name)),
+            }
+        }
+        match self.delete_instance(name).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs a command with its output recorded by Incus (no websocket), waits for it, and returns
     /// its exit code, stdout and stderr. The recorded log files are removed afterwards.
     pub async fn exec(&self, instance: &str, exec: &ExecRequest) -> Result<ExecOutput> {
@@ -370,7 +401,7 @@ impl ProjectClient {
             .request(Method::POST, &api::instance_sub(instance, "exec"), &[])
             .json(&body);
         let operation = self
-            .client
+            .transport()
             .run_operation(&what, request, Some(&self.project), timeout)
             .await?;
         let metadata = operation.metadata.unwrap_or_default();
@@ -399,17 +430,17 @@ impl ProjectClient {
         for (fd, sink) in [("1", &mut output.stdout), ("2", &mut output.stderr)] {
             let Some(path) = log(fd) else { continue };
             let response = self
-                .client
+                .transport()
                 .send(&what, self.request(Method::GET, path, &[]))
                 .await?;
             *sink = response
                 .bytes()
                 .await
-                .map_err(|e| self.client.transport(&what, e, self.client.timeout()))?
+                .map_err(|e| self.transport().transport(&what, e, self.client.timeout()))?
                 .to_vec();
             // The logs are ours alone; a failed cleanup is not the caller's problem.
             if let Err(e) = self
-                .client
+                .transport()
                 .send(&what, self.request(Method::DELETE, path, &[]))
                 .await
             {
@@ -476,7 +507,7 @@ impl ProjectClient {
             &api::instance_sub(instance, "files"),
             &[(api::Q_PATH, path)],
         );
-        let response = self.client.send(&what, request).await?;
+        let response = self.transport().send(&what, request).await?;
         let kind = response
             .headers()
             .get(api::H_TYPE)
@@ -488,7 +519,7 @@ impl ProjectClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.client.transport(&what, e, self.client.timeout()))?;
+            .map_err(|e| self.transport().transport(&what, e, self.client.timeout()))?;
         Ok(bytes.to_vec())
     }
 }

@@ -608,6 +608,45 @@ async fn errors_name_their_object() -> Result<()> {
     .await
 }
 
+/// `remove_instance` deletes in any state: never started, running, ephemeral running, absent.
+#[tokio::test]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn remove_instance_deletes_in_any_state() -> Result<()> {
+    let client = unix_client();
+    let name = project_name("remove");
+    with_cleanup(&client, &name, async {
+        let project = project_with_image(&client, "remove").await?;
+        project
+            .create_instance(&InstanceCreate::from_alias("stopped", ALIAS))
+            .await?;
+        project
+            .create_instance(&InstanceCreate::from_alias("running", ALIAS).start(true))
+            .await?;
+        project
+            .create_instance(
+                &InstanceCreate::from_alias("ephemeral", ALIAS)
+                    .ephemeral(true)
+                    .start(true),
+            )
+            .await?;
+        for instance in ["stopped", "running", "ephemeral", "absent"] {
+            project
+                .remove_instance(instance)
+                .await
+                .with_context(|| format!("removing {instance}"))?;
+            ensure!(
+                project
+                    .get_instance(instance)
+                    .await
+                    .is_err_and(|e| e.is_not_found()),
+                "{instance} is still there"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn missing_socket_is_a_transport_error() -> Result<()> {
     let dir = tempfile::tempdir()?;
