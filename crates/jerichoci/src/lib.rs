@@ -2,7 +2,7 @@
 //!
 //! A [`JobSpec`] is a shell command plus a runtime: [`JobRuntimeConfig::HostProcess`] runs it with
 //! `sh -c` in the workspace; [`JobRuntimeConfig::Incus`] runs it in an ephemeral Incus instance of a
-//! guest role ([`IncusGuestRole`], `pikaci-runner` for CI) on a snapshot of the workspace.
+//! guest role ([`IncusGuestRole`](pika_incus_guest_role::IncusGuestRole), `pikaci-runner` for CI) on a snapshot of the workspace.
 //!
 //! An Incus job goes through five phases, each recorded with its duration ([`Phase`]):
 //! `launch` (create + start the instance from the role's image alias while the snapshot tar is
