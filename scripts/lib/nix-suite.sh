@@ -1,35 +1,10 @@
 #!/usr/bin/env bash
-# What the Nix-evaluating suites (40-nix, 60-openclaw) share: their check counters and report
-# lines, and the nixpkgs subset they evaluate on. Sourced, not executed. The suite sets
-# NIX_SUITE_NAME (its report prefix), FAILURES=0, CHECKS=0, WORK, SUBSET and MODULES first.
+# What the Nix-evaluating suites (40-nix, 15-rust-sandbox, 60-openclaw) share beyond the assertion
+# library (scripts/lib/suite.sh, sourced here): the nixpkgs subset they evaluate on. Sourced, not
+# executed. The suite sets SUITE (its report prefix), REPO_ROOT, WORK, SUBSET and MODULES first.
 
-err() {
-  echo "${NIX_SUITE_NAME}: error: $*" >&2
-}
-
-log() {
-  echo "${NIX_SUITE_NAME}: $*"
-}
-
-pass() {
-  CHECKS=$((CHECKS + 1))
-  log "ok: $*"
-}
-
-fail() {
-  CHECKS=$((CHECKS + 1))
-  FAILURES=$((FAILURES + 1))
-  err "FAILED: $*"
-}
-
-# assert_eq WHAT EXPECTED ACTUAL
-assert_eq() {
-  if [[ "$2" == "$3" ]]; then
-    pass "$1"
-  else
-    fail "$1: expected [$2], got [$3]"
-  fi
-}
+# shellcheck source=scripts/lib/suite.sh
+source "${REPO_ROOT}/scripts/lib/suite.sh"
 
 # find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty. PIKA_NIXPKGS_SUBSET,
 # when set, is the only place looked at; else ../shared next to the repository (or next to the

@@ -16,7 +16,7 @@ set -euo pipefail
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 readonly REPO_ROOT
-readonly NIX_SUITE_NAME="40-nix"
+readonly SUITE="40-nix"
 # shellcheck source=scripts/lib/nix-suite.sh
 source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
 readonly SYSTEM="x86_64-linux"
@@ -29,8 +29,6 @@ readonly STALE_MESSAGE='nix/incus/roles.nix is stale: run `cargo run -p pika-rol
 
 PROJECT="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-nix-$$"
 WORK=""
-FAILURES=0
-CHECKS=0
 SKIPPED=()
 # The nixpkgs subset (real lib + NixOS Incus modules) and the modules tree the tests evaluate.
 SUBSET=""
@@ -751,14 +749,13 @@ main() {
   real_nixpkgs test_guest_modules
   real_nixpkgs test_guest_regressions "${WORK}/repo"
 
-  log "$((CHECKS - FAILURES)) of ${CHECKS} checks passed"
   if ((${#SKIPPED[@]} > 0)); then
     log "SKIPPED (no nixpkgs subset: set PIKA_NIXPKGS_SUBSET or put it at ../shared/nixpkgs-subset): ${SKIPPED[*]}"
     log "these evaluate the NixOS modules on the real nixpkgs lib; \`nix flake check\` with real nixpkgs covers them"
   else
     log "NixOS module tests ran on the real nixpkgs lib and Incus modules of ${SUBSET}"
   fi
-  ((FAILURES == 0))
+  suite_report
 }
 
 main "$@"

@@ -30,8 +30,10 @@ source "${REPO}/scripts/lib/roles.sh"
 source "${REPO}/scripts/lib/test-image.sh"
 # shellcheck source=scripts/lib/test-env.sh
 source "${REPO}/scripts/lib/test-env.sh"
+readonly SUITE="50-image-script"
+# shellcheck source=scripts/lib/suite.sh
+source "${REPO}/scripts/lib/suite.sh"
 
-FAILED=0
 PROJECT_COUNT=0
 # The HTTPS server and incusd's cache of it (t_simplestreams), removed at exit.
 SERVER_PID=""
@@ -42,26 +44,6 @@ RC=0
 OUT=""
 ERR_TEXT=""
 
-err() {
-  echo "50-image-script: error: $*" >&2
-}
-
-fail() {
-  echo "  FAIL: $*" >&2
-  FAILED=$((FAILED + 1))
-}
-
-ok() {
-  echo "  ok: $*"
-}
-
-# expect DESCRIPTION COMMAND...: ok when COMMAND succeeds, FAIL otherwise.
-expect() {
-  local what="$1"
-  shift
-  if "$@"; then ok "${what}"; else fail "${what}"; fi
-}
-
 # run COMMAND...: runs it with stdin closed, stores RC, OUT and ERR_TEXT.
 run() {
   local out_file="${WORK}/run.out" err_file="${WORK}/run.err"
@@ -69,14 +51,6 @@ run() {
   "$@" </dev/null >"${out_file}" 2>"${err_file}" || RC=$?
   OUT="$(cat "${out_file}")"
   ERR_TEXT="$(cat "${err_file}")"
-}
-
-contains() {
-  [[ "$1" == *"$2"* ]]
-}
-
-not() {
-  ! "$@"
 }
 
 # new_project [CONFIG...]: creates a fresh Incus project, named in NEW_PROJECT.
@@ -147,9 +121,9 @@ usage_case() {
   shift
   run "${SCRIPT}" "$@"
   if [[ "${RC}" -eq 2 ]] && contains "${ERR_TEXT}" "${want}" && contains "${ERR_TEXT}" "Usage:"; then
-    ok "exit 2 with '${want}' and the usage for: $*"
+    pass "exit 2 with '${want}' and the usage for: $*"
   else
-    fail "expected exit 2 with '${want}' for: $* (got ${RC}: ${ERR_TEXT%%$'\n'*})"
+    fail "exit 2 with '${want}' for: $*" "got ${RC}: ${ERR_TEXT%%$'\n'*}"
   fi
 }
 
@@ -1005,15 +979,11 @@ main() {
   [[ -z "${PIKA_IMAGE_SCRIPT_TESTS:-}" ]] || read -ra tests <<<"${PIKA_IMAGE_SCRIPT_TESTS}"
   for test in "${tests[@]}"; do
     start="${SECONDS}"
-    echo "- ${test}"
+    log "${test}"
     "${test}"
-    echo "  (${test}: $((SECONDS - start))s)"
+    log "${test}: $((SECONDS - start))s"
   done
-  if ((FAILED > 0)); then
-    err "${FAILED} check(s) failed"
-    exit 1
-  fi
-  echo "all checks passed"
+  suite_report
 }
 
 main "$@"

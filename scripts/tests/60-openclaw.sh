@@ -16,7 +16,7 @@ set -euo pipefail
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 readonly REPO_ROOT
-readonly NIX_SUITE_NAME="60-openclaw"
+readonly SUITE="60-openclaw"
 # shellcheck source=scripts/lib/nix-suite.sh
 source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
 readonly ROLE="managed-openclaw"
@@ -32,8 +32,6 @@ source "${REPO_ROOT}/scripts/lib/test-image-openclaw.sh"
 
 PROJECT="${PIKA_TEST_PROJECT_PREFIX:-pika-test}-openclaw-$$"
 WORK=""
-FAILURES=0
-CHECKS=0
 SUBSET=""
 MODULES=""
 UNIT_JSON=""
@@ -281,9 +279,8 @@ main() {
     test_unit_regressions
   fi
   test_stand_in
-  log "$((CHECKS - FAILURES)) of ${CHECKS} checks passed"
   [[ -n "${SUBSET}" ]] || log "SKIPPED (no nixpkgs subset: set PIKA_NIXPKGS_SUBSET): the unit checks and the stand-in/unit comparison"
-  ((FAILURES == 0))
+  suite_report
 }
 
 main "$@"
