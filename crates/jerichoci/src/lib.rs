@@ -33,6 +33,8 @@
 
 pub mod cleanup;
 pub mod executor;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod job;
 pub mod naming;
 pub mod record;

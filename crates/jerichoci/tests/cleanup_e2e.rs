@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use jerichoci::fixtures::{CiProject, guest_phases, phases, workspace};
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
     CleanupLedger, Executor, JobSpec, JobStatus, PendingDelete, PhaseStatus, RunStore,
     SweepOutcome, sweep,
 };
 use pika_incus_guest_role::IncusGuestRole;
-use pika_test_support::ci::{CiProject, guest_phases, phases, workspace};
 
 fn executor(ws: &std::path::Path, project: &str) -> Executor {
     let project = project.to_owned();

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jerichoci::executor::SNAPSHOT_MOUNT;
+use jerichoci::fixtures::{CiProject, workspace};
 use jerichoci::remote::{MOUNT_SOURCES_ENV, PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
     Executor, JobSpec, JobStatus, Phase, PhaseStatus, Progress, RunStore, SnapshotTransfer,
 };
 use pika_incus_guest_role::IncusGuestRole;
-use pika_test_support::ci::{CiProject, workspace};
 use pika_test_support::incus;
 use serde_json::Value;
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jerichoci::fixtures::{self, CiProject, guest_phases, phases, workspace};
 use jerichoci::remote::{
     GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROJECT_ENV, incus_client_from, process_env,
 };
@@ -12,7 +13,6 @@ use jerichoci::{
     load_remote_incus_image_record,
 };
 use pika_incus_guest_role::IncusGuestRole;
-use pika_test_support::ci::{self, CiProject, guest_phases, phases, workspace};
 
 fn env(pairs: &[(&str, &str)]) -> jerichoci::EnvLookup {
     let map: HashMap<String, String> = pairs
@@ -52,7 +52,7 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
     assert_eq!(pass.status, JobStatus::Passed, "{pass:?}");
     assert_eq!(pass.exit_code, Some(0));
     assert_eq!(phases(pass), guest_phases(PhaseStatus::Ok));
-    let log = ci::log(pass);
+    let log = fixtures::log(pass);
     assert_eq!(
         log,
         "hello from the snapshot\non-stderr\n/workspace/snapshot\n"
@@ -81,8 +81,8 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
     let fail = &run.jobs[1];
     assert_eq!(fail.status, JobStatus::Failed);
     assert_eq!(fail.exit_code, Some(7));
-    assert_eq!(ci::log(fail), "about to fail\n");
-    let run_phase = ci::phase(fail, Phase::Run);
+    assert_eq!(fixtures::log(fail), "about to fail\n");
+    let run_phase = fixtures::phase(fail, Phase::Run);
     assert_eq!(
         (run_phase.status, run_phase.exit_code),
         (PhaseStatus::Failed, Some(7))
@@ -117,7 +117,7 @@ async fn custom_alias_runs_but_is_not_attributed_to_the_role() {
         .unwrap();
     let job = &run.jobs[0];
     assert_eq!(job.status, JobStatus::Passed, "{job:?}");
-    let image = ci::incus_image(job);
+    let image = fixtures::incus_image(job);
     assert_eq!(image.alias, "custom/runner");
     assert_eq!(
         image.fingerprint.as_deref(),
@@ -174,7 +174,7 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
     let job = &run.jobs[0];
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
     // The limit applies to the command alone; launch and cleanup time on a busy incusd do not count.
-    let run_phase = ci::phase(job, Phase::Run);
+    let run_phase = fixtures::phase(job, Phase::Run);
     assert!(
         (2000..20_000).contains(&run_phase.duration_ms),
         "{run_phase:?}"
@@ -186,7 +186,7 @@ async fn timeout_stops_the_command_and_deletes_the_instance() {
     let statuses: Vec<_> = phases(job);
     assert_eq!(statuses, guest_phases(PhaseStatus::TimedOut));
     // What the command wrote before it was stopped is in the log.
-    assert_eq!(ci::log(job), "started\n");
+    assert_eq!(fixtures::log(job), "started\n");
     project.assert_no_instances();
 }
 
@@ -268,7 +268,7 @@ async fn missing_alias_is_a_launch_error_naming_it() {
             (Phase::Cleanup, PhaseStatus::Ok)
         ]
     );
-    let image = ci::incus_image(job);
+    let image = fixtures::incus_image(job);
     assert_eq!(
         (image.alias.as_str(), image.fingerprint.as_deref()),
         ("no/such-alias", None)

@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jerichoci::fixtures::{CiProject, workspace};
 use jerichoci::remote::{DEFAULT_PROFILE, PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{Executor, JobSpec, JobStatus, RunStore};
 use pika_incus_guest_role::IncusGuestRole;
-use pika_test_support::ci::{CiProject, workspace};
 use pika_test_support::incus;
 
 const COMMAND: &str = "cat /etc/pika-test-marker >/dev/null";

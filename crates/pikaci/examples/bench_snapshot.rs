@@ -15,10 +15,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jerichoci::fixtures::{CiProject, workspace};
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{Executor, JobSpec, JobStatus, RunStore, SnapshotTransfer};
 use pika_incus_guest_role::IncusGuestRole;
-use pika_test_support::ci::{CiProject, workspace};
 
 const MIB: usize = 1 << 20;
 

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use jerichoci::fixtures::{self, CiProject, workspace};
 use jerichoci::remote::{GUEST_ROLE_ENV, IMAGE_ALIAS_ENV, PROFILE_ENV, PROJECT_ENV};
 use jerichoci::{JobStatus, Phase, PhaseStatus, RunRecord, RunStatus};
 use pika_incus_guest_role::IncusGuestRole;
-use pika_test_support::ci::{self, CiProject, workspace};
 
 const CONFIG: &str = r#"
 [targets.reads-snapshot]
@@ -97,10 +97,10 @@ fn pass_and_fail_targets_in_pikaci_runner_guests() {
         (pass.job_id.as_str(), pass.status),
         ("reads-snapshot", JobStatus::Passed)
     );
-    assert_eq!(ci::log(pass), "hello from the snapshot\n");
+    assert_eq!(fixtures::log(pass), "hello from the snapshot\n");
     // Default state dir: .pikaci/runs in the workspace.
     assert!(Path::new(&pass.log_path).starts_with(ws.path().join(".pikaci/runs")));
-    let image = ci::incus_image(pass);
+    let image = fixtures::incus_image(pass);
     assert_eq!(
         image.alias,
         IncusGuestRole::PikaciRunner.default_image_alias()
@@ -114,7 +114,7 @@ fn pass_and_fail_targets_in_pikaci_runner_guests() {
 
     let fail = &record.jobs[1];
     assert_eq!((fail.status, fail.exit_code), (JobStatus::Failed, Some(3)));
-    assert_eq!(ci::log(fail), "failing\n");
+    assert_eq!(fixtures::log(fail), "failing\n");
     no_guest_left(ws.path(), &project);
 }
 
@@ -137,7 +137,7 @@ fn custom_alias_env_drops_the_guest_role_from_the_record() {
         String::from_utf8_lossy(&out.stderr)
     );
     let record: RunRecord = serde_json::from_slice(&out.stdout).unwrap();
-    let image = ci::incus_image(&record.jobs[0]);
+    let image = fixtures::incus_image(&record.jobs[0]);
     assert_eq!(image.alias, "experiments/runner");
     assert_eq!(
         image.fingerprint.as_deref(),
@@ -230,12 +230,15 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
     assert_eq!(record.status, RunStatus::Interrupted);
     let job = &record.jobs[0];
     assert_eq!(job.status, JobStatus::Interrupted);
-    assert_eq!(ci::log(job), "started\n");
+    assert_eq!(fixtures::log(job), "started\n");
     // The command (sleep 120) was cut short, not waited for.
-    let run_phase = ci::phase(job, Phase::Run);
+    let run_phase = fixtures::phase(job, Phase::Run);
     assert!(run_phase.duration_ms < 60_000, "{run_phase:?}");
-    let phases: Vec<_> = ci::phases(job);
-    assert_eq!(phases, ci::guest_phases_deferred(PhaseStatus::Interrupted));
+    let phases: Vec<_> = fixtures::phases(job);
+    assert_eq!(
+        phases,
+        fixtures::guest_phases_deferred(PhaseStatus::Interrupted)
+    );
 }
 
 #[test]

@@ -4,14 +4,11 @@
 //!   everything in it on drop.
 //! - [`image`]: the busybox test images of `scripts/lib/test-image.sh`.
 //! - [`cargo_bin`]: a workspace binary built next to the running test, so it is never stale.
-//! - [`ci`] (feature `ci`): jerichoci/pikaci projects, workspaces and run records.
 //! - [`server`] (feature `server`): a real `pika-server` process.
 //!
 //! Fixtures panic on failure: they run in tests, where a panic is the report.
 
 mod bins;
-#[cfg(feature = "ci")]
-pub mod ci;
 pub mod image;
 mod process;
 mod project;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pika_managed_agent_contract::IncusGuestRole;
+use pika_incus_guest_role::{GUEST_ROLE_CONFIG_KEY, IncusGuestRole};
 use serde_json::Value;
 
 use crate::process::run_ok;
@@ -255,13 +255,20 @@ pub fn add_token(bin: &Path, dir: &Path, owner: &str) -> String {
     token
 }
 
-/// `user.pika.*` keys of an instance (from `incus list --format json`).
+/// `user.pika.*` keys of an instance (from `incus list --format json`): the namespace of the
+/// guest role label, which every Pika key shares.
 pub fn pika_keys(instance: &Value) -> Vec<(String, String)> {
+    let prefix = GUEST_ROLE_CONFIG_KEY
+        .rsplit_once('.')
+        .map_or(GUEST_ROLE_CONFIG_KEY, |(namespace, _)| namespace);
     instance["config"]
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(key, _)| key.starts_with(pika_server::incus_keys::PIKA_KEY_PREFIX))
+        .filter(|(key, _)| {
+            key.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
         .map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned()))
         .collect()
 }

@@ -1,15 +1,16 @@
-//! CI fixtures shared by the jerichoci and pikaci tests: a project ready for `pikaci-runner` jobs,
-//! a git workspace, and readers of the run record a job leaves.
+//! Test fixtures of jerichoci's users (feature `fixtures`, for tests and benchmarks only: jerichoci's
+//! own and pikaci's): a project ready for `pikaci-runner` jobs, a git workspace, and readers of
+//! the run record a job leaves. They stand on pika-test-support's Incus fixtures and panic on
+//! failure, as fixtures do.
 
 use std::ops::Deref;
 use std::process::Command;
 
-use jerichoci::remote::DEFAULT_PROFILE;
-use jerichoci::{JobRecord, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmImageRecord};
 use pika_incus_guest_role::IncusGuestRole;
+use pika_test_support::{TestProject, project_prefix, run_ok, storage_pool};
 
-use crate::process::run_ok;
-use crate::project::{TestProject, project_prefix, storage_pool};
+use crate::record::{JobRecord, Phase, PhaseRecord, PhaseStatus, RemoteLinuxVmImageRecord};
+use crate::remote::DEFAULT_PROFILE;
 
 /// A [`TestProject`] with jerichoci's default profile (root disk on `PIKA_TEST_STORAGE_POOL`, else
 /// `default`) and the busybox test image under the `pikaci-runner` role's default alias.
