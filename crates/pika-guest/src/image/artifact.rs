@@ -130,6 +130,20 @@ impl Artifact {
     }
 }
 
+/// The files of the image directory `dir` that exist (metadata plus whichever payload), what a
+/// remote import ships; `None` when `dir` is not a directory. The remote side verifies them.
+pub fn payload_files(dir: &Path) -> Option<Vec<std::path::PathBuf>> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let files: Vec<_> = [METADATA_FILE, VM_DISK_FILE, CONTAINER_ROOTFS_FILE]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .collect();
+    Some(files)
+}
+
 /// The provenance an artifact's metadata promises (status needs only metadata.tar.xz of DIR).
 pub fn expected_from_metadata(dir: &Path, role: IncusGuestRole) -> Result<Provenance, String> {
     let provenance = read_metadata(&dir.join(METADATA_FILE))?.provenance();

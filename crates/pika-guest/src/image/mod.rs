@@ -10,6 +10,7 @@ mod integrity;
 mod metadata_tar;
 mod provenance;
 mod publish;
+mod remote;
 mod retention;
 mod rollback;
 mod status;
@@ -45,6 +46,33 @@ pub enum ImageCommand {
     Prune(PruneArgs),
     /// Add the artifact as a new version to a simplestreams image server tree.
     Publish(PublishArgs),
+    /// Stream the git working tree (tracked and untracked, not ignored) to a temp directory on
+    /// the target (this machine, or each --remote-host), `nix build` the role's package there and
+    /// import the result; the temp directory is removed on every path.
+    BuildImport(BuildImportArgs),
+}
+
+/// `--remote-host HOST`, repeatable: run the command on each host over ssh (see the module docs
+/// of `remote`), each host on its own; several hosts end with a closing table.
+#[derive(Args)]
+pub struct RemoteHosts {
+    /// SSH target, `[user@]host`; repeat it for several hosts.
+    #[arg(long = "remote-host", value_name = "HOST", value_parser = remote::parse_host, allow_hyphen_values = true)]
+    remote_host: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct BuildImportArgs {
+    #[arg(long, value_name = "ROLE")]
+    role: IncusGuestRole,
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
+    keep: u16,
+    #[command(flatten)]
+    target: ImageTargetArgs,
+    #[command(flatten)]
+    remote: RemoteHosts,
 }
 
 #[derive(Args)]
@@ -62,6 +90,8 @@ pub struct ImportArgs {
     keep: u16,
     #[command(flatten)]
     target: ImageTargetArgs,
+    #[command(flatten)]
+    remote: RemoteHosts,
     #[arg(long)]
     json: bool,
 }
@@ -92,6 +122,8 @@ pub struct StatusArgs {
     alias: Option<String>,
     #[command(flatten)]
     target: ImageTargetArgs,
+    #[command(flatten)]
+    remote: RemoteHosts,
     #[arg(long)]
     json: bool,
 }
@@ -111,6 +143,8 @@ pub struct RollbackArgs {
     alias: Option<String>,
     #[command(flatten)]
     target: ImageTargetArgs,
+    #[command(flatten)]
+    remote: RemoteHosts,
     #[arg(long)]
     json: bool,
 }
@@ -168,6 +202,7 @@ pub fn run(command: ImageCommand) -> Result<ExitCode, String> {
         ImageCommand::Rollback(args) => runtime.block_on(run_rollback(args)),
         ImageCommand::Prune(args) => runtime.block_on(run_prune(args)),
         ImageCommand::Publish(args) => run_publish(args),
+        ImageCommand::BuildImport(args) => run_build_import(args),
     }
 }
 
@@ -202,6 +237,26 @@ async fn connect(args: &ImageTargetArgs) -> Result<Target, String> {
 
 async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
     let alias = alias_of(args.role, &args.alias);
+    if !args.remote.remote_host.is_empty() {
+        let ship = artifact::payload_files(&args.artifact).ok_or_else(|| {
+            format!(
+                "artifact {} is not an image directory (build it: scripts/incus-role-image.sh --role {} build)",
+                args.artifact.display(),
+                args.role
+            )
+        })?;
+        let mut job_args = remote_args(args.role, &args.alias, &args.target);
+        job_args.extend(["--keep".into(), args.keep.to_string()]);
+        job_args.extend(args.json.then(|| "--json".to_string()));
+        let job = remote::Job {
+            sub: "import",
+            args: job_args,
+            ship,
+            artifact: remote::ArtifactAt::Shipped,
+            build: None,
+        };
+        return remote::run(&job, &args.remote.remote_host);
+    }
     let artifact = Artifact::open(&args.artifact, args.role).map_err(|e| {
         format!(
             "refusing artifact {}: {e}; nothing imported, alias {alias} unchanged",
@@ -272,6 +327,9 @@ fn note_pruned(pruned: &retention::Pruned) {
 }
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
+    if !args.remote.remote_host.is_empty() {
+        return status_remote(&args);
+    }
     let roles: Vec<IncusGuestRole> = match args.role {
         Some(role) => vec![role],
         None => IncusGuestRole::ALL.to_vec(),
@@ -354,6 +412,21 @@ async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if !args.remote.remote_host.is_empty() {
+        let mut job_args = remote_args(args.role, &args.alias, &args.target);
+        if let Some(to) = &args.to {
+            job_args.extend(["--to".into(), to.clone()]);
+        }
+        job_args.extend(args.json.then(|| "--json".to_string()));
+        let job = remote::Job {
+            sub: "rollback",
+            args: job_args,
+            ship: Vec::new(),
+            artifact: remote::ArtifactAt::None,
+            build: None,
+        };
+        return remote::run(&job, &args.remote.remote_host);
+    }
     let target = connect(&args.target).await?;
     let report =
         rollback::rollback(&target.project, &target.host, &alias, args.to.as_deref()).await?;
@@ -429,4 +502,105 @@ fn run_publish(args: PublishArgs) -> Result<ExitCode, String> {
         print_json(&report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The arguments every remote command gets: the role, the project and the alias if one was given.
+fn remote_args(
+    role: IncusGuestRole,
+    alias: &Option<String>,
+    target: &ImageTargetArgs,
+) -> Vec<String> {
+    let mut args = vec![
+        "--role".to_string(),
+        role.as_str().to_string(),
+        "--project".into(),
+        target.incus.project.clone(),
+    ];
+    if let Some(alias) = alias {
+        args.extend(["--alias".into(), alias.clone()]);
+    }
+    args
+}
+
+fn status_remote(args: &StatusArgs) -> Result<ExitCode, String> {
+    let mut job_args = match args.role {
+        Some(role) => remote_args(role, &args.alias, &args.target),
+        None => vec![
+            "--all".into(),
+            "--project".into(),
+            args.target.incus.project.clone(),
+        ],
+    };
+    let (ship, artifact) = match &args.artifact {
+        Some(dir) => {
+            let metadata = dir.join(artifact::METADATA_FILE);
+            if !metadata.is_file() {
+                return Err(format!(
+                    "artifact {} has no {}",
+                    dir.display(),
+                    artifact::METADATA_FILE
+                ));
+            }
+            (vec![metadata], remote::ArtifactAt::Shipped)
+        }
+        None => {
+            let rev = match &args.expect_rev {
+                Some(rev) => rev.clone(),
+                None => {
+                    let role = args.role.unwrap_or(IncusGuestRole::ALL[0]);
+                    provenance::expected_from_checkout(role, &args.repo)?
+                        .source_rev
+                        .unwrap_or_default()
+                }
+            };
+            job_args.extend(["--expect-rev".into(), rev]);
+            (Vec::new(), remote::ArtifactAt::None)
+        }
+    };
+    job_args.extend(args.json.then(|| "--json".to_string()));
+    let job = remote::Job {
+        sub: "status",
+        args: job_args,
+        ship,
+        artifact,
+        build: None,
+    };
+    remote::run(&job, &args.remote.remote_host)
+}
+
+fn run_build_import(args: BuildImportArgs) -> Result<ExitCode, String> {
+    let top = remote::git_top()?;
+    let flake_ref = format!(
+        ".#packages.{}.{}",
+        args.role.system(),
+        args.role.flake_package_attr()
+    );
+    let mut job_args = remote_args(args.role, &args.alias, &args.target);
+    job_args.extend(["--keep".into(), args.keep.to_string()]);
+    if args.remote.remote_host.is_empty() {
+        // This machine: the Incus of the target flags.
+        let incus = &args.target.incus;
+        job_args.extend([
+            "--socket".into(),
+            incus.socket.to_string_lossy().into_owned(),
+        ]);
+        for (flag, value) in [
+            ("--endpoint", incus.endpoint.as_ref().map(|e| e.into())),
+            ("--client-cert", incus.client_cert.clone()),
+            ("--client-key", incus.client_key.clone()),
+            ("--server-cert", incus.server_cert.clone()),
+        ] {
+            if let Some(value) = value {
+                job_args.extend([flag.to_string(), value.to_string_lossy().into_owned()]);
+            }
+        }
+    }
+    let job = remote::Job {
+        sub: "import",
+        args: job_args,
+        ship: Vec::new(),
+        artifact: remote::ArtifactAt::Built,
+        build: Some((top, flake_ref)),
+    };
+    remote::run(&job, &args.remote.remote_host)
 }
