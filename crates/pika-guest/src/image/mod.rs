@@ -216,6 +216,22 @@ fn print_json(value: &impl Serialize) -> Result<(), String> {
     Ok(())
 }
 
+/// The report of an import or rollback: JSON, or one line `HOST ALIAS FP12 PROVENANCE` (the
+/// SERVES column of the closing table of several hosts).
+fn print_summary(
+    json: bool,
+    report: &impl Serialize,
+    words: [&str; 3],
+    provenance: &Provenance,
+) -> Result<ExitCode, String> {
+    if json {
+        print_json(report)?;
+    } else {
+        println!("{} {}", words.join(" "), provenance.short());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn short(fingerprint: &str) -> &str {
     &fingerprint[..fingerprint.len().min(12)]
 }
@@ -298,18 +314,12 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
         ));
     }
     note_pruned(&report.pruned);
-    if args.json {
-        print_json(&report)?;
-    } else {
-        println!(
-            "{} {} {} {}",
-            report.host,
-            report.alias,
-            short(&report.fingerprint),
-            report.provenance.short()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    print_summary(
+        args.json,
+        &report,
+        [&report.host, &report.alias, short(&report.fingerprint)],
+        &report.provenance,
+    )
 }
 
 fn note_pruned(pruned: &retention::Pruned) {
@@ -440,18 +450,12 @@ async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
         report.host,
         report.previous.as_deref().unwrap_or("absent")
     ));
-    if args.json {
-        print_json(&report)?;
-    } else {
-        println!(
-            "{} {} {} {}",
-            report.host,
-            report.alias,
-            short(&report.fingerprint),
-            report.provenance.short()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    print_summary(
+        args.json,
+        &report,
+        [&report.host, &report.alias, short(&report.fingerprint)],
+        &report.provenance,
+    )
 }
 
 async fn run_prune(args: PruneArgs) -> Result<ExitCode, String> {
