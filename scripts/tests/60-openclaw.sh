@@ -11,6 +11,10 @@
 #   from inside the guest and through an Incus proxy device on loopback; the token gates
 #   /tools/invoke; a rotated token is hot-reloaded; a killed gateway comes back (Restart=always);
 #   the token appears in no log and no Incus config.
+# - pika-server end to end on the stand-in (crates/pika-server/tests/gateway_openclaw.rs, the
+#   `real_openclaw` tests that suite 10-rust skips): two agents' real gateways reached through their
+#   proxies, token auth across agents, rotation, a killed gateway, a server restart, delete; and no
+#   secret the test saw (tokens, the model key) in the test's own output.
 # Without the subset the unit checks (and the comparison) are skipped and the suite says so.
 set -euo pipefail
 
@@ -35,6 +39,7 @@ WORK=""
 SUBSET=""
 MODULES=""
 UNIT_JSON=""
+OPENCLAW_IMAGE=""
 
 # unit_eval DIR: the gateway's unit, path unit and user from DIR's role guest (real lib), as JSON.
 unit_eval() {
@@ -189,6 +194,7 @@ compare_with_unit() {
 test_stand_in() {
   local image name="gw" token rotated seconds url port pid newpid out
   image="$(test_image_openclaw)" || { fail "the stand-in image does not build"; return; }
+  OPENCLAW_IMAGE="${image}"
   incus image import "${image}/metadata.tar.xz" "${image}/rootfs.squashfs" --alias openclaw-stand-in \
     --project "${PROJECT}" >/dev/null
   incus launch openclaw-stand-in "${name}" --project "${PROJECT}" >/dev/null 2>&1 \
@@ -253,6 +259,29 @@ test_stand_in() {
   incus delete --force "${name}" --project "${PROJECT}" >/dev/null
 }
 
+# The `real_openclaw` tests of pika-server on the stand-in image; then grep their output for every
+# secret they saw (they append each to PIKA_TEST_SECRETS_OUT). Lines holding a secret are never
+# printed.
+test_server_end_to_end() {
+  local out="${WORK}/server-e2e.log" secrets="${WORK}/server-e2e.secrets"
+  [[ -n "${OPENCLAW_IMAGE}" ]] || { fail "pika-server end to end: no stand-in image"; return; }
+  (umask 077 && : >"${secrets}")
+  if PIKA_TEST_OPENCLAW_IMAGE_DIR="${OPENCLAW_IMAGE}" PIKA_TEST_SECRETS_OUT="${secrets}" \
+    cargo test --workspace --quiet --test gateway_openclaw -- --include-ignored real_openclaw >"${out}" 2>&1; then
+    pass "pika-server end to end with the real gateway ($(grep -o '[0-9]* passed' "${out}" | tail -n1))"
+  else
+    fail "pika-server end to end with the real gateway: $(grep -vF -f "${secrets}" "${out}" | tail -n 40)"
+  fi
+  if [[ ! -s "${secrets}" ]]; then
+    fail "the end-to-end test recorded no secrets to look for"
+  elif grep -qF -f "${secrets}" "${out}"; then
+    fail "a gateway token or model key is in the end-to-end test's output"
+  else
+    pass "none of the $(wc -l <"${secrets}") tokens and keys the end-to-end test saw is in its output"
+  fi
+  rm -f "${secrets}"
+}
+
 cleanup() {
   if incus project show "${PROJECT}" >/dev/null 2>&1; then
     incus delete --force gw --project "${PROJECT}" >/dev/null 2>&1 || true
@@ -279,6 +308,7 @@ main() {
     test_unit_regressions
   fi
   test_stand_in
+  test_server_end_to_end
   [[ -n "${SUBSET}" ]] || log "SKIPPED (no nixpkgs subset: set PIKA_NIXPKGS_SUBSET): the unit checks and the stand-in/unit comparison"
   suite_report
 }

@@ -108,6 +108,21 @@ impl TestProject {
         fingerprint
     }
 
+    /// Imports `image` (e.g. [`image::openclaw_container`]) under `alias`, with a fingerprint of
+    /// this project's own (see [`Self::own_metadata`]); returns the fingerprint.
+    pub fn import_container(&self, image: &image::ContainerImage, alias: &str) -> String {
+        let metadata = self.own_metadata(&image.metadata());
+        let rootfs = image.rootfs().display().to_string();
+        let imported = self.incus(&["image", "import", &metadata, &rootfs, "--alias", alias]);
+        let _ = std::fs::remove_file(&metadata);
+        assert!(
+            imported.status.success(),
+            "incus image import: {}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+        self.alias_target(alias)
+    }
+
     /// A copy of the shared metadata tarball with one more file naming this project, so each
     /// project's image has its own fingerprint. Incus 6.0 keeps one file per fingerprint for all
     /// projects, and deleting the image in one project while another creates an instance from the
