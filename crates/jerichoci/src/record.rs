@@ -113,6 +113,30 @@ pub struct JobRecord {
     pub remote_linux_vm: Option<RemoteLinuxVmExecutionRecord>,
 }
 
+impl JobRecord {
+    /// The record of a job that is starting: status `error` until a runner says otherwise, no
+    /// phases yet.
+    pub fn starting(
+        job_id: impl Into<String>,
+        command: impl Into<String>,
+        runtime: impl Into<String>,
+        log_path: impl Into<String>,
+    ) -> Self {
+        JobRecord {
+            job_id: job_id.into(),
+            command: command.into(),
+            runtime: runtime.into(),
+            status: JobStatus::Error,
+            exit_code: None,
+            error: None,
+            log_path: log_path.into(),
+            duration_ms: 0,
+            phases: Vec::new(),
+            remote_linux_vm: None,
+        }
+    }
+}
+
 /// How an Incus job ran: backend, image and phases.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteLinuxVmExecutionRecord {
@@ -298,16 +322,8 @@ mod tests {
             JobStatus::TimedOut,
         ] {
             run.jobs.push(JobRecord {
-                job_id: status.to_string(),
-                command: "true".into(),
-                runtime: "host".into(),
                 status,
-                exit_code: None,
-                error: None,
-                log_path: String::new(),
-                duration_ms: 0,
-                phases: Vec::new(),
-                remote_linux_vm: None,
+                ..JobRecord::starting(status.to_string(), "true", "host", "")
             });
         }
         assert_eq!(run.worst_job_status(), JobStatus::Error);

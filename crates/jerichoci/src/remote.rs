@@ -327,9 +327,8 @@ mod tests {
         JobSpec::incus("unit", "true", IncusGuestRole::PikaciRunner)
     }
 
-    #[test]
-    fn canonical_alias_records_the_role() {
-        let ctx = RemoteIncusContext::for_job_from(&runner_job(), "run1", env(&[])).unwrap();
+    /// The context uses the runner role's own alias and so records the role.
+    fn assert_runner_alias_recorded(ctx: &RemoteIncusContext) {
         assert_eq!(
             ctx.image_alias,
             IncusGuestRole::PikaciRunner.default_image_alias()
@@ -338,6 +337,12 @@ mod tests {
             ctx.recorded_guest_role(),
             Some(IncusGuestRole::PikaciRunner)
         );
+    }
+
+    #[test]
+    fn canonical_alias_records_the_role() {
+        let ctx = RemoteIncusContext::for_job_from(&runner_job(), "run1", env(&[])).unwrap();
+        assert_runner_alias_recorded(&ctx);
         assert_eq!(ctx.project, DEFAULT_PROJECT);
         assert_eq!(ctx.profile, DEFAULT_PROFILE);
         let rec = ctx.image_record(Some("f".into()));
@@ -357,14 +362,7 @@ mod tests {
             env(&[(IMAGE_ALIAS_ENV, &padded)]),
         )
         .unwrap();
-        assert_eq!(
-            ctx.image_alias,
-            IncusGuestRole::PikaciRunner.default_image_alias()
-        );
-        assert_eq!(
-            ctx.recorded_guest_role(),
-            Some(IncusGuestRole::PikaciRunner)
-        );
+        assert_runner_alias_recorded(&ctx);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use jerichoci::fixtures::{CiProject, guest_phases, phases, workspace};
+use jerichoci::fixtures::{CiProject, guest_phases_deferred, phases, workspace};
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
     CleanupLedger, Executor, JobSpec, JobStatus, PendingDelete, PhaseStatus, RunStore,
     SweepOutcome, sweep,
 };
+use pika_incus::IncusClient;
 use pika_incus_guest_role::IncusGuestRole;
 
 fn executor(ws: &std::path::Path, project: &str) -> Executor {
@@ -19,10 +20,19 @@ fn executor(ws: &std::path::Path, project: &str) -> Executor {
         }))
 }
 
-fn deferred(run: PhaseStatus) -> Vec<(jerichoci::Phase, PhaseStatus)> {
-    let mut p = guest_phases(run);
-    p.last_mut().unwrap().1 = PhaseStatus::Deferred;
-    p
+/// A sweep now deletes the one pending guest, after which the project and the ledger are empty.
+async fn sweep_deletes_the_last_guest(
+    ledger: &CleanupLedger,
+    incus: &IncusClient,
+    project: &CiProject,
+) {
+    let outcomes = sweep(ledger, incus, None).await.unwrap();
+    assert!(
+        matches!(outcomes.as_slice(), [SweepOutcome::Deleted { .. }]),
+        "{outcomes:?}"
+    );
+    project.assert_no_instances();
+    assert_eq!(ledger.entries().unwrap(), (vec![], vec![]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,9 +48,12 @@ async fn records_are_written_before_the_delete_and_no_guest_outlives_it() {
     ];
     let run = exec.run("bg-run", &jobs).await.unwrap();
     assert_eq!(run.jobs[0].status, JobStatus::Passed);
-    assert_eq!(phases(&run.jobs[0]), deferred(PhaseStatus::Ok));
+    assert_eq!(phases(&run.jobs[0]), guest_phases_deferred(PhaseStatus::Ok));
     assert_eq!(run.jobs[1].status, JobStatus::Failed);
-    assert_eq!(phases(&run.jobs[1]), deferred(PhaseStatus::Failed));
+    assert_eq!(
+        phases(&run.jobs[1]),
+        guest_phases_deferred(PhaseStatus::Failed)
+    );
     // The record on disk is the final one although the deletes may still be running.
     assert_eq!(exec.store().read("bg-run").unwrap(), run);
     exec.finish_cleanups().await;
@@ -81,13 +94,7 @@ async fn an_abandoned_delete_is_finished_by_the_next_sweep_and_live_runs_are_lef
     );
     assert_eq!(ledger.entries().unwrap().0.len(), 1);
     drop(exec);
-    let outcomes = sweep(&ledger, &incus, None).await.unwrap();
-    assert!(
-        matches!(outcomes.as_slice(), [SweepOutcome::Deleted { .. }]),
-        "{outcomes:?}"
-    );
-    project.assert_no_instances();
-    assert_eq!(ledger.entries().unwrap(), (vec![], vec![]));
+    sweep_deletes_the_last_guest(&ledger, &incus, &project).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,11 +143,5 @@ async fn a_failed_delete_is_recorded_and_retried() {
     assert_eq!(project.instance_names(), ["stuck"]);
 
     project.incus_ok(&["config", "unset", "stuck", "security.protection.delete"]);
-    let outcomes = sweep(&ledger, &incus, None).await.unwrap();
-    assert!(
-        matches!(outcomes.as_slice(), [SweepOutcome::Deleted { .. }]),
-        "{outcomes:?}"
-    );
-    project.assert_no_instances();
-    assert_eq!(ledger.entries().unwrap(), (vec![], vec![]));
+    sweep_deletes_the_last_guest(&ledger, &incus, &project).await;
 }

@@ -606,16 +606,8 @@ mod tests {
             (JobStatus::Error, 4),
         ] {
             record.jobs.push(JobRecord {
-                job_id: "j".into(),
-                command: "c".into(),
-                runtime: "host".into(),
                 status,
-                exit_code: None,
-                error: None,
-                log_path: String::new(),
-                duration_ms: 0,
-                phases: Vec::new(),
-                remote_linux_vm: None,
+                ..JobRecord::starting("j", "c", "host", "")
             });
             assert_eq!(exit_code(&record), code);
         }

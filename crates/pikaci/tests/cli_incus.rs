@@ -49,6 +49,37 @@ fn show_latest(ws: &Path, project: &CiProject) -> RunRecord {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Starts `pikaci run slow` and reads its stderr until the launch phase has ended (at most
+/// `within`); returns the child, the rest of its stderr and what it printed so far.
+fn start_slow_run(
+    ws: &Path,
+    project: &CiProject,
+    within: Duration,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    String,
+) {
+    let mut child = pikaci(ws, project, &[])
+        .args(["--config", "pikaci.toml", "run", "slow"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let deadline = Instant::now() + within;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("[slow] launch") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(seen.contains("[slow] launch   ok"), "{seen}");
+    (child, lines, seen)
+}
+
 /// The guests of a finished run are deleted in the background: soon no instance is left and the
 /// ledger of pending deletes is empty.
 fn no_guest_left(ws: &Path, project: &CiProject) {
@@ -180,26 +211,12 @@ fn invalid_role_env_fails_before_any_instance_is_created() {
 fn ctrl_c_deletes_the_instance_and_exits_130() {
     let project = CiProject::new("pikaci-sigint");
     let ws = workspace(CONFIG);
-    let mut child = pikaci(ws.path(), &project, &[])
-        .args(["--config", "pikaci.toml", "run", "slow"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Wait until the command runs (the launch, after the snapshot was staged, has finished), then
     // interrupt.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("[slow] launch") || Instant::now() > deadline {
-            break;
-        }
-    }
+    let limit = Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
+    let (mut child, lines, seen) = start_slow_run(ws.path(), &project, limit);
     assert!(seen.contains("[slow] upload   ok"), "{seen}");
-    assert!(seen.contains("[slow] launch   ok"), "{seen}");
     // The job's output streams into its log while it runs: wait for it, then interrupt.
     let log_path = seen
         .split("  log: ")
@@ -246,22 +263,7 @@ fn ctrl_c_deletes_the_instance_and_exits_130() {
 fn a_guest_of_a_killed_run_is_deleted_by_the_next_run() {
     let project = CiProject::new("pikaci-kill9");
     let ws = workspace(CONFIG);
-    let mut child = pikaci(ws.path(), &project, &[])
-        .args(["--config", "pikaci.toml", "run", "slow"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("[slow] launch") {
-            break;
-        }
-    }
-    assert!(seen.contains("[slow] launch   ok"), "{seen}");
+    let (mut child, _lines, _) = start_slow_run(ws.path(), &project, Duration::from_secs(120));
     // kill -9: no cleanup code of the process runs.
     child.kill().unwrap();
     child.wait().unwrap();

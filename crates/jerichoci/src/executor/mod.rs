@@ -266,18 +266,12 @@ impl Executor {
             job,
             log_path: &log_path,
         });
-        let mut record = JobRecord {
-            job_id: job.id.clone(),
-            command: job.effective_command().to_owned(),
-            runtime: job.runtime.kind().to_owned(),
-            status: JobStatus::Error,
-            exit_code: None,
-            error: None,
-            log_path: log_path.display().to_string(),
-            duration_ms: 0,
-            phases: Vec::new(),
-            remote_linux_vm: None,
-        };
+        let mut record = JobRecord::starting(
+            job.id.clone(),
+            job.effective_command(),
+            job.runtime.kind(),
+            log_path.display().to_string(),
+        );
         let log = self
             .store
             .create_run(run_id)
