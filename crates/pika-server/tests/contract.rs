@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use pika_managed_agent_contract::{AGENTS_PATH, AgentState, IncusGuestRole};
+use pika_managed_agent_contract::client::AgentClient;
+use pika_managed_agent_contract::{AgentProvisionRequest, AgentState, IncusGuestRole};
 use pika_test_support::server::{self, Server, ServerSetup};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
@@ -22,23 +23,19 @@ async fn the_agents_instance_carries_the_roles_limits_and_instance_config() {
         env: vec![],
     });
     let token = server.add_token("alice");
-    let response = reqwest::Client::new()
-        .post(format!("{}{AGENTS_PATH}", server.url))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "contract" }))
-        .send()
-        .await
-        .unwrap();
-    let mut record: Value = response.json().await.unwrap();
-    pika_test_support::server::take_gateway_token(&mut record);
-    assert_eq!(
-        record["state"],
-        json!(AgentState::Running.as_str()),
-        "{record}"
-    );
+    let api = AgentClient::new(&server.url, token).unwrap();
+    let request = AgentProvisionRequest {
+        name: Some("contract".into()),
+        ..AgentProvisionRequest::default()
+    };
+    let record = match api.provision(&request).await {
+        Ok(created) => created.agent,
+        Err(err) => panic!("provisioning: {err}"),
+    };
+    assert_eq!(record.state, AgentState::Running, "{record:?}");
 
     let instance = project
-        .instance(record["instance_name"].as_str().unwrap())
+        .instance(&record.instance_name)
         .expect("the agent's instance exists");
     let config = &instance["config"];
     assert_eq!(config["limits.cpu"], json!(MANAGED.cpu().to_string()));

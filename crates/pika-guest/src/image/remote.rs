@@ -23,8 +23,6 @@ use std::process::{Command, ExitCode, Stdio};
 
 use pika_runtime::TextTable;
 
-use super::note;
-
 /// `[user@]host`, never an ssh option.
 pub fn parse_host(value: &str) -> Result<String, String> {
     let mut chars = value.chars();
@@ -291,10 +289,10 @@ fn run_in(runner: &Runner, job: &Job, tmp: &str, sudo: bool) -> Result<(i32, Str
         ship_files(runner, &ship, &untar)?;
     }
     if let Some((_, flake_ref)) = &job.build {
-        note(&format!(
-            "building {flake_ref} in {tmp} on {}",
+        eprintln!(
+            "pika-guest: building {flake_ref} in {tmp} on {}",
             runner.name()
-        ));
+        );
         let mut build = words(["sh", "-c", "cd \"$1\" && shift && exec \"$@\"", "build"]);
         build.push(tmp.into());
         build.extend([
