@@ -22,35 +22,11 @@ readonly REPO_ROOT
 # crane's builds run with this HOME (nixpkgs' stdenv); nothing may be read from it.
 readonly SANDBOX_HOME="/homeless-shelter"
 
+readonly SUITE="15-rust-sandbox"
+# shellcheck source=scripts/lib/nix-suite.sh
+source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
+
 WORK=""
-FAILURES=0
-
-err() {
-  echo "15-rust-sandbox: error: $*" >&2
-}
-
-log() {
-  echo "15-rust-sandbox: $*"
-}
-
-pass() {
-  log "ok: $*"
-}
-
-fail() {
-  FAILURES=$((FAILURES + 1))
-  err "FAILED: $*"
-}
-
-# find_subset: the nixpkgs subset (its real lib), or empty (see scripts/tests/40-nix.sh).
-find_subset() {
-  local candidate candidates=("${REPO_ROOT}/../shared/nixpkgs-subset" "${REPO_ROOT}/../../shared/nixpkgs-subset")
-  [[ -n "${PIKA_NIXPKGS_SUBSET:-}" ]] && candidates=("${PIKA_NIXPKGS_SUBSET}")
-  for candidate in "${candidates[@]}"; do
-    [[ -f "${candidate}/lib/default.nix" ]] && { (cd "${candidate}" && pwd); return 0; }
-  done
-  return 0
-}
 
 # sandbox_dir: where the filtered copy (src/) and its cargo target dir (target/) persist.
 sandbox_dir() {
@@ -168,7 +144,7 @@ main() {
   else
     fail "in crane's sandbox these would fail: ${missing[*]} (source ${src}; see the output above)"
   fi
-  ((FAILURES == 0))
+  suite_report
 }
 
 main "$@"
