@@ -12,7 +12,9 @@
 //! (`instance pika-test-x/c1`). Each request is logged with `tracing` at debug level: method,
 //! path, status, duration; never a header, body, certificate or key.
 //!
-//! The Incus strings (API paths, headers, `user.` keys, the default socket) live in [`api`].
+//! The Incus strings (API paths, headers, `user.` keys, the default socket) live in [`api`]. The
+//! request cycle (requests, error mapping, Incus's JSON envelope, operation waits) is one private
+//! module below both the server-wide and the project calls.
 //!
 //! # Example
 //!
@@ -45,9 +47,9 @@
 //! project.push_file("c1", "/tmp/greeting", "hi\n", FileMode::default()).await?;
 //! assert_eq!(project.pull_file("c1", "/tmp/greeting").await?, b"hi\n");
 //!
-//! // Clean up: instances must be stopped before they are deleted.
-//! project.stop_instance("c1", true).await?;
-//! project.delete_instance("c1").await?;
+//! // Clean up: delete_instance takes a stopped instance; remove_instance deletes in any state
+//! // (force-stopping a running one) and counts an absent one as removed.
+//! project.remove_instance("c1").await?;
 //! project.delete_image_alias("pika-demo/busybox").await?;
 //! project.delete_image(&image.fingerprint).await?;
 //! incus.delete_project("pika-demo").await?;
