@@ -69,7 +69,8 @@ impl fmt::Debug for HttpsConfig {
 ///
 /// Server-wide calls (server info, projects, storage pools, certificates, operations) are methods
 /// here; everything inside a project (images, aliases, profiles, instances, exec, files) is on the
-/// [`ProjectClient`] returned by [`IncusClient::in_project`], so no call can forget its project.
+/// [`ProjectClient`](crate::ProjectClient) returned by [`IncusClient::in_project`], so no call
+/// can forget its project.
 #[derive(Clone)]
 pub struct IncusClient {
     transport: Transport,
