@@ -29,6 +29,28 @@ fn executor(ws: &std::path::Path, env: jerichoci::EnvLookup) -> Executor {
         .with_env(env)
 }
 
+/// Runs one `true` job of the runner role in `project` with its image alias set to `alias` through
+/// the environment; returns the job's record.
+async fn run_true_with_alias(
+    project: &CiProject,
+    alias: &str,
+    run_id: &str,
+) -> jerichoci::JobRecord {
+    let ws = workspace("");
+    let exec = executor(
+        ws.path(),
+        env(&[(PROJECT_ENV, &project.name), (IMAGE_ALIAS_ENV, alias)]),
+    );
+    let mut run = exec
+        .run(
+            run_id,
+            &[JobSpec::incus("j", "true", IncusGuestRole::PikaciRunner)],
+        )
+        .await
+        .unwrap();
+    run.jobs.remove(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
@@ -100,22 +122,7 @@ async fn passing_and_failing_jobs_run_on_the_snapshot_and_are_recorded() {
 async fn custom_alias_runs_but_is_not_attributed_to_the_role() {
     let project = CiProject::new("jci-alias");
     project.add_alias("custom/runner");
-    let ws = workspace("");
-    let exec = executor(
-        ws.path(),
-        env(&[
-            (PROJECT_ENV, &project.name),
-            (IMAGE_ALIAS_ENV, "custom/runner"),
-        ]),
-    );
-    let run = exec
-        .run(
-            "e2e-alias",
-            &[JobSpec::incus("j", "true", IncusGuestRole::PikaciRunner)],
-        )
-        .await
-        .unwrap();
-    let job = &run.jobs[0];
+    let job = &run_true_with_alias(&project, "custom/runner", "e2e-alias").await;
     assert_eq!(job.status, JobStatus::Passed, "{job:?}");
     let image = fixtures::incus_image(job);
     assert_eq!(image.alias, "custom/runner");
@@ -242,22 +249,7 @@ async fn output_reaches_the_log_while_the_command_runs() {
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn missing_alias_is_a_launch_error_naming_it() {
     let project = CiProject::new("jci-noalias");
-    let ws = workspace("");
-    let exec = executor(
-        ws.path(),
-        env(&[
-            (PROJECT_ENV, &project.name),
-            (IMAGE_ALIAS_ENV, "no/such-alias"),
-        ]),
-    );
-    let run = exec
-        .run(
-            "e2e-noalias",
-            &[JobSpec::incus("j", "true", IncusGuestRole::PikaciRunner)],
-        )
-        .await
-        .unwrap();
-    let job = &run.jobs[0];
+    let job = &run_true_with_alias(&project, "no/such-alias", "e2e-noalias").await;
     assert_eq!(job.status, JobStatus::Error);
     assert!(job.error.as_deref().unwrap().contains("launch"), "{job:?}");
     assert_eq!(
