@@ -4,9 +4,9 @@
 # leave Incus exactly as it found it.
 set -euo pipefail
 
-err() {
-  echo "80-dev-lane: error: $*" >&2
-}
+readonly SUITE="80-dev-lane"
+# shellcheck source=scripts/lib/suite.sh
+source scripts/lib/suite.sh
 
 # Objects of concurrent test runs (their pika-test-* projects) are left out of the comparison.
 incus_state() {
@@ -30,27 +30,27 @@ before="$(incus_state)"
 trap 'bash scripts/dev-lane.sh down >/dev/null 2>&1 || true' EXIT
 
 bash scripts/dev-lane.sh up >"${PIKA_TEST_WORK}/lane-up-1.log" 2>&1 \
-  || { cat "${PIKA_TEST_WORK}/lane-up-1.log" >&2; err "first up failed"; exit 1; }
+  || { cat "${PIKA_TEST_WORK}/lane-up-1.log" >&2; fail_now "first up failed"; }
 bash scripts/dev-lane.sh up >"${PIKA_TEST_WORK}/lane-up-2.log" 2>&1 \
-  || { cat "${PIKA_TEST_WORK}/lane-up-2.log" >&2; err "second up failed"; exit 1; }
+  || { cat "${PIKA_TEST_WORK}/lane-up-2.log" >&2; fail_now "second up failed"; }
 cat "${PIKA_TEST_WORK}/lane-up-2.log"
 
 # shellcheck source=scripts/lib/roles.sh
 source scripts/lib/roles.sh
 agent_role="$(incus list --project pika-managed-agents --format json \
   | jq -r '[.[] | select(.config["user.pika.agent_id"] != null)] | if length == 1 then .[0].config["user.pika.guest_role"] + " " + .[0].status else "count=\(length)" end')"
-[[ "${agent_role}" == "managed-openclaw Running" ]] || { err "expected one running managed-openclaw agent, got: ${agent_role}"; exit 1; }
+[[ "${agent_role}" == "managed-openclaw Running" ]] || { fail_now "expected one running managed-openclaw agent, got: ${agent_role}"; }
 for role in "${PIKA_ROLE_IDS[@]}"; do
   incus image alias list --project pika-managed-agents --format csv | grep -q "^${PIKA_ROLE_DEFAULT_ALIAS[${role}]}," \
-    || { err "alias ${PIKA_ROLE_DEFAULT_ALIAS[${role}]} of ${role} is missing"; exit 1; }
+    || { fail_now "alias ${PIKA_ROLE_DEFAULT_ALIAS[${role}]} of ${role} is missing"; }
 done
-grep -q '^ci: .*: passed$' "${PIKA_TEST_WORK}/lane-up-2.log" || { err "the lane's CI job did not pass"; exit 1; }
+grep -q '^ci: .*: passed$' "${PIKA_TEST_WORK}/lane-up-2.log" || { fail_now "the lane's CI job did not pass"; }
 
 # Hand launch lines: the busybox stand-ins are containers (no VM flags); once a VM image serves a
 # VM role whose image is not Secure Boot capable, the line turns Secure Boot off.
 for role in "${PIKA_ROLE_IDS[@]}"; do
   grep -qx "launch ${role} by hand: incus launch ${PIKA_ROLE_DEFAULT_ALIAS[${role}]} NAME --project pika-managed-agents" \
-    "${PIKA_TEST_WORK}/lane-up-2.log" || { err "no container launch line for ${role}"; exit 1; }
+    "${PIKA_TEST_WORK}/lane-up-2.log" || { fail_now "no container launch line for ${role}"; }
 done
 vm_role=""
 for role in "${PIKA_ROLE_IDS[@]}"; do
@@ -61,18 +61,18 @@ for role in "${PIKA_ROLE_IDS[@]}"; do
 done
 if [[ -n "${vm_role}" ]]; then
   CI=1 bash scripts/incus-role-image.sh --role "${vm_role}" import --local --project pika-managed-agents \
-    --artifact "${PIKA_TEST_IMAGE_DIR}/vm" >/dev/null || { err "importing the test VM image for ${vm_role}"; exit 1; }
+    --artifact "${PIKA_TEST_IMAGE_DIR}/vm" >/dev/null || { fail_now "importing the test VM image for ${vm_role}"; }
   bash scripts/dev-lane.sh status >"${PIKA_TEST_WORK}/lane-status.log" 2>&1
   grep -qx "launch ${vm_role} by hand: incus launch ${PIKA_ROLE_DEFAULT_ALIAS[${vm_role}]} NAME --project pika-managed-agents --vm -c security.secureboot=false" \
-    "${PIKA_TEST_WORK}/lane-status.log" || { cat "${PIKA_TEST_WORK}/lane-status.log" >&2; err "no Secure Boot off launch line for the VM role ${vm_role}"; exit 1; }
+    "${PIKA_TEST_WORK}/lane-status.log" || { cat "${PIKA_TEST_WORK}/lane-status.log" >&2; fail_now "no Secure Boot off launch line for the VM role ${vm_role}"; }
 fi
 
 bash scripts/dev-lane.sh down
 trap - EXIT
 after="$(incus_state)"
 if [[ "${before}" != "${after}" ]]; then
-  err "down did not leave Incus as it found it:"
   diff <(echo "${before}") <(echo "${after}") >&2 || true
-  exit 1
+  fail_now "down did not leave Incus as it found it (diff above)"
 fi
-echo "80-dev-lane: up (twice), agent running as managed-openclaw, CI passed, down restored Incus"
+pass "up (twice), agent running as managed-openclaw, CI passed, down restored Incus"
+suite_report
