@@ -63,14 +63,9 @@ pub struct RemoteHosts {
 
 #[derive(Args)]
 pub struct BuildImportArgs {
-    #[arg(long, value_name = "ROLE")]
-    role: IncusGuestRole,
-    #[arg(long, value_name = "A", value_parser = parse_alias)]
-    alias: Option<String>,
-    #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
-    keep: u16,
+    /// The role, alias, retention and target: the flags of `prune`.
     #[command(flatten)]
-    target: ImageTargetArgs,
+    image: PruneArgs,
     #[command(flatten)]
     remote: RemoteHosts,
 }
@@ -572,7 +567,8 @@ fn status_remote(args: &StatusArgs) -> Result<ExitCode, String> {
     remote::run(&job, &args.remote.remote_host)
 }
 
-fn run_build_import(args: BuildImportArgs) -> Result<ExitCode, String> {
+fn run_build_import(build: BuildImportArgs) -> Result<ExitCode, String> {
+    let args = &build.image;
     let top = remote::git_top()?;
     let flake_ref = format!(
         ".#packages.{}.{}",
@@ -581,7 +577,8 @@ fn run_build_import(args: BuildImportArgs) -> Result<ExitCode, String> {
     );
     let mut job_args = remote_args(args.role, &args.alias, &args.target);
     job_args.extend(["--keep".into(), args.keep.to_string()]);
-    if args.remote.remote_host.is_empty() {
+    job_args.extend(args.json.then(|| "--json".to_string()));
+    if build.remote.remote_host.is_empty() {
         // This machine: the Incus of the target flags.
         let incus = &args.target.incus;
         job_args.extend([
@@ -606,5 +603,5 @@ fn run_build_import(args: BuildImportArgs) -> Result<ExitCode, String> {
         artifact: remote::ArtifactAt::Built,
         build: Some((top, flake_ref)),
     };
-    remote::run(&job, &args.remote.remote_host)
+    remote::run(&job, &build.remote.remote_host)
 }
