@@ -293,6 +293,30 @@ impl ProjectClient {
         self.operation(&what, request).await.map(drop)
     }
 
+    /// Adds or replaces devices of an instance (`PATCH`: the instance's other devices and its
+    /// config stay). On a running container Incus applies the change live (a proxy device moves
+    /// to its new listen address); Incus refuses a change it cannot apply, and nothing changes.
+    pub async fn update_instance_devices(
+        &self,
+        name: &str,
+        devices: &[(&str, &[(&str, String)])],
+    ) -> Result<()> {
+        let devices: serde_json::Map<String, Value> = devices
+            .iter()
+            .map(|(device, config)| {
+                let config: serde_json::Map<String, Value> = config
+                    .iter()
+                    .map(|(key, value)| ((*key).to_owned(), Value::String(value.clone())))
+                    .collect();
+                ((*device).to_owned(), Value::Object(config))
+            })
+            .collect();
+        let request = self
+            .request(Method::PATCH, &api::item(api::INSTANCES, name), &[])
+            .json(&json!({ "devices": devices }));
+        self.sync(&self.what("instance", name), request).await
+    }
+
     pub async fn get_instance(&self, name: &str) -> Result<Instance> {
         self.get(
             &self.what("instance", name),

@@ -39,6 +39,20 @@ pub const INCUS_CONCURRENCY: usize = 8;
 /// How long a health report is reused: health checks cost several Incus calls.
 pub const HEALTH_CACHE: Duration = Duration::from_secs(1);
 
+/// How many more ports an instance is tried with when its proxy device's bind fails because
+/// another program holds the port (after the probe, or on a remote host that is not probed).
+pub const PORT_RETRIES: usize = 3;
+
+/// The ports a new instance's proxy must not get although no agent holds them: those in
+/// `failed` (a bind on them failed in this request) and, when `probe` (Incus is the local socket,
+/// so the devices listen on this host), those another program listens on now.
+fn port_avoid(probe: bool, address: std::net::IpAddr, failed: Vec<u16>) -> impl Fn(u16) -> bool {
+    move |port| {
+        failed.contains(&port)
+            || (probe && crate::gateway::port_in_use(std::net::SocketAddr::new(address, port)))
+    }
+}
+
 /// Everything a request handler needs.
 pub struct Agents {
     pub(crate) store: Arc<Store>,
@@ -332,12 +346,21 @@ impl Agents {
             let gateway = plan
                 .as_ref()
                 .map(|plan| (self.gateway_ports.clone(), plan.token.sha256()));
+            let probe = project.client().is_local();
             self.db(move |s| {
                 let key = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
-                let gateway = gateway.as_ref().map(|(ports, sha256)| GatewayAllocation {
-                    ports,
-                    token_sha256: sha256,
-                });
+                let avoid = gateway
+                    .as_ref()
+                    .map(|(ports, _)| port_avoid(probe, ports.address, Vec::new()));
+                let gateway =
+                    gateway
+                        .as_ref()
+                        .zip(avoid.as_ref())
+                        .map(|((ports, sha256), avoid)| GatewayAllocation {
+                            ports,
+                            token_sha256: sha256,
+                            avoid,
+                        });
                 s.insert_provisioning(&id, &owner, name.as_deref(), &incus, key, gateway)
             })
             .await
@@ -415,18 +438,31 @@ impl Agents {
             agent_id: &record.id,
             owner: &record.owner,
         };
-        let gateway = self.gateway_launch(&record.instance_name, plan).await?;
-        let created = {
-            let _slot = self.slot().await?;
-            create_verified(
+        let created = match self
+            .create_instance(
                 project,
                 resolved,
                 checked,
                 &record.instance_name,
                 &stamp,
-                gateway.as_ref(),
+                plan,
             )
             .await
+        {
+            Ok(created) => created,
+            // No port left after a bind failed (or the database failed): nothing was created.
+            Err(error) => {
+                let name = record.instance_name.clone();
+                let _ = self.db(move |s| s.release_port(&name)).await;
+                self.transition(
+                    &record.id,
+                    &[AgentState::Provisioning],
+                    AgentState::Failed,
+                    Some(error.message.clone()),
+                )
+                .await?;
+                return Err(error.with_agent(self.get(&record.id).await?));
+            }
         };
         let location = match created {
             Ok(location) => location,
@@ -535,6 +571,66 @@ impl Agents {
             }
         }
         tracing::error!(agent = %record.id, instance = %record.instance_name, "Incus stays unreachable: the next startup reconcile removes the instance if it exists");
+    }
+
+    /// Creates and starts `instance_name` (see [`create_verified`]). With a gateway: when its
+    /// proxy device cannot listen because another program holds the port (it took the port after
+    /// the probe, or Incus is remote and nothing was probed), the instance gets the next free
+    /// port of the range and is created again, up to [`PORT_RETRIES`] times. The outer error is
+    /// the database's (or the range is full); the inner one is Incus's.
+    async fn create_instance(
+        &self,
+        project: &pika_incus::ProjectClient,
+        resolved: &ResolvedIncusParams,
+        checked: &Preflight,
+        instance_name: &str,
+        stamp: &Stamp<'_>,
+        plan: Option<&GatewayPlan>,
+    ) -> Result<Result<Option<String>, pika_incus::Error>, AgentError> {
+        let mut failed_ports = Vec::new();
+        loop {
+            let gateway = self.gateway_launch(instance_name, plan).await?;
+            let created = {
+                let _slot = self.slot().await?;
+                create_verified(
+                    project,
+                    resolved,
+                    checked,
+                    instance_name,
+                    stamp,
+                    gateway.as_ref(),
+                )
+                .await
+            };
+            let Some(gateway) = gateway else {
+                return Ok(created);
+            };
+            match &created {
+                Err(err)
+                    if crate::gateway::is_port_taken(err) && failed_ports.len() < PORT_RETRIES =>
+                {
+                    tracing::warn!(instance = %instance_name, port = gateway.listen.port(), "another program holds the gateway port: taking the next free one");
+                    failed_ports.push(gateway.listen.port());
+                    let (ports, agent, name) = (
+                        self.gateway_ports.clone(),
+                        stamp.agent_id.to_owned(),
+                        instance_name.to_owned(),
+                    );
+                    let (probe, failed) = (project.client().is_local(), failed_ports.clone());
+                    self.db(move |s| {
+                        s.release_port(&name)?;
+                        s.reserve_port(
+                            &ports,
+                            &agent,
+                            &name,
+                            &port_avoid(probe, ports.address, failed),
+                        )
+                    })
+                    .await?;
+                }
+                _ => return Ok(created),
+            }
+        }
     }
 
     /// What `create_verified` needs for an agent's gateway: the host address the store reserved
@@ -654,34 +750,40 @@ impl Agents {
         if plan.is_some() {
             let (ports, id_owned, name) =
                 (self.gateway_ports.clone(), id.to_owned(), new_name.clone());
+            let probe = project.client().is_local();
             if let Err(err) = self
-                .db(move |s| s.reserve_port(&ports, &id_owned, &name))
+                .db(move |s| {
+                    s.reserve_port(
+                        &ports,
+                        &id_owned,
+                        &name,
+                        &port_avoid(probe, ports.address, Vec::new()),
+                    )
+                })
                 .await
             {
                 restore(record.error.clone()).await?;
                 return Err(err);
             }
         }
-        let gateway = match self.gateway_launch(&new_name, plan.as_ref()).await {
-            Ok(gateway) => gateway,
+        let created = match self
+            .create_instance(
+                &project,
+                &resolved,
+                &checked,
+                &new_name,
+                &stamp,
+                plan.as_ref(),
+            )
+            .await
+        {
+            Ok(created) => created,
             Err(err) => {
                 let name = new_name.clone();
                 let _ = self.db(move |s| s.release_port(&name)).await;
                 restore(record.error.clone()).await?;
                 return Err(err);
             }
-        };
-        let created = {
-            let _slot = self.slot().await?;
-            create_verified(
-                &project,
-                &resolved,
-                &checked,
-                &new_name,
-                &stamp,
-                gateway.as_ref(),
-            )
-            .await
         };
         let (created, location) = match created {
             Ok(location) => (Ok(()), location),
@@ -722,6 +824,10 @@ impl Agents {
         }
         // The row points at the new instance: the old one is now an orphan of ours, removed here
         // or, if that fails, by the next reconcile.
+        let old_listen = {
+            let name = record.instance_name.clone();
+            self.db(move |s| s.gateway_address(&name)).await?
+        };
         let removed = match self.connector.project(&old) {
             Ok(old_project) => {
                 let _slot = self.slot().await?;
@@ -732,8 +838,27 @@ impl Agents {
         };
         match removed {
             Ok(()) => {
-                let name = record.instance_name.clone();
-                self.db(move |s| s.release_port(&name)).await?;
+                // The agent keeps its port (and its owner's gateway URL) when the new instance
+                // is on the same Incus.
+                let kept = match (&plan, old_listen) {
+                    (Some(plan), Some(listen)) if old.endpoint == resolved.endpoint => {
+                        let role = resolved.guest_role;
+                        self.keep_port(
+                            &project,
+                            &record.instance_name,
+                            &new_name,
+                            listen,
+                            plan,
+                            role,
+                        )
+                        .await?
+                    }
+                    _ => false,
+                };
+                if !kept {
+                    let name = record.instance_name.clone();
+                    self.db(move |s| s.release_port(&name)).await?;
+                }
             }
             // Its port stays taken until reconcile removes it (and frees the port).
             Err(err) => {
@@ -751,6 +876,45 @@ impl Agents {
             replayed: false,
             gateway_token: plan.map(|plan| plan.token),
         })
+    }
+
+    /// Moves a reprovision's new instance onto the agent's port `listen` once the old instance
+    /// (which held it) is gone: its proxy device is updated live, the port handed over in the
+    /// database (freeing the one it was built with) and the gateway probed through it. False
+    /// when Incus refuses the move (another program took the port meanwhile): the new instance
+    /// keeps the port it was built with.
+    async fn keep_port(
+        &self,
+        project: &pika_incus::ProjectClient,
+        old_name: &str,
+        new_name: &str,
+        listen: std::net::SocketAddr,
+        plan: &GatewayPlan,
+        role: pika_managed_agent_contract::IncusGuestRole,
+    ) -> Result<bool, AgentError> {
+        let device = crate::gateway::proxy_device(listen, &plan.role);
+        let moved = project
+            .update_instance_devices(new_name, &[(crate::gateway::PROXY_DEVICE, &device)])
+            .await;
+        if let Err(err) = moved {
+            tracing::warn!(instance = %new_name, port = listen.port(), error = %err, "the reprovisioned agent could not take its old gateway port back; it keeps the new one");
+            return Ok(false);
+        }
+        let (old, new) = (old_name.to_owned(), new_name.to_owned());
+        self.db(move |s| s.move_port(listen.port(), &old, &new))
+            .await?;
+        if let Err(err) = pika_guest_launch::wait_ready_via(
+            project,
+            new_name,
+            role.readiness(),
+            crate::gateway::probe_via(project, listen),
+            pika_guest_launch::DEFAULT_READY_TIMEOUT,
+        )
+        .await
+        {
+            tracing::warn!(instance = %new_name, error = %err, "the gateway does not answer on its kept port");
+        }
+        Ok(true)
     }
 
     /// Gives a running agent a new gateway token: delivers a new configuration (the gateway

@@ -313,6 +313,24 @@ pub fn probe_address(listen: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Whether another program on this host already listens on `listen` (so a proxy device could
+/// not): binding it fails with `AddrInUse`. Asked only for ports no agent holds, and only when
+/// Incus is the local socket (the devices listen on this host). The probe's socket is closed at
+/// once; a program that takes the port right after still makes the device's bind fail, which
+/// [`is_port_taken`] recognises.
+pub fn port_in_use(listen: SocketAddr) -> bool {
+    matches!(
+        std::net::TcpListener::bind(listen),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse
+    )
+}
+
+/// Whether Incus failed to start an instance (or update a device) because the proxy device's
+/// host port is taken: forkproxy's `bind: address already in use`.
+pub fn is_port_taken(err: &pika_incus::Error) -> bool {
+    err.to_string().contains("address already in use")
+}
+
 /// How the server probes an agent's gateway: through its proxy device when Incus is the local
 /// socket (the device listens on this host); through Incus exec inside the guest (`None`) when
 /// Incus is an HTTPS endpoint, whose host's listen address this server may not reach.
@@ -439,6 +457,11 @@ mod tests {
                 "bind=host"
             ]
         );
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(port_in_use(taken.local_addr().unwrap()));
+        let free = taken.local_addr().unwrap();
+        drop(taken);
+        assert!(!port_in_use(free));
         let v6 = proxy_device("[::1]:18800".parse().unwrap(), &ROLE);
         assert_eq!(v6[1].1, "tcp:[::1]:18800");
         assert_eq!(

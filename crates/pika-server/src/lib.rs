@@ -41,6 +41,9 @@ pub async fn serve(
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Fail at startup, not at the first provision, when the operator's model environment is
+    // unusable; before anything is opened or created.
+    let model_env = gateway::ModelEnv::load(config.gateway.model_env_file.as_deref())?;
     let db = config.state.db_path();
     // Before anything reads the database: a second server on it stops here.
     let lease = lease::Lease::acquire(&db)?;
@@ -49,8 +52,6 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || store::Store::open(&db)).await??
     };
     let tokens = auth::Tokens::load(config.state.tokens_path())?;
-    // Fail at startup, not at the first provision, when the operator's model environment is unusable.
-    let model_env = gateway::ModelEnv::load(config.gateway.model_env_file.as_deref())?;
     let agents = agents::Agents::new(
         store,
         incus::Connector::new(config.incus_socket.clone(), config.incus.tls()),

@@ -28,6 +28,8 @@ pub struct ReconcileSummary {
     pub deleted_orphans: usize,
     /// Instances with this server's ID that this database did not create (left alone).
     pub unknown: usize,
+    /// Running agents whose gateway proxy device was missing or changed, put back.
+    pub repaired_devices: usize,
 }
 
 /// `(endpoint, project)`; `None` is the local socket.
@@ -107,8 +109,13 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
             // An instance on an offline cluster member is still listed (status Error): only a
             // missing one is lost.
             AgentState::Running | AgentState::Unreachable => {
-                let present = place.instances.iter().any(|i| i.name == row.instance_name);
-                if !present {
+                let instance = place.instances.iter().find(|i| i.name == row.instance_name);
+                if let Some(instance) = instance
+                    && repair_proxy(agents, row, instance, &place.project).await?
+                {
+                    summary.repaired_devices += 1;
+                }
+                if instance.is_none() {
                     let message = format!(
                         "instance {} disappeared from project {}; reprovision or delete the agent",
                         row.instance_name, scope.1
@@ -317,6 +324,50 @@ async fn settle_provisioning(
                 "server restarted during provisioning; start failed: {err}"
             ))
             .await
+        }
+    }
+}
+
+/// Puts an agent's gateway proxy device back when its instance lacks it or it differs from what
+/// the database holds (someone removed or edited it while the server was down): the agent's port
+/// and reach survive a restart. True when it was repaired; a refusal by Incus (the port is taken
+/// by another program now) is logged and the agent left as it is.
+async fn repair_proxy(
+    agents: &Agents,
+    row: &AgentRecord,
+    instance: &Instance,
+    project: &ProjectClient,
+) -> Result<bool, AgentError> {
+    let Ok(params) = resolve_stored(&row.incus) else {
+        return Ok(false);
+    };
+    let Some(role) = crate::gateway::GatewayRole::of(params.guest_role) else {
+        return Ok(false);
+    };
+    let name = row.instance_name.clone();
+    let Some(listen) = agents.db(move |s| s.gateway_address(&name)).await? else {
+        return Ok(false);
+    };
+    let want = crate::gateway::proxy_device(listen, &role);
+    let have = instance.devices.get(crate::gateway::PROXY_DEVICE);
+    let same = have.is_some_and(|have| {
+        have.len() == want.len()
+            && want
+                .iter()
+                .all(|(key, value)| have.get(*key).map(String::as_str) == Some(value.as_str()))
+    });
+    if same {
+        return Ok(false);
+    }
+    tracing::warn!(agent = %row.id, instance = %row.instance_name, device = crate::gateway::PROXY_DEVICE, present = have.is_some(), "reconcile: the gateway proxy device is missing or changed; putting it back");
+    match project
+        .update_instance_devices(&row.instance_name, &[(crate::gateway::PROXY_DEVICE, &want)])
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(err) => {
+            tracing::warn!(agent = %row.id, error = %err, "reconcile: putting the gateway proxy device back failed");
+            Ok(false)
         }
     }
 }

@@ -43,13 +43,16 @@ pub enum StoreError {
     /// The insert collided with an existing row (the same idempotency key of the same owner).
     #[error("database {path}: duplicate row")]
     Duplicate { path: String },
-    /// Every port of the operator's gateway range is held by an agent.
+    /// Every port of the operator's gateway range is held by an agent or in use by another
+    /// program on the host.
     #[error(
-        "every gateway port of {first}-{last} is taken by an agent; delete agents or widen the range ({var})"
+        "every gateway port of {first}-{last} is taken ({agents} by agents, {in_use} in use by other programs on the host); delete agents, free ports or widen the range ({var})"
     )]
     PortsExhausted {
         first: u16,
         last: u16,
+        agents: usize,
+        in_use: usize,
         var: &'static str,
     },
 }
@@ -63,12 +66,18 @@ pub struct PortRequest {
     pub last: u16,
 }
 
+/// Which ports of the range must not be picked although no agent holds them: another program
+/// on the host listens there (or a proxy device did not get it). Asked only for ports no agent
+/// holds, lowest first, until one is free.
+pub type PortAvoid<'a> = &'a dyn Fn(u16) -> bool;
+
 /// What `insert_provisioning` writes for an agent with a gateway: where its proxy listens and the
 /// SHA-256 (hex) of its gateway token.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy)]
 pub struct GatewayAllocation<'a> {
     pub ports: &'a PortRequest,
     pub token_sha256: &'a str,
+    pub avoid: PortAvoid<'a>,
 }
 
 pub struct Store {
@@ -384,7 +393,8 @@ impl Store {
             .map_err(Tx::Sql)?;
             match &gateway {
                 None => Ok(None),
-                Some(g) => reserve_port(tx, g.ports, &record.id, &record.instance_name).map(Some),
+                Some(g) => reserve_port(tx, g.ports, &record.id, &record.instance_name, g.avoid)
+                    .map(Some),
             }
         })?;
         if let (Some(port), Some(g)) = (port, &gateway) {
@@ -428,15 +438,34 @@ impl Store {
         Ok(())
     }
 
-    /// Reserves the lowest free port of the range for `instance_name` (a reprovision's new
-    /// instance) and returns it.
+    /// Reserves the lowest free port of the range that `avoid` does not refuse for
+    /// `instance_name` (a reprovision's new instance, a retry after a bind failed) and returns it.
     pub fn reserve_port(
         &self,
         ports: &PortRequest,
         agent_id: &str,
         instance_name: &str,
+        avoid: PortAvoid<'_>,
     ) -> Result<u16, StoreError> {
-        self.with_tx(|tx| reserve_port(tx, ports, agent_id, instance_name))
+        self.with_tx(|tx| reserve_port(tx, ports, agent_id, instance_name, avoid))
+    }
+
+    /// Gives the port `port` (held by `from`) to `to`: a reprovision's new instance takes over
+    /// the agent's port once the old instance is gone. Frees what `to` held before.
+    pub fn move_port(&self, port: u16, from: &str, to: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "DELETE FROM gateway_ports WHERE instance_name = ?1",
+                params![to],
+            )
+            .map_err(Tx::Sql)?;
+            tx.execute(
+                "UPDATE gateway_ports SET instance_name = ?3 WHERE port = ?1 AND instance_name = ?2",
+                params![port, from, to],
+            )
+            .map_err(Tx::Sql)?;
+            Ok(())
+        })
     }
 
     /// Frees the port held by `instance_name` (its instance is gone or was never made).
@@ -728,12 +757,14 @@ enum Tx {
     Store(StoreError),
 }
 
-/// The lowest port of the range no instance holds, reserved for `instance_name`.
+/// The lowest port of the range that no instance holds and `avoid` does not refuse, reserved for
+/// `instance_name`.
 fn reserve_port(
     tx: &rusqlite::Transaction<'_>,
     ports: &PortRequest,
     agent_id: &str,
     instance_name: &str,
+    avoid: PortAvoid<'_>,
 ) -> Result<u16, Tx> {
     let taken: Vec<i64> = {
         let mut stmt = tx
@@ -744,17 +775,28 @@ fn reserve_port(
             .map_err(Tx::Sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(Tx::Sql)?
     };
+    let agents = taken.len();
     let mut taken = taken.into_iter().peekable();
+    let mut in_use = 0;
     let free = (ports.first..=ports.last).find(|port| {
         while taken.peek().is_some_and(|t| *t < i64::from(*port)) {
             taken.next();
         }
-        taken.peek() != Some(&i64::from(*port))
+        if taken.peek() == Some(&i64::from(*port)) {
+            return false;
+        }
+        if avoid(*port) {
+            in_use += 1;
+            return false;
+        }
+        true
     });
     let Some(port) = free else {
         return Err(Tx::Store(StoreError::PortsExhausted {
             first: ports.first,
             last: ports.last,
+            agents,
+            in_use,
             var: crate::config::ENV_GATEWAY_PORTS,
         }));
     };
@@ -1012,6 +1054,7 @@ CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
             Some(GatewayAllocation {
                 ports: &range,
                 token_sha256: "h",
+                avoid: &|_| false,
             })
         };
         let a = store
@@ -1054,6 +1097,71 @@ CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
     }
 
     #[test]
+    fn ports_in_use_by_others_are_skipped_and_count_in_the_exhausted_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("agents.db")).unwrap();
+        let range = ports(18800, 18802);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let busy = |port: u16| {
+            asked.borrow_mut().push(port);
+            port == 18800
+        };
+        let gateway = GatewayAllocation {
+            ports: &range,
+            token_sha256: "h",
+            avoid: &busy,
+        };
+        let a = store
+            .insert_provisioning("a1", "alice", None, &params(), None, Some(gateway))
+            .unwrap();
+        assert_eq!(a.gateway_url.as_deref(), Some("http://127.0.0.1:18801"));
+        assert_eq!(
+            *asked.borrow(),
+            [18800, 18801],
+            "lowest first, until one is free"
+        );
+        asked.borrow_mut().clear();
+        // Ports agents hold are never probed.
+        let port = store
+            .reserve_port(&range, "b1", "pika-agent-b1", &busy)
+            .unwrap();
+        assert_eq!(port, 18802);
+        assert_eq!(*asked.borrow(), [18800, 18802]);
+        let err = store
+            .insert_provisioning("c1", "carol", None, &params(), None, Some(gateway))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::PortsExhausted {
+                    agents: 2,
+                    in_use: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("1 in use by other programs"),
+            "{err}"
+        );
+        assert!(
+            store.get("c1").unwrap().is_none(),
+            "no row for a full range"
+        );
+        // A reprovision's new instance hands the agent's port over.
+        store
+            .move_port(18801, "pika-agent-a1", "pika-agent-b1")
+            .unwrap();
+        assert_eq!(
+            store.gateway_address("pika-agent-b1").unwrap(),
+            Some("127.0.0.1:18801".parse().unwrap())
+        );
+        assert_eq!(store.gateway_address("pika-agent-a1").unwrap(), None);
+        assert_eq!(store.gateway_ports().unwrap().len(), 1, "18802 was freed");
+    }
+
+    #[test]
     fn a_reprovision_holds_a_second_port_until_the_old_instance_goes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agents.db")).unwrap();
@@ -1061,18 +1169,23 @@ CREATE INDEX IF NOT EXISTS agents_owner ON agents(owner, created_at);
         let gateway = GatewayAllocation {
             ports: &range,
             token_sha256: "h",
+            avoid: &|_| false,
         };
         store
             .insert_provisioning("a1", "alice", None, &params(), None, Some(gateway))
             .unwrap();
-        let port = store.reserve_port(&range, "a1", "pika-agent-a1-x").unwrap();
+        let port = store
+            .reserve_port(&range, "a1", "pika-agent-a1-x", &|_| false)
+            .unwrap();
         assert_eq!(port, 18801);
         assert_eq!(
             store.release_unused_ports().unwrap(),
             1,
             "the new instance is not current"
         );
-        let port = store.reserve_port(&range, "a1", "pika-agent-a1-x").unwrap();
+        let port = store
+            .reserve_port(&range, "a1", "pika-agent-a1-x", &|_| false)
+            .unwrap();
         store
             .set_instance("a1", "pika-agent-a1-x", &params())
             .unwrap();

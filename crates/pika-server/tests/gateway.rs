@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use pika_managed_agent_contract::{AGENTS_PATH, agent_gateway_token_path, agent_path};
+use pika_managed_agent_contract::{
+    AGENTS_PATH, agent_gateway_token_path, agent_path, agent_reprovision_path,
+};
 use pika_server::gateway::{CONFIG_PATH, PROXY_DEVICE};
 use pika_test_support::TestProject;
 use pika_test_support::server::{self, GatewayPorts, Server, ServerSetup};
@@ -33,7 +35,7 @@ async fn call(
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", server.url))
         .bearer_auth(token);
-    if path == AGENTS_PATH {
+    if path == AGENTS_PATH || path.ends_with("/reprovision") {
         request = request.json(&json!({}));
     }
     let response = request.send().await.expect("the server answers");
@@ -241,6 +243,262 @@ async fn ten_concurrent_agents_get_ten_ports_and_ten_tokens() {
         assert!(
             !server.log().contains(token.as_str()),
             "a token is in the log"
+        );
+    }
+}
+
+/// The listen address of an instance's gateway proxy device, as Incus has it (`None`: no device).
+fn device_listen(project: &TestProject, instance: &str) -> Option<String> {
+    let instance = project.instance(instance)?;
+    let device = &instance["devices"][PROXY_DEVICE];
+    device["listen"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_port_another_program_holds_is_skipped_and_a_full_range_is_503() {
+    let project = server::project("gw-busy");
+    let dir = tempfile::tempdir().unwrap();
+    let block = GatewayPorts::acquire();
+    let (first, second) = (block.first, block.first + 1);
+    let server = start(dir.path(), &project, &format!("{first}-{second}"));
+    let alice = server.add_token("alice");
+    // Another program listens on the lowest port of the range.
+    let other = std::net::TcpListener::bind(("127.0.0.1", first)).unwrap();
+
+    let (status, record, token) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::CREATED, "{record}");
+    assert!(token.is_some());
+    let url = format!("http://127.0.0.1:{second}");
+    assert_eq!(
+        record["gateway_url"],
+        json!(url),
+        "the busy port is skipped"
+    );
+    assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+
+    // The other port is the agent's, the first still the other program's: a clear 503 that
+    // writes no row and creates no instance.
+    let (status, error, none) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert_eq!(error["code"], json!("gateway-ports-exhausted"));
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("1 by agents, 1 in use by other programs"),
+        "{message}"
+    );
+    assert!(none.is_none());
+    assert_eq!(project.instance_names().len(), 1);
+    let (_, list, _) = call(&server, Method::GET, AGENTS_PATH, &alice).await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1, "{list}");
+
+    // Once the other program lets go, the port is an agent's again.
+    drop(other);
+    let (status, record, _) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::CREATED, "{record}");
+    let url = format!("http://127.0.0.1:{first}");
+    assert_eq!(record["gateway_url"], json!(url));
+    assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn reprovision_keeps_the_port_and_reconcile_puts_a_removed_device_back() {
+    let project = server::project("gw-keep");
+    let dir = tempfile::tempdir().unwrap();
+    let block = GatewayPorts::acquire();
+    let server = start(dir.path(), &project, &block.range());
+    let alice = server.add_token("alice");
+    let (status, record, _) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::CREATED, "{record}");
+    let id = record["id"].as_str().unwrap().to_owned();
+    let url = record["gateway_url"].as_str().unwrap().to_owned();
+    let listen = format!("tcp:{}", url.trim_start_matches("http://"));
+
+    // Reprovision: a new instance, the same port (and URL) once the old one is gone.
+    let (status, again, token) =
+        call(&server, Method::POST, &agent_reprovision_path(&id), &alice).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(token.is_some(), "a reprovision makes a new token");
+    let instance = again["instance_name"].as_str().unwrap().to_owned();
+    assert_ne!(json!(instance), record["instance_name"]);
+    assert_eq!(again["gateway_url"], json!(url), "the agent keeps its port");
+    assert_eq!(project.instance_names(), std::slice::from_ref(&instance));
+    assert_eq!(device_listen(&project, &instance), Some(listen.clone()));
+    assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+    let (_, shown, _) = call(&server, Method::GET, &agent_path(&id), &alice).await;
+    assert_eq!(shown["gateway_url"], json!(url));
+
+    // Someone removes the device while the server is down: the restart's reconcile puts it back.
+    assert!(server.terminate().success());
+    project.incus_ok(&["config", "device", "remove", &instance, PROXY_DEVICE]);
+    assert!(health(&url).await.is_err(), "the device is gone");
+    let server = start(dir.path(), &project, &block.range());
+    assert_eq!(device_listen(&project, &instance), Some(listen));
+    assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
+    let (_, after, _) = call(&server, Method::GET, &agent_path(&id), &alice).await;
+    assert_eq!(after["gateway_url"], json!(url));
+    assert_eq!(after["state"], json!("running"));
+    assert!(
+        server
+            .log()
+            .contains("gateway proxy device is missing or changed"),
+        "reconcile says what it repaired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_gateway_from_a_vm_image_is_refused_naming_why() {
+    // Incus offers VMs only NAT-mode proxy devices, which cannot reach the gateway on the
+    // guest's loopback: the request is refused before any row or instance.
+    let project = TestProject::new("gw-vm");
+    project.create_profile(server::TEST_PROFILE, None);
+    let scratch = tempfile::tempdir().unwrap();
+    let (metadata, disk) =
+        pika_test_support::image::build_vm(&scratch.path().join("vm"), "pika vm", "gw-vm");
+    project.incus_ok(&[
+        "image",
+        "import",
+        &metadata.display().to_string(),
+        &disk.display().to_string(),
+        "--alias",
+        pika_managed_agent_contract::IncusGuestRole::ManagedOpenclaw.default_image_alias(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let block = GatewayPorts::acquire();
+    let server = start(dir.path(), &project, &block.range());
+    let alice = server.add_token("alice");
+    let (status, error, token) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["code"], json!("invalid"));
+    assert_eq!(error["field"], json!("incus.image_alias"));
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("virtual machine") && message.contains("NAT-mode"),
+        "{message}"
+    );
+    assert!(token.is_none());
+    project.assert_no_instances();
+    let (_, list, _) = call(&server, Method::GET, AGENTS_PATH, &alice).await;
+    assert_eq!(list["agents"], json!([]), "no row");
+}
+
+/// `pika-server` with `env` on top of the harness's (no incusd needed: it stops before).
+fn refused_start(dir: &Path, env: Vec<(String, String)>) -> (Option<i32>, String) {
+    let mut command = server::server_command(&ServerSetup {
+        bin: Path::new(BIN),
+        dir,
+        project: Some("pika-test-never-used"),
+        env,
+    });
+    let output = command.output().expect("pika-server runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_gateway_settings_stop_the_server_naming_them_and_no_value() {
+    // Port ranges: a usage error (2) naming the variable and the value.
+    for bad in [
+        "",
+        "abc",
+        "0-10",
+        "10-5",
+        "18800-70000",
+        "18800-",
+        "-18800",
+        "1-2-3",
+        "1.5",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, stderr) = refused_start(
+            dir.path(),
+            vec![("PIKA_AGENT_GATEWAY_PORTS".into(), bad.into())],
+        );
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains("PIKA_AGENT_GATEWAY_PORTS") || stderr.contains("--gateway-ports"),
+            "{bad:?} names the setting: {stderr}"
+        );
+        assert!(
+            !dir.path().join("agents.db").exists(),
+            "{bad:?}: nothing opened"
+        );
+    }
+    // The model environment file: a relative path is a usage error; a file that is missing, not
+    // a file, or holds a bad line stops the server naming the file (and line), never a value.
+    let secret = "sk-ant-never-shown-4242";
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cases = [
+        (
+            "relative path",
+            "model.env".to_owned(),
+            2,
+            "PIKA_AGENT_MODEL_ENV_FILE",
+        ),
+        (
+            "missing",
+            dir.path().join("absent.env").display().to_string(),
+            1,
+            "cannot be read",
+        ),
+        (
+            "a directory",
+            dir.path().display().to_string(),
+            1,
+            "cannot be read",
+        ),
+        (
+            "no equals sign",
+            file("a.env", &format!("A=1\n{secret}\n")),
+            1,
+            "a.env:2: expected KEY=VALUE",
+        ),
+        (
+            "bad key",
+            file("b.env", &format!("9KEY={secret}\n")),
+            1,
+            "b.env:1: the key must be",
+        ),
+        (
+            "a gateway control",
+            file("c.env", &format!("OPENCLAW_GATEWAY_TOKEN={secret}\n")),
+            1,
+            "c.env:1: OPENCLAW_GATEWAY_TOKEN is one of the gateway's own controls",
+        ),
+        (
+            "twice",
+            file("d.env", &format!("A={secret}\nexport A={secret}\n")),
+            1,
+            "d.env:2: A is set twice",
+        ),
+        (
+            "unclosed quote",
+            file("e.env", &format!("A=\"{secret}\n")),
+            1,
+            "e.env:1: the value of A has an unclosed quote",
+        ),
+    ];
+    for (what, path, want, says) in cases {
+        let state = tempfile::tempdir().unwrap();
+        let (code, stderr) = refused_start(
+            state.path(),
+            vec![("PIKA_AGENT_MODEL_ENV_FILE".into(), path)],
+        );
+        assert_eq!(code, Some(want), "{what}: {stderr}");
+        assert!(stderr.contains(says), "{what}: says {says:?}: {stderr}");
+        assert!(!stderr.contains(secret), "{what}: a value leaked");
+        assert!(
+            !state.path().join("agents.db").exists(),
+            "{what}: nothing opened or created"
         );
     }
 }

@@ -763,6 +763,44 @@ async fn bad_input_corpus_is_refused_cleanly() {
         400,
         "invalid",
     );
+    // Gateway token rotation of an agent that is not there, or not the caller's: 404, the
+    // owner's token untouched (the row's updated_at would change).
+    raw(
+        "rotate an unknown agent's gateway token",
+        Method::POST,
+        &format!("{AGENTS_PATH}/0000000000000000/gateway-token"),
+        auth(&a),
+        None,
+        404,
+        "not-found",
+    );
+    raw(
+        "rotate another owner's gateway token",
+        Method::POST,
+        &format!("{agent}/gateway-token"),
+        auth(&b),
+        None,
+        404,
+        "not-found",
+    );
+    raw(
+        "rotate with a traversal id",
+        Method::POST,
+        &format!("{AGENTS_PATH}/..%2F{id}/gateway-token"),
+        auth(&a),
+        None,
+        404,
+        "not-found",
+    );
+    raw(
+        "rotate with GET",
+        Method::GET,
+        &format!("{agent}/gateway-token"),
+        auth(&a),
+        None,
+        405,
+        "method-not-allowed",
+    );
 
     let mut clean = 0;
     for (what, method, path, headers, body, status, code) in &cases {
