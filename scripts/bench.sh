@@ -89,6 +89,7 @@ main() {
     cargo run --quiet --release -p pika-incus --example bench_lifecycle -- 10
   section "Agent provisioning through the API vs raw incus launch, and 40 agents (8 in flight) vs incus-benchmark launch; server idle RSS" \
     cargo run --quiet --release -p pika-server --example bench_provision
+  section "Ready OpenClaw gateway (real, stand-in image): POST /v1/agents vs incus launch + proxy device + config push by hand" bash scripts/bench/gateway-ready.sh
   section "CI job through jerichoci (delete after the record) vs raw incus launch + exec + delete" \
     cargo run --quiet --release -p pikaci --example bench_job
   section "CI job overhead: snapshot mounted read-only vs uploaded (1 MiB and 300 MiB)" \
