@@ -301,21 +301,21 @@ impl AgentClient {
     }
 
     async fn report<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        match self.call::<()>(Method::GET, path, None, &[]).await {
-            Ok(answer) => self.decode(Method::GET, path, &answer),
+        // A 503 carries the report too (the server is up but not ok).
+        let answer = match self.call::<()>(Method::GET, path, None, &[]).await {
+            Ok(answer) => answer,
             Err(ClientError::Api {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 text,
-                method,
-                url,
                 ..
-            }) => serde_json::from_str(&text).map_err(|err| ClientError::Decode {
-                method,
-                url,
-                message: err.to_string(),
-            }),
-            Err(err) => Err(err),
-        }
+            }) => Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                headers: reqwest::header::HeaderMap::new(),
+                body: text.into_bytes(),
+            },
+            Err(err) => return Err(err),
+        };
+        self.decode(Method::GET, path, &answer)
     }
 
     async fn send_json<B: Serialize, T: DeserializeOwned>(
@@ -443,6 +443,41 @@ mod tests {
             let err = parse_base(bad).expect_err(bad);
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    /// A server on loopback that answers one request with `status` and `body`.
+    fn one_answer(status: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            stream.write_all(answer.as_bytes()).unwrap();
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_503_health_is_still_a_report_and_errors_carry_the_body() {
+        let api = AgentClient::new(
+            &one_answer("503 Service Unavailable", r#"{"ok":false}"#),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(api.healthz().await.unwrap(), Health { ok: false });
+
+        let body = r#"{"error":"no such agent","code":"not-found","request_id":"r1"}"#;
+        let api = AgentClient::new(&one_answer("404 Not Found", body), "t").unwrap();
+        let err = api.get("x").await.unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+        assert_eq!(err.api_error().map(|e| e.code.as_str()), Some("not-found"));
+        assert_eq!(err.to_string(), "no such agent (HTTP 404, request r1)");
     }
 
     #[test]
