@@ -317,6 +317,20 @@ impl ProjectClient {
         self.sync(&self.what("instance", name), request).await
     }
 
+    /// Sets (merges) `config` keys of an instance in place (`PATCH`); a running instance keeps
+    /// running. An empty value removes the key.
+    pub async fn patch_instance_config(
+        &self,
+        name: &str,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let what = self.what("instance", name);
+        let request = self
+            .request(Method::PATCH, &api::item(api::INSTANCES, name), &[])
+            .json(&json!({ "config": config }));
+        self.operation(&what, request).await.map(drop)
+    }
+
     pub async fn get_instance(&self, name: &str) -> Result<Instance> {
         self.get(
             &self.what("instance", name),

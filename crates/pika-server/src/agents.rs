@@ -46,7 +46,11 @@ pub const PORT_RETRIES: usize = 3;
 /// The ports a new instance's proxy must not get although no agent holds them: those in
 /// `failed` (a bind on them failed in this request) and, when `probe` (Incus is the local socket,
 /// so the devices listen on this host), those another program listens on now.
-fn port_avoid(probe: bool, address: std::net::IpAddr, failed: Vec<u16>) -> impl Fn(u16) -> bool {
+pub(crate) fn port_avoid(
+    probe: bool,
+    address: std::net::IpAddr,
+    failed: Vec<u16>,
+) -> impl Fn(u16) -> bool {
     move |port| {
         failed.contains(&port)
             || (probe && crate::gateway::port_in_use(std::net::SocketAddr::new(address, port)))
@@ -70,9 +74,11 @@ pub struct Agents {
     building: Arc<Mutex<HashSet<String>>>,
     health: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
     /// Where agents' gateway proxy devices listen (address and port range).
-    gateway_ports: PortRequest,
+    pub(crate) gateway_ports: PortRequest,
     /// The operator's model environment file, read at every delivery.
-    model_env_file: Option<std::path::PathBuf>,
+    pub(crate) model_env_file: Option<std::path::PathBuf>,
+    /// The warm pools (none unless the operator sets `--pool-size`).
+    pub(crate) pool: crate::pool::Pools,
 }
 
 /// An agent's gateway as one provision or reprovision delivers it: the role's facts, a fresh
@@ -115,7 +121,7 @@ pub enum Deleted {
     Abandoned(Box<AgentRecord>),
 }
 
-fn new_hex_id(bytes: usize) -> String {
+pub(crate) fn new_hex_id(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buffer);
     hex::encode(buffer)
@@ -203,7 +209,14 @@ impl Agents {
                 last: gateway.ports.last,
             },
             model_env_file: gateway.model_env_file.clone(),
+            pool: crate::pool::Pools::default(),
         }
+    }
+
+    /// With the operator's warm pools.
+    pub fn with_pool(mut self, pool: crate::pool::Pools) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// A fresh token and configuration for an agent of `role`, when the role has a gateway. The
@@ -277,7 +290,7 @@ impl Agents {
         })
     }
 
-    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AgentError> {
+    pub(crate) async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AgentError> {
         self.incus_slots
             .acquire()
             .await
@@ -340,9 +353,30 @@ impl Agents {
         Self::check_gateway_reach(plan.as_ref(), &checked)?;
         let id = new_hex_id(8);
         let _building = self.mark_building(&id);
+        let key = idempotency.map(|i| (i.key, i.request_hash));
+        let pooled = crate::pool::claim(
+            self,
+            &id,
+            owner,
+            name.as_deref(),
+            &resolved,
+            &checked,
+            key.clone(),
+            plan.as_ref(),
+        )
+        .await?;
+        if let Some(record) = pooled {
+            tracing::info!(agent = %id, %owner, instance = %record.instance_name, gateway = ?record.gateway_url, "provisioning from the warm pool");
+            let record =
+                crate::pool::finish(self, record, &resolved, &project, plan.as_ref()).await?;
+            return Ok(Provisioned {
+                record,
+                replayed: false,
+                gateway_token: plan.map(|plan| plan.token),
+            });
+        }
         let record = {
             let (id, owner, incus) = (id.clone(), owner.to_owned(), resolved.materialized());
-            let key = idempotency.map(|i| (i.key, i.request_hash));
             let gateway = plan
                 .as_ref()
                 .map(|plan| (self.gateway_ports.clone(), plan.token.sha256()));
@@ -1219,6 +1253,9 @@ impl Agents {
                 "image",
                 serving_image(&project, &resolved.image_alias).await,
             );
+        }
+        for (name, result) in crate::pool::health(self).await {
+            check(&name, result);
         }
         report(checks)
     }

@@ -86,6 +86,8 @@ pub struct ServerConfig {
     pub incus: IncusSettings,
     #[command(flatten)]
     pub gateway: GatewaySettings,
+    #[command(flatten)]
+    pub pool: crate::pool::PoolSettings,
 }
 
 /// How owners reach their agents' gateways, and what the operator gives every gateway.
@@ -251,7 +253,7 @@ impl IncusSettings {
     }
 }
 
-fn parse_role(value: &str) -> Result<IncusGuestRole, String> {
+pub(crate) fn parse_role(value: &str) -> Result<IncusGuestRole, String> {
     // The error text already lists the valid roles (from the registry).
     value.trim().parse().map_err(|err| format!("{err}"))
 }

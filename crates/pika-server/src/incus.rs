@@ -105,6 +105,8 @@ pub struct Preflight {
     /// The cluster group new instances are placed in: the configured one, when the endpoint is a
     /// cluster (a standalone server has no groups, and then it is not used).
     pub cluster_group: Option<String>,
+    /// The fingerprint of the image the alias points at now.
+    pub image: String,
 }
 
 /// One Incus object a request names that is not there.
@@ -168,6 +170,7 @@ pub async fn preflight(
     Ok(Preflight {
         instance_type: alias.instance_type(),
         cluster_group,
+        image: alias.target.clone(),
     })
 }
 
@@ -210,6 +213,24 @@ pub async fn create_verified(
     stamp: &Stamp<'_>,
     gateway: Option<&GatewayLaunch>,
 ) -> Result<Option<String>, pika_incus::Error> {
+    let labels = [
+        (incus_keys::SERVER_ID_KEY, stamp.server_id),
+        (incus_keys::AGENT_ID_KEY, stamp.agent_id),
+        (incus_keys::OWNER_KEY, stamp.owner),
+    ];
+    create_labelled(project, params, preflight, instance_name, &labels, gateway).await
+}
+
+/// [`create_verified`] with the `user.pika.*` labels given as they are (a warm-pool guest carries
+/// the server ID and the pool key, and no agent yet).
+pub async fn create_labelled(
+    project: &ProjectClient,
+    params: &ResolvedIncusParams,
+    preflight: &Preflight,
+    instance_name: &str,
+    labels: &[(&str, &str)],
+    gateway: Option<&GatewayLaunch>,
+) -> Result<Option<String>, pika_incus::Error> {
     let mut create = InstanceCreate::from_alias(instance_name, &params.image_alias)
         .instance_type(preflight.instance_type)
         .profiles([params.profile.as_str()])
@@ -220,10 +241,10 @@ pub async fn create_verified(
                 ("path", "/"),
                 ("pool", params.storage_pool.as_str()),
             ],
-        )
-        .config(incus_keys::SERVER_ID_KEY, stamp.server_id)
-        .config(incus_keys::AGENT_ID_KEY, stamp.agent_id)
-        .config(incus_keys::OWNER_KEY, stamp.owner);
+        );
+    for (key, value) in labels {
+        create = create.config(*key, *value);
+    }
     if let Some(role) = params.materialized_guest_role() {
         create = create.config(incus_keys::GUEST_ROLE_KEY, role.as_str());
     }

@@ -13,6 +13,9 @@ pub const SERVER_ID_KEY: &str = "user.pika.server_id";
 pub const OWNER_KEY: &str = "user.pika.owner";
 /// Config key holding the guest role, set only when the instance runs the role's default image.
 pub const GUEST_ROLE_KEY: &str = pika_incus_guest_role::GUEST_ROLE_CONFIG_KEY;
+/// Config key marking an unclaimed warm-pool guest (its value: the guest role); removed when an
+/// agent claims the guest.
+pub const POOL_KEY: &str = "user.pika.pool";
 /// Prefix of every key the server owns; request data can never set keys under it.
 pub const PIKA_KEY_PREFIX: &str = "user.pika.";
 
@@ -30,6 +33,12 @@ pub fn instance_name(agent_id: &str) -> String {
 /// The name of an agent's replacement instance (made by reprovision before the old one goes).
 pub fn replacement_instance_name(agent_id: &str, suffix: &str) -> String {
     format!("{INSTANCE_NAME_PREFIX}{agent_id}-{suffix}")
+}
+
+/// The name of a warm-pool guest (`pika-agent-pool-<suffix>`; agent IDs are hex, so no agent's
+/// own name is ever one); an agent that claims it keeps the name.
+pub fn pool_instance_name(suffix: &str) -> String {
+    format!("{INSTANCE_NAME_PREFIX}pool-{suffix}")
 }
 
 /// Environment variables of the Incus defaults (`PIKA_AGENT_INCUS_*`).
@@ -62,7 +71,13 @@ mod tests {
 
     #[test]
     fn server_keys_share_the_reserved_prefix() {
-        for key in [AGENT_ID_KEY, SERVER_ID_KEY, OWNER_KEY, GUEST_ROLE_KEY] {
+        for key in [
+            AGENT_ID_KEY,
+            SERVER_ID_KEY,
+            OWNER_KEY,
+            GUEST_ROLE_KEY,
+            POOL_KEY,
+        ] {
             assert!(key.starts_with(PIKA_KEY_PREFIX), "{key}");
         }
         assert_eq!(instance_name("abc"), "pika-agent-abc");

@@ -6,7 +6,7 @@
 //! resolution of parameters), [`store`] (SQLite rows, migrations), [`auth`] (tokens file),
 //! [`incus`] (instance create/remove), [`gateway`] (an agent's OpenClaw configuration, token,
 //! proxy device and delivery), [`error`] (the service's errors), [`agents`] (the
-//! service), [`reconcile`] (startup settling), [`members`] (agents on offline cluster members),
+//! service), [`reconcile`] (startup settling), [`members`] (agents on offline cluster members), [`pool`] (the warm pool),
 //! [`http`] (routes, the only place with statuses).
 
 pub mod agents;
@@ -22,6 +22,7 @@ pub mod members;
 pub mod names;
 pub mod params;
 pub mod policy;
+pub mod pool;
 pub mod reconcile;
 pub mod store;
 
@@ -57,7 +58,8 @@ pub async fn serve(
         incus::Connector::new(config.incus_socket.clone(), config.incus.tls()),
         &config.incus,
         &config.gateway,
-    );
+    )
+    .with_pool(pool::Pools::new(&config.pool, &config.incus.defaults())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}={}", config::ENV_LISTEN, config.listen))?;
@@ -65,11 +67,16 @@ pub async fn serve(
     reconcile::reconcile(&agents)
         .await
         .map_err(|err| anyhow::anyhow!("reconciling: {}", err.message))?;
+    pool::recover(&agents)
+        .await
+        .map_err(|err| anyhow::anyhow!("recovering the warm pool: {}", err.message))?;
     let server_id = agents.server_id().to_owned();
     let state = Arc::new(http::AppState { agents, tokens });
     let watched = Arc::clone(&state);
     let interval = std::time::Duration::from_secs(config.incus.member_check_secs);
     let watcher = tokio::spawn(async move { members::watch(&watched.agents, interval).await });
+    let refilled = Arc::clone(&state);
+    let refill = tokio::spawn(async move { pool::run(&refilled.agents).await });
     let app = http::router(state);
     tracing::info!(
         listen = %local,
@@ -86,6 +93,7 @@ pub async fn serve(
         .await
         .context("serving HTTP")?;
     watcher.abort();
+    refill.abort();
     drop(lease);
     tracing::info!("shut down");
     Ok(())

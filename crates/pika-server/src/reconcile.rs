@@ -160,6 +160,8 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
         .map(|row| (row.id, row.instance_name))
         .collect();
     let created = agents.db(|s| s.created_instances()).await?;
+    // Ready warm-pool members are this server's and no agent's: neither orphans nor agents.
+    let pool = crate::pool::ready_members(agents).await?;
     let mut seen = HashSet::new();
     for place in reachable.values() {
         for instance in &place.instances {
@@ -176,7 +178,10 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
                 .get(incus_keys::AGENT_ID_KEY)
                 .cloned()
                 .unwrap_or_default();
-            if live.get(&agent_id) == Some(&instance.name) || !seen.insert(instance.name.clone()) {
+            if live.get(&agent_id) == Some(&instance.name)
+                || pool.contains(&instance.name)
+                || !seen.insert(instance.name.clone())
+            {
                 continue;
             }
             if created.get(&instance.name) != Some(&agent_id) {
@@ -291,10 +296,10 @@ async fn settle_provisioning(
         }
         Err(err) => return fail(format!("server restarted during provisioning; {err}")).await,
     };
-    let started = if instance.is_running() {
-        Ok(())
-    } else {
-        project.start_instance(&row.instance_name).await
+    let started = match crate::pool::adopt(row, &instance, project).await {
+        Err(err) => Err(err),
+        Ok(()) if instance.is_running() => Ok(()),
+        Ok(()) => project.start_instance(&row.instance_name).await,
     };
     // An agent with a gateway is running only once the gateway answers through its proxy: the
     // crash may have come before its configuration was delivered (the token is not kept, so it

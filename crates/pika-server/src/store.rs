@@ -12,6 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::incus_keys;
 
+mod pool;
+pub use pool::{PoolClaim, PoolMember, PoolMemberState};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
@@ -147,6 +150,19 @@ CREATE TABLE gateway_ports (
     instance_name TEXT NOT NULL UNIQUE
 );
 CREATE INDEX gateway_ports_agent ON gateway_ports(agent_id);
+",
+    // 6: the warm pool (see `crate::pool`): unclaimed guests this server launched, with the image
+    // they run and the hash of the model environment their gateway started with. A claim deletes
+    // the member and inserts the agent in one transaction.
+    "
+CREATE TABLE pool_members (
+    instance_name TEXT PRIMARY KEY NOT NULL,
+    role          TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('launching', 'ready')),
+    image         TEXT,
+    env_sha256    TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
 ",
 ];
 
@@ -360,43 +376,7 @@ impl Store {
             created_at: now.clone(),
             updated_at: now,
         };
-        let incus_json = serde_json::to_string(&record.incus).expect("params serialize");
-        let port = self.with_tx(|tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO agents ({INSERT_COLUMNS}, idempotency_key, request_hash, gateway_token_sha256)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ),
-                params![
-                    record.id,
-                    record.owner,
-                    record.name,
-                    record.instance_name,
-                    record.state.as_str(),
-                    incus_json,
-                    record.error,
-                    record.created_at,
-                    record.updated_at,
-                    record.location,
-                    idempotency.map(|(key, _)| key),
-                    idempotency.map(|(_, hash)| hash),
-                    gateway.as_ref().map(|g| g.token_sha256),
-                ],
-            )
-            .map_err(Tx::Sql)?;
-            // The ledger entry (reconcile deletes only instances it names) in the same transaction.
-            tx.execute(
-                "INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
-                 VALUES (?1, ?2, ?3)",
-                params![record.instance_name, record.id, record.created_at],
-            )
-            .map_err(Tx::Sql)?;
-            match &gateway {
-                None => Ok(None),
-                Some(g) => reserve_port(tx, g.ports, &record.id, &record.instance_name, g.avoid)
-                    .map(Some),
-            }
-        })?;
+        let port = self.with_tx(|tx| insert_agent(tx, &record, idempotency, gateway.as_ref()))?;
         if let (Some(port), Some(g)) = (port, &gateway) {
             record.gateway_url = Some(gateway_url(g.ports.address, port));
         }
@@ -481,13 +461,14 @@ impl Store {
 
     /// Frees every port held for an instance that is no agent's current one (left by a
     /// reprovision that a crash interrupted), or whose agent is `failed` or `lost` (its
-    /// instance is gone); returns how many. Only while no request runs (reconcile).
+    /// instance is gone), except warm-pool members'; returns how many. Only while no request runs (reconcile).
     pub fn release_unused_ports(&self) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM gateway_ports WHERE NOT EXISTS (
                      SELECT 1 FROM agents a WHERE a.instance_name = gateway_ports.instance_name
-                     AND a.state NOT IN ('failed', 'lost'))",
+                     AND a.state NOT IN ('failed', 'lost'))
+                 AND instance_name NOT IN (SELECT instance_name FROM pool_members)",
                 [],
             )
         })
@@ -755,6 +736,49 @@ struct RawRow {
 enum Tx {
     Sql(rusqlite::Error),
     Store(StoreError),
+}
+
+/// Inserts an agent row (state as in `record`) with its ledger entry and, with `gateway`, a port.
+fn insert_agent(
+    tx: &rusqlite::Transaction<'_>,
+    record: &AgentRecord,
+    idempotency: Option<(&str, &str)>,
+    gateway: Option<&GatewayAllocation<'_>>,
+) -> Result<Option<u16>, Tx> {
+    let incus_json = serde_json::to_string(&record.incus).expect("params serialize");
+    tx.execute(
+        &format!(
+            "INSERT INTO agents ({INSERT_COLUMNS}, idempotency_key, request_hash, gateway_token_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
+        params![
+            record.id,
+            record.owner,
+            record.name,
+            record.instance_name,
+            record.state.as_str(),
+            incus_json,
+            record.error,
+            record.created_at,
+            record.updated_at,
+            record.location,
+            idempotency.map(|(key, _)| key),
+            idempotency.map(|(_, hash)| hash),
+            gateway.as_ref().map(|g| g.token_sha256),
+        ],
+    )
+    .map_err(Tx::Sql)?;
+    // The ledger entry (reconcile deletes only instances it names) in the same transaction.
+    tx.execute(
+        "INSERT OR IGNORE INTO created_instances (instance_name, agent_id, created_at)
+         VALUES (?1, ?2, ?3)",
+        params![record.instance_name, record.id, record.created_at],
+    )
+    .map_err(Tx::Sql)?;
+    match &gateway {
+        None => Ok(None),
+        Some(g) => reserve_port(tx, g.ports, &record.id, &record.instance_name, g.avoid).map(Some),
+    }
 }
 
 /// The lowest port of the range that no instance holds and `avoid` does not refuse, reserved for

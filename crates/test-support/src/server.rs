@@ -72,6 +72,7 @@ const PIKA_ENV: &[&str] = &[
     "PIKA_AGENT_GATEWAY_LISTEN_ADDRESS",
     "PIKA_AGENT_GATEWAY_PORTS",
     "PIKA_AGENT_MODEL_ENV_FILE",
+    "PIKA_AGENT_POOL_SIZE",
 ];
 
 /// Host ports per block of [`GatewayPorts`].
