@@ -72,7 +72,8 @@ main() {
     echo
     echo "Produced by \`scripts/bench.sh\` in one run on one machine; every figure is a ratio measured"
     echo "in that run against the raw \`incus\` CLI on the same busybox container image (or against a"
-    echo "stated target). Targets: provisioning p50 <= 1.15x raw launch, CI job <= 0.8x raw"
+    echo "stated target). Targets: provisioning p50 <= 1.15x raw launch, time to ready with a warm pool of 4"
+    echo "p50 <= 0.5x and with no pool <= 1.10x launch + readiness by hand, CI job <= 0.8x raw"
     echo "launch+exec+delete (its delete runs after the job's record), codegen of 1,000 roles < 20 ms,"
     echo "no-op cargo build reruns 0 build scripts."
     echo
@@ -89,6 +90,8 @@ main() {
     cargo run --quiet --release -p pika-incus --example bench_lifecycle -- 10
   section "Agent provisioning through the API vs raw incus launch, and 40 agents (8 in flight) vs incus-benchmark launch; server idle RSS" \
     cargo run --quiet --release -p pika-server --example bench_provision
+  section "Agent time to ready: warm pool of 4 and no pool vs incus launch + config push + readiness wait by hand (p50/p95 over 20)" \
+    cargo run --quiet --release -p pika-server --example bench_pool -- 20
   section "Ready OpenClaw gateway (real, stand-in image): POST /v1/agents vs incus launch + proxy device + config push by hand" bash scripts/bench/gateway-ready.sh
   section "CI job through jerichoci (delete after the record) vs raw incus launch + exec + delete" \
     cargo run --quiet --release -p pikaci --example bench_job

@@ -45,6 +45,9 @@
       PIKA_AGENT_GATEWAY_LISTEN_ADDRESS = cfg.gateway.listenAddress;
       PIKA_AGENT_GATEWAY_PORTS = cfg.gateway.ports;
     }
+    // lib.optionalAttrs (cfg.poolSize != {}) {
+      PIKA_AGENT_POOL_SIZE = lib.concatStringsSep "," (lib.mapAttrsToList (role: size: "${role}=${toString size}") cfg.poolSize);
+    }
     # The model keys reach the service as a systemd credential (%d: its credentials directory).
     // lib.optionalAttrs (cfg.modelEnvironmentFile != null) {PIKA_AGENT_MODEL_ENV_FILE = "%d/${modelEnvCredential}";}
     // cfg.extraEnvironment;
@@ -118,6 +121,18 @@ in {
         example = "20000-20999";
         description = "Host ports of the agents' proxy devices, FIRST-LAST (PIKA_AGENT_GATEWAY_PORTS): one per agent; when all are taken a create answers 503 and creates nothing.";
       };
+    };
+
+    poolSize = lib.mkOption {
+      type = lib.types.attrsOf lib.types.ints.unsigned;
+      default = {};
+      example = {managed-openclaw = 4;};
+      description = ''
+        Warm pool per guest role (PIKA_AGENT_POOL_SIZE): how many launched, ready, unclaimed guests
+        of the role the server keeps in its configured target, so `POST /v1/agents` claims one
+        instead of launching. Each member holds a gateway port. Empty or 0: no pool. The server
+        refuses a role the registry does not know.
+      '';
     };
 
     modelEnvironmentFile = lib.mkOption {
