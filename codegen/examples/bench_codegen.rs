@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pika_roles_codegen::{Registry, SCHEMA_VERSION, render_nix, render_rust, render_shell};
+use pika_roles_codegen::spec::{Registry, SCHEMA_VERSION};
+use pika_roles_codegen::{render_nix, render_rust, render_shell};
 
 const TARGET: Duration = Duration::from_millis(20);
 const RUNS: usize = 50;

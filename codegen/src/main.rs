@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pika_roles_codegen::spec::{REGENERATE_COMMAND, Registry, RoleSpec};
 use pika_roles_codegen::{
-    FIELD_NAMES, FileState, Migration, Mode, Output, Registry, Role, SCHEMA_VERSION,
-    checked_in_outputs, find_manifest, repo_root_of, sync_outputs,
+    FileState, MANIFEST_FILE, Mode, outputs, sync_outputs, text_items, to_json,
 };
 use pika_runtime::{TextTable, WithCompletions};
 
@@ -16,13 +16,13 @@ const EXIT_INVALID: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// `check`: some generated file is stale.
 const EXIT_STALE: u8 = 3;
-/// A generated file (or the migrated manifest) cannot be written.
+/// A generated file cannot be written.
 const EXIT_WRITE: u8 = 4;
 
 const EXIT_CODES_HELP: &str = "Exit codes:
   0  success
   1  roles.toml cannot be read or is invalid (each error names roles.toml:LINE:COL)
-  2  usage error (bad arguments, unknown role, no roles.toml found)
+  2  usage error (bad arguments, unknown role or field, no roles.toml found)
   3  check: a generated file is stale (run `pika-roles generate`)
   4  a file cannot be written";
 
@@ -43,14 +43,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Regenerate nix/incus/roles.nix and scripts/lib/roles.sh (only files whose content changed),
-    /// then print the role table
+    /// Regenerate nix/incus/roles.nix, scripts/lib/roles.sh and the Rust role table (only files
+    /// whose content changed), then print the role table
     Generate,
     /// Exit 3 naming each generated file that is stale; exit 0 when all are fresh
     Check,
-    /// Rewrite a schema-1 roles.toml as schema 2 in place: add each missing runtime-contract key
-    /// with an explicit value (what launchers did before schema 2) for you to review
-    Migrate,
     /// List the roles
     List {
         /// Print JSON instead of a table
@@ -64,8 +61,9 @@ enum Command {
         /// Print JSON
         #[arg(long, conflicts_with = "field")]
         json: bool,
-        /// Print only this field (names as in roles.toml); list fields print one item per line
-        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(FIELD_NAMES))]
+        /// Print only this field (names as in roles.toml); list fields print one item per line,
+        /// tables as JSON
+        #[arg(long, value_name = "NAME")]
         field: Option<String>,
     },
 }
@@ -74,18 +72,18 @@ fn main() -> ExitCode {
     pika_runtime::init("pika-roles", "warn");
     let cli = Cli::parse();
     let command = cli.command.or_print_completions::<Cli>();
-    let manifest = match cli.manifest.clone().or_else(default_manifest) {
-        Some(path) => path,
-        None => {
-            eprintln!(
-                "pika-roles: error: no roles.toml found in the current directory or its parents; pass --manifest PATH"
-            );
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let found = || {
+        let cwd = std::env::current_dir().ok()?;
+        cwd.ancestors()
+            .map(|d| d.join(MANIFEST_FILE))
+            .find(|m| m.is_file())
     };
-    if let Command::Migrate = command {
-        return migrate(&manifest);
-    }
+    let Some(manifest) = cli.manifest.clone().or_else(found) else {
+        eprintln!(
+            "pika-roles: error: no roles.toml found in the current directory or its parents; pass --manifest PATH"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
     let registry = match Registry::load(&manifest) {
         Ok(registry) => registry,
         Err(errors) => {
@@ -98,81 +96,32 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    let root = match manifest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     match command {
-        Command::Generate => generate(&manifest, &registry),
-        Command::Check => check(&manifest, &registry),
-        Command::List { json } => {
-            if json {
-                print_json(&registry.roles);
-            } else {
-                print_table(&registry.roles);
-            }
+        Command::Generate => generate(&root, &registry),
+        Command::Check => check(&root, &registry),
+        Command::List { json: true } => {
+            print_json(&registry.roles.iter().map(show_json).collect::<Vec<_>>())
+        }
+        Command::List { json: false } => {
+            print_table(&registry.roles);
             ExitCode::SUCCESS
         }
         Command::Show { role, json, field } => show(&registry, &role, json, field.as_deref()),
-        Command::Migrate => unreachable!("handled before loading the registry"),
     }
 }
 
-fn migrate(manifest: &Path) -> ExitCode {
-    let text = match std::fs::read_to_string(manifest) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("{}:1:1: cannot read manifest: {e}", manifest.display());
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let (text, added) = match pika_roles_codegen::migrate(&text, manifest, &repo_root_of(manifest))
-    {
-        Ok(Migration::AlreadyCurrent) => {
-            eprintln!(
-                "{} is already schema {SCHEMA_VERSION}; nothing to migrate",
-                manifest.display()
-            );
-            return ExitCode::SUCCESS;
-        }
-        Ok(Migration::Migrated { text, added }) => (text, added),
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("pika-roles: migrate changed nothing");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let root = manifest.parent().unwrap_or(Path::new("."));
-    let output = Output {
-        path: manifest.file_name().unwrap_or_default().into(),
-        contents: text,
-    };
-    if let Err(e) = sync_outputs(root, &[output], Mode::Write) {
-        eprintln!(
-            "pika-roles: error: cannot write {}: {}",
-            manifest.display(),
-            e.source
-        );
-        return ExitCode::from(EXIT_WRITE);
-    }
-    for (role, keys) in added {
-        eprintln!("role {role}: added {}", keys.join(", "));
-    }
-    eprintln!(
-        "migrated {} to schema {SCHEMA_VERSION}; review the added values, then run `pika-roles generate`",
-        manifest.display()
-    );
-    ExitCode::SUCCESS
-}
-
-fn default_manifest() -> Option<PathBuf> {
-    find_manifest(&std::env::current_dir().ok()?)
-}
-
-fn generate(manifest: &Path, registry: &Registry) -> ExitCode {
-    let root = repo_root_of(manifest);
-    match sync_outputs(&root, &checked_in_outputs(registry), Mode::Write) {
+fn generate(root: &Path, registry: &Registry) -> ExitCode {
+    match sync_outputs(root, &outputs(registry), Mode::Write) {
         Ok(statuses) => {
             for status in statuses {
-                let verb = match status.state {
-                    FileState::Written => "wrote",
-                    _ => "unchanged",
+                let verb = if status.state == FileState::Written {
+                    "wrote"
+                } else {
+                    "unchanged"
                 };
                 eprintln!("{verb} {}", root.join(&status.path).display());
             }
@@ -186,19 +135,17 @@ fn generate(manifest: &Path, registry: &Registry) -> ExitCode {
     }
 }
 
-fn check(manifest: &Path, registry: &Registry) -> ExitCode {
-    let root = repo_root_of(manifest);
-    let statuses = sync_outputs(&root, &checked_in_outputs(registry), Mode::Check)
-        .expect("check mode never writes");
+fn check(root: &Path, registry: &Registry) -> ExitCode {
+    let statuses =
+        sync_outputs(root, &outputs(registry), Mode::Check).expect("check mode never writes");
     let stale: Vec<_> = statuses
         .iter()
         .filter(|s| s.state == FileState::Stale)
         .collect();
     for status in &stale {
         eprintln!(
-            "stale: {} (run `{}`)",
-            root.join(&status.path).display(),
-            pika_roles_codegen::REGENERATE_COMMAND
+            "stale: {} (run `{REGENERATE_COMMAND}`)",
+            root.join(&status.path).display()
         );
     }
     if stale.is_empty() {
@@ -217,31 +164,50 @@ fn show(registry: &Registry, id: &str, json: bool, field: Option<&str>) -> ExitC
         );
         return ExitCode::from(EXIT_USAGE);
     };
-    if let Some(field) = field {
-        // The parser only admits FIELD_NAMES, which Role::field knows.
-        for value in role.field(field).unwrap_or_default() {
-            println!("{value}");
+    let fields = show_json(role);
+    match field {
+        Some(name) => {
+            let Some(value) = fields.get(name) else {
+                let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+                eprintln!(
+                    "pika-roles: error: unknown field `{name}`; fields: {}",
+                    names.join(", ")
+                );
+                return ExitCode::from(EXIT_USAGE);
+            };
+            text_items(role, name, value).iter().for_each(|item| println!("{item}"));
         }
-    } else if json {
-        print_json(role);
-    } else {
-        for name in FIELD_NAMES {
-            let values = role.field(name).unwrap_or_default();
-            let line = format!("{name:<16} {}", values.join(" "));
-            println!("{}", line.trim_end());
+        None if json => return print_json(&fields),
+        None => {
+            for (name, value) in &fields {
+                let line = format!("{name:<16} {}", text_items(role, name, value).join(" "));
+                println!("{}", line.trim_end());
+            }
         }
     }
     ExitCode::SUCCESS
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
+/// The spec as `show --json` prints it: instance config keys that carry a reason are written as
+/// in roles.toml, `{ value, reason }`.
+fn show_json(spec: &RoleSpec) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = to_json(spec);
+    for (key, reason) in spec.instance_config.reasons {
+        let value = &mut fields["instance-config"][*key];
+        *value = serde_json::json!({ "value": value, "reason": reason });
+    }
+    fields
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> ExitCode {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("roles serialize to JSON")
     );
+    ExitCode::SUCCESS
 }
 
-fn print_table(roles: &[Role]) {
+fn print_table(roles: &[RoleSpec]) {
     let mut table = TextTable::new([
         "ROLE",
         "DEFAULT ALIAS",
@@ -251,11 +217,11 @@ fn print_table(roles: &[Role]) {
     ]);
     for r in roles {
         table.row([
-            &r.id,
-            &r.default_alias,
-            &r.package,
-            &r.system,
-            &r.instance_type,
+            r.id,
+            r.default_alias,
+            r.package,
+            r.system.as_str(),
+            r.instance_type.as_str(),
         ]);
     }
     println!("{table}");

@@ -5,7 +5,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::render::{Output, REGENERATE_COMMAND};
+use pika_role_spec::REGENERATE_COMMAND;
+
+use crate::Output;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -1,5 +1,6 @@
 # Generated from roles.toml by `pika-roles generate`; do not edit.
 # Regenerate: {{ command }}
+# {{ sha256_line }}
 {%- if args.is_empty() %}
 {}: {
 {%- else %}
@@ -9,11 +10,11 @@
 {%- endfor %}
 }: {
 {%- endif %}
-{%- for role in roles %}
-  {{ role.key }} = {
-{%- for (name, value) in role.fields %}
-    {{ name }} = {{ value }};
+  # registry.nix compares it with builtins.hashFile of roles.toml before any use.
+  manifestSha256 = "{{ sha256 }}";
+  roles = {
+{%- for (key, body) in roles %}
+    {{ key }} = {{ body }};
 {%- endfor %}
   };
-{%- endfor %}
 }

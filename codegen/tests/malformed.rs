@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{fixture_copy, pika_roles, snapshot, stderr};
-use pika_roles_codegen::line_col;
+use pika_role_spec::line_col;
 
 /// One broken manifest: `replace` turns the fixture into it; `at` is a unique snippet of the
 /// broken text with `@@` where the error must point; `message` must appear in the error.
@@ -662,7 +662,7 @@ const CASES: &[Case] = &[
         name: "schema 1",
         replace: &[("schema = 2", "schema = 1")],
         at: "schema = @@1",
-        message: "schema 1 manifest: schema 2 adds the per-role keys runtime-mode, readiness, cpu, memory-mib, secure-boot (required) and cluster-group, mounts, instance-config (optional); run `pika-roles migrate`",
+        message: "schema 1 manifest: schema 2 adds the per-role keys runtime-mode, readiness, cpu, memory-mib, secure-boot (required) and cluster-group, service-port, user, mounts, instance-config (optional); add the required ones to every role",
     },
 ];
 
@@ -681,8 +681,8 @@ fn assert_rejected(name: &str, text: &str, line: usize, col: usize, message: &st
     let manifest = dir.path().join("roles.toml");
     std::fs::write(&manifest, text).unwrap();
     for output in [
-        pika_roles_codegen::NIX_REGISTRY_PATH,
-        pika_roles_codegen::SHELL_TABLE_PATH,
+        pika_role_spec::NIX_REGISTRY_PATH,
+        pika_role_spec::SHELL_TABLE_PATH,
     ] {
         let path = dir.path().join(output);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -745,7 +745,7 @@ fn a_manifest_without_roles_is_rejected() {
     let out_dir = fixture_copy();
     let manifest = out_dir.path().join("roles.toml");
     std::fs::write(&manifest, &empty_table).unwrap();
-    let err = pika_roles_codegen::Registry::load(Path::new(&manifest)).unwrap_err();
+    let err = pika_role_spec::Registry::load(Path::new(&manifest)).unwrap_err();
     assert!(err.to_string().contains("no roles defined"), "{err}");
 }
 
@@ -758,7 +758,7 @@ fn several_errors_are_all_reported_in_order() {
     let dir = fixture_copy();
     let manifest = dir.path().join("roles.toml");
     std::fs::write(&manifest, text).unwrap();
-    let err = pika_roles_codegen::Registry::load(&manifest).unwrap_err();
+    let err = pika_role_spec::Registry::load(&manifest).unwrap_err();
     assert_eq!(err.0.len(), 2, "{err}");
     assert!(err.0[0].line < err.0[1].line);
     assert!(err.0[0].message.contains("system `bogus`"));

@@ -1,117 +1,122 @@
 # Generated from roles.toml by `pika-roles generate`; do not edit.
 # Regenerate: cargo run -p pika-roles-codegen -- generate
+# roles.toml sha256: 51253aa3e29ed791e2b10be4b70f492dc2da0c8f27eb1b511154477178299043
 {
   openclawGatewayPkg,
   pikachatPkg,
 }: {
-  "managed-openclaw" = {
-    id = "managed-openclaw";
-    system = "x86_64-linux";
-    packageAttr = "managed-openclaw-incus-image";
-    legacyPackageAttrs = ["pika-agent-incus-dev-image"];
-    defaultAlias = "pika-agent/dev";
-    imageName = "pika-agent-incus-dev";
-    variant = "managed-openclaw-incus-dev";
-    instanceType = "virtual-machine";
-    diskSize = 8192;
-    description = "Pika managed OpenClaw Incus dev image";
-    modules = [./roles/managed-openclaw.nix];
-    modulePaths = ["nix/incus/roles/managed-openclaw.nix"];
-    specialArgNames = ["openclawGatewayPkg" "pikachatPkg"];
-    specialArgs = {inherit openclawGatewayPkg pikachatPkg;};
-    runtimeMode = "managed-service";
-    readiness = "http://127.0.0.1:18789/health";
-    cpu = 2;
-    memoryMib = 4096;
-    secureBoot = false;
-    clusterGroup = null;
-    servicePort = 18789;
-    user = {
-      name = "openclaw";
-      uid = 2000;
-      group = "openclaw";
-      gid = 2000;
+  # registry.nix compares it with builtins.hashFile of roles.toml before any use.
+  manifestSha256 = "51253aa3e29ed791e2b10be4b70f492dc2da0c8f27eb1b511154477178299043";
+  roles = {
+    "managed-openclaw" = {
+      clusterGroup = null;
+      cpu = 2;
+      defaultAlias = "pika-agent/dev";
+      description = "Pika managed OpenClaw Incus dev image";
+      diskSize = 8192;
+      id = "managed-openclaw";
+      imageName = "pika-agent-incus-dev";
+      instanceConfig = {};
+      instanceType = "virtual-machine";
+      legacyPackageAttrs = ["pika-agent-incus-dev-image"];
+      memoryMib = 4096;
+      modulePaths = ["nix/incus/roles/managed-openclaw.nix"];
+      modules = [./roles/managed-openclaw.nix];
+      mounts = [];
+      packageAttr = "managed-openclaw-incus-image";
+      readiness = "http://127.0.0.1:18789/health";
+      rolesDigest = "6fe419742bb0d641c206396c5864ff92621a171bb20710d4fc64f23a1e0098d3";
+      runtimeMode = "managed-service";
+      secureBoot = false;
+      servicePort = 18789;
+      specialArgNames = ["openclawGatewayPkg" "pikachatPkg"];
+      specialArgs = {inherit openclawGatewayPkg pikachatPkg;};
+      system = "x86_64-linux";
+      user = {
+        gid = 2000;
+        group = "openclaw";
+        name = "openclaw";
+        uid = 2000;
+      };
+      variant = "managed-openclaw-incus-dev";
     };
-    mounts = [];
-    instanceConfig = {};
-    rolesDigest = "9aeb4ae9f01a18b60b9ea5d645f23a8160bdbb59115c04c9353ac1695e978340";
-  };
-  "pi-sandbox" = {
-    id = "pi-sandbox";
-    system = "x86_64-linux";
-    packageAttr = "pi-sandbox-incus-image";
-    legacyPackageAttrs = [];
-    defaultAlias = "pi-sandbox/dev";
-    imageName = "pi-sandbox-incus-dev";
-    variant = "pi-sandbox-incus-dev";
-    instanceType = "virtual-machine";
-    diskSize = 16384;
-    description = "Pika operator sandbox: pi and opencode over SSH";
-    modules = [./roles/pi-sandbox.nix];
-    modulePaths = ["nix/incus/roles/pi-sandbox.nix"];
-    specialArgNames = [];
-    specialArgs = {};
-    runtimeMode = "operator-sandbox";
-    readiness = "ssh";
-    cpu = 2;
-    memoryMib = 4096;
-    secureBoot = false;
-    clusterGroup = null;
-    servicePort = null;
-    user = null;
-    mounts = [];
-    instanceConfig = {};
-    rolesDigest = "61975a5a452d55fef70c039f0d9a8bea5c2f298c6055bb264d9c9e5f44c16b58";
-  };
-  "pikaci-runner" = {
-    id = "pikaci-runner";
-    system = "x86_64-linux";
-    packageAttr = "pikaci-runner-incus-image";
-    legacyPackageAttrs = ["pikaci-incus-dev-image"];
-    defaultAlias = "pikaci/dev";
-    imageName = "pikaci-incus-dev";
-    variant = "pikaci-incus-dev";
-    instanceType = "virtual-machine";
-    diskSize = 12288;
-    description = "Pika CI Incus dev image";
-    modules = [./roles/pikaci-runner.nix];
-    modulePaths = ["nix/incus/roles/pikaci-runner.nix"];
-    specialArgNames = [];
-    specialArgs = {};
-    runtimeMode = "one-shot";
-    readiness = "incus-agent";
-    cpu = 2;
-    memoryMib = 4096;
-    secureBoot = false;
-    clusterGroup = null;
-    servicePort = null;
-    user = {
-      name = "pikaci";
-      uid = 1000;
-      group = "users";
-      gid = 100;
+    "pi-sandbox" = {
+      clusterGroup = null;
+      cpu = 2;
+      defaultAlias = "pi-sandbox/dev";
+      description = "Pika operator sandbox: pi and opencode over SSH";
+      diskSize = 16384;
+      id = "pi-sandbox";
+      imageName = "pi-sandbox-incus-dev";
+      instanceConfig = {};
+      instanceType = "virtual-machine";
+      legacyPackageAttrs = [];
+      memoryMib = 4096;
+      modulePaths = ["nix/incus/roles/pi-sandbox.nix"];
+      modules = [./roles/pi-sandbox.nix];
+      mounts = [];
+      packageAttr = "pi-sandbox-incus-image";
+      readiness = "ssh";
+      rolesDigest = "b4d7655c5a0c2ab4daf881d04ac49c471b1a1262bf4d8f99403479428cf2e67e";
+      runtimeMode = "operator-sandbox";
+      secureBoot = false;
+      servicePort = null;
+      specialArgNames = [];
+      specialArgs = {};
+      system = "x86_64-linux";
+      user = null;
+      variant = "pi-sandbox-incus-dev";
     };
-    mounts = [
-      {
-        name = "snapshot";
-        path = "/workspace/snapshot";
-        readOnly = true;
-        optional = false;
-      }
-      {
-        name = "cargo-home";
-        path = "/cargo-home";
-        readOnly = false;
-        optional = true;
-      }
-      {
-        name = "cargo-target";
-        path = "/cargo-target";
-        readOnly = false;
-        optional = true;
-      }
-    ];
-    instanceConfig = {};
-    rolesDigest = "d626ea8dab3d0a336d338ed3f5f3fd65d546b75123905197283bb577bc468837";
+    "pikaci-runner" = {
+      clusterGroup = null;
+      cpu = 2;
+      defaultAlias = "pikaci/dev";
+      description = "Pika CI Incus dev image";
+      diskSize = 12288;
+      id = "pikaci-runner";
+      imageName = "pikaci-incus-dev";
+      instanceConfig = {};
+      instanceType = "virtual-machine";
+      legacyPackageAttrs = ["pikaci-incus-dev-image"];
+      memoryMib = 4096;
+      modulePaths = ["nix/incus/roles/pikaci-runner.nix"];
+      modules = [./roles/pikaci-runner.nix];
+      mounts = [
+        {
+          name = "snapshot";
+          optional = false;
+          path = "/workspace/snapshot";
+          readOnly = true;
+        }
+        {
+          name = "cargo-home";
+          optional = true;
+          path = "/cargo-home";
+          readOnly = false;
+        }
+        {
+          name = "cargo-target";
+          optional = true;
+          path = "/cargo-target";
+          readOnly = false;
+        }
+      ];
+      packageAttr = "pikaci-runner-incus-image";
+      readiness = "incus-agent";
+      rolesDigest = "293334b5c3187b996a5d806e9cbc2c866a313e4232e5fe0e6ca84a3dd209b044";
+      runtimeMode = "one-shot";
+      secureBoot = false;
+      servicePort = null;
+      specialArgNames = [];
+      specialArgs = {};
+      system = "x86_64-linux";
+      user = {
+        gid = 100;
+        group = "users";
+        name = "pikaci";
+        uid = 1000;
+      };
+      variant = "pikaci-incus-dev";
+    };
   };
 }

@@ -329,8 +329,9 @@ build_and_import() {
 # incus-simplestreams needs, and the Secure Boot requirement of roles.toml.
 check_provenance() {
   local dir="$1" id="$2" out="$3" info="$4" digest secure_boot type
-  digest="$(nix-instantiate --eval --json -E \
-    "builtins.hashString \"sha256\" (builtins.toJSON (builtins.fromTOML (builtins.readFile ${dir}/roles.toml)).roles.\"${id}\")" 2>/dev/null | jq -r .)"
+  # The digest is computed once, by the codegen, over the role's typed spec (roles.sh carries it).
+  # shellcheck source=/dev/null
+  digest="$(source "${dir}/scripts/lib/roles.sh" && echo "${PIKA_ROLE_ROLES_DIGEST[${id}]}")"
   assert_eq "${id}: provenance pika.role, pika.source-rev (the copy's commit), pika.roles-digest" \
     "${id} $(git -C "${dir}" rev-parse HEAD) ${digest}" \
     "$(jq -r '.properties | [.["pika.role"], .["pika.source-rev"], .["pika.roles-digest"]] | join(" ")' <<<"${info}")"
@@ -353,51 +354,8 @@ check_provenance() {
 test_new_roles() {
   local dir="$1" json
   copy_repo "${dir}"
-  cat >>"${dir}/roles.toml" <<'TOML'
-
-[roles.test-extra-container]
-description = "Extra test role: \"container\" image"
-default-alias = "pika-test/extra"
-package = "test-extra-container-image"
-legacy-packages = ["test-extra-old-image", "test-extra-older-image"]
-image-name = "pika-test-extra"
-variant = "test-extra"
-system = "x86_64-linux"
-instance-type = "container"
-disk-size-mib = 1024
-modules = ["nix/incus/roles/pikaci-runner.nix"]
-special-args = []
-runtime-mode = "operator-sandbox"
-readiness = "ssh"
-cpu = 1
-memory-mib = 512
-secure-boot = false
-
-[[roles.test-extra-container.mounts]]
-name = "data"
-path = "/srv/pika-data"
-read-only = false
-
-[roles.test-extra-arm]
-description = "Extra test role on aarch64"
-default-alias = "pika-test/arm"
-package = "test-extra-arm-image"
-legacy-packages = []
-image-name = "pika-test-arm"
-variant = "test-arm"
-system = "aarch64-linux"
-instance-type = "virtual-machine"
-disk-size-mib = 2048
-modules = ["nix/incus/roles/test-extra-arm.nix"]
-special-args = ["testExtraPayloadPkg"]
-runtime-mode = "one-shot"
-readiness = "booted"
-cpu = 1
-memory-mib = 512
-secure-boot = false
-TOML
-  printf '%s\n' '# Test-only guest module.' '{testExtraPayloadPkg, ...}: {environment.systemPackages = [testExtraPayloadPkg];}' \
-    >"${dir}/nix/incus/roles/test-extra-arm.nix"
+  cat "${REPO_ROOT}/tests/fixtures/extra-role.toml" >>"${dir}/roles.toml"
+  cp "${REPO_ROOT}/tests/fixtures/test-extra-arm.nix" "${dir}/nix/incus/roles/test-extra-arm.nix"
   (cd "${REPO_ROOT}" && cargo run -q -p pika-roles-codegen -- generate --manifest "${dir}/roles.toml" >/dev/null 2>&1) \
     || { fail "pika-roles-codegen generate for the extra roles"; return; }
   commit_copy "${dir}"
@@ -437,8 +395,8 @@ test_stale() {
   for attr in "packages.${SYSTEM}" "checks.${SYSTEM}.roles-registry-fresh" "lib.incusGuestRoles"; do
     if flake "${dir}" eval --json ".#${attr}" --apply builtins.attrNames >/dev/null; then
       fail "stale roles.nix: .#${attr} evaluated"
-    elif grep -qF "${STALE_MESSAGE}" "${WORK}/nix.stderr" && grep -q "disk-size-mib = 4242" "${WORK}/nix.stderr"; then
-      pass "stale roles.nix: .#${attr} fails with the stale message naming the field"
+    elif grep -qF "${STALE_MESSAGE}" "${WORK}/nix.stderr" && grep -qF "roles.toml has sha256 $(sha256sum "${dir}/roles.toml" | cut -d' ' -f1)" "${WORK}/nix.stderr"; then
+      pass "stale roles.nix: .#${attr} fails with the stale message naming roles.toml's hash"
     else
       fail "stale roles.nix: .#${attr}: unexpected error: $(cat "${WORK}/nix.stderr")"
     fi

@@ -393,33 +393,14 @@ t_remote_mode() {
 
 # A third role added to a copy of roles.toml works with no edit to the script.
 t_third_role_in_copy() {
-  local copy="${WORK}/copy" role="zz-extra-test-role" alias="pika-test/extra" project
+  local copy="${WORK}/copy" role="test-extra-container" project
   mkdir -p "${copy}/scripts/lib" "${copy}/nix"
   cp "${REPO}/roles.toml" "${copy}/"
   cp -r "${REPO}/nix/." "${copy}/nix/"
   cp "${SCRIPT}" "${copy}/scripts/"
   mkdir -p "${copy}/nix/incus"
-  printf '{ ... }: { }\n' >"${copy}/nix/incus/extra-test-image.nix"
-  cat >>"${copy}/roles.toml" <<TOML
-
-[roles.${role}]
-description = "Extra role added by the image-script test"
-default-alias = "${alias}"
-package = "zz-extra-test-incus-image"
-legacy-packages = []
-image-name = "zz-extra-test"
-variant = "zz-extra-test"
-system = "x86_64-linux"
-instance-type = "container"
-disk-size-mib = 1024
-modules = ["nix/incus/extra-test-image.nix"]
-special-args = []
-runtime-mode = "one-shot"
-readiness = "booted"
-cpu = 1
-memory-mib = 512
-secure-boot = false
-TOML
+  cat "${REPO}/tests/fixtures/extra-role.toml" >>"${copy}/roles.toml"
+  cp "${REPO}/tests/fixtures/test-extra-arm.nix" "${copy}/nix/incus/roles/"
   if ! (cd "${REPO}" && cargo run -q -p pika-roles-codegen -- generate --manifest "${copy}/roles.toml") \
     >"${WORK}/codegen.log" 2>&1; then
     fail "codegen on the copy failed: $(tail -n 5 "${WORK}/codegen.log")"

@@ -1,122 +1,127 @@
 # Generated from roles.toml by `pika-roles generate`; do not edit.
 # Regenerate: cargo run -p pika-roles-codegen -- generate
+# roles.toml sha256: c8b5f617561b48247b930152eb656b08f8fd5b3cde48bbdcae4472cdde1e19b7
 {
   alphaPkg,
   betaPkg,
 }: {
-  "alpha" = {
-    id = "alpha";
-    system = "x86_64-linux";
-    packageAttr = "alpha-image";
-    legacyPackageAttrs = ["alpha-legacy"];
-    defaultAlias = "alpha/dev";
-    imageName = "alpha-img";
-    variant = "alpha-variant";
-    instanceType = "container";
-    diskSize = 1024;
-    description = "Alpha \"quoted\" \${notInterpolated} it's a \\ backslash, ünïcödé ☃";
-    modules = [../alpha.nix];
-    modulePaths = ["nix/alpha.nix"];
-    specialArgNames = ["alphaPkg"];
-    specialArgs = {inherit alphaPkg;};
-    runtimeMode = "operator-sandbox";
-    readiness = "ssh";
-    cpu = 1;
-    memoryMib = 512;
-    secureBoot = false;
-    clusterGroup = null;
-    servicePort = null;
-    user = null;
-    mounts = [];
-    instanceConfig = {};
-    rolesDigest = "81140d759864c48366abf909d920531ae99f2476f679729566923ec2121fef0b";
-  };
-  "beta" = {
-    id = "beta";
-    system = "aarch64-linux";
-    packageAttr = "beta-image";
-    legacyPackageAttrs = [];
-    defaultAlias = "beta/dev";
-    imageName = "beta-img";
-    variant = "beta-variant";
-    instanceType = "virtual-machine";
-    diskSize = 2048;
-    description = "Beta role";
-    modules = [../beta.nix];
-    modulePaths = ["nix/beta.nix"];
-    specialArgNames = ["alphaPkg" "betaPkg"];
-    specialArgs = {inherit alphaPkg betaPkg;};
-    runtimeMode = "one-shot";
-    readiness = "/run/beta/ready";
-    cpu = 4;
-    memoryMib = 8192;
-    secureBoot = true;
-    clusterGroup = "ci-hosts";
-    servicePort = null;
-    user = null;
-    mounts = [
-      {
-        name = "snapshot";
-        path = "/workspace/snapshot";
-        readOnly = true;
-        optional = false;
-      }
-      {
-        name = "cache";
-        path = "/var/cache/beta";
-        readOnly = false;
-        optional = false;
-      }
-    ];
-    instanceConfig = {
-      "boot.autostart" = "false";
-      "security.nesting" = "true";
+  # registry.nix compares it with builtins.hashFile of roles.toml before any use.
+  manifestSha256 = "c8b5f617561b48247b930152eb656b08f8fd5b3cde48bbdcae4472cdde1e19b7";
+  roles = {
+    "alpha" = {
+      clusterGroup = null;
+      cpu = 1;
+      defaultAlias = "alpha/dev";
+      description = "Alpha \"quoted\" \${notInterpolated} it's a \\ backslash, ünïcödé ☃";
+      diskSize = 1024;
+      id = "alpha";
+      imageName = "alpha-img";
+      instanceConfig = {};
+      instanceType = "container";
+      legacyPackageAttrs = ["alpha-legacy"];
+      memoryMib = 512;
+      modulePaths = ["nix/alpha.nix"];
+      modules = [../alpha.nix];
+      mounts = [];
+      packageAttr = "alpha-image";
+      readiness = "ssh";
+      rolesDigest = "167a9ca8cd7286d7f22de95a9558632d807a185b1adcdde81ee2dd6109ee925a";
+      runtimeMode = "operator-sandbox";
+      secureBoot = false;
+      servicePort = null;
+      specialArgNames = ["alphaPkg"];
+      specialArgs = {inherit alphaPkg;};
+      system = "x86_64-linux";
+      user = null;
+      variant = "alpha-variant";
     };
-    rolesDigest = "bf79e55d8dd5071a008049e49691afd8fca3abf275293a6d100d731032bd20c4";
-  };
-  "delta" = {
-    id = "delta";
-    system = "x86_64-linux";
-    packageAttr = "delta-image";
-    legacyPackageAttrs = [];
-    defaultAlias = "delta/dev";
-    imageName = "delta-img";
-    variant = "delta-variant";
-    instanceType = "virtual-machine";
-    diskSize = 4096;
-    description = "Delta service role";
-    modules = [../alpha.nix];
-    modulePaths = ["nix/alpha.nix"];
-    specialArgNames = [];
-    specialArgs = {};
-    runtimeMode = "managed-service";
-    readiness = "http://127.0.0.1:18789/healthz";
-    cpu = 2;
-    memoryMib = 2048;
-    secureBoot = false;
-    clusterGroup = null;
-    servicePort = 18789;
-    user = {
-      name = "delta";
-      uid = 1001;
-      group = "users";
-      gid = 100;
+    "beta" = {
+      clusterGroup = "ci-hosts";
+      cpu = 4;
+      defaultAlias = "beta/dev";
+      description = "Beta role";
+      diskSize = 2048;
+      id = "beta";
+      imageName = "beta-img";
+      instanceConfig = {
+        "boot.autostart" = "false";
+        "security.nesting" = "true";
+      };
+      instanceType = "virtual-machine";
+      legacyPackageAttrs = [];
+      memoryMib = 8192;
+      modulePaths = ["nix/beta.nix"];
+      modules = [../beta.nix];
+      mounts = [
+        {
+          name = "snapshot";
+          optional = false;
+          path = "/workspace/snapshot";
+          readOnly = true;
+        }
+        {
+          name = "cache";
+          optional = false;
+          path = "/var/cache/beta";
+          readOnly = false;
+        }
+      ];
+      packageAttr = "beta-image";
+      readiness = "/run/beta/ready";
+      rolesDigest = "8e2d20ec01e94435d84768526d6b59f05a55d9067b797dc73c2b986b161dfe52";
+      runtimeMode = "one-shot";
+      secureBoot = true;
+      servicePort = null;
+      specialArgNames = ["alphaPkg" "betaPkg"];
+      specialArgs = {inherit alphaPkg betaPkg;};
+      system = "aarch64-linux";
+      user = null;
+      variant = "beta-variant";
     };
-    mounts = [
-      {
-        name = "state";
-        path = "/var/lib/delta";
-        readOnly = false;
-        optional = false;
-      }
-      {
-        name = "cargo-home";
-        path = "/var/cache/cargo";
-        readOnly = false;
-        optional = true;
-      }
-    ];
-    instanceConfig = {};
-    rolesDigest = "3bfdf9b5471491ea4eac5bf9d65454f8f823d8d0b1cfe620928df31932915745";
+    "delta" = {
+      clusterGroup = null;
+      cpu = 2;
+      defaultAlias = "delta/dev";
+      description = "Delta service role";
+      diskSize = 4096;
+      id = "delta";
+      imageName = "delta-img";
+      instanceConfig = {};
+      instanceType = "virtual-machine";
+      legacyPackageAttrs = [];
+      memoryMib = 2048;
+      modulePaths = ["nix/alpha.nix"];
+      modules = [../alpha.nix];
+      mounts = [
+        {
+          name = "state";
+          optional = false;
+          path = "/var/lib/delta";
+          readOnly = false;
+        }
+        {
+          name = "cargo-home";
+          optional = true;
+          path = "/var/cache/cargo";
+          readOnly = false;
+        }
+      ];
+      packageAttr = "delta-image";
+      readiness = "http://127.0.0.1:18789/healthz";
+      rolesDigest = "c0b2a98871f78ca76d4704b56423c4da72b7d38044ead1f57b271fc8ac998b17";
+      runtimeMode = "managed-service";
+      secureBoot = false;
+      servicePort = 18789;
+      specialArgNames = [];
+      specialArgs = {};
+      system = "x86_64-linux";
+      user = {
+        gid = 100;
+        group = "users";
+        name = "delta";
+        uid = 1001;
+      };
+      variant = "delta-variant";
+    };
   };
 }

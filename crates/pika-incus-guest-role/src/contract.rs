@@ -1,131 +1,15 @@
-//! The runtime contract types the generated accessors return (`runtime_mode()`, `readiness()`,
-//! `mounts()`, `user()`), and the one place launchers take a role's Incus instance config and devices from.
+//! The one place launchers take a role's Incus instance config and devices from.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::IncusGuestRole;
-
-/// How a role's guests run (roles.toml `runtime-mode`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuntimeMode {
-    /// Provisioned and kept running by pika-server.
-    ManagedService,
-    /// Runs one job and is deleted (CI).
-    OneShot,
-    /// Launched by an operator and used interactively.
-    OperatorSandbox,
-}
-
-impl RuntimeMode {
-    pub const ALL: &'static [RuntimeMode] = &[
-        RuntimeMode::ManagedService,
-        RuntimeMode::OneShot,
-        RuntimeMode::OperatorSandbox,
-    ];
-
-    /// The roles.toml spelling.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RuntimeMode::ManagedService => "managed-service",
-            RuntimeMode::OneShot => "one-shot",
-            RuntimeMode::OperatorSandbox => "operator-sandbox",
-        }
-    }
-}
-
-impl fmt::Display for RuntimeMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// When a launched guest counts as ready (roles.toml `readiness`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Readiness {
-    /// The instance is running.
-    Booted,
-    /// The Incus agent inside the guest answers (exec works).
-    IncusAgent,
-    /// The guest's SSH server accepts connections.
-    Ssh,
-    /// This absolute guest file exists (the guest's own lifecycle signal).
-    LifecycleFile(&'static str),
-    /// `GET http://127.0.0.1:{port}{path}` answers 2xx *inside* the guest (probed through Incus
-    /// exec or the agent's own proxy device, never at the guest's address). roles.toml spells it
-    /// `http://127.0.0.1:PORT/PATH`; `path` is absolute, without query or fragment.
-    Http { port: u16, path: &'static str },
-}
-
-impl Readiness {
-    /// The roles.toml spelling: the kind, the lifecycle file's path, or the URL (`Http` is the
-    /// only one built at run time, hence the `Cow`).
-    pub fn as_str(self) -> Cow<'static, str> {
-        match self {
-            Readiness::Booted => Cow::Borrowed("booted"),
-            Readiness::IncusAgent => Cow::Borrowed("incus-agent"),
-            Readiness::Ssh => Cow::Borrowed("ssh"),
-            Readiness::LifecycleFile(path) => Cow::Borrowed(path),
-            Readiness::Http { .. } => Cow::Owned(self.url().unwrap_or_default()),
-        }
-    }
-
-    /// For `Http`: the URL probed inside the guest, `http://127.0.0.1:PORT/PATH`.
-    pub fn url(self) -> Option<String> {
-        match self {
-            Readiness::Http { port, path } => Some(format!("http://127.0.0.1:{port}{path}")),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Readiness {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_str())
-    }
-}
-
-/// Serialized as its roles.toml spelling.
-impl serde::Serialize for Readiness {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.as_str())
-    }
-}
-
-/// The unprivileged user a role's workload runs as (roles.toml `[roles.<id>.user]`): never root
-/// (uid/gid >= 1), never `nobody` (65534).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct RoleUser {
-    pub name: &'static str,
-    pub uid: u32,
-    pub group: &'static str,
-    pub gid: u32,
-}
-
-/// One mount of a role (roles.toml `[[roles.<id>.mounts]]`): the launcher supplies a host
-/// directory for `name` and Incus shows it at `path` in the guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct RoleMount {
-    /// The Incus device name.
-    pub name: &'static str,
-    /// Absolute guest path.
-    pub path: &'static str,
-    pub read_only: bool,
-    /// Attached only when the launcher has a source for it (e.g. a cargo cache); a required mount
-    /// without a source is an error.
-    pub optional: bool,
-}
+use crate::{IncusGuestRole, RoleMount};
 
 /// A mount source the launcher got wrong; nothing was created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MountSourceError {
-    /// The role declares this (required) mount and no host directory was given for it.
+    /// The role declares this mount and no host directory was given for it.
     Missing {
         role: IncusGuestRole,
         mount: &'static str,
@@ -189,9 +73,8 @@ impl IncusGuestRole {
     }
 
     /// The role's mounts as Incus disk devices, given the host directory for each mount name:
-    /// `type=disk`, `source`, `path`, and `readonly=true` for read-only mounts. Every required mount
-    /// needs a source (an optional one without a source is left out) and every source a declared
-    /// mount, so a typo is an error, not a silent skip.
+    /// `type=disk`, `source`, `path`, and `readonly=true` for read-only mounts. Every declared mount
+    /// needs a source and every source a declared mount, so a typo is an error, not a silent skip.
     pub fn mount_devices(
         self,
         sources: &BTreeMap<String, PathBuf>,
@@ -342,64 +225,6 @@ mod tests {
         },
     ];
 
-    const WITH_OPTIONAL: &[RoleMount] = &[
-        RoleMount {
-            name: "snapshot",
-            path: "/workspace/snapshot",
-            read_only: true,
-            optional: false,
-        },
-        RoleMount {
-            name: "cargo-home",
-            path: "/var/cache/cargo",
-            read_only: false,
-            optional: true,
-        },
-    ];
-
-    #[test]
-    fn an_optional_mount_without_a_source_is_left_out_and_attached_with_one() {
-        let role = IncusGuestRole::ALL[0];
-        let devices =
-            mount_devices_of(role, WITH_OPTIONAL, &sources(&[("snapshot", "/srv/snap")])).unwrap();
-        assert_eq!(devices.keys().collect::<Vec<_>>(), ["snapshot"]);
-        let devices = mount_devices_of(
-            role,
-            WITH_OPTIONAL,
-            &sources(&[("snapshot", "/srv/snap"), ("cargo-home", "/srv/cargo")]),
-        )
-        .unwrap();
-        assert_eq!(devices["cargo-home"]["source"], "/srv/cargo");
-        assert_eq!(devices["cargo-home"]["path"], "/var/cache/cargo");
-        assert!(!devices["cargo-home"].contains_key("readonly"));
-        // An optional mount's source is still checked like any other.
-        let err = mount_devices_of(
-            role,
-            WITH_OPTIONAL,
-            &sources(&[("snapshot", "/srv/snap"), ("cargo-home", "rel")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("`cargo-home`"), "{err}");
-    }
-
-    #[test]
-    fn a_required_mount_without_a_source_is_still_an_error_next_to_an_optional_one() {
-        let role = IncusGuestRole::ALL[0];
-        let err = mount_devices_of(
-            role,
-            WITH_OPTIONAL,
-            &sources(&[("cargo-home", "/srv/cargo")]),
-        )
-        .unwrap_err();
-        assert_eq!(
-            err,
-            MountSourceError::Missing {
-                role,
-                mount: "snapshot"
-            }
-        );
-    }
-
     fn sources(list: &[(&str, &str)]) -> BTreeMap<String, PathBuf> {
         list.iter()
             .map(|(k, v)| ((*k).to_owned(), PathBuf::from(v)))
@@ -482,41 +307,5 @@ mod tests {
             err.to_string().contains("absolute path, got `rel/dir`"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn enums_print_their_roles_toml_spelling() {
-        let spelled: Vec<String> = RuntimeMode::ALL.iter().map(ToString::to_string).collect();
-        assert_eq!(spelled, ["managed-service", "one-shot", "operator-sandbox"]);
-        for &mode in RuntimeMode::ALL {
-            let json = serde_json::to_string(&mode).unwrap();
-            assert_eq!(json, format!("\"{mode}\""));
-            assert_eq!(serde_json::from_str::<RuntimeMode>(&json).unwrap(), mode);
-        }
-        assert_eq!(Readiness::IncusAgent.to_string(), "incus-agent");
-        assert_eq!(Readiness::Booted.as_str(), "booted");
-        assert_eq!(Readiness::Ssh.as_str(), "ssh");
-        assert_eq!(
-            Readiness::LifecycleFile("/run/ready").to_string(),
-            "/run/ready"
-        );
-        assert_eq!(
-            serde_json::to_string(&Readiness::LifecycleFile("/run/r")).unwrap(),
-            "\"/run/r\""
-        );
-        let http = Readiness::Http {
-            port: 18789,
-            path: "/healthz",
-        };
-        assert_eq!(http.to_string(), "http://127.0.0.1:18789/healthz");
-        assert_eq!(
-            http.url().as_deref(),
-            Some("http://127.0.0.1:18789/healthz")
-        );
-        assert_eq!(
-            serde_json::to_string(&http).unwrap(),
-            "\"http://127.0.0.1:18789/healthz\""
-        );
-        assert_eq!(Readiness::Ssh.url(), None);
     }
 }

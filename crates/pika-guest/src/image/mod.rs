@@ -175,7 +175,7 @@ pub struct PublishArgs {
 
 /// The registry's alias rule (the codegen's own check), as a clap value parser.
 fn parse_alias(value: &str) -> Result<String, String> {
-    pika_roles_codegen::check_alias(value)
+    pika_role_spec::check_alias(value)
         .map(|()| value.to_string())
         .map_err(|reason| format!("invalid alias '{value}': {reason}"))
 }

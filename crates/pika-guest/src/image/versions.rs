@@ -104,7 +104,7 @@ mod tests {
         let second = new_version_name("pika-agent/dev");
         assert!(is_version_of(&first, "pika-agent/dev"), "{first}");
         assert!(first < second, "{first} !< {second}");
-        assert!(pika_roles_codegen::check_alias(&first).is_ok());
+        assert!(pika_role_spec::check_alias(&first).is_ok());
         assert!(!is_version_of(&first, "pika-agent"));
         assert!(!is_version_of("pika-agent/dev/ct", "pika-agent/dev"));
         assert!(!is_version_of("pika-agent/dev-ct", "pika-agent/dev"));

@@ -1,0 +1,733 @@
+//! Reading roles.toml into [`Registry`]: serde reads each role into a [`RoleSpec`] (types, unknown
+//! keys, missing keys), then `validate` applies the value rules and the cross-role rules. Every
+//! error is `roles.toml:LINE:COL: message` at the offending value.
+//!
+//! The text and every string in it are leaked once (`&'static str`), so the spec borrows them and
+//! a build step or the codegen (short-lived processes) needs no second, owned model.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::Error as _;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::*;
+
+/// The required runtime-contract keys and what each means: said when one is missing.
+const REQUIRED_HELP: &[(&str, &str)] = &[
+    (
+        "runtime-mode",
+        "how the guest runs: managed-service, one-shot or operator-sandbox",
+    ),
+    (
+        "readiness",
+        "when a launched guest counts as ready: booted, incus-agent, ssh, an absolute lifecycle file path or http://127.0.0.1:PORT/PATH",
+    ),
+    ("cpu", "the instance's limits.cpu, an integer >= 1"),
+    (
+        "memory-mib",
+        "the instance's limits.memory in MiB, an integer >= 1",
+    ),
+    (
+        "secure-boot",
+        "whether the image is signed for Secure Boot; false makes launchers set security.secureboot=false on VMs",
+    ),
+];
+
+/// One problem found in the manifest, with a 1-based line and column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in one pass, sorted by position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// sha256 as lowercase hex (what Nix's `builtins.hashFile "sha256"` prints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// All roles, sorted by ID, and the sha256 of the manifest text they were read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    pub roles: Vec<RoleSpec>,
+    pub manifest_sha256: String,
+}
+
+impl Registry {
+    /// Reads, parses and validates a manifest file; modules are resolved next to it.
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let message = format!("cannot read manifest: {e}");
+            Diagnostics(vec![Diagnostic {
+                path: path.into(),
+                line: 1,
+                col: 1,
+                message,
+            }])
+        })?;
+        let root = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Self::parse(&text, path, root)
+    }
+
+    /// Parses and validates manifest text; `path` names it in messages, modules must exist under
+    /// `repo_root`.
+    pub fn parse(text: &str, path: &Path, repo_root: &Path) -> Result<Self, Diagnostics> {
+        let manifest_sha256 = sha256_hex(text.as_bytes());
+        let text: &'static str = text.to_owned().leak();
+        let mut cx = Cx {
+            path,
+            text,
+            repo_root,
+            errors: Vec::new(),
+            modules: BTreeMap::new(),
+        };
+        let mut root = match DeTable::parse(text) {
+            Ok(root) => DeValue::Table(root.into_inner()),
+            Err(e) => return Err(cx.fail(e.span().unwrap_or(0..0), e.message().trim().into())),
+        };
+        leak_strings(&mut root);
+        let DeValue::Table(root) = root else {
+            unreachable!("parsed as a table")
+        };
+        let mut roles = Vec::new();
+        let mut spans = Vec::new();
+        for (key, value) in &root {
+            match (key.get_ref().as_ref(), value.get_ref()) {
+                ("schema", DeValue::Integer(n)) => cx.schema(
+                    i64::from_str_radix(n.as_str(), n.radix()).ok(),
+                    value.span(),
+                ),
+                ("roles", DeValue::Table(table)) if !table.is_empty() => {
+                    for (id, role) in table {
+                        if let Some(spec) = cx.role(id, role) {
+                            roles.push(spec);
+                            spans.push((id.span(), role));
+                        }
+                    }
+                }
+                ("roles", _) => cx.error(
+                    value.span(),
+                    "no roles defined: add at least one [roles.<id>] table".into(),
+                ),
+                ("schema", _) => cx.error(
+                    value.span(),
+                    format!("schema must be the integer {SCHEMA_VERSION}"),
+                ),
+                (other, _) => cx.error(
+                    key.span(),
+                    format!("unknown field `{other}`, expected `schema` or `roles`"),
+                ),
+            }
+        }
+        if !root.contains_key("schema") {
+            cx.error(
+                0..0,
+                format!("missing field `schema` (add `schema = {SCHEMA_VERSION}`)"),
+            );
+        }
+        if !root.contains_key("roles") {
+            cx.error(
+                0..0,
+                "no roles defined: add at least one [roles.<id>] table".into(),
+            );
+        }
+        cx.unique(&roles, &spans);
+        if !cx.errors.is_empty() {
+            return Err(cx.finish());
+        }
+        for spec in &mut roles {
+            // The canonical form: the spec's JSON and the instance-config reasons it leaves out.
+            let canonical = serde_json::to_string(&(&*spec, spec.instance_config.reasons))
+                .expect("a spec serialises to JSON");
+            spec.roles_digest = sha256_hex(canonical.as_bytes()).leak();
+        }
+        Ok(Registry {
+            roles,
+            manifest_sha256,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&RoleSpec> {
+        self.roles.iter().find(|r| r.id == id)
+    }
+
+    /// "a, b, c": the valid IDs, for error messages.
+    pub fn valid_ids(&self) -> String {
+        self.roles
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The union of all roles' special args, sorted: the formal arguments of roles.nix.
+    pub fn all_special_args(&self) -> Vec<&'static str> {
+        let set: BTreeSet<&str> = self
+            .roles
+            .iter()
+            .flat_map(|r| r.special_args.iter().copied())
+            .collect();
+        set.into_iter().collect()
+    }
+}
+
+/// The Rust drift guard of the build: every generated file must carry the sha256 of roles.toml
+/// under `repo_root`. The error names each stale file and the command.
+pub fn check_generated(repo_root: &Path) -> Result<(), String> {
+    let manifest = std::fs::read(repo_root.join(MANIFEST_FILE))
+        .map_err(|e| format!("{MANIFEST_FILE}: {e}"))?;
+    let wanted = format!("{SHA256_LINE}{}", sha256_hex(&manifest));
+    let stale: Vec<String> = GENERATED_FILES
+        .iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(repo_root.join(file)).unwrap_or_default();
+            !text.lines().take(4).any(|line| line.ends_with(&wanted))
+        })
+        .map(|file| format!("{file} is stale: run `{REGENERATE_COMMAND}`"))
+        .collect();
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(stale.join("\n"))
+    }
+}
+
+/// Every string of the document as `&'static str` (escaped strings are owned by the parser).
+fn leak_strings(value: &mut DeValue<'static>) {
+    match value {
+        DeValue::String(s) => {
+            if let Cow::Owned(owned) = s {
+                *s = Cow::Borrowed(std::mem::take(owned).leak());
+            }
+        }
+        DeValue::Array(items) => items
+            .iter_mut()
+            .for_each(|item| leak_strings(item.get_mut())),
+        DeValue::Table(table) => {
+            *table = std::mem::take(table)
+                .into_iter()
+                .map(|(key, mut value)| {
+                    leak_strings(value.get_mut());
+                    let span = key.span();
+                    (
+                        Spanned::new(
+                            span,
+                            Cow::Borrowed(key.into_inner().into_owned().leak() as &str),
+                        ),
+                        value,
+                    )
+                })
+                .collect();
+        }
+        _ => {}
+    }
+}
+
+/// Where a validation problem is: a key path inside the role's table, at the key or its value.
+type At<'a> = (&'a [&'a str], bool);
+const KEY: bool = true;
+const VALUE: bool = false;
+
+struct Cx<'a> {
+    path: &'a Path,
+    text: &'static str,
+    repo_root: &'a Path,
+    errors: Vec<Diagnostic>,
+    /// Module paths already checked (roles often share modules): one filesystem lookup each.
+    modules: BTreeMap<&'static str, Result<(), String>>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        let (line, col) = line_col(self.text, span.start);
+        self.errors.push(Diagnostic {
+            path: self.path.into(),
+            line,
+            col,
+            message,
+        });
+    }
+
+    fn fail(mut self, span: Range<usize>, message: String) -> Diagnostics {
+        self.error(span, message);
+        self.finish()
+    }
+
+    fn finish(mut self) -> Diagnostics {
+        self.errors.sort_by_key(|d| (d.line, d.col));
+        self.errors.dedup();
+        Diagnostics(self.errors)
+    }
+
+    fn schema(&mut self, schema: Option<i64>, span: Range<usize>) {
+        match schema {
+            Some(SCHEMA_VERSION) => {}
+            Some(1) => {
+                let required: Vec<&str> = REQUIRED_HELP.iter().map(|(k, _)| *k).collect();
+                self.error(span, format!(
+                    "schema 1 manifest: schema {SCHEMA_VERSION} adds the per-role keys {} (required) and cluster-group, service-port, user, mounts, instance-config (optional); add the required ones to every role (README, \"The runtime contract\") and set schema = {SCHEMA_VERSION}",
+                    required.join(", ")
+                ));
+            }
+            Some(n) => self.error(
+                span,
+                format!("unsupported schema {n}; this generator reads schema = {SCHEMA_VERSION}"),
+            ),
+            None => self.error(span, format!("schema must be the integer {SCHEMA_VERSION}")),
+        }
+    }
+
+    /// One role: serde reads the typed spec (stopping at its first error), then the value rules.
+    fn role(
+        &mut self,
+        id: &Spanned<Cow<'static, str>>,
+        table: &Spanned<DeValue<'static>>,
+    ) -> Option<RoleSpec> {
+        let mut spec = match RoleSpec::deserialize(ValueDeserializer::from(table.clone())) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let span = e.span().unwrap_or_else(|| table.span());
+                let mut message = e
+                    .message()
+                    .trim()
+                    .replace("{key}", key_at(table, &span).unwrap_or("value"));
+                if let Some((_, help)) = REQUIRED_HELP
+                    .iter()
+                    .find(|(k, _)| message == format!("missing field `{k}`"))
+                {
+                    message = format!("{message} ({help})");
+                }
+                self.error(span, message);
+                return None;
+            }
+        };
+        let Cow::Borrowed(id_str) = id.get_ref() else {
+            unreachable!("keys are leaked")
+        };
+        spec.id = id_str;
+        let before = self.errors.len();
+        let mut problems = Vec::new();
+        validate(&spec, &mut |at: At<'_>, message: String| {
+            problems.push((span_at(table, at), message))
+        });
+        if !is_kebab_id(spec.id) {
+            problems.push((
+                id.span(),
+                format!(
+                    "role ID `{}` must be lowercase kebab-case ([a-z][a-z0-9]*(-[a-z0-9]+)*)",
+                    spec.id
+                ),
+            ));
+        } else if upper_camel(spec.id) == "Self" {
+            problems.push((
+                id.span(),
+                format!("role ID `{}` becomes the Rust keyword `Self`", spec.id),
+            ));
+        }
+        for (i, module) in spec.modules.iter().enumerate() {
+            let root = self.repo_root;
+            let result = self
+                .modules
+                .entry(module)
+                .or_insert_with(|| check_module_path(root, module))
+                .clone();
+            if let Err(why) = result {
+                problems.push((
+                    span_at(table, (&["modules", &i.to_string()], VALUE)),
+                    format!("module `{module}` {why}"),
+                ));
+            }
+        }
+        for (span, message) in problems {
+            self.error(span, message);
+        }
+        (self.errors.len() == before).then_some(spec)
+    }
+
+    /// Variant names, aliases and package names are unique across roles.
+    fn unique(&mut self, roles: &[RoleSpec], spans: &[(Range<usize>, &Spanned<DeValue<'static>>)]) {
+        let mut seen: BTreeMap<(u8, String), &str> = BTreeMap::new();
+        for (role, (id_span, table)) in roles.iter().zip(spans) {
+            let mut claims = vec![
+                (0, upper_camel(role.id), id_span.clone()),
+                (
+                    1,
+                    role.default_alias.into(),
+                    span_at(table, (&["default-alias"], VALUE)),
+                ),
+            ];
+            claims.push((
+                2,
+                role.package.into(),
+                span_at(table, (&["package"], VALUE)),
+            ));
+            for (i, legacy) in role.legacy_packages.iter().enumerate() {
+                claims.push((
+                    2,
+                    (*legacy).into(),
+                    span_at(table, (&["legacy-packages", &i.to_string()], VALUE)),
+                ));
+            }
+            for (kind, name, span) in claims {
+                let Some(other) = seen.insert((kind, name.clone()), role.id) else {
+                    continue;
+                };
+                self.error(span, match kind {
+                    0 => format!("role `{}` and role `{other}` both become the Rust variant `{name}`", role.id),
+                    1 => format!("alias `{name}` is already the default alias of role `{other}`"),
+                    _ => format!("package name `{name}` is already used by role `{other}` (canonical and legacy package names share one namespace)"),
+                });
+            }
+        }
+    }
+}
+
+/// The value rules of one role (types, unknown and missing keys are serde's).
+fn validate(spec: &RoleSpec, err: &mut dyn FnMut(At<'_>, String)) {
+    if spec.description.trim().is_empty() {
+        err(
+            (&["description"], VALUE),
+            "description must not be empty".into(),
+        );
+    } else if let Err(why) = check_text(spec.description) {
+        err((&["description"], VALUE), format!("description {why}"));
+    }
+    if let Err(why) = check_alias(spec.default_alias) {
+        err(
+            (&["default-alias"], VALUE),
+            format!("invalid alias `{}`: {why}", spec.default_alias),
+        );
+    }
+    let packages = std::iter::once(("package".to_owned(), spec.package));
+    let legacy = spec
+        .legacy_packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i.to_string(), *p));
+    for (i, name) in packages.chain(legacy) {
+        let at: &[&str] = if i == "package" {
+            &["package"]
+        } else {
+            &["legacy-packages", &i]
+        };
+        if !is_nix_attr_name(name) {
+            err(
+                (at, VALUE),
+                format!(
+                    "package name `{name}` is not a Nix attribute name ([A-Za-z_][A-Za-z0-9_'-]*)"
+                ),
+            );
+        }
+    }
+    for (key, value) in [("image-name", spec.image_name), ("variant", spec.variant)] {
+        if !is_store_name(value) {
+            err(
+                (&[key], VALUE),
+                format!(
+                    "{key} `{value}` is not safe in a Nix store name ([A-Za-z0-9+._?=-], not starting with `.`)"
+                ),
+            );
+        }
+    }
+    if spec.modules.is_empty() {
+        err(
+            (&["modules"], VALUE),
+            "modules must list at least one NixOS module".into(),
+        );
+    }
+    for (i, arg) in spec.special_args.iter().enumerate() {
+        let index = i.to_string();
+        let at = (&["special-args", index.as_str()][..], VALUE);
+        if !is_nix_identifier(arg) {
+            err(at, format!("special arg `{arg}` is not a Nix identifier"));
+        } else if spec.special_args[..i].contains(arg) {
+            err(
+                at,
+                format!("special arg `{arg}` is listed twice in this role"),
+            );
+        }
+    }
+    if let Some(group) = spec.cluster_group
+        && let Err(why) = check_cluster_group(group)
+    {
+        err(
+            (&["cluster-group"], VALUE),
+            format!("cluster-group `{group}` {why}"),
+        );
+    }
+    if let Some(user) = spec.user {
+        for (key, name) in [("name", user.name), ("group", user.group)] {
+            if let Err(why) = check_posix_name(name) {
+                err(
+                    (&["user", key], VALUE),
+                    format!("user {key} `{name}` {why}"),
+                );
+            }
+        }
+    }
+    for (i, mount) in spec.mounts.iter().enumerate() {
+        let (i, earlier) = (i.to_string(), &spec.mounts[..i]);
+        if let Err(why) = check_device_name(mount.name) {
+            err(
+                (&["mounts", &i, "name"], VALUE),
+                format!("mount name `{}` {why}", mount.name),
+            );
+        } else if earlier.iter().any(|m| m.name == mount.name) {
+            err(
+                (&["mounts", &i, "name"], VALUE),
+                format!("mount name `{}` is used twice in this role", mount.name),
+            );
+        }
+        if let Err(why) = check_guest_path(mount.path) {
+            err(
+                (&["mounts", &i, "path"], VALUE),
+                format!("mount path `{}` {why}", mount.path),
+            );
+        } else if earlier.iter().any(|m| m.path == mount.path) {
+            err(
+                (&["mounts", &i, "path"], VALUE),
+                format!("mount path `{}` is used twice in this role", mount.path),
+            );
+        }
+    }
+    for &(key, value) in spec.instance_config.values {
+        let (at_key, at_value) = (
+            (&["instance-config", key][..], KEY),
+            (&["instance-config", key][..], VALUE),
+        );
+        let reason = spec.instance_config.reason(key);
+        if let Err(why) = check_config_key_shape(key) {
+            err(at_key, format!("instance-config key `{key}` {why}"));
+        } else if let Some(why) = refused_config_key(key, reason.is_some()) {
+            err(at_key, why);
+        } else if value.is_empty() || value.chars().any(char::is_whitespace) {
+            err(
+                at_value,
+                format!(
+                    "instance-config `{key}` value must be non-empty and hold no whitespace (roles.sh lists `key=value` pairs separated by spaces)"
+                ),
+            );
+        } else if let Err(why) = check_text(value) {
+            err(at_value, format!("instance-config `{key}` value {why}"));
+        } else if let Some(reason) = reason {
+            let problem = if reason.trim().is_empty() {
+                Some("must not be empty".to_owned())
+            } else {
+                check_text(reason).err()
+            };
+            if let Some(why) = problem {
+                err(at_value, format!("instance-config `{key}` reason {why}"));
+            }
+        }
+    }
+}
+
+/// The span of the key or value at `path` inside a role's table (the nearest existing one).
+fn span_at(table: &Spanned<DeValue<'static>>, (path, key): At<'_>) -> Range<usize> {
+    let mut here = table;
+    let mut span = table.span();
+    for segment in path {
+        let next = match here.get_ref() {
+            DeValue::Table(t) => t.get_key_value(*segment).map(|(k, v)| (k.span(), v)),
+            DeValue::Array(a) => segment
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| a.get(i))
+                .map(|v| (v.span(), v)),
+            _ => None,
+        };
+        let Some((key_span, value)) = next else { break };
+        (span, here) = (if key { key_span } else { value.span() }, value);
+    }
+    span
+}
+
+/// The key whose value sits at `span`, for messages that say `{key}`.
+fn key_at<'t>(value: &'t Spanned<DeValue<'static>>, span: &Range<usize>) -> Option<&'t str> {
+    match value.get_ref() {
+        DeValue::Table(t) => t.iter().find_map(|(k, v)| {
+            if v.span() == *span {
+                Some(k.get_ref().as_ref())
+            } else {
+                key_at(v, span)
+            }
+        }),
+        DeValue::Array(a) => a.iter().find_map(|v| key_at(v, span)),
+        _ => None,
+    }
+}
+
+/// Module paths are repository-relative files that exist and can be written as Nix path literals.
+fn check_module_path(repo_root: &Path, module: &str) -> Result<(), String> {
+    let path = Path::new(module);
+    if module.is_empty() {
+        return Err("is empty".into());
+    }
+    if path.is_absolute() {
+        return Err("must be relative to the repository root, not absolute".into());
+    }
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err("must stay inside the repository (no `..` or `.` components)".into());
+    }
+    if !module
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '/'))
+    {
+        return Err("may only contain [A-Za-z0-9._+-/] (it becomes a Nix path literal)".into());
+    }
+    let full = repo_root.join(path);
+    if !full.is_file() {
+        return Err(format!("does not exist (looked for {})", full.display()));
+    }
+    Ok(())
+}
+
+// serde helpers named by `#[serde(deserialize_with)]` in spec.rs. A message may say `{key}`: the
+// key of the offending value is put there.
+
+pub(crate) fn leak<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<&'static [T], D::Error> {
+    Ok(Vec::<T>::deserialize(d)?.leak())
+}
+
+fn int_in<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    low: i64,
+    high: i64,
+    what: &str,
+) -> Result<i64, D::Error> {
+    let n = i64::deserialize(d)?;
+    if (low..=high).contains(&n) {
+        Ok(n)
+    } else {
+        Err(D::Error::custom(format!(
+            "{{key}} must be an integer between {low} and {high}{what}, got {n}"
+        )))
+    }
+}
+
+pub(crate) fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    int_in(d, 1, u32::MAX.into(), "").map(|n| u32::try_from(n).expect("in range"))
+}
+
+pub(crate) fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    int_in(d, 1, u16::MAX.into(), "").map(|n| Some(u16::try_from(n).expect("in range")))
+}
+
+pub(crate) fn posix_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d)?;
+    check_posix_id(n).map_err(|why| D::Error::custom(format!("user {{key}} {why}")))
+}
+
+impl<'de: 'static> Deserialize<'de> for Readiness {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Readiness::parse(<&'static str>::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+/// A map of key to a string or `{ value, reason }`, sorted by key.
+impl<'de: 'static> Deserialize<'de> for InstanceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<&'static str, Entry>::deserialize(d)?;
+        let values = map
+            .iter()
+            .map(|(k, Entry((v, _)))| (*k, *v))
+            .collect::<Vec<_>>()
+            .leak();
+        let reasons = map
+            .iter()
+            .filter_map(|(k, Entry((_, r)))| Some((*k, (*r)?)))
+            .collect::<Vec<_>>()
+            .leak();
+        Ok(InstanceConfig { values, reasons })
+    }
+}
+
+/// One instance-config value: the value and, when written as `{ value, reason }`, the reason.
+struct Entry((&'static str, Option<&'static str>));
+
+impl<'de: 'static> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        entry(d).map(Entry)
+    }
+}
+
+fn entry<'de: 'static, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<(&'static str, Option<&'static str>), D::Error> {
+    let shape = "instance-config `{key}` must be a string or { value = \"...\", reason = \"...\" }";
+    match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => Ok((s.leak(), None)),
+        toml::Value::Table(t) => {
+            if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "value" | "reason")) {
+                return Err(D::Error::custom(format!(
+                    "{shape}: unknown key `{unknown}`"
+                )));
+            }
+            match (t.get("value"), t.get("reason")) {
+                (Some(toml::Value::String(v)), Some(toml::Value::String(r))) => {
+                    Ok((v.clone().leak(), Some(r.clone().leak())))
+                }
+                _ => Err(D::Error::custom(format!("{shape}: both must be strings"))),
+            }
+        }
+        other => Err(D::Error::custom(format!(
+            "{shape}, got a {}",
+            other.type_str()
+        ))),
+    }
+}
