@@ -237,9 +237,10 @@ pub fn render_shell(registry: &Registry) -> String {
             if tables.len() <= i {
                 tables.push((key.to_ascii_uppercase().replace('-', "_"), Vec::new()));
             }
-            tables[i]
-                .1
-                .push((id.clone(), shell_quote(&text_items(spec, key, value).join(" "))));
+            tables[i].1.push((
+                id.clone(),
+                shell_quote(&text_items(spec, key, value).join(" ")),
+            ));
         }
     }
     let template = ShellTemplate {

@@ -175,7 +175,9 @@ fn show(registry: &Registry, id: &str, json: bool, field: Option<&str>) -> ExitC
                 );
                 return ExitCode::from(EXIT_USAGE);
             };
-            text_items(role, name, value).iter().for_each(|item| println!("{item}"));
+            text_items(role, name, value)
+                .iter()
+                .for_each(|item| println!("{item}"));
         }
         None if json => return print_json(&fields),
         None => {
