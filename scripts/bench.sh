@@ -85,6 +85,7 @@ main() {
   } >"${REPORT_TMP}"
   section "Codegen of 1,000 roles (release)" \
     cargo run --quiet --release -p pika-roles-codegen --example bench_codegen -- 1000
+  section "pika-roles generate of 1,000 roles, whole process (release, median of 5)" bash scripts/bench/codegen.sh
   section "No-op cargo build" noop_build_reruns
   section "Incus client: create+start+delete vs incus launch + delete -f" \
     cargo run --quiet --release -p pika-incus --example bench_lifecycle -- 10

@@ -2,6 +2,8 @@
 //! roles, twice: roles with only the required keys, and roles using the whole schema-2 runtime
 //! contract (two mounts, two instance-config entries, a cluster group).
 //! `cargo run --release -p pika-roles-codegen --example bench_codegen -- [N]` (default 1000).
+//! `... -- --write N DIR` writes DIR/roles.toml with N roles instead (every third one with the
+//! whole contract) and the module it names, for the whole-process case, scripts/bench/codegen.sh.
 //! Prints the median of 50 runs and its ratio to the 20 ms target, as wall-clock time and as time
 //! on a CPU (this thread's CPU clock), which stays meaningful on a loaded shared machine.
 
@@ -15,6 +17,20 @@ const TARGET: Duration = Duration::from_millis(20);
 const RUNS: usize = 50;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, n, dir] = args.as_slice()
+        && flag == "--write"
+    {
+        let (n, dir) = (n.parse().expect("N is a number"), Path::new(dir));
+        std::fs::create_dir_all(dir.join("nix")).unwrap();
+        std::fs::write(dir.join("nix/role.nix"), "{...}: {}\n").unwrap();
+        let mixed: String = (0..n)
+            .map(|i| synthetic_roles(i..i + 1, i % 3 == 0))
+            .collect();
+        let text = format!("schema = {SCHEMA_VERSION}\n{mixed}");
+        std::fs::write(dir.join("roles.toml"), text).unwrap();
+        return;
+    }
     let n: usize = std::env::args()
         .nth(1)
         .map(|a| a.parse().expect("N is a number"))
@@ -111,8 +127,12 @@ fn on_cpu() -> Duration {
 }
 
 fn synthetic_manifest(n: usize, full: bool) -> String {
-    let mut text = format!("schema = {SCHEMA_VERSION}\n");
-    for i in 0..n {
+    format!("schema = {SCHEMA_VERSION}\n{}", synthetic_roles(0..n, full))
+}
+
+fn synthetic_roles(ids: std::ops::Range<usize>, full: bool) -> String {
+    let mut text = String::new();
+    for i in ids {
         text.push_str(&format!(
             r#"
 [roles.role-{i}]

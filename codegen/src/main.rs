@@ -61,8 +61,8 @@ enum Command {
         /// Print JSON
         #[arg(long, conflicts_with = "field")]
         json: bool,
-        /// Print only this field (names as in roles.toml); list fields print one item per line,
-        /// tables as JSON
+        /// Print only this field (names as in roles.toml); list fields print one item per line
+        /// (a mount as name:path:ro|rw[:optional], a user as name:uid:group:gid)
         #[arg(long, value_name = "NAME")]
         field: Option<String>,
     },
