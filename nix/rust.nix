@@ -29,7 +29,8 @@
       "scripts/lib/roles.sh"
     ]
     ++ concatMap (role: role.modules or []) (attrValues roles);
-  extraDirs = ["codegen/templates" "codegen/tests"];
+  # tests/fixtures: the extra role that codegen/tests/outputs.rs adds to roles.toml, and its module.
+  extraDirs = ["codegen/templates" "codegen/tests" "tests/fixtures"];
   relative = path: lib.removePrefix "${root}/" (toString path);
   keep = path: type: let
     rel = relative path;

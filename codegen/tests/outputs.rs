@@ -133,7 +133,7 @@ fn nix_registry_keeps_awkward_text_intact_and_takes_the_union_of_special_args() 
     assert_eq!(json["d"], AWKWARD);
     assert_eq!(json["args"], serde_json::json!(["alphaPkg", "betaPkg"]));
     assert_eq!(json["s"], serde_json::json!({"alphaPkg": 1, "betaPkg": 2}));
-    assert_eq!(json["ids"], serde_json::json!(["alpha", "beta"]));
+    assert_eq!(json["ids"], serde_json::json!(["alpha", "beta", "delta"]));
 }
 
 #[test]

@@ -87,7 +87,7 @@ pub struct ServerConfig {
     #[command(flatten)]
     pub gateway: GatewaySettings,
     #[command(flatten)]
-    pub pool: crate::pool::PoolSettings,
+    pub pool: PoolSettings,
 }
 
 /// How owners reach their agents' gateways, and what the operator gives every gateway.
@@ -280,6 +280,43 @@ fn allow_list_name(value: &str) -> Result<String, String> {
     }
     crate::names::check_incus_name(value).map_err(|reason| reason.to_string())?;
     Ok(value.to_owned())
+}
+
+/// The warm pools' environment variable (`--pool-size`).
+pub const ENV_POOL_SIZE: &str = "PIKA_AGENT_POOL_SIZE";
+
+/// The largest pool of one role.
+pub const MAX_POOL_SIZE: usize = 256;
+
+/// The operator's warm pools.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PoolSettings {
+    /// Warm pool: how many launched, ready, unclaimed guests of a role the server keeps in its
+    /// configured target (ROLE=N, comma-separated; a bare N means the configured guest role).
+    /// Each member holds a gateway port. 0 or unset: no pool.
+    #[arg(long = "pool-size", env = ENV_POOL_SIZE, value_delimiter = ',', value_parser = parse_pool_size)]
+    pub sizes: Vec<PoolSize>,
+}
+
+/// One `ROLE=N` (or bare `N`) of `--pool-size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    pub role: Option<IncusGuestRole>,
+    pub size: usize,
+}
+
+pub(crate) fn parse_pool_size(value: &str) -> Result<PoolSize, String> {
+    let value = value.trim();
+    let (role, size) = match value.split_once('=') {
+        Some((role, size)) => (Some(parse_role(role)?), size),
+        None => (None, value),
+    };
+    match size.trim().parse::<usize>() {
+        Ok(size) if size <= MAX_POOL_SIZE => Ok(PoolSize { role, size }),
+        _ => Err(format!(
+            "{value:?} is not a pool size: give ROLE=N or N with N in 0..={MAX_POOL_SIZE}"
+        )),
+    }
 }
 
 #[cfg(test)]

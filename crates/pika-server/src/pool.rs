@@ -24,11 +24,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use pika_managed_agent_contract::{AgentRecord, AgentState, IncusGuestRole, IncusProvisionParams};
 use sha2::{Digest, Sha256};
 
 use crate::agents::{Agents, GatewayPlan};
+use crate::config::{ENV_POOL_SIZE, PoolSettings};
 use crate::error::{AgentError, ErrorKind};
 use crate::gateway::ModelEnv;
 use crate::incus::{GatewayLaunch, Preflight, create_labelled, preflight, remove_instance};
@@ -36,47 +36,11 @@ use crate::incus_keys;
 use crate::params::{ResolvedIncusParams, resolved_incus_params};
 use crate::store::{PoolClaim, PoolMember, PoolMemberState, PortAvoid};
 
-pub const ENV_POOL_SIZE: &str = "PIKA_AGENT_POOL_SIZE";
-
 /// How often the refill task looks at the pools when nothing wakes it (a claim does).
 const POLL: Duration = Duration::from_secs(2);
 /// The first pause after a failed refill; it doubles per failure up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// The largest pool of one role.
-pub const MAX_POOL_SIZE: usize = 256;
-
-/// The operator's warm pools.
-#[derive(Args, Clone, Debug, Default)]
-pub struct PoolSettings {
-    /// Warm pool: how many launched, ready, unclaimed guests of a role the server keeps in its
-    /// configured target (ROLE=N, comma-separated; a bare N means the configured guest role).
-    /// Each member holds a gateway port. 0 or unset: no pool.
-    #[arg(long = "pool-size", env = ENV_POOL_SIZE, value_delimiter = ',', value_parser = parse_pool_size)]
-    pub sizes: Vec<PoolSize>,
-}
-
-/// One `ROLE=N` (or bare `N`) of `--pool-size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolSize {
-    pub role: Option<IncusGuestRole>,
-    pub size: usize,
-}
-
-fn parse_pool_size(value: &str) -> Result<PoolSize, String> {
-    let value = value.trim();
-    let (role, size) = match value.split_once('=') {
-        Some((role, size)) => (Some(crate::config::parse_role(role)?), size),
-        None => (None, value),
-    };
-    match size.trim().parse::<usize>() {
-        Ok(size) if size <= MAX_POOL_SIZE => Ok(PoolSize { role, size }),
-        _ => Err(format!(
-            "{value:?} is not a pool size: give ROLE=N or N with N in 0..={MAX_POOL_SIZE}"
-        )),
-    }
-}
-
 /// Why the last refill failed, and when the next one may run.
 #[derive(Default)]
 struct Status {
@@ -645,6 +609,7 @@ pub(crate) async fn health(agents: &Agents) -> Vec<(String, Result<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{MAX_POOL_SIZE, PoolSize, parse_pool_size};
 
     #[test]
     fn pool_sizes_parse_with_errors_naming_the_input() {
