@@ -12,6 +12,7 @@
 
 mod sync;
 
+use std::fmt::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
 
 use askama::Template;
@@ -47,11 +48,41 @@ pub fn outputs(registry: &Registry) -> Vec<Output> {
         path: path.into(),
         contents,
     };
+    let (nix, shell) = render_nix_and_shell(registry);
     vec![
-        output(NIX_REGISTRY_PATH, render_nix(registry)),
-        output(SHELL_TABLE_PATH, render_shell(registry)),
+        output(NIX_REGISTRY_PATH, nix),
+        output(SHELL_TABLE_PATH, shell),
         output(RUST_TABLE_PATH, render_rust(registry)),
     ]
+}
+
+/// A skeleton filled in, into one allocation of `size` (untouched capacity costs nothing).
+fn fill(template: &impl Template, size: usize) -> String {
+    let mut out = String::with_capacity(size);
+    template
+        .render_into(&mut out)
+        .expect("rendering a template into a String cannot fail");
+    out.push('\n');
+    out
+}
+
+/// The entries of the Rust spec table, written role by role straight into the output.
+struct Specs<'a>(&'a [RoleSpec]);
+
+impl fmt::Display for Specs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (mut debug, mut item) = (String::new(), String::new());
+        for spec in self.0 {
+            debug.clear();
+            write!(debug, "{spec:?}")?;
+            item.clear();
+            item.push_str("\n    ");
+            rust_literal(&mut item, &debug);
+            item.push(',');
+            f.write_str(&item)?;
+        }
+        Ok(())
+    }
 }
 
 /// The one serialisation every text output and `pika-roles show` read.
@@ -69,44 +100,102 @@ struct NixTemplate<'a> {
     sha256: &'a str,
     sha256_line: String,
     args: Vec<&'a str>,
-    roles: Vec<(String, String)>,
+    roles: String,
 }
 
 pub fn render_nix(registry: &Registry) -> String {
+    render_nix_and_shell(registry).0
+}
+
+pub fn render_shell(registry: &Registry) -> String {
+    render_nix_and_shell(registry).1
+}
+
+/// roles.nix and roles.sh, both from the one JSON serialisation of each spec.
+pub fn render_nix_and_shell(registry: &Registry) -> (String, String) {
     let dir = Path::new(NIX_REGISTRY_PATH).parent().expect("has a parent");
-    let roles = registry.roles.iter().map(|spec| {
-        let mut fields: Vec<(String, String)> = to_json(spec)
-            .iter()
-            .map(|(key, value)| {
-                let name = NIX_NAMES
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map_or_else(|| camel(key), |(_, n)| (*n).into());
-                (name, nix_value(value, 6))
-            })
-            .collect();
-        let paths = spec.modules.iter().map(|m| nix_path_literal(dir, m));
-        fields.push((
-            "modules".into(),
-            format!("[{}]", paths.collect::<Vec<_>>().join(" ")),
-        ));
-        let inherit = match spec.special_args {
-            [] => "{}".into(),
-            args => format!("{{inherit {};}}", args.join(" ")),
-        };
-        fields.push(("specialArgs".into(), inherit));
-        fields.sort();
-        (nix_string(spec.id), nix_attrs(fields, 4))
-    });
-    let template = NixTemplate {
+    let mut names = Vec::new();
+    let mut roles = String::with_capacity(registry.roles.len() * 1536);
+    let mut tables: Vec<(String, String)> = Vec::new();
+    for spec in &registry.roles {
+        let json = to_json(spec);
+        if names.is_empty() {
+            // A role's bindings, sorted by Nix name: (name, roles.toml key); `modules` (path
+            // literals) and `specialArgs` (an `inherit`) have no key of their own.
+            names = (json.keys())
+                .map(|key| {
+                    let name = NIX_NAMES.iter().find(|(k, _)| k == key);
+                    let name = name.map_or_else(|| camel(key), |(_, n)| (*n).into());
+                    (name, Some(key.clone()))
+                })
+                .chain([("modules".into(), None), ("specialArgs".into(), None)])
+                .collect();
+            names.sort();
+        }
+        roles.push_str("\n    ");
+        nix_string(&mut roles, spec.id);
+        roles.push_str(" = {");
+        for (name, key) in &names {
+            roles.push_str("\n      ");
+            roles.push_str(name);
+            roles.push_str(" = ");
+            match key {
+                Some(key) => nix_value(&mut roles, &json[key], 6),
+                None if name == "modules" => {
+                    roles.push('[');
+                    for (m, module) in spec.modules.iter().enumerate() {
+                        roles.push_str(if m == 0 { "" } else { " " });
+                        roles.push_str(&nix_path_literal(dir, module));
+                    }
+                    roles.push(']');
+                }
+                None if spec.special_args.is_empty() => roles.push_str("{}"),
+                None => write!(roles, "{{inherit {};}}", spec.special_args.join(" ")).expect(WRITE),
+            }
+            roles.push(';');
+        }
+        roles.push_str("\n    };");
+        let id = shell_quote(spec.id);
+        for (i, (key, value)) in json.iter().filter(|(k, _)| *k != "id").enumerate() {
+            if tables.len() <= i {
+                let name = key.to_ascii_uppercase().replace('-', "_");
+                tables.push((name, String::with_capacity(registry.roles.len() * 64)));
+            }
+            let out = &mut tables[i].1;
+            out.push_str(if out.is_empty() { "[" } else { " [" });
+            out.push_str(&id);
+            out.push_str("]='");
+            let start = out.len();
+            write_text(out, spec, key, value, " ");
+            if out[start..].contains('\'') {
+                let text = out.split_off(start);
+                out.push_str(&text.replace('\'', r"'\''"));
+            }
+            out.push('\'');
+        }
+    }
+    let sha256_line = format!("{SHA256_LINE}{}", registry.manifest_sha256);
+    let nix = NixTemplate {
         command: REGENERATE_COMMAND,
         sha256: &registry.manifest_sha256,
-        sha256_line: format!("{SHA256_LINE}{}", registry.manifest_sha256),
+        sha256_line: sha256_line.clone(),
         args: registry.all_special_args(),
-        roles: roles.collect(),
+        roles,
     };
-    template.render().expect("rendering roles.nix cannot fail") + "\n"
+    let size = tables.iter().map(|(_, t)| t.len() + 64).sum::<usize>();
+    let shell = ShellTemplate {
+        command: REGENERATE_COMMAND,
+        sha256_line,
+        ids: registry.roles.iter().map(|r| shell_quote(r.id)).collect(),
+        tables,
+    };
+    (
+        fill(&nix, nix.roles.len() + 4096),
+        fill(&shell, size + 4096),
+    )
 }
+
+const WRITE: &str = "writing to a String cannot fail";
 
 /// `disk-size-mib` -> `diskSizeMib`; keys that are not kebab-case words (instance config keys)
 /// are quoted as they are.
@@ -115,74 +204,90 @@ fn camel(key: &str) -> String {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        return nix_string(key);
+        let mut quoted = String::new();
+        nix_string(&mut quoted, key);
+        return quoted;
     }
     let camel = upper_camel(key);
     camel[..1].to_ascii_lowercase() + &camel[1..]
 }
 
-/// A JSON value as Nix, laid out as alejandra formats it: lists of scalars and sets of one scalar
-/// binding inline, everything else one item per line.
-fn nix_value(value: &Value, indent: usize) -> String {
+/// Whether alejandra keeps a value on one line: scalars, lists of scalars, sets of at most one
+/// such binding.
+fn one_line(value: &Value) -> bool {
     match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => nix_string(s),
-        Value::Array(items) if items.iter().all(|v| !v.is_array() && !v.is_object()) => {
-            let items: Vec<String> = items.iter().map(|v| nix_value(v, indent)).collect();
-            format!("[{}]", items.join(" "))
-        }
-        Value::Array(items) => {
-            let pad = " ".repeat(indent + 2);
-            let items: String = items
-                .iter()
-                .map(|v| format!("{pad}{}\n", nix_value(v, indent + 2)))
-                .collect();
-            format!("[\n{items}{}]", " ".repeat(indent))
-        }
-        Value::Object(map) => nix_attrs(
-            map.iter()
-                .map(|(k, v)| (camel(k), nix_value(v, indent + 2)))
-                .collect(),
-            indent,
-        ),
+        Value::Array(items) => items.iter().all(|v| !v.is_array() && !v.is_object()),
+        Value::Object(map) => map.len() < 2 && map.values().all(one_line),
+        _ => true,
     }
 }
 
-fn nix_attrs(entries: Vec<(String, String)>, indent: usize) -> String {
-    match entries.as_slice() {
-        [] => "{}".into(),
-        [(k, v)] if !v.contains('\n') => format!("{{{k} = {v};}}"),
-        _ => {
-            let pad = " ".repeat(indent + 2);
-            let body: String = entries
-                .iter()
-                .map(|(k, v)| format!("{pad}{k} = {v};\n"))
-                .collect();
-            format!("{{\n{body}{}}}", " ".repeat(indent))
+/// A JSON value as Nix, laid out as alejandra formats it: what [`one_line`] allows inline,
+/// everything else one item per line.
+fn nix_value(out: &mut String, value: &Value, indent: usize) {
+    let inline = one_line(value);
+    let pad = |out: &mut String, n: usize| {
+        out.push('\n');
+        (0..n).for_each(|_| out.push(' '));
+    };
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => write!(out, "{b}").expect(WRITE),
+        Value::Number(n) => write!(out, "{n}").expect(WRITE),
+        Value::String(s) => nix_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                match inline {
+                    true if i > 0 => out.push(' '),
+                    true => {}
+                    false => pad(out, indent + 2),
+                }
+                nix_value(out, item, indent + 2);
+            }
+            if !inline {
+                pad(out, indent);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (key, item) in map {
+                if !inline {
+                    pad(out, indent + 2);
+                }
+                write!(out, "{} = ", camel(key)).expect(WRITE);
+                nix_value(out, item, indent + 2);
+                out.push(';');
+            }
+            if !inline {
+                pad(out, indent);
+            }
+            out.push('}');
         }
     }
 }
 
 /// A Nix string literal: `"`, `\` and `${` escaped, control characters spelled out.
-pub fn nix_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+pub fn nix_string(out: &mut String, s: &str) {
     out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
+    let mut run = 0;
+    for (i, c) in s.bytes().enumerate() {
+        let escaped = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b'$' if s.as_bytes().get(i + 1) == Some(&b'{') => "\\$",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        out.push_str(escaped);
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
-    out
 }
 
 /// A Nix path literal for a repository-relative module, relative to the directory of roles.nix.
@@ -203,20 +308,34 @@ pub fn nix_path_literal(from_dir: &Path, module: &str) -> String {
     rel
 }
 
-/// The text form of one key of a spec (roles.sh, `pika-roles show`), one entry per list item:
-/// scalars as they are, null as nothing, the user and mounts in their `Display` form
+/// The text form of one key of a spec (roles.sh, `pika-roles show`), the items separated by
+/// `sep`: scalars as they are, null as nothing, the user and mounts in their `Display` form
 /// (`name:uid:group:gid`, `name:path:ro|rw[:optional]`), instance config as `key=value`.
-pub fn text_items(spec: &RoleSpec, key: &str, value: &Value) -> Vec<String> {
-    let one = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+pub fn write_text(out: &mut String, spec: &RoleSpec, key: &str, value: &Value, sep: &str) {
+    let mut first = true;
+    let mut item = |out: &mut String, args: fmt::Arguments| {
+        out.push_str(if first { "" } else { sep });
+        first = false;
+        out.write_fmt(args).expect(WRITE);
+    };
     match (key, value) {
-        ("user", _) => spec.user.iter().map(ToString::to_string).collect(),
-        ("mounts", _) => spec.mounts.iter().map(ToString::to_string).collect(),
+        ("user", _) => spec
+            .user
+            .iter()
+            .for_each(|u| item(out, format_args!("{u}"))),
+        ("mounts", _) => spec
+            .mounts
+            .iter()
+            .for_each(|m| item(out, format_args!("{m}"))),
         ("instance-config", _) => (spec.instance_config.values.iter())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
-        (_, Value::Null) => Vec::new(),
-        (_, Value::Array(items)) => items.iter().map(one).collect(),
-        (_, other) => vec![one(other)],
+            .for_each(|(k, v)| item(out, format_args!("{k}={v}"))),
+        (_, Value::Null) => {}
+        (_, Value::String(s)) => item(out, format_args!("{s}")),
+        (_, Value::Array(items)) => items.iter().for_each(|v| match v {
+            Value::String(s) => item(out, format_args!("{s}")),
+            v => item(out, format_args!("{v}")),
+        }),
+        (_, other) => item(out, format_args!("{other}")),
     }
 }
 
@@ -226,30 +345,8 @@ struct ShellTemplate<'a> {
     command: &'a str,
     sha256_line: String,
     ids: Vec<String>,
-    tables: Vec<(String, Vec<(String, String)>)>,
-}
-
-pub fn render_shell(registry: &Registry) -> String {
-    let ids: Vec<String> = registry.roles.iter().map(|r| shell_quote(r.id)).collect();
-    let mut tables: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for (spec, id) in registry.roles.iter().zip(&ids) {
-        for (i, (key, value)) in to_json(spec).iter().filter(|(k, _)| *k != "id").enumerate() {
-            if tables.len() <= i {
-                tables.push((key.to_ascii_uppercase().replace('-', "_"), Vec::new()));
-            }
-            tables[i].1.push((
-                id.clone(),
-                shell_quote(&text_items(spec, key, value).join(" ")),
-            ));
-        }
-    }
-    let template = ShellTemplate {
-        command: REGENERATE_COMMAND,
-        sha256_line: format!("{SHA256_LINE}{}", registry.manifest_sha256),
-        ids,
-        tables,
-    };
-    template.render().expect("rendering roles.sh cannot fail") + "\n"
+    /// Array name and its `[id]=value ...` entries.
+    tables: Vec<(String, String)>,
 }
 
 /// A single-quoted shell word: nothing inside is special except `'`, spelled `'\''`.
@@ -262,8 +359,9 @@ pub fn shell_quote(s: &str) -> String {
 struct RustTemplate<'a> {
     command: &'a str,
     sha256_line: String,
-    /// Variant, ID literal, doc line, spec expression.
-    roles: Vec<(String, String, String, String)>,
+    /// Variant, ID literal, doc line.
+    roles: Vec<(String, String, String)>,
+    specs: Specs<'a>,
     valid_ids: String,
 }
 
@@ -271,42 +369,67 @@ struct RustTemplate<'a> {
 pub fn render_rust(registry: &Registry) -> String {
     let roles = registry.roles.iter().map(|r| {
         let doc = r.description.replace(['\n', '\r'], " ");
-        (
-            upper_camel(r.id),
-            format!("{:?}", r.id),
-            doc,
-            rust_literal(r),
-        )
+        (upper_camel(r.id), format!("{:?}", r.id), doc)
     });
     let template = RustTemplate {
         command: REGENERATE_COMMAND,
         sha256_line: format!("{SHA256_LINE}{}", registry.manifest_sha256),
         roles: roles.collect(),
+        specs: Specs(&registry.roles),
         valid_ids: format!("{:?}", registry.valid_ids()),
     };
-    template
-        .render()
-        .expect("rendering the Rust table cannot fail")
-        + "\n"
+    fill(&template, 4096 + registry.roles.len() * 3072)
 }
 
-/// A spec as a Rust expression: its `Debug` form (struct and enum syntax, string literals), with
-/// each slice borrowed (`&[..]`) and indented to sit in the table.
-fn rust_literal(spec: &RoleSpec) -> String {
-    let debug = format!("{spec:#?}");
-    let mut out = String::with_capacity(debug.len() * 2);
-    let (mut in_string, mut escaped) = (false, false);
-    for c in debug.chars() {
-        match c {
-            '[' if !in_string => out.push_str("&["),
-            // Debug escapes newlines inside strings, so every newline is layout.
-            '\n' => out.push_str("\n    "),
-            _ => {
-                in_string ^= c == '"' && !escaped;
-                out.push(c);
+/// A spec's one-line `Debug` form (struct and enum syntax, string literals) as a Rust expression
+/// laid out like `{:#?}`: one field or item per line, trailing commas, each slice borrowed
+/// (`&[..]`), indented to sit in the table.
+fn rust_literal(out: &mut String, debug: &str) {
+    let b = debug.as_bytes();
+    let (mut depth, mut run, mut i) = (1, 0, 0);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        (0..depth).for_each(|_| out.push_str("    "));
+    };
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while b[i] != b'"' {
+                    i += 1 + usize::from(b[i] == b'\\');
+                }
             }
+            // Debug's spaces after `:` and before `{` stay; the others are layout.
+            b' ' if b[i - 1] == b':' || b.get(i + 1) == Some(&b'{') => {}
+            c @ (b'[' | b'{' | b'(' | b']' | b'}' | b')' | b',' | b' ') => {
+                out.push_str(&debug[run..i]);
+                run = i + 1;
+                match c {
+                    b'[' if b.get(i + 1) == Some(&b']') => {
+                        out.push_str("&[]");
+                        (i, run) = (i + 1, i + 2);
+                    }
+                    b'[' | b'{' | b'(' => {
+                        out.push_str(if c == b'[' { "&[" } else { &debug[i..=i] });
+                        depth += 1;
+                        newline(out, depth);
+                    }
+                    b']' | b'}' | b')' => {
+                        out.push(',');
+                        depth -= 1;
+                        newline(out, depth);
+                        out.push_str(&debug[i..=i]);
+                    }
+                    b',' => {
+                        out.push(',');
+                        newline(out, depth);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
         }
-        escaped = in_string && c == '\\' && !escaped;
+        i += 1;
     }
-    out
+    out.push_str(&debug[run..]);
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pika_roles_codegen::spec::{REGENERATE_COMMAND, Registry, RoleSpec};
 use pika_roles_codegen::{
-    FileState, MANIFEST_FILE, Mode, outputs, sync_outputs, text_items, to_json,
+    FileState, MANIFEST_FILE, Mode, outputs, sync_outputs, to_json, write_text,
 };
 use pika_runtime::{TextTable, WithCompletions};
 
@@ -175,14 +175,17 @@ fn show(registry: &Registry, id: &str, json: bool, field: Option<&str>) -> ExitC
                 );
                 return ExitCode::from(EXIT_USAGE);
             };
-            text_items(role, name, value)
-                .iter()
-                .for_each(|item| println!("{item}"));
+            let mut text = String::new();
+            write_text(&mut text, role, name, value, "\n");
+            if !text.is_empty() {
+                println!("{text}");
+            }
         }
         None if json => return print_json(&fields),
         None => {
             for (name, value) in &fields {
-                let line = format!("{name:<16} {}", text_items(role, name, value).join(" "));
+                let mut line = format!("{name:<16} ");
+                write_text(&mut line, role, name, value, " ");
                 println!("{}", line.trim_end());
             }
         }

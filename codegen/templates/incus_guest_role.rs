@@ -11,7 +11,7 @@ use pika_role_spec::{
 /// An Incus guest role of Pika, as defined in roles.toml.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum IncusGuestRole {
-{%- for (variant, id, doc, _) in roles %}
+{%- for (variant, id, doc) in roles %}
     /// {{ doc }}
     #[serde(rename = {{ id }})]
     {{ variant }},
@@ -21,7 +21,7 @@ pub enum IncusGuestRole {
 impl IncusGuestRole {
     /// Every role, sorted by ID.
     pub const ALL: &'static [IncusGuestRole] = &[
-{%- for (variant, _, _, _) in roles %}
+{%- for (variant, _, _) in roles %}
         IncusGuestRole::{{ variant }},
 {%- endfor %}
     ];
@@ -31,8 +31,5 @@ impl IncusGuestRole {
 }
 
 /// The spec of each role of `IncusGuestRole::ALL`, in that order (read by `IncusGuestRole::spec`).
-pub(crate) static SPECS: [RoleSpec; {{ roles.len() }}] = [
-{%- for (_, _, _, spec) in roles %}
-    {{ spec }},
-{%- endfor %}
+pub(crate) static SPECS: [RoleSpec; {{ roles.len() }}] = [{{ specs }}
 ];

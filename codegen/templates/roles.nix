@@ -12,9 +12,6 @@
 {%- endif %}
   # registry.nix compares it with builtins.hashFile of roles.toml before any use.
   manifestSha256 = "{{ sha256 }}";
-  roles = {
-{%- for (key, body) in roles %}
-    {{ key }} = {{ body }};
-{%- endfor %}
+  roles = {{ "{" }}{{ roles }}
   };
 }

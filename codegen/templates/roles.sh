@@ -7,5 +7,5 @@
 # name:uid:group:gid, a mount name:path:ro|rw[:optional], instance config key=value.
 PIKA_ROLE_IDS=({% for id in ids %}{% if !loop.first %} {% endif %}{{ id }}{% endfor %})
 {%- for (name, entries) in tables %}
-declare -gA PIKA_ROLE_{{ name }}=({% for (key, value) in entries %}{% if !loop.first %} {% endif %}[{{ key }}]={{ value }}{% endfor %})
+declare -gA PIKA_ROLE_{{ name }}=({{ entries }})
 {%- endfor %}

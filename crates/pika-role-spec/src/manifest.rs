@@ -6,7 +6,7 @@
 //! a build step or the codegen (short-lived processes) needs no second, owned model.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -87,10 +87,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// sha256 as lowercase hex (what Nix's `builtins.hashFile "sha256"` prints).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let hex = digest
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    hex.map(char::from).collect()
 }
 
 /// All roles, sorted by ID, and the sha256 of the manifest text they were read from.
@@ -116,14 +118,40 @@ impl Registry {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        Self::parse(&text, path, root)
+        Self::parse(text, path, root)
     }
 
     /// Parses and validates manifest text; `path` names it in messages, modules must exist under
-    /// `repo_root`.
-    pub fn parse(text: &str, path: &Path, repo_root: &Path) -> Result<Self, Diagnostics> {
-        let manifest_sha256 = sha256_hex(text.as_bytes());
-        let text: &'static str = text.to_owned().leak();
+    /// `repo_root`. A manifest in the TOML subset of [`subset`] is read without positions; when
+    /// that finds any problem, or the text is outside the subset, the full TOML parser reads it
+    /// again and every problem is reported at its `LINE:COL`.
+    pub fn parse(
+        text: impl Into<String>,
+        path: &Path,
+        repo_root: &Path,
+    ) -> Result<Self, Diagnostics> {
+        Self::read(text.into(), path, repo_root, (true, true))
+    }
+
+    /// [`Registry::parse`] with one reader only, the subset's (no diagnostics: an empty error) or
+    /// the full parser's. Tests check that both agree and which one reads what.
+    #[doc(hidden)]
+    pub fn parse_with(text: &str, repo_root: &Path, subset: bool) -> Result<Self, Diagnostics> {
+        Self::read(
+            text.into(),
+            Path::new(MANIFEST_FILE),
+            repo_root,
+            (subset, !subset),
+        )
+    }
+
+    fn read(
+        text: String,
+        path: &Path,
+        repo_root: &Path,
+        (subset_first, full): (bool, bool),
+    ) -> Result<Self, Diagnostics> {
+        let text: &'static str = text.leak();
         let mut cx = Cx {
             path,
             text,
@@ -131,69 +159,18 @@ impl Registry {
             errors: Vec::new(),
             modules: BTreeMap::new(),
         };
-        let mut root = match DeTable::parse(text) {
-            Ok(root) => DeValue::Table(root.into_inner()),
-            Err(e) => return Err(cx.fail(e.span().unwrap_or(0..0), e.message().trim().into())),
-        };
-        leak_strings(&mut root);
-        let DeValue::Table(root) = root else {
-            unreachable!("parsed as a table")
-        };
-        let mut roles = Vec::new();
-        let mut spans = Vec::new();
-        for (key, value) in &root {
-            match (key.get_ref().as_ref(), value.get_ref()) {
-                ("schema", DeValue::Integer(n)) => cx.schema(
-                    i64::from_str_radix(n.as_str(), n.radix()).ok(),
-                    value.span(),
-                ),
-                ("roles", DeValue::Table(table)) if !table.is_empty() => {
-                    for (id, role) in table {
-                        if let Some(spec) = cx.role(id, role) {
-                            roles.push(spec);
-                            spans.push((id.span(), role));
-                        }
-                    }
-                }
-                ("roles", _) => cx.error(
-                    value.span(),
-                    "no roles defined: add at least one [roles.<id>] table".into(),
-                ),
-                ("schema", _) => cx.error(
-                    value.span(),
-                    format!("schema must be the integer {SCHEMA_VERSION}"),
-                ),
-                (other, _) => cx.error(
-                    key.span(),
-                    format!("unknown field `{other}`, expected `schema` or `roles`"),
-                ),
+        let fast = (subset_first.then(|| subset(text)).flatten()).and_then(|root| cx.fast(root));
+        let roles = match fast {
+            Some(roles) => roles,
+            None if !full => return Err(Diagnostics(Vec::new())),
+            None => {
+                cx.errors.clear();
+                cx.located()?
             }
-        }
-        if !root.contains_key("schema") {
-            cx.error(
-                0..0,
-                format!("missing field `schema` (add `schema = {SCHEMA_VERSION}`)"),
-            );
-        }
-        if !root.contains_key("roles") {
-            cx.error(
-                0..0,
-                "no roles defined: add at least one [roles.<id>] table".into(),
-            );
-        }
-        cx.unique(&roles, &spans);
-        if !cx.errors.is_empty() {
-            return Err(cx.finish());
-        }
-        for spec in &mut roles {
-            // The canonical form: the spec's JSON and the instance-config reasons it leaves out.
-            let canonical = serde_json::to_string(&(&*spec, spec.instance_config.reasons))
-                .expect("a spec serialises to JSON");
-            spec.roles_digest = sha256_hex(canonical.as_bytes()).leak();
-        }
+        };
         Ok(Registry {
             roles,
-            manifest_sha256,
+            manifest_sha256: sha256_hex(text.as_bytes()),
         })
     }
 
@@ -298,15 +275,16 @@ impl Cx<'_> {
         });
     }
 
-    fn fail(mut self, span: Range<usize>, message: String) -> Diagnostics {
+    fn fail(&mut self, span: Range<usize>, message: String) -> Diagnostics {
         self.error(span, message);
         self.finish()
     }
 
-    fn finish(mut self) -> Diagnostics {
-        self.errors.sort_by_key(|d| (d.line, d.col));
-        self.errors.dedup();
-        Diagnostics(self.errors)
+    fn finish(&mut self) -> Diagnostics {
+        let mut errors = std::mem::take(&mut self.errors);
+        errors.sort_by_key(|d| (d.line, d.col));
+        errors.dedup();
+        Diagnostics(errors)
     }
 
     fn schema(&mut self, schema: Option<i64>, span: Range<usize>) {
@@ -324,6 +302,90 @@ impl Cx<'_> {
                 format!("unsupported schema {n}; this generator reads schema = {SCHEMA_VERSION}"),
             ),
             None => self.error(span, format!("schema must be the integer {SCHEMA_VERSION}")),
+        }
+    }
+
+    /// The roles of a manifest in the subset, or `None` at the first problem of any kind.
+    fn fast(&mut self, root: Vec<(&'static str, Sub)>) -> Option<Vec<RoleSpec>> {
+        let mut roles = Vec::new();
+        for (key, value) in root {
+            match (key, value) {
+                ("schema", Sub::Int(SCHEMA_VERSION)) => {}
+                ("roles", Sub::Table(table, _)) if !table.is_empty() => {
+                    for (id, role) in table {
+                        let mut spec = RoleSpec::deserialize(role).ok()?;
+                        spec.id = id;
+                        self.check(&spec, &|_| 0..0);
+                        roles.push(spec);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        self.unique(&roles, &|_, _| 0..0);
+        (self.errors.is_empty() && !roles.is_empty()).then(|| digests(roles))
+    }
+
+    /// The roles of any manifest, or every problem at its position.
+    fn located(&mut self) -> Result<Vec<RoleSpec>, Diagnostics> {
+        let mut root = match DeTable::parse(self.text) {
+            Ok(root) => DeValue::Table(root.into_inner()),
+            Err(e) => return Err(self.fail(e.span().unwrap_or(0..0), e.message().trim().into())),
+        };
+        leak_strings(&mut root);
+        let DeValue::Table(root) = root else {
+            unreachable!("parsed as a table")
+        };
+        let mut roles = Vec::new();
+        let mut spans = Vec::new();
+        for (key, value) in &root {
+            match (key.get_ref().as_ref(), value.get_ref()) {
+                ("schema", DeValue::Integer(n)) => self.schema(
+                    i64::from_str_radix(n.as_str(), n.radix()).ok(),
+                    value.span(),
+                ),
+                ("roles", DeValue::Table(table)) if !table.is_empty() => {
+                    for (id, role) in table {
+                        if let Some(spec) = self.role(id, role) {
+                            roles.push(spec);
+                            spans.push((id.span(), role));
+                        }
+                    }
+                }
+                ("roles", _) => self.error(
+                    value.span(),
+                    "no roles defined: add at least one [roles.<id>] table".into(),
+                ),
+                ("schema", _) => self.error(
+                    value.span(),
+                    format!("schema must be the integer {SCHEMA_VERSION}"),
+                ),
+                (other, _) => self.error(
+                    key.span(),
+                    format!("unknown field `{other}`, expected `schema` or `roles`"),
+                ),
+            }
+        }
+        if !root.contains_key("schema") {
+            self.error(
+                0..0,
+                format!("missing field `schema` (add `schema = {SCHEMA_VERSION}`)"),
+            );
+        }
+        if !root.contains_key("roles") {
+            self.error(
+                0..0,
+                "no roles defined: add at least one [roles.<id>] table".into(),
+            );
+        }
+        self.unique(&roles, &|i, at| match at {
+            (&[], _) => spans[i].0.clone(),
+            at => span_at(spans[i].1, at),
+        });
+        if self.errors.is_empty() {
+            Ok(digests(roles))
+        } else {
+            Err(self.finish())
         }
     }
 
@@ -356,13 +418,22 @@ impl Cx<'_> {
         };
         spec.id = id_str;
         let before = self.errors.len();
+        self.check(&spec, &|at| match at {
+            (&[], _) => id.span(),
+            at => span_at(table, at),
+        });
+        (self.errors.len() == before).then_some(spec)
+    }
+
+    /// The rules of one role; `locate` finds a key path in its table (the empty path: its ID).
+    fn check(&mut self, spec: &RoleSpec, locate: &dyn Fn(At<'_>) -> Range<usize>) {
         let mut problems = Vec::new();
-        validate(&spec, &mut |at: At<'_>, message: String| {
-            problems.push((span_at(table, at), message))
+        validate(spec, &mut |at: At<'_>, message: String| {
+            problems.push((locate(at), message))
         });
         if !is_kebab_id(spec.id) {
             problems.push((
-                id.span(),
+                locate((&[], KEY)),
                 format!(
                     "role ID `{}` must be lowercase kebab-case ([a-z][a-z0-9]*(-[a-z0-9]+)*)",
                     spec.id
@@ -370,7 +441,7 @@ impl Cx<'_> {
             ));
         } else if upper_camel(spec.id) == "Self" {
             problems.push((
-                id.span(),
+                locate((&[], KEY)),
                 format!("role ID `{}` becomes the Rust keyword `Self`", spec.id),
             ));
         }
@@ -383,7 +454,7 @@ impl Cx<'_> {
                 .clone();
             if let Err(why) = result {
                 problems.push((
-                    span_at(table, (&["modules", &i.to_string()], VALUE)),
+                    locate((&["modules", &i.to_string()], VALUE)),
                     format!("module `{module}` {why}"),
                 ));
             }
@@ -391,38 +462,52 @@ impl Cx<'_> {
         for (span, message) in problems {
             self.error(span, message);
         }
-        (self.errors.len() == before).then_some(spec)
     }
 
-    /// Variant names, aliases and package names are unique across roles.
-    fn unique(&mut self, roles: &[RoleSpec], spans: &[(Range<usize>, &Spanned<DeValue<'static>>)]) {
-        let mut seen: BTreeMap<(u8, String), &str> = BTreeMap::new();
-        for (role, (id_span, table)) in roles.iter().zip(spans) {
+    /// Variant names, aliases and package names are unique across roles; `locate` is `check`'s,
+    /// by role index.
+    fn unique(&mut self, roles: &[RoleSpec], locate: &dyn Fn(usize, At<'_>) -> Range<usize>) {
+        let mut seen: HashMap<(u8, Cow<'static, str>), &str> =
+            HashMap::with_capacity(roles.len() * 4);
+        for (r, role) in roles.iter().enumerate() {
             let mut claims = vec![
-                (0, upper_camel(role.id), id_span.clone()),
+                (
+                    0,
+                    Cow::Owned(upper_camel(role.id)),
+                    (&[][..], KEY),
+                    String::new(),
+                ),
                 (
                     1,
                     role.default_alias.into(),
-                    span_at(table, (&["default-alias"], VALUE)),
+                    (&["default-alias"][..], VALUE),
+                    String::new(),
+                ),
+                (
+                    2,
+                    role.package.into(),
+                    (&["package"][..], VALUE),
+                    String::new(),
                 ),
             ];
-            claims.push((
-                2,
-                role.package.into(),
-                span_at(table, (&["package"], VALUE)),
-            ));
             for (i, legacy) in role.legacy_packages.iter().enumerate() {
                 claims.push((
                     2,
                     (*legacy).into(),
-                    span_at(table, (&["legacy-packages", &i.to_string()], VALUE)),
+                    (&["legacy-packages"][..], VALUE),
+                    i.to_string(),
                 ));
             }
-            for (kind, name, span) in claims {
+            for (kind, name, (path, key), index) in claims {
                 let Some(other) = seen.insert((kind, name.clone()), role.id) else {
                     continue;
                 };
-                self.error(span, match kind {
+                let at: Vec<&str> = path
+                    .iter()
+                    .copied()
+                    .chain((!index.is_empty()).then_some(index.as_str()))
+                    .collect();
+                self.error(locate(r, (&at, key)), match kind {
                     0 => format!("role `{}` and role `{other}` both become the Rust variant `{name}`", role.id),
                     1 => format!("alias `{name}` is already the default alias of role `{other}`"),
                     _ => format!("package name `{name}` is already used by role `{other}` (canonical and legacy package names share one namespace)"),
@@ -430,6 +515,19 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// Each role with its digest: the sha256 of its canonical form, the spec's JSON and the
+/// instance-config reasons it leaves out.
+fn digests(mut roles: Vec<RoleSpec>) -> Vec<RoleSpec> {
+    let mut canonical = Vec::with_capacity(4096);
+    for spec in &mut roles {
+        canonical.clear();
+        serde_json::to_writer(&mut canonical, &(&*spec, spec.instance_config.reasons))
+            .expect("a spec serialises to JSON");
+        spec.roles_digest = sha256_hex(&canonical).leak();
+    }
+    roles
 }
 
 /// The value rules of one role (types, unknown and missing keys are serde's).
@@ -729,5 +827,314 @@ fn entry<'de: 'static, D: serde::Deserializer<'de>>(
             "{shape}, got a {}",
             other.type_str()
         ))),
+    }
+}
+
+/// A value of the TOML subset of [`subset`]; strings borrow the manifest text.
+#[derive(Debug)]
+enum Sub {
+    Str(&'static str),
+    Int(i64),
+    Bool(bool),
+    /// `true`: an array of tables (`[[..]]`).
+    Array(Vec<Sub>, bool),
+    /// How the table was defined: [`IMPLICIT`] (by a longer header), [`HEADER`] or [`INLINE`].
+    Table(Vec<(&'static str, Sub)>, u8),
+}
+
+const IMPLICIT: u8 = 0;
+const HEADER: u8 = 1;
+const INLINE: u8 = 2;
+const ARRAY: u8 = 3;
+
+type Table = Vec<(&'static str, Sub)>;
+
+/// serde reads a spec from the subset as it does from the full parser's tree.
+impl<'de> serde::Deserializer<'de> for Sub
+where
+    'static: 'de,
+{
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        use serde::de::value::{MapDeserializer, SeqDeserializer};
+        match self {
+            Sub::Str(s) => v.visit_borrowed_str(s),
+            Sub::Int(n) => v.visit_i64(n),
+            Sub::Bool(b) => v.visit_bool(b),
+            Sub::Array(items, _) => v.visit_seq(SeqDeserializer::new(items.into_iter())),
+            Sub::Table(t, _) => v.visit_map(MapDeserializer::new(
+                t.into_iter().map(|(k, v)| (Sub::Str(k), v)),
+            )),
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_some(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> serde::de::IntoDeserializer<'de, serde::de::value::Error> for Sub
+where
+    'static: 'de,
+{
+    type Deserializer = Sub;
+
+    fn into_deserializer(self) -> Sub {
+        self
+    }
+}
+
+/// Reads the TOML subset roles.toml is written in, without positions: comments, `[a.b]` and
+/// `[[a.b]]` headers, `key = value` lines, bare keys and quoted keys, strings without escapes or
+/// line breaks, decimal integers, booleans, arrays and one-line inline tables. Anything else, and
+/// what TOML forbids (a key or table defined twice), is `None`: the full parser then reads it.
+/// So is a table continued after another one has begun. Tables come out sorted by key.
+fn subset(text: &'static str) -> Option<Table> {
+    let mut p = Subset {
+        t: text,
+        s: text.as_bytes(),
+        i: 0,
+    };
+    let mut root = Table::new();
+    let (mut path, mut array) = (Vec::new(), false);
+    loop {
+        let table = open(&mut root, &path, array)?;
+        loop {
+            p.blank();
+            match p.s.get(p.i) {
+                None => return sorted(&mut root).then_some(root),
+                Some(b'[') => break,
+                Some(_) => {}
+            }
+            let key = p.key()?;
+            p.ws();
+            p.eat(b'=')?;
+            p.ws();
+            table.push((key, p.value()?));
+            p.end()?;
+        }
+        p.i += 1;
+        array = p.eat(b'[').is_some();
+        path = p.keys()?;
+        p.eat(b']')?;
+        if array {
+            p.eat(b']')?;
+        }
+        p.end()?;
+    }
+}
+
+/// Sorts every table by key; false if a key is defined twice.
+fn sorted(table: &mut Table) -> bool {
+    table.sort_by_key(|(k, _)| *k);
+    let unique = table.windows(2).all(|w| w[0].0 != w[1].0);
+    unique
+        && table.iter_mut().all(|(_, v)| match v {
+            Sub::Table(t, _) => sorted(t),
+            Sub::Array(items, _) => items.iter_mut().all(|v| match v {
+                Sub::Table(t, _) => sorted(t),
+                _ => true,
+            }),
+            _ => true,
+        })
+}
+
+/// The table a header names (`array`: `[[..]]`, a new element), creating it and its prefixes.
+fn open<'t>(mut table: &'t mut Table, path: &[&'static str], array: bool) -> Option<&'t mut Table> {
+    for (k, &key) in path.iter().enumerate() {
+        let want = match (k + 1 == path.len(), array) {
+            (false, _) => IMPLICIT,
+            (true, false) => HEADER,
+            (true, true) => ARRAY,
+        };
+        // Only the table's last key is looked up: a table that is continued after another one
+        // becomes a second entry of the same key, which `sorted` refuses (the full parser reads
+        // such a manifest).
+        if table.last().is_none_or(|(k, _)| *k != key) {
+            let fresh = match want {
+                ARRAY => Sub::Array(Vec::new(), true),
+                _ => Sub::Table(Vec::new(), IMPLICIT),
+            };
+            table.push((key, fresh));
+        }
+        let at = table.len() - 1;
+        table = match (&mut table[at].1, want) {
+            (Sub::Array(items, true), ARRAY) => {
+                items.push(Sub::Table(Vec::new(), HEADER));
+                match items.last_mut() {
+                    Some(Sub::Table(t, _)) => t,
+                    _ => return None,
+                }
+            }
+            (Sub::Table(t, kind @ IMPLICIT), IMPLICIT | HEADER) => {
+                *kind = want;
+                t
+            }
+            (Sub::Table(t, HEADER), IMPLICIT) => t,
+            _ => return None,
+        };
+    }
+    Some(table)
+}
+
+struct Subset {
+    t: &'static str,
+    s: &'static [u8],
+    i: usize,
+}
+
+impl Subset {
+    fn skip(&mut self, set: fn(&u8) -> bool) {
+        while self.s.get(self.i).is_some_and(set) {
+            self.i += 1;
+        }
+    }
+
+    fn ws(&mut self) {
+        self.skip(|b| matches!(b, b' ' | b'\t'));
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.s.get(self.i) == Some(&byte)).then(|| self.i += 1)
+    }
+
+    /// Blank lines and comments (and in arrays, line breaks).
+    fn blank(&mut self) {
+        loop {
+            self.skip(|b| matches!(b, b' ' | b'\t' | b'\n'));
+            match self.s.get(self.i) {
+                Some(b'#') => self.comment(),
+                Some(b'\r') if self.s.get(self.i + 1) == Some(&b'\n') => self.i += 2,
+                _ => return,
+            }
+        }
+    }
+
+    fn comment(&mut self) {
+        self.skip(|&b| b == b'\t' || b >= b' ' && b != 0x7f);
+    }
+
+    /// The end of a line: blanks, maybe a comment, then a line break or the end of the text.
+    fn end(&mut self) -> Option<()> {
+        self.ws();
+        if self.s.get(self.i) == Some(&b'#') {
+            self.comment();
+        }
+        match self.s.get(self.i) {
+            None => Some(()),
+            Some(b'\n') => self.eat(b'\n'),
+            Some(b'\r') => self.eat(b'\r').and_then(|()| self.eat(b'\n')),
+            Some(_) => None,
+        }
+    }
+
+    fn key(&mut self) -> Option<&'static str> {
+        let start = self.i;
+        match self.s.get(self.i)? {
+            b'"' | b'\'' => self.string(),
+            _ => {
+                self.skip(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+                (self.i > start).then(|| &self.t[start..self.i])
+            }
+        }
+    }
+
+    /// A dotted key (headers only).
+    fn keys(&mut self) -> Option<Vec<&'static str>> {
+        let mut keys = Vec::new();
+        loop {
+            self.ws();
+            keys.push(self.key()?);
+            self.ws();
+            if self.eat(b'.').is_none() {
+                return Some(keys);
+            }
+        }
+    }
+
+    /// A one-line string without escapes (basic) or literal.
+    fn string(&mut self) -> Option<&'static str> {
+        let quote = self.s[self.i];
+        let start = self.i + 1;
+        self.i = start;
+        self.skip(match quote {
+            b'"' => |&b| b != b'"' && b != b'\\' && (b == b'\t' || b >= b' ' && b != 0x7f),
+            _ => |&b| b != b'\'' && (b == b'\t' || b >= b' ' && b != 0x7f),
+        });
+        self.eat(quote)?;
+        // `"""` opens a multi-line string.
+        if self.i == start + 1 && self.s.get(self.i) == Some(&quote) {
+            return None;
+        }
+        Some(&self.t[start..self.i - 1])
+    }
+
+    fn value(&mut self) -> Option<Sub> {
+        let start = self.i;
+        Some(match self.s.get(self.i)? {
+            b'"' | b'\'' => Sub::Str(self.string()?),
+            b't' if self.s[self.i..].starts_with(b"true") => {
+                self.i += 4;
+                Sub::Bool(true)
+            }
+            b'f' if self.s[self.i..].starts_with(b"false") => {
+                self.i += 5;
+                Sub::Bool(false)
+            }
+            b'-' | b'0'..=b'9' => {
+                self.eat(b'-');
+                let digits = self.i;
+                self.skip(u8::is_ascii_digit);
+                if self.i == digits || self.s[digits] == b'0' && self.i > digits + 1 {
+                    return None;
+                }
+                Sub::Int(self.t[start..self.i].parse().ok()?)
+            }
+            b'[' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.blank();
+                    if self.eat(b']').is_some() {
+                        break;
+                    }
+                    items.push(self.value()?);
+                    self.blank();
+                    if self.eat(b',').is_none() {
+                        self.eat(b']')?;
+                        break;
+                    }
+                }
+                Sub::Array(items, false)
+            }
+            b'{' => {
+                self.i += 1;
+                let mut table = Table::new();
+                self.ws();
+                if self.eat(b'}').is_none() {
+                    loop {
+                        self.ws();
+                        let key = self.key()?;
+                        self.ws();
+                        self.eat(b'=')?;
+                        self.ws();
+                        table.push((key, self.value()?));
+                        self.ws();
+                        if self.eat(b',').is_none() {
+                            self.eat(b'}')?;
+                            break;
+                        }
+                    }
+                }
+                Sub::Table(table, INLINE)
+            }
+            _ => return None,
+        })
     }
 }
