@@ -4,8 +4,8 @@ use std::process::{Command, Output};
 
 use pika_managed_agent_contract::{AgentList, AgentRecord, AgentState, ApiError, IncusGuestRole};
 use pika_server::incus_keys::GUEST_ROLE_KEY;
-use pika_test_support::server::{self, Server, ServerSetup, pika_keys};
-use pika_test_support::{cargo_bin, run};
+use pika_test_support::run;
+use pika_test_support::server::{self, Server, pika_keys};
 
 const PIKA: &str = env!("CARGO_BIN_EXE_pika");
 const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
@@ -104,16 +104,11 @@ fn cli_drives_the_agent_lifecycle() {
     let project = server::project("cli");
     project.incus_ok(&["profile", "create", "pika-test-2"]);
     let dir = tempfile::tempdir().unwrap();
-    let bin = cargo_bin("pika-server", "pika-server");
-    let server = Server::start(ServerSetup {
-        bin: &bin,
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![(
-            "PIKA_AGENT_INCUS_ALLOWED_PROFILES".into(),
-            "pika-test-2".into(),
-        )],
-    });
+    let server = server::start(
+        dir.path(),
+        &project,
+        &[("PIKA_AGENT_INCUS_ALLOWED_PROFILES", "pika-test-2")],
+    );
     let alice = server.add_token("alice");
     let bob = server.add_token("bob");
 

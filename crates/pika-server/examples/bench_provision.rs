@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 
 use pika_managed_agent_contract::client::AgentClient;
 use pika_managed_agent_contract::{AGENTS_PATH, AgentProvisionRequest, IncusGuestRole};
-use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
-use pika_test_support::{cargo_bin, storage_pool};
+use pika_test_support::server::{self, TEST_PROFILE};
+use pika_test_support::storage_pool;
 
 /// The `percent`-th percentile of `sorted` (nearest rank, rounded).
 fn percentile(sorted: &[Duration], percent: usize) -> Duration {
@@ -52,13 +52,7 @@ async fn main() {
     let alias = IncusGuestRole::ManagedOpenclaw.default_image_alias();
     let project = server::project("bench");
     let dir = tempfile::tempdir().unwrap();
-    let bin = cargo_bin("pika-server", "pika-server");
-    let server = Server::start(ServerSetup {
-        bin: &bin,
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![("RUST_LOG".into(), "warn".into())],
-    });
+    let server = server::start(dir.path(), &project, &[("RUST_LOG", "warn")]);
     let token = server.add_token("bench");
     let api = AgentClient::new(&server.url, token).unwrap();
     let pool = storage_pool();

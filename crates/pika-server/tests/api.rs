@@ -1,8 +1,11 @@
 //! End-to-end tests of the real `pika-server` binary against the real incusd, SQLite and HTTP.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::{BIN, scratch, start, started};
 use pika_managed_agent_contract::{
     AGENTS_PATH, AgentState, HEALTH_PATH, HEALTHZ_PATH, IncusGuestRole,
 };
@@ -12,27 +15,15 @@ use pika_test_support::{TestProject, run, storage_pool};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
 
-fn start(dir: &Path, project: &TestProject) -> Server {
-    Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env: vec![],
-    })
-}
-
 struct Api {
-    http: reqwest::Client,
     url: String,
 }
 
 impl Api {
     fn new(server: &Server) -> Self {
         Api {
-            http: reqwest::Client::new(),
             url: server.url.clone(),
         }
     }
@@ -44,23 +35,8 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("server answers");
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let mut value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-        };
-        server::take_gateway_token(&mut value);
-        (status, value)
+        let answer = common::call(&self.url, method, path, token, body.as_ref()).await;
+        (answer.status, answer.body)
     }
 
     async fn provision(&self, token: &str, body: Value) -> (StatusCode, Value) {
@@ -88,9 +64,7 @@ fn key<'a>(keys: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn provision_show_list_delete_with_the_managed_role() {
-    let project = server::project("api-basic");
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &project);
+    let (project, dir, server) = started("api-basic", &[]);
     let api = Api::new(&server);
     let alice = server.add_token("alice");
 
@@ -201,18 +175,13 @@ async fn provision_show_list_delete_with_the_managed_role() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn custom_alias_carries_no_role() {
-    let project = server::project("api-custom");
+    let (project, dir) = scratch("api-custom");
     project.import_image("pika-test/custom");
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![(
-            "PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES".into(),
-            "pika-test/custom".into(),
-        )],
-    });
+    let server = start(
+        dir.path(),
+        &project,
+        &[("PIKA_AGENT_INCUS_ALLOWED_IMAGE_ALIASES", "pika-test/custom")],
+    );
     let api = Api::new(&server);
     let token = server.add_token("alice");
 
@@ -254,9 +223,7 @@ async fn custom_alias_carries_no_role() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn other_roles_and_bad_bodies_are_rejected_without_side_effects() {
-    let project = server::project("api-reject");
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &project);
+    let (project, _dir, server) = started("api-reject", &[]);
     let api = Api::new(&server);
     let token = server.add_token("alice");
 
@@ -307,9 +274,7 @@ async fn other_roles_and_bad_bodies_are_rejected_without_side_effects() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn tokens_are_required_and_owners_are_isolated() {
-    let project = server::project("api-auth");
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &project);
+    let (project, _dir, server) = started("api-auth", &[]);
     let api = Api::new(&server);
     let alice = server.add_token("alice");
     let bob = server.add_token("bob");
@@ -351,18 +316,13 @@ async fn tokens_are_required_and_owners_are_isolated() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn reprovision_keeps_stored_params_and_applies_new_ones() {
-    let project = server::project("api-reprov");
+    let (project, dir) = scratch("api-reprov");
     project.incus_ok(&["profile", "create", "pika-test-2"]);
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![(
-            "PIKA_AGENT_INCUS_ALLOWED_PROFILES".into(),
-            "pika-test-2".into(),
-        )],
-    });
+    let server = start(
+        dir.path(),
+        &project,
+        &[("PIKA_AGENT_INCUS_ALLOWED_PROFILES", "pika-test-2")],
+    );
     let api = Api::new(&server);
     let token = server.add_token("alice");
 
@@ -503,17 +463,10 @@ fn help_and_usage_errors() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn healthz_names_what_is_missing() {
-    let project = server::project("api-health");
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![(
-            "PIKA_AGENT_INCUS_IMAGE_ALIAS".into(),
-            "pika-test/absent".into(),
-        )],
-    });
+    let (_project, _dir, server) = started(
+        "api-health",
+        &[("PIKA_AGENT_INCUS_IMAGE_ALIAS", "pika-test/absent")],
+    );
     let api = Api::new(&server);
     let token = server.add_admin_token("root");
     let (status, verdict) = api.call(Method::GET, HEALTHZ_PATH, None, None).await;

@@ -1,29 +1,19 @@
 //! An agent provisioned through pika-server runs in an instance with its role's runtime contract:
 //! the role's limits and instance config, read back from the real incusd.
 
-use std::path::Path;
+mod common;
 
-use pika_managed_agent_contract::client::AgentClient;
+use common::{client, started};
 use pika_managed_agent_contract::{AgentProvisionRequest, AgentState, IncusGuestRole};
-use pika_test_support::server::{self, Server, ServerSetup};
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn the_agents_instance_carries_the_roles_limits_and_instance_config() {
-    let project = server::project("api-contract");
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![],
-    });
-    let token = server.add_token("alice");
-    let api = AgentClient::new(&server.url, token).unwrap();
+    let (project, _dir, server) = started("api-contract", &[]);
+    let api = client(&server, &server.add_token("alice"));
     let request = AgentProvisionRequest {
         name: Some("contract".into()),
         ..AgentProvisionRequest::default()

@@ -1,54 +1,24 @@
 //! Fault tests of the real `pika-server`: Incus unreachable, crashes between row and instance,
 //! and many concurrent provisions.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use common::{delete, get, post, scratch, start, started};
 use pika_managed_agent_contract::{
-    AGENTS_PATH, AgentState, HEALTH_PATH, IncusGuestRole, IncusProvisionParams,
+    AGENTS_PATH, AgentState, HEALTH_PATH, IncusGuestRole, IncusProvisionParams, agent_path,
 };
 use pika_server::incus_keys::{AGENT_ID_KEY, SERVER_ID_KEY, instance_name};
 use pika_server::store::Store;
-use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
+use pika_test_support::server::TEST_PROFILE;
 use pika_test_support::{TestProject, storage_pool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 const MANAGED: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;
-
-fn setup<'a>(
-    dir: &'a Path,
-    project: &'a TestProject,
-    env: Vec<(String, String)>,
-) -> ServerSetup<'a> {
-    ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env,
-    }
-}
-
-async fn post(
-    http: &reqwest::Client,
-    server_url: &str,
-    token: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = http
-        .post(format!("{server_url}{AGENTS_PATH}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("server answers");
-    let status = response.status();
-    let mut body = response.json().await.unwrap_or(Value::Null);
-    pika_test_support::server::take_gateway_token(&mut body);
-    (status, body)
-}
 
 /// Rows and instances agree: no row is mid-flight, every running row has its running instance,
 /// and every instance carrying an agent ID belongs to a running row.
@@ -113,29 +83,21 @@ fn assert_consistent(project: &TestProject, db: &Path) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn unreachable_incus_gives_503_and_no_provisioning_row() {
-    let project = server::project("fault-down");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("fault-down");
     // A socket file nobody listens on: what a stopped incusd leaves behind (connection refused).
     // The shared incusd itself keeps running for the other suites.
     let dead = dir.path().join("incus.socket");
     drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
-    let server = Server::start(setup(
+    let server = start(
         dir.path(),
         &project,
-        vec![("INCUS_SOCKET".into(), dead.display().to_string())],
-    ));
-    let http = reqwest::Client::new();
+        &[("INCUS_SOCKET", dead.to_str().unwrap())],
+    );
     let token = server.add_token("alice");
     let root = server.add_admin_token("root");
 
-    let response = http
-        .get(format!("{}{HEALTH_PATH}", server.url))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let report: Value = response.json().await.unwrap();
+    let (status, report) = get(&server.url, &root, HEALTH_PATH).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let incus = report["checks"]
         .as_array()
         .unwrap()
@@ -152,7 +114,7 @@ async fn unreachable_incus_gives_503_and_no_provisioning_row() {
         "{report}"
     );
 
-    let (status, body) = post(&http, &server.url, &token, json!({})).await;
+    let (status, body) = post(&server.url, &token, AGENTS_PATH, &json!({})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("cannot talk to incus"), "{error}");
@@ -173,13 +135,11 @@ async fn unreachable_incus_gives_503_and_no_provisioning_row() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
-    let project = server::project("fault-crash");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("fault-crash");
     let db = dir.path().join("agents.db");
-    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let server = start(dir.path(), &project, &[]);
     let token = server.add_token("alice");
-    let http = reqwest::Client::new();
-    let (status, kept) = post(&http, &server.url, &token, json!({})).await;
+    let (status, kept) = post(&server.url, &token, AGENTS_PATH, &json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{kept}");
     server.kill();
 
@@ -262,7 +222,7 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
     );
     drop(store);
 
-    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let server = start(dir.path(), &project, &[]);
     let store = Store::open(&db).unwrap();
     let row = |id: &str| store.get(id).unwrap();
     assert_eq!(row("c0ffee0000000001").unwrap().state, AgentState::Failed);
@@ -324,10 +284,9 @@ async fn restart_reconciles_rows_and_instances_left_by_a_crash() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
-    let project = server::project("fault-kill");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("fault-kill");
     let db = dir.path().join("agents.db");
-    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let server = start(dir.path(), &project, &[]);
     let token = server.add_token("alice");
     let http = reqwest::Client::new();
     let url = server.url.clone();
@@ -360,7 +319,7 @@ async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
     let before = store.list(None).unwrap();
     assert!(!before.is_empty(), "the kill came after the first row");
 
-    let _server = Server::start(setup(dir.path(), &project, vec![]));
+    let _server = start(dir.path(), &project, &[]);
     let (running, failed) = assert_consistent(&project, &db);
     eprintln!(
         "kill -9 trial: {} rows at the kill; after reconcile {running} running, {failed} failed, 0 orphans, 0 dangling rows",
@@ -377,14 +336,12 @@ async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn fifty_concurrent_provisions_make_fifty_agents() {
     const N: usize = 50;
-    let project = server::project("fault-fifty");
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(setup(dir.path(), &project, vec![]));
+    let (project, dir, server) = started("fault-fifty", &[]);
     let token = server.add_token("alice");
-    let http = reqwest::Client::new();
     let requests = (0..N).map(|i| {
-        let (http, url, token) = (http.clone(), server.url.clone(), token.clone());
-        async move { post(&http, &url, &token, json!({"name": format!("agent-{i}")})).await }
+        let body = json!({"name": format!("agent-{i}")});
+        let (url, token) = (server.url.clone(), token.clone());
+        async move { post(&url, &token, AGENTS_PATH, &body).await }
     });
     let answers = futures_util::future::join_all(requests).await;
     let mut ids = BTreeSet::new();
@@ -406,18 +363,11 @@ async fn fifty_concurrent_provisions_make_fifty_agents() {
 
     // And 50 concurrent deletes leave nothing.
     let deletes = ids.iter().map(|id| {
-        let (http, url, token) = (http.clone(), server.url.clone(), token.clone());
-        async move {
-            http.delete(format!("{url}{AGENTS_PATH}/{id}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("server answers")
-                .status()
-        }
+        let (url, token) = (server.url.clone(), token.clone());
+        async move { delete(&url, &token, &agent_path(id)).await }
     });
-    for status in futures_util::future::join_all(deletes).await {
-        assert_eq!(status, StatusCode::NO_CONTENT);
+    for (status, body) in futures_util::future::join_all(deletes).await {
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
     assert!(project.instances().is_empty(), "every instance deleted");
     let store = Store::open(&dir.path().join("agents.db")).unwrap();

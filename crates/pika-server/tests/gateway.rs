@@ -2,8 +2,11 @@
 //! once pika-server delivered openclaw.json, busybox httpd answers /health on the role's service
 //! port in the guest): delivery, reach through the proxy device, tokens, ports, restart.
 
+mod common;
+
 use std::path::Path;
 
+use common::{BIN, exchange, scratch};
 use pika_managed_agent_contract::{
     AGENTS_PATH, agent_gateway_token_path, agent_path, agent_reprovision_path,
 };
@@ -14,35 +17,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
-
 fn start(dir: &Path, project: &TestProject, ports: &str) -> Server {
-    Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env: vec![("PIKA_AGENT_GATEWAY_PORTS".into(), ports.into())],
-    })
-}
-
-/// (status, body without its token, the token)
-async fn call(
-    server: &Server,
-    method: Method,
-    path: &str,
-    token: &str,
-) -> (StatusCode, Value, Option<String>) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url))
-        .bearer_auth(token);
-    if path == AGENTS_PATH || path.ends_with("/reprovision") {
-        request = request.json(&json!({}));
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let mut body: Value = response.json().await.unwrap_or(Value::Null);
-    let gateway_token = server::take_gateway_token(&mut body);
-    (status, body, gateway_token)
+    common::start(dir, project, &[("PIKA_AGENT_GATEWAY_PORTS", ports)])
 }
 
 async fn health(url: &str) -> Result<StatusCode, reqwest::Error> {
@@ -84,15 +60,14 @@ fn assert_nowhere(secret: &str, server: &Server, project: &TestProject, dir: &Pa
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() {
-    let project = server::project("gw-life");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("gw-life");
     let block = GatewayPorts::acquire();
     // One port: the second agent finds the range full.
     let one_port = format!("{0}-{0}", block.first);
     let server = start(dir.path(), &project, &one_port);
     let alice = server.add_token("alice");
 
-    let (status, record, token) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, record, token) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
     let token = token.expect("the create response carries the token once");
     let url = record["gateway_url"].as_str().unwrap().to_owned();
@@ -126,7 +101,7 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
     );
     assert_eq!(config["gateway"]["bind"], json!("loopback"));
     // Shown once: GET and list carry no token.
-    let (_, shown, none) = call(
+    let (_, shown, none) = exchange(
         &server,
         Method::GET,
         &agent_path(id.as_str().unwrap()),
@@ -143,16 +118,16 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
     assert_eq!(stored, Some(sha256(&token)), "only the hash is stored");
 
     // The range is full: 503, no row, no instance.
-    let (status, error, none) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, error, none) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
     assert_eq!(error["code"], json!("gateway-ports-exhausted"));
     assert!(none.is_none());
     assert_eq!(project.instance_names(), std::slice::from_ref(&instance));
-    let (_, list, _) = call(&server, Method::GET, AGENTS_PATH, &alice).await;
+    let (_, list, _) = exchange(&server, Method::GET, AGENTS_PATH, &alice).await;
     assert_eq!(list["agents"].as_array().unwrap().len(), 1);
 
     // Rotation: a new token is delivered; only its hash is stored.
-    let (status, rotated, new_token) = call(
+    let (status, rotated, new_token) = exchange(
         &server,
         Method::POST,
         &agent_gateway_token_path(id.as_str().unwrap()),
@@ -170,7 +145,7 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
     assert_eq!(rotated["gateway_url"], json!(url));
     // Another owner cannot rotate it.
     let bob = server.add_token("bob");
-    let (status, _, none) = call(
+    let (status, _, none) = exchange(
         &server,
         Method::POST,
         &agent_gateway_token_path(id.as_str().unwrap()),
@@ -183,7 +158,7 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
     // A restart keeps the port and the reach.
     assert!(server.terminate().success());
     let server = start(dir.path(), &project, &one_port);
-    let (_, after, _) = call(
+    let (_, after, _) = exchange(
         &server,
         Method::GET,
         &agent_path(id.as_str().unwrap()),
@@ -197,7 +172,7 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
     assert_nowhere(&token, &server, &project, dir.path());
 
     // Delete closes the port and leaves no device, instance or row; the port is free again.
-    let (status, _, _) = call(
+    let (status, _, _) = exchange(
         &server,
         Method::DELETE,
         &agent_path(id.as_str().unwrap()),
@@ -207,7 +182,7 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(health(&url).await.is_err(), "the port is closed");
     project.assert_no_instances();
-    let (status, again, next) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, again, next) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
     assert!(next.is_some());
     assert_eq!(
@@ -220,13 +195,12 @@ async fn a_gateway_is_delivered_reached_rotated_kept_across_restart_and_freed() 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn ten_concurrent_agents_get_ten_ports_and_ten_tokens() {
-    let project = server::project("gw-ten");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("gw-ten");
     let block = GatewayPorts::acquire();
     let server = start(dir.path(), &project, &block.range());
     let alice = server.add_token("alice");
     let answers = futures_util::future::join_all(
-        (0..10).map(|_| call(&server, Method::POST, AGENTS_PATH, &alice)),
+        (0..10).map(|_| exchange(&server, Method::POST, AGENTS_PATH, &alice)),
     )
     .await;
     let mut urls = std::collections::BTreeSet::new();
@@ -257,8 +231,7 @@ fn device_listen(project: &TestProject, instance: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_port_another_program_holds_is_skipped_and_a_full_range_is_503() {
-    let project = server::project("gw-busy");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("gw-busy");
     let block = GatewayPorts::acquire();
     let (first, second) = (block.first, block.first + 1);
     let server = start(dir.path(), &project, &format!("{first}-{second}"));
@@ -266,7 +239,7 @@ async fn a_port_another_program_holds_is_skipped_and_a_full_range_is_503() {
     // Another program listens on the lowest port of the range.
     let other = std::net::TcpListener::bind(("127.0.0.1", first)).unwrap();
 
-    let (status, record, token) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, record, token) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
     assert!(token.is_some());
     let url = format!("http://127.0.0.1:{second}");
@@ -279,7 +252,7 @@ async fn a_port_another_program_holds_is_skipped_and_a_full_range_is_503() {
 
     // The other port is the agent's, the first still the other program's: a clear 503 that
     // writes no row and creates no instance.
-    let (status, error, none) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, error, none) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
     assert_eq!(error["code"], json!("gateway-ports-exhausted"));
     let message = error["error"].as_str().unwrap();
@@ -289,12 +262,12 @@ async fn a_port_another_program_holds_is_skipped_and_a_full_range_is_503() {
     );
     assert!(none.is_none());
     assert_eq!(project.instance_names().len(), 1);
-    let (_, list, _) = call(&server, Method::GET, AGENTS_PATH, &alice).await;
+    let (_, list, _) = exchange(&server, Method::GET, AGENTS_PATH, &alice).await;
     assert_eq!(list["agents"].as_array().unwrap().len(), 1, "{list}");
 
     // Once the other program lets go, the port is an agent's again.
     drop(other);
-    let (status, record, _) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, record, _) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
     let url = format!("http://127.0.0.1:{first}");
     assert_eq!(record["gateway_url"], json!(url));
@@ -304,12 +277,11 @@ async fn a_port_another_program_holds_is_skipped_and_a_full_range_is_503() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn reprovision_keeps_the_port_and_reconcile_puts_a_removed_device_back() {
-    let project = server::project("gw-keep");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("gw-keep");
     let block = GatewayPorts::acquire();
     let server = start(dir.path(), &project, &block.range());
     let alice = server.add_token("alice");
-    let (status, record, _) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, record, _) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
     let id = record["id"].as_str().unwrap().to_owned();
     let url = record["gateway_url"].as_str().unwrap().to_owned();
@@ -317,7 +289,7 @@ async fn reprovision_keeps_the_port_and_reconcile_puts_a_removed_device_back() {
 
     // Reprovision: a new instance, the same port (and URL) once the old one is gone.
     let (status, again, token) =
-        call(&server, Method::POST, &agent_reprovision_path(&id), &alice).await;
+        exchange(&server, Method::POST, &agent_reprovision_path(&id), &alice).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert!(token.is_some(), "a reprovision makes a new token");
     let instance = again["instance_name"].as_str().unwrap().to_owned();
@@ -326,7 +298,7 @@ async fn reprovision_keeps_the_port_and_reconcile_puts_a_removed_device_back() {
     assert_eq!(project.instance_names(), std::slice::from_ref(&instance));
     assert_eq!(device_listen(&project, &instance), Some(listen.clone()));
     assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
-    let (_, shown, _) = call(&server, Method::GET, &agent_path(&id), &alice).await;
+    let (_, shown, _) = exchange(&server, Method::GET, &agent_path(&id), &alice).await;
     assert_eq!(shown["gateway_url"], json!(url));
 
     // Someone removes the device while the server is down: the restart's reconcile puts it back.
@@ -336,7 +308,7 @@ async fn reprovision_keeps_the_port_and_reconcile_puts_a_removed_device_back() {
     let server = start(dir.path(), &project, &block.range());
     assert_eq!(device_listen(&project, &instance), Some(listen));
     assert_eq!(health(&url).await.unwrap(), StatusCode::OK);
-    let (_, after, _) = call(&server, Method::GET, &agent_path(&id), &alice).await;
+    let (_, after, _) = exchange(&server, Method::GET, &agent_path(&id), &alice).await;
     assert_eq!(after["gateway_url"], json!(url));
     assert_eq!(after["state"], json!("running"));
     assert!(
@@ -369,7 +341,7 @@ async fn a_gateway_from_a_vm_image_is_refused_naming_why() {
     let block = GatewayPorts::acquire();
     let server = start(dir.path(), &project, &block.range());
     let alice = server.add_token("alice");
-    let (status, error, token) = call(&server, Method::POST, AGENTS_PATH, &alice).await;
+    let (status, error, token) = exchange(&server, Method::POST, AGENTS_PATH, &alice).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["code"], json!("invalid"));
     assert_eq!(error["field"], json!("incus.image_alias"));
@@ -380,7 +352,7 @@ async fn a_gateway_from_a_vm_image_is_refused_naming_why() {
     );
     assert!(token.is_none());
     project.assert_no_instances();
-    let (_, list, _) = call(&server, Method::GET, AGENTS_PATH, &alice).await;
+    let (_, list, _) = exchange(&server, Method::GET, AGENTS_PATH, &alice).await;
     assert_eq!(list["agents"], json!([]), "no row");
 }
 

@@ -7,6 +7,8 @@
 //! image); suite 10-rust skips the `real_openclaw` tests. With `PIKA_TEST_SECRETS_OUT` set, every
 //! secret the test sees is appended there, one a line, for the suite to grep its output for.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,11 +18,9 @@ use pika_managed_agent_contract::{
 };
 use pika_server::gateway::{CONFIG_PATH, PROXY_DEVICE};
 use pika_test_support::TestProject;
-use pika_test_support::server::{self, GatewayPorts, Server, ServerSetup, TEST_PROFILE};
+use pika_test_support::server::{GatewayPorts, Server, TEST_PROFILE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 
 /// How long the real gateway may take to come back after a kill (5 s RestartSec plus a cold
 /// start: 80 s measured on this machine under load). Not a timing goal: bench.sh has those.
@@ -38,18 +38,15 @@ fn openclaw_project(tag: &str) -> TestProject {
 }
 
 fn start(dir: &Path, project: &TestProject, ports: &GatewayPorts) -> Server {
-    Server::start(ServerSetup {
-        bin: Path::new(BIN),
+    let model_env = dir.join("model.env");
+    common::start(
         dir,
-        project: Some(&project.name),
-        env: vec![
-            ("PIKA_AGENT_GATEWAY_PORTS".into(), ports.range()),
-            (
-                "PIKA_AGENT_MODEL_ENV_FILE".into(),
-                dir.join("model.env").display().to_string(),
-            ),
+        project,
+        &[
+            ("PIKA_AGENT_GATEWAY_PORTS", &ports.range()),
+            ("PIKA_AGENT_MODEL_ENV_FILE", model_env.to_str().unwrap()),
         ],
-    })
+    )
 }
 
 /// Appends `secret` to `$PIKA_TEST_SECRETS_OUT` (the suite greps the test's output for it).
@@ -64,23 +61,14 @@ fn record_secret(secret: &str) {
     }
 }
 
-/// (status, body without its token, the token)
+/// [`common::exchange`], recording the token.
 async fn call(
     server: &Server,
     method: Method,
     path: &str,
     token: &str,
 ) -> (StatusCode, Value, Option<String>) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url))
-        .bearer_auth(token);
-    if path == AGENTS_PATH {
-        request = request.json(&json!({}));
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let mut body: Value = response.json().await.unwrap_or(Value::Null);
-    let gateway_token = server::take_gateway_token(&mut body);
+    let (status, body, gateway_token) = common::exchange(server, method, path, token).await;
     if let Some(token) = &gateway_token {
         record_secret(token);
     }

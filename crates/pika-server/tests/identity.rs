@@ -1,49 +1,28 @@
 //! Identity that copies cannot steal (issue 21): a copied or restored database started next to the
 //! live server deletes nothing of it, and two servers on one database are refused.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
-use pika_managed_agent_contract::AGENTS_PATH;
+use common::{client, scratch, setup, start};
+use pika_managed_agent_contract::client::AgentClient;
+use pika_managed_agent_contract::{
+    AgentProvisionRequest, AgentRecord, AgentReprovisionRequest, AgentState,
+};
 use pika_server::incus_keys::AGENT_ID_KEY;
 use pika_test_support::TestProject;
-use pika_test_support::server::{self, Server, ServerSetup, server_command};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use pika_test_support::server::server_command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
-
-fn setup<'a>(dir: &'a Path, project: &'a TestProject) -> ServerSetup<'a> {
-    ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env: vec![],
-    }
+async fn provision(api: &AgentClient) -> AgentRecord {
+    api.provision(&AgentProvisionRequest::default())
+        .await
+        .expect("provisioned")
+        .agent
 }
 
-async fn provision(server: &Server, token: &str) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}{AGENTS_PATH}", server.url))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
-
-async fn state_of(server: &Server, token: &str, id: &str) -> Value {
-    let response = reqwest::Client::new()
-        .get(format!("{}{AGENTS_PATH}/{id}", server.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    response.json::<Value>().await.unwrap()["state"].clone()
+async fn state_of(api: &AgentClient, id: &str) -> AgentState {
+    api.get(id).await.expect("the agent").state
 }
 
 fn agent_ids(project: &TestProject) -> Vec<String> {
@@ -59,11 +38,10 @@ fn agent_ids(project: &TestProject) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_copied_database_started_next_to_the_live_server_deletes_nothing() {
-    let project = server::project("copy");
-    let live_dir = tempfile::tempdir().unwrap();
-    let live = Server::start(setup(live_dir.path(), &project));
-    let token = live.add_token("alice");
-    let before = provision(&live, &token).await;
+    let (project, live_dir) = scratch("copy");
+    let live = start(live_dir.path(), &project, &[]);
+    let api = client(&live, &live.add_token("alice"));
+    let before = provision(&api).await;
     // An online backup with SQLite's backup API (what `sqlite3 .backup` does), while it runs.
     let copy_dir = tempfile::tempdir().unwrap();
     let copy_db = copy_dir.path().join("agents.db");
@@ -73,34 +51,26 @@ async fn a_copied_database_started_next_to_the_live_server_deletes_nothing() {
     ]));
     // The live server goes on: an agent the copy never heard of, and a reprovision whose new
     // instance the copy does not know either.
-    let after = provision(&live, &token).await;
-    let reprovisioned = reqwest::Client::new()
-        .post(format!(
-            "{}{AGENTS_PATH}/{}/reprovision",
-            live.url,
-            before["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
+    let after = provision(&api).await;
+    api.reprovision(&before.id, &AgentReprovisionRequest::default())
         .await
-        .unwrap();
-    assert_eq!(reprovisioned.status(), StatusCode::OK);
+        .expect("reprovisioned");
     let expected = agent_ids(&project);
     assert_eq!(expected.len(), 2, "{expected:?}");
 
     // The copy, in its own state directory, on the same project (same server ID).
-    let copy = Server::start(setup(copy_dir.path(), &project));
+    let copy = start(copy_dir.path(), &project, &[]);
     assert_eq!(agent_ids(&project), expected, "the copy deleted nothing");
     let log = copy.log();
     assert!(!log.contains("deleting an orphan"), "{log}");
     assert!(log.contains("never created"), "{log}");
     for agent in [&before, &after] {
-        let id = agent["id"].as_str().unwrap();
-        assert_eq!(state_of(&live, &token, id).await, json!("running"), "{id}");
+        let id = &agent.id;
+        assert_eq!(state_of(&api, id).await, AgentState::Running, "{id}");
     }
     // And a restart of the copy (its own reconcile again) still deletes nothing.
     copy.kill();
-    let copy = Server::start(setup(copy_dir.path(), &project));
+    let copy = start(copy_dir.path(), &project, &[]);
     assert_eq!(agent_ids(&project), expected);
     drop(copy);
 }
@@ -108,13 +78,12 @@ async fn a_copied_database_started_next_to_the_live_server_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_second_server_on_one_database_refuses_to_start() {
-    let project = server::project("twin");
-    let dir = tempfile::tempdir().unwrap();
-    let first = Server::start(setup(dir.path(), &project));
+    let (project, dir) = scratch("twin");
+    let first = start(dir.path(), &project, &[]);
     let token = first.add_token("alice");
-    let agent = provision(&first, &token).await;
+    let agent = provision(&client(&first, &token)).await;
     // Bounded: without the lock the twin would serve (and reconcile) for ever.
-    let mut twin = server_command(&setup(dir.path(), &project))
+    let mut twin = server_command(&setup(dir.path(), &project, &[]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -141,11 +110,17 @@ async fn a_second_server_on_one_database_refuses_to_start() {
         String::from_utf8_lossy(&output.stdout).is_empty(),
         "never ready"
     );
-    let id = agent["id"].as_str().unwrap();
-    assert_eq!(state_of(&first, &token, id).await, json!("running"));
+    let id = &agent.id;
+    assert_eq!(
+        state_of(&client(&first, &token), id).await,
+        AgentState::Running
+    );
     assert_eq!(agent_ids(&project), [id.to_owned()]);
     // Once the first is gone, the lock is free (the kernel drops it with the process).
     first.kill();
-    let again = Server::start(setup(dir.path(), &project));
-    assert_eq!(state_of(&again, &token, id).await, json!("running"));
+    let again = start(dir.path(), &project, &[]);
+    assert_eq!(
+        state_of(&client(&again, &token), id).await,
+        AgentState::Running
+    );
 }

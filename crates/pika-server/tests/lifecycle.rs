@@ -2,32 +2,23 @@
 //! deletes, deletes that check the labels, failed requests' idempotency keys, the instance watcher,
 //! and the tokens file.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pika_managed_agent_contract::{AGENTS_PATH, IDEMPOTENCY_KEY_HEADER, IncusGuestRole};
+use common::{delete, get, started};
+use pika_managed_agent_contract::client::IDEMPOTENT_REPLAYED_HEADER;
+use pika_managed_agent_contract::{
+    AGENTS_PATH, IDEMPOTENCY_KEY_HEADER, IncusGuestRole, agent_path,
+};
 use pika_server::auth::hash_token;
 use pika_server::incus_keys::AGENT_ID_KEY;
-use pika_test_support::TestProject;
-use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
+use pika_test_support::server::{Server, TEST_PROFILE};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
-
-fn start(dir: &Path, project: &TestProject, env: &[(&str, &str)]) -> Server {
-    Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-}
-
+/// `POST /v1/agents` with `headers`: (status, replayed, body).
 async fn post(server: &Server, token: &str, headers: &[(&str, &str)]) -> (StatusCode, bool, Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{}{AGENTS_PATH}", server.url))
@@ -36,45 +27,16 @@ async fn post(server: &Server, token: &str, headers: &[(&str, &str)]) -> (Status
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let replayed = response.headers().get("idempotent-replayed").is_some();
-    (
-        status,
-        replayed,
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn get(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", server.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn delete(url: &str, token: &str, id: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .delete(format!("{url}{AGENTS_PATH}/{id}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let answer = common::send(request).await;
+    let replayed = answer.headers.contains_key(IDEMPOTENT_REPLAYED_HEADER);
+    (answer.status, replayed, answer.body)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn concurrent_deletes_of_one_agent_give_one_204_and_409_busy() {
     const AGENTS: usize = 12;
-    let project = server::project("del-race");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[]);
+    let (project, _dir, srv) = started("del-race", &[]);
     let token = srv.add_token("alice");
     let made = futures_util::future::join_all((0..AGENTS).map(|_| post(&srv, &token, &[]))).await;
     let ids: Vec<String> = made
@@ -89,7 +51,7 @@ async fn concurrent_deletes_of_one_agent_give_one_204_and_409_busy() {
         let (url, token) = (srv.url.clone(), token.clone());
         [id.clone(), id.clone()].map(move |id| {
             let (url, token) = (url.clone(), token.clone());
-            async move { (id.clone(), delete(&url, &token, &id).await) }
+            async move { (id.clone(), delete(&url, &token, &agent_path(&id)).await) }
         })
     });
     let mut outcomes: BTreeMap<String, Vec<(StatusCode, Value)>> = BTreeMap::new();
@@ -108,21 +70,15 @@ async fn concurrent_deletes_of_one_agent_give_one_204_and_409_busy() {
         assert_eq!((gone, busy), (1, 1), "agent {id}: {answers:?}");
     }
     assert!(project.instances().is_empty(), "every instance removed");
-    let (_, list) = get(&srv, &token, AGENTS_PATH).await;
+    let (_, list) = get(&srv.url, &token, AGENTS_PATH).await;
     assert_eq!(list["agents"], json!([]), "every row removed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn delete_leaves_an_unlabelled_instance_of_the_same_name_alone() {
-    let project = server::project("impostor");
-    let dir = tempfile::tempdir().unwrap();
     // No watcher: the impostor is in place before anything looks.
-    let srv = start(
-        dir.path(),
-        &project,
-        &[("PIKA_AGENT_INCUS_MEMBER_CHECK_SECS", "0")],
-    );
+    let (project, _dir, srv) = started("impostor", &[("PIKA_AGENT_INCUS_MEMBER_CHECK_SECS", "0")]);
     let token = srv.add_token("alice");
     let (status, _, agent) = post(&srv, &token, &[]).await;
     assert_eq!(status, StatusCode::CREATED, "{agent}");
@@ -142,11 +98,11 @@ async fn delete_leaves_an_unlabelled_instance_of_the_same_name_alone() {
         "--storage",
         &pool,
     ]);
-    let (status, body) = delete(&srv.url, &token, id).await;
+    let (status, body) = delete(&srv.url, &token, &agent_path(id)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let survivor = project.instance(name).expect("the impostor survives");
     assert!(survivor["config"][AGENT_ID_KEY].is_null());
-    let (status, _) = get(&srv, &token, &format!("{AGENTS_PATH}/{id}")).await;
+    let (status, _) = get(&srv.url, &token, &agent_path(id)).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -164,9 +120,7 @@ async fn delete_leaves_an_unlabelled_instance_of_the_same_name_alone() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_failed_requests_idempotency_key_allows_a_fresh_attempt() {
-    let project = server::project("idem-fail");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[]);
+    let (project, _dir, srv) = started("idem-fail", &[]);
     let token = srv.add_token("alice");
     // Two keys at once: refused, nothing made.
     let (status, _, body) = post(
@@ -180,7 +134,7 @@ async fn a_failed_requests_idempotency_key_allows_a_fresh_attempt() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["field"], json!(IDEMPOTENCY_KEY_HEADER), "{body}");
-    let (_, list) = get(&srv, &token, AGENTS_PATH).await;
+    let (_, list) = get(&srv.url, &token, AGENTS_PATH).await;
     assert_eq!(list["agents"], json!([]));
 
     // A profile device whose source does not exist: instances are created but cannot start.
@@ -216,25 +170,19 @@ async fn a_failed_requests_idempotency_key_allows_a_fresh_attempt() {
     assert!(replayed);
     assert_eq!(again["id"], fresh["id"]);
     // The failed agent is still there to see and delete.
-    let (status, row) = get(&srv, &token, &format!("{AGENTS_PATH}/{failed_id}")).await;
+    let (status, row) = get(&srv.url, &token, &agent_path(&failed_id)).await;
     assert_eq!((status, &row["state"]), (StatusCode::OK, &json!("failed")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn an_instance_deleted_behind_the_servers_back_turns_lost_while_it_runs() {
-    let project = server::project("vanish");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(
-        dir.path(),
-        &project,
-        &[("PIKA_AGENT_INCUS_MEMBER_CHECK_SECS", "1")],
-    );
+    let (project, _dir, srv) = started("vanish", &[("PIKA_AGENT_INCUS_MEMBER_CHECK_SECS", "1")]);
     let token = srv.add_token("alice");
     let (status, _, agent) = post(&srv, &token, &[]).await;
     assert_eq!(status, StatusCode::CREATED, "{agent}");
     let (_, _, kept) = post(&srv, &token, &[]).await;
-    let path = format!("{AGENTS_PATH}/{}", agent["id"].as_str().unwrap());
+    let path = agent_path(agent["id"].as_str().unwrap());
     project.incus_ok(&[
         "delete",
         "--force",
@@ -242,7 +190,7 @@ async fn an_instance_deleted_behind_the_servers_back_turns_lost_while_it_runs() 
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let row = loop {
-        let (_, row) = get(&srv, &token, &path).await;
+        let (_, row) = get(&srv.url, &token, &path).await;
         if row["state"] == json!("lost") || Instant::now() > deadline {
             break row;
         }
@@ -253,12 +201,7 @@ async fn an_instance_deleted_behind_the_servers_back_turns_lost_while_it_runs() 
         row["error"].as_str().unwrap().contains("disappeared"),
         "{row}"
     );
-    let (_, other) = get(
-        &srv,
-        &token,
-        &format!("{AGENTS_PATH}/{}", kept["id"].as_str().unwrap()),
-    )
-    .await;
+    let (_, other) = get(&srv.url, &token, &agent_path(kept["id"].as_str().unwrap())).await;
     assert_eq!(
         other["state"],
         json!("running"),
@@ -270,32 +213,30 @@ async fn an_instance_deleted_behind_the_servers_back_turns_lost_while_it_runs() 
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn tokens_file_missing_duplicate_and_loose_modes() {
     use std::os::unix::fs::PermissionsExt;
-    let project = server::project("tokfile");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[]);
+    let (_project, dir, srv) = started("tokfile", &[]);
     let tokens = dir.path().join("tokens");
     assert!(!tokens.exists());
     // Missing file: 503, as for a file that does not parse.
-    let (status, body) = get(&srv, "pika_anything", AGENTS_PATH).await;
+    let (status, body) = get(&srv.url, "pika_anything", AGENTS_PATH).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], json!("tokens-unavailable"));
     let alice = srv.add_token("alice");
-    assert_eq!(get(&srv, &alice, AGENTS_PATH).await.0, StatusCode::OK);
+    assert_eq!(get(&srv.url, &alice, AGENTS_PATH).await.0, StatusCode::OK);
     let good = std::fs::read_to_string(&tokens).unwrap();
     // mallory with alice's hash: alice's token must not become mallory's.
     std::fs::write(&tokens, format!("{good}mallory {}\n", hash_token(&alice))).unwrap();
-    let (status, body) = get(&srv, &alice, AGENTS_PATH).await;
+    let (status, body) = get(&srv.url, &alice, AGENTS_PATH).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], json!("tokens-unavailable"));
     let log = srv.log();
     assert!(log.contains("line=2") && log.contains("as line 1"), "{log}");
     std::fs::write(&tokens, &good).unwrap();
-    assert_eq!(get(&srv, &alice, AGENTS_PATH).await.0, StatusCode::OK);
+    assert_eq!(get(&srv.url, &alice, AGENTS_PATH).await.0, StatusCode::OK);
     // World-readable: used, with an error in the log.
     assert!(!srv.log().contains("may be read by its group or others"));
     std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&tokens, format!("{good}# touched\n")).unwrap();
-    assert_eq!(get(&srv, &alice, AGENTS_PATH).await.0, StatusCode::OK);
+    assert_eq!(get(&srv.url, &alice, AGENTS_PATH).await.0, StatusCode::OK);
     assert!(
         srv.log().contains("may be read by its group or others"),
         "{}",

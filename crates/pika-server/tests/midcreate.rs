@@ -1,20 +1,21 @@
 //! incusd's connection dying mid-create (issue 21): the create request reached Incus, its answer
 //! never came back. A fault-injecting proxy sits between the server and the real incusd socket.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::{post, scratch, start};
 use pika_managed_agent_contract::AGENTS_PATH;
 use pika_server::incus_keys::AGENT_ID_KEY;
-use pika_test_support::server::{self, Server, ServerSetup, incus_socket};
+use pika_test_support::server::incus_socket;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 
 /// Forwards every connection to incusd. The first instance create (`POST /1.0/instances`) is
 /// forwarded whole, and once incusd starts answering it, both sides are closed: Incus has the
@@ -82,26 +83,16 @@ fn cutting_proxy(listen: PathBuf, upstream: PathBuf) -> Arc<AtomicBool> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_create_whose_connection_dies_leaves_no_instance() {
-    let project = server::project("cut");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("cut");
     let socket = dir.path().join("proxy.socket");
     let armed = cutting_proxy(socket.clone(), PathBuf::from(incus_socket()));
-    let srv = Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir: dir.path(),
-        project: Some(&project.name),
-        env: vec![("INCUS_SOCKET".into(), socket.display().to_string())],
-    });
+    let srv = start(
+        dir.path(),
+        &project,
+        &[("INCUS_SOCKET", socket.to_str().unwrap())],
+    );
     let token = srv.add_token("alice");
-    let response = reqwest::Client::new()
-        .post(format!("{}{AGENTS_PATH}", srv.url))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = post(&srv.url, &token, AGENTS_PATH, &json!({})).await;
     assert!(!armed.load(Ordering::SeqCst), "the create was cut");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["agent"]["state"], json!("failed"), "{body}");

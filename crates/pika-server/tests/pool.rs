@@ -2,59 +2,29 @@
 //! stand-in: concurrent claims, a crash between claim and record, an alias move, reconcile, and
 //! a second server on the same project.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Stop, get, post, restart, scratch, start, started};
 use pika_managed_agent_contract::{AGENTS_PATH, HEALTH_PATH, IncusGuestRole};
 use pika_server::incus_keys::{AGENT_ID_KEY, POOL_KEY, SERVER_ID_KEY};
 use pika_test_support::TestProject;
-use pika_test_support::server::{self, Server, ServerSetup, incus_socket};
+use pika_test_support::server::{self, incus_socket};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 const POOL_CHECK: &str = "pool.managed-openclaw";
 
-fn start(dir: &Path, project: &TestProject, env: &[(&str, &str)]) -> Server {
-    Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-}
-
-async fn post(url: &str, token: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{url}{AGENTS_PATH}"))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let mut body = response.json().await.unwrap_or(Value::Null);
-    server::take_gateway_token(&mut body);
-    (status, body)
-}
-
-async fn get(url: &str, token: &str, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{url}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+/// `POST /v1/agents` with an empty body.
+async fn post_agent(url: &str, token: &str) -> (StatusCode, Value) {
+    post(url, token, AGENTS_PATH, &json!({})).await
 }
 
 /// The pool's health check detail (admin token).
@@ -107,14 +77,12 @@ fn server_id_of(project: &TestProject, instance: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn twenty_concurrent_posts_with_a_pool_of_four_never_share_a_guest() {
-    let project = server::project("pool-race");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[("PIKA_AGENT_POOL_SIZE", "4")]);
+    let (project, _dir, srv) = started("pool-race", &[("PIKA_AGENT_POOL_SIZE", "4")]);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     wait_ready(&srv.url, &admin, 4).await;
     let warm = pool_members(&project, None);
     assert_eq!(warm.len(), 4, "{warm:?}");
-    let made = futures_util::future::join_all((0..20).map(|_| post(&srv.url, &token))).await;
+    let made = futures_util::future::join_all((0..20).map(|_| post_agent(&srv.url, &token))).await;
     let mut instances = BTreeSet::new();
     for (status, body) in &made {
         assert_eq!(*status, StatusCode::CREATED, "{body}");
@@ -206,8 +174,7 @@ fn killing_proxy(
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() {
-    let project = server::project("pool-crash");
-    let dir = tempfile::tempdir().unwrap();
+    let (project, dir) = scratch("pool-crash");
     let socket = dir.path().join("incus-proxy.sock");
     let (victim, killed) = (
         Arc::new(AtomicU32::new(0)),
@@ -223,32 +190,21 @@ async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() 
         ("PIKA_AGENT_POOL_SIZE", "2"),
         ("INCUS_SOCKET", socket.to_str().unwrap()),
     ];
-    let mut srv = start(dir.path(), &project, &env);
+    let srv = start(dir.path(), &project, &env);
     victim.store(srv.child.id(), Ordering::SeqCst);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     wait_ready(&srv.url, &admin, 2).await;
     let before = pool_members(&project, None);
     let url = srv.url.clone();
-    let request = tokio::spawn(async move { post(&url, &token).await });
+    let request = tokio::spawn(async move { post_agent(&url, &token).await });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !killed.load(Ordering::SeqCst) {
         assert!(Instant::now() < deadline, "the claim never stamped");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The claim was committed, the guest not yet stamped, when the server died.
-    let held_ports = srv.gateway_ports.take().unwrap();
-    let ports = held_ports.range();
-    let killed_dir = srv.dir.clone();
-    srv.kill();
     request.abort();
-    let srv = start(
-        &killed_dir,
-        &project,
-        &[
-            ("PIKA_AGENT_POOL_SIZE", "2"),
-            ("PIKA_AGENT_GATEWAY_PORTS", &ports),
-        ],
-    );
+    let srv = restart(srv, Stop::Kill, &project, &[("PIKA_AGENT_POOL_SIZE", "2")]);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     wait_ready(&srv.url, &admin, 2).await;
     let (_, list) = get(&srv.url, &token, AGENTS_PATH).await;
@@ -296,11 +252,9 @@ async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn an_alias_move_drains_the_pool_and_no_agent_gets_the_old_image() {
-    let project = server::project("pool-alias");
+    let (project, _dir, srv) = started("pool-alias", &[("PIKA_AGENT_POOL_SIZE", "2")]);
     let alias = IncusGuestRole::ManagedOpenclaw.default_image_alias();
     let old = project.alias_target(alias);
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[("PIKA_AGENT_POOL_SIZE", "2")]);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     let detail = wait_ready(&srv.url, &admin, 2).await;
     assert!(detail.contains(&old[..12]), "members per image: {detail}");
@@ -319,7 +273,7 @@ async fn an_alias_move_drains_the_pool_and_no_agent_gets_the_old_image() {
     project.incus_ok(&["image", "alias", "delete", alias]);
     project.incus_ok(&["image", "alias", "create", alias, &new]);
     // At once, before any drain: the agent gets the new image, not a warm guest of the old one.
-    let (status, body) = post(&srv.url, &token).await;
+    let (status, body) = post_agent(&srv.url, &token).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let name = body["instance_name"].as_str().unwrap();
     let instance = project.instance(name).unwrap();
@@ -351,24 +305,11 @@ async fn an_alias_move_drains_the_pool_and_no_agent_gets_the_old_image() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn reconcile_leaves_pool_members_alone_and_lists_none() {
-    let project = server::project("pool-reconcile");
-    let dir = tempfile::tempdir().unwrap();
-    let mut srv = start(dir.path(), &project, &[("PIKA_AGENT_POOL_SIZE", "2")]);
+    let (project, _dir, srv) = started("pool-reconcile", &[("PIKA_AGENT_POOL_SIZE", "2")]);
     let admin = srv.add_admin_token("ops");
     wait_ready(&srv.url, &admin, 2).await;
     let warm = pool_members(&project, None);
-    let held_ports = srv.gateway_ports.take().unwrap();
-    let ports = held_ports.range();
-    let dir_path = srv.dir.clone();
-    assert!(srv.terminate().success());
-    let srv = start(
-        &dir_path,
-        &project,
-        &[
-            ("PIKA_AGENT_POOL_SIZE", "2"),
-            ("PIKA_AGENT_GATEWAY_PORTS", &ports),
-        ],
-    );
+    let srv = restart(srv, Stop::Term, &project, &[("PIKA_AGENT_POOL_SIZE", "2")]);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     wait_ready(&srv.url, &admin, 2).await;
     assert_eq!(
@@ -380,7 +321,7 @@ async fn reconcile_leaves_pool_members_alone_and_lists_none() {
     let (_, list) = get(&srv.url, &token, AGENTS_PATH).await;
     assert_eq!(list["agents"], json!([]), "pool guests are no agents");
     // A claimed member still gets its gateway reached through its port after the restart.
-    let (status, body) = post(&srv.url, &token).await;
+    let (status, body) = post_agent(&srv.url, &token).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(
         warm.contains(body["instance_name"].as_str().unwrap()),
@@ -399,12 +340,12 @@ async fn a_second_server_on_the_project_never_claims_the_first_ones_pool() {
     let warm_a = pool_members(&project, None);
     let id_a = server_id_of(&project, warm_a.first().unwrap());
     // B has a pool of its own on the same project.
-    let mut b = start(dir_b.path(), &project, &[("PIKA_AGENT_POOL_SIZE", "1")]);
+    let b = start(dir_b.path(), &project, &[("PIKA_AGENT_POOL_SIZE", "1")]);
     let (token_b, admin_b) = (b.add_token("bob"), b.add_admin_token("ops"));
     wait_ready(&b.url, &admin_b, 1).await;
     let mut made = Vec::new();
     for _ in 0..3 {
-        let (status, body) = post(&b.url, &token_b).await;
+        let (status, body) = post_agent(&b.url, &token_b).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let name = body["instance_name"].as_str().unwrap().to_owned();
         assert!(!warm_a.contains(&name), "B claimed A's {name}");
@@ -412,17 +353,7 @@ async fn a_second_server_on_the_project_never_claims_the_first_ones_pool() {
         made.push(name);
     }
     // B's restart (its reconcile) leaves A's members alone.
-    let held_ports = b.gateway_ports.take().unwrap();
-    let ports = held_ports.range();
-    assert!(b.terminate().success());
-    let b = start(
-        dir_b.path(),
-        &project,
-        &[
-            ("PIKA_AGENT_POOL_SIZE", "1"),
-            ("PIKA_AGENT_GATEWAY_PORTS", &ports),
-        ],
-    );
+    let b = restart(b, Stop::Term, &project, &[("PIKA_AGENT_POOL_SIZE", "1")]);
     let admin_b = b.add_admin_token("ops");
     wait_ready(&b.url, &admin_b, 1).await;
     assert_eq!(pool_members(&project, Some(&id_a)), warm_a);

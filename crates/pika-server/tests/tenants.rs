@@ -1,10 +1,13 @@
 //! Token holders are tenants: the findings of the attacker's trial (issue 12), each as a test
 //! against the real `pika-server`, incusd and SQLite, and the bad-input corpus.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use common::{Answer, start, started};
 use pika_managed_agent_contract::{
     AGENTS_PATH, HEALTH_PATH, HEALTHZ_PATH, IDEMPOTENCY_KEY_HEADER, IncusGuestRole,
     REQUEST_ID_HEADER,
@@ -12,31 +15,10 @@ use pika_managed_agent_contract::{
 use pika_server::incus_keys::{AGENT_ID_KEY, SERVER_ID_KEY, instance_name};
 use pika_server::store::Store;
 use pika_test_support::TestProject;
-use pika_test_support::server::{self, Server, ServerSetup};
+use pika_test_support::server;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
-
-fn start(dir: &Path, project: &TestProject, env: &[(&str, &str)]) -> Server {
-    Server::start(ServerSetup {
-        bin: Path::new(BIN),
-        dir,
-        project: Some(&project.name),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-}
-
-/// One HTTP exchange: status, headers and the JSON body (`Null` when empty).
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
 
 async fn send(
     url: &str,
@@ -52,21 +34,7 @@ async fn send(
     if let Some(body) = body {
         request = request.body(body);
     }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    let mut body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
-    };
-    pika_test_support::server::take_gateway_token(&mut body);
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    common::send(request).await
 }
 
 /// A request with a body larger than the server takes, sent the way curl sends one
@@ -149,15 +117,13 @@ fn send_oversized(url: &str, path: &str, headers: &[(&str, &str)], length: usize
         }
     };
     let body = body.as_str();
+    let mut body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    let gateway_token = server::take_gateway_token(&mut body);
     Answer {
         status: StatusCode::from_u16(status).unwrap(),
         headers,
-        body: {
-            let mut body: Value =
-                serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
-            pika_test_support::server::take_gateway_token(&mut body);
-            body
-        },
+        body,
+        gateway_token,
     }
 }
 
@@ -1045,9 +1011,7 @@ async fn reprovision_keeps_the_old_instance_until_the_new_one_runs() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn vanished_instances_are_lost_and_unreachable_agents_can_be_deleted() {
-    let project = server::project("lost");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[]);
+    let (project, dir, srv) = started("lost", &[]);
     let token = srv.add_token("alice");
     let mut agents = Vec::new();
     for _ in 0..3 {
@@ -1142,9 +1106,7 @@ async fn vanished_instances_are_lost_and_unreachable_agents_can_be_deleted() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_failed_database_write_is_compensated_and_retries_are_idempotent() {
-    let project = server::project("dbfail");
-    let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), &project, &[]);
+    let (project, dir, srv) = started("dbfail", &[]);
     let token = srv.add_token("alice");
     let db = dir.path().join("agents.db");
     // The database refuses every update from now on (what a full or read-only disk does to the
@@ -1238,14 +1200,8 @@ async fn a_failed_database_write_is_compensated_and_retries_are_idempotent() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn tokens_fail_closed_and_health_says_only_ok() {
-    let project = server::project("tokens");
-    let dir = tempfile::tempdir().unwrap();
     // No watcher: the Incus calls counted below are the health checks' alone.
-    let srv = start(
-        dir.path(),
-        &project,
-        &[("PIKA_AGENT_INCUS_MEMBER_CHECK_SECS", "0")],
-    );
+    let (_project, dir, srv) = started("tokens", &[("PIKA_AGENT_INCUS_MEMBER_CHECK_SECS", "0")]);
     let alice = srv.add_token("alice");
     let tokens = dir.path().join("tokens");
     let good = std::fs::read_to_string(&tokens).unwrap();

@@ -48,6 +48,26 @@ pub struct ServerSetup<'a> {
     pub env: Vec<(String, String)>,
 }
 
+impl<'a> ServerSetup<'a> {
+    /// `bin` on `project`, its database and tokens in `dir`, with `env` beyond the defaults.
+    pub fn new(
+        bin: &'a Path,
+        dir: &'a Path,
+        project: &'a TestProject,
+        env: &[(&str, &str)],
+    ) -> Self {
+        ServerSetup {
+            bin,
+            dir,
+            project: Some(&project.name),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 const PIKA_ENV: &[&str] = &[
     "PIKA_AGENT_INCUS_ENDPOINT",
     "PIKA_AGENT_INCUS_PROJECT",
@@ -243,6 +263,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The workspace's own `pika-server` ([`crate::cargo_bin`]) started on `project`, its database
+/// and tokens in `dir`, with `env` beyond the defaults (for the tests and benchmarks of other
+/// crates; pika-server's own tests run their `CARGO_BIN_EXE`).
+pub fn start(dir: &Path, project: &TestProject, env: &[(&str, &str)]) -> Server {
+    let bin = crate::cargo_bin("pika-server", "pika-server");
+    Server::start(ServerSetup::new(&bin, dir, project, env))
 }
 
 pub fn add_token(bin: &Path, dir: &Path, owner: &str) -> String {
