@@ -77,6 +77,15 @@ pub enum RemoteIncusError {
 
 /// Parses [`MOUNT_SOURCES_ENV`]'s value for `role`: every entry `NAME=DIR` names one of the role's
 /// optional mounts (once) and an absolute directory.
+/// The names of `role`'s optional mounts (caches), the ones a mount source may name.
+fn optional_mount_names(role: IncusGuestRole) -> Vec<&'static str> {
+    role.mounts()
+        .iter()
+        .filter(|m| m.optional)
+        .map(|m| m.name)
+        .collect()
+}
+
 pub fn parse_mount_sources(
     role: IncusGuestRole,
     value: &str,
@@ -85,12 +94,7 @@ pub fn parse_mount_sources(
         var: MOUNT_SOURCES_ENV,
         detail,
     };
-    let optional: Vec<&str> = role
-        .mounts()
-        .iter()
-        .filter(|m| m.optional)
-        .map(|m| m.name)
-        .collect();
+    let optional = optional_mount_names(role);
     let valid = if optional.is_empty() {
         format!("role {role} has no optional mounts")
     } else {
@@ -327,16 +331,19 @@ mod tests {
         JobSpec::incus("unit", "true", IncusGuestRole::PikaciRunner)
     }
 
-    /// The context uses the runner role's own alias and so records the role.
+    /// The role of the runner job with [`GUEST_ROLE_ENV`] set to `value`.
+    fn role_with_env(value: &str) -> Result<IncusGuestRole, RemoteIncusError> {
+        remote_linux_vm_incus_guest_role_from(&runner_job(), env(&[(GUEST_ROLE_ENV, value)]))
+    }
+
+    /// The context uses `role`'s own alias and so records the role.
+    fn assert_alias_recorded(ctx: &RemoteIncusContext, role: IncusGuestRole) {
+        assert_eq!(ctx.image_alias, role.default_image_alias());
+        assert_eq!(ctx.recorded_guest_role(), Some(role));
+    }
+
     fn assert_runner_alias_recorded(ctx: &RemoteIncusContext) {
-        assert_eq!(
-            ctx.image_alias,
-            IncusGuestRole::PikaciRunner.default_image_alias()
-        );
-        assert_eq!(
-            ctx.recorded_guest_role(),
-            Some(IncusGuestRole::PikaciRunner)
-        );
+        assert_alias_recorded(ctx, IncusGuestRole::PikaciRunner);
     }
 
     #[test]
@@ -390,11 +397,7 @@ mod tests {
 
     #[test]
     fn role_env_wins_over_the_job_and_is_trimmed() {
-        let role = remote_linux_vm_incus_guest_role_from(
-            &runner_job(),
-            env(&[(GUEST_ROLE_ENV, "  managed-openclaw\n")]),
-        )
-        .unwrap();
+        let role = role_with_env("  managed-openclaw\n").unwrap();
         assert_eq!(role, IncusGuestRole::ManagedOpenclaw);
         let ctx = RemoteIncusContext::for_job_from(
             &runner_job(),
@@ -402,25 +405,13 @@ mod tests {
             env(&[(GUEST_ROLE_ENV, "managed-openclaw")]),
         )
         .unwrap();
-        assert_eq!(
-            ctx.image_alias,
-            IncusGuestRole::ManagedOpenclaw.default_image_alias()
-        );
-        assert_eq!(
-            ctx.recorded_guest_role(),
-            Some(IncusGuestRole::ManagedOpenclaw)
-        );
+        assert_alias_recorded(&ctx, IncusGuestRole::ManagedOpenclaw);
     }
 
     #[test]
     fn mount_sources_name_optional_mounts_with_absolute_dirs() {
         let role = IncusGuestRole::PikaciRunner;
-        let optional: Vec<&str> = role
-            .mounts()
-            .iter()
-            .filter(|m| m.optional)
-            .map(|m| m.name)
-            .collect();
+        let optional = optional_mount_names(role);
         assert!(!optional.is_empty(), "the runner has optional cache mounts");
         let value = optional
             .iter()
@@ -480,19 +471,13 @@ mod tests {
 
     #[test]
     fn blank_role_env_falls_back_to_the_job() {
-        let role =
-            remote_linux_vm_incus_guest_role_from(&runner_job(), env(&[(GUEST_ROLE_ENV, "   ")]))
-                .unwrap();
+        let role = role_with_env("   ").unwrap();
         assert_eq!(role, IncusGuestRole::PikaciRunner);
     }
 
     #[test]
     fn invalid_role_env_is_rejected_naming_the_variable_and_valid_roles() {
-        let err = remote_linux_vm_incus_guest_role_from(
-            &runner_job(),
-            env(&[(GUEST_ROLE_ENV, "runner")]),
-        )
-        .unwrap_err();
+        let err = role_with_env("runner").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(GUEST_ROLE_ENV), "{msg}");
         assert!(msg.contains("\"runner\""), "{msg}");
