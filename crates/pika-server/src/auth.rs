@@ -287,12 +287,19 @@ mod tests {
         assert!(add_token(Path::new("/nonexistent/x"), "bad owner", false).is_err());
     }
 
-    #[test]
-    fn a_broken_file_fails_closed_until_fixed() {
+    /// A tokens file in a fresh directory with alice's token: (the directory, the file,
+    /// alice's token, the file loaded).
+    fn alices_tokens() -> (tempfile::TempDir, PathBuf, String, Tokens) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
         let alice = add_token(&path, "alice", false).unwrap();
         let tokens = Tokens::load(path.clone()).unwrap();
+        (dir, path, alice, tokens)
+    }
+
+    #[test]
+    fn a_broken_file_fails_closed_until_fixed() {
+        let (_dir, path, alice, tokens) = alices_tokens();
         assert_eq!(tokens.owner_of(&alice).unwrap().as_deref(), Some("alice"));
         let good = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{good}bob nothex\n")).unwrap();
@@ -304,10 +311,7 @@ mod tests {
 
     #[test]
     fn a_change_that_keeps_the_mtime_is_seen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens");
-        let alice = add_token(&path, "alice", false).unwrap();
-        let tokens = Tokens::load(path.clone()).unwrap();
+        let (_dir, path, alice, tokens) = alices_tokens();
         assert!(tokens.owner_of(&alice).unwrap().is_some());
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         // Revoke alice by rewriting the line with another hash of the same length.

@@ -330,6 +330,11 @@ mod tests {
         config: ServerConfig,
     }
 
+    /// The error message of a command line the parser refuses.
+    fn parse_err(args: &[&str]) -> String {
+        parse(args).unwrap_err().to_string()
+    }
+
     fn parse(args: &[&str]) -> Result<ServerConfig, clap::Error> {
         Cli::try_parse_from(std::iter::once("pika-server").chain(args.iter().copied()))
             .map(|cli| cli.config)
@@ -358,40 +363,28 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_flag_and_the_reason() {
-        let err = parse(&["--db", "relative.db"]).unwrap_err().to_string();
+        let err = parse_err(&["--db", "relative.db"]);
         assert!(
             err.contains("--db") && err.contains("absolute path"),
             "{err}"
         );
-        let err = parse(&["--incus-insecure-tls", "maybe"])
-            .unwrap_err()
-            .to_string();
+        let err = parse_err(&["--incus-insecure-tls", "maybe"]);
         assert!(err.contains("--incus-insecure-tls"), "{err}");
-        let err = parse(&["--incus-allowed-projects", "a,*"])
-            .unwrap_err()
-            .to_string();
+        let err = parse_err(&["--incus-allowed-projects", "a,*"]);
         assert!(err.contains("wildcards"), "{err}");
-        let err = parse(&["--incus-guest-role", "nope"])
-            .unwrap_err()
-            .to_string();
+        let err = parse_err(&["--incus-guest-role", "nope"]);
         for role in IncusGuestRole::ALL {
             assert_eq!(err.matches(role.as_str()).count(), 1, "listed once: {err}");
         }
         for bad in ["0-10", "20-10", "x", "1-70000", ""] {
-            let err = parse(&["--gateway-ports", bad]).unwrap_err().to_string();
+            let err = parse_err(&["--gateway-ports", bad]);
             assert!(err.contains("--gateway-ports"), "{err}");
         }
-        let err = parse(&["--model-env-file", "keys.env"])
-            .unwrap_err()
-            .to_string();
+        let err = parse_err(&["--model-env-file", "keys.env"]);
         assert!(err.contains("absolute path"), "{err}");
-        let err = parse(&["--gateway-listen-address", "localhost"])
-            .unwrap_err()
-            .to_string();
+        let err = parse_err(&["--gateway-listen-address", "localhost"]);
         assert!(err.contains("--gateway-listen-address"), "{err}");
-        let err = parse(&["--incus-endpoint", "http://x"])
-            .unwrap_err()
-            .to_string();
+        let err = parse_err(&["--incus-endpoint", "http://x"]);
         assert!(err.contains("https"), "{err}");
     }
 

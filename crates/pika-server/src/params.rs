@@ -199,9 +199,14 @@ mod tests {
         }
     }
 
+    /// `requested` resolved against [`env_defaults`].
+    fn resolve(requested: IncusProvisionParams) -> Result<ResolvedIncusParams, ParamsError> {
+        resolved_incus_params(&env_defaults(), &requested)
+    }
+
     #[test]
     fn role_is_preserved_in_materialized_params_with_default_alias() {
-        let resolved = resolved_incus_params(&env_defaults(), &Default::default()).unwrap();
+        let resolved = resolve(Default::default()).unwrap();
         assert_eq!(resolved.image_alias, MANAGED_ROLE.default_image_alias());
         assert_eq!(resolved.materialized_guest_role(), Some(MANAGED_ROLE));
         let materialized = resolved.materialized();
@@ -212,22 +217,22 @@ mod tests {
         );
         assert_eq!(materialized.insecure_tls, None, "no endpoint, no TLS flag");
         // Explicitly requested role + default alias with surrounding blanks still materializes.
-        let requested = IncusProvisionParams {
+        let resolved = resolve(IncusProvisionParams {
             guest_role: Some(MANAGED_ROLE),
             image_alias: Some(format!(" {} ", MANAGED_ROLE.default_image_alias())),
             ..Default::default()
-        };
-        let resolved = resolved_incus_params(&env_defaults(), &requested).unwrap();
+        })
+        .unwrap();
         assert_eq!(resolved.materialized().guest_role, Some(MANAGED_ROLE));
     }
 
     #[test]
     fn role_is_omitted_for_a_custom_alias() {
-        let requested = IncusProvisionParams {
+        let resolved = resolve(IncusProvisionParams {
             image_alias: Some("my/custom".into()),
             ..Default::default()
-        };
-        let resolved = resolved_incus_params(&env_defaults(), &requested).unwrap();
+        })
+        .unwrap();
         assert_eq!(resolved.guest_role, MANAGED_ROLE);
         assert_eq!(resolved.materialized_guest_role(), None);
         let value = serde_json::to_value(resolved.materialized()).unwrap();
@@ -238,11 +243,11 @@ mod tests {
     #[test]
     fn other_roles_are_rejected_with_the_upstream_message() {
         for role in IncusGuestRole::ALL.iter().filter(|r| **r != MANAGED_ROLE) {
-            let requested = IncusProvisionParams {
+            let err = resolve(IncusProvisionParams {
                 guest_role: Some(*role),
                 ..Default::default()
-            };
-            let err = resolved_incus_params(&env_defaults(), &requested).unwrap_err();
+            })
+            .unwrap_err();
             assert_eq!(err, ParamsError::UnsupportedRole(*role));
             assert_eq!(
                 err.to_string(),
@@ -341,11 +346,11 @@ mod tests {
 
     #[test]
     fn invalid_request_endpoint_names_the_field() {
-        let requested = IncusProvisionParams {
+        let err = resolve(IncusProvisionParams {
             endpoint: Some("ftp://x".into()),
             ..Default::default()
-        };
-        let err = resolved_incus_params(&env_defaults(), &requested).unwrap_err();
+        })
+        .unwrap_err();
         assert!(err.to_string().starts_with("incus.endpoint"), "{err}");
     }
 }
