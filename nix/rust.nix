@@ -53,15 +53,34 @@
   };
   cargoArtifacts = craneLib.buildDepsOnly common;
 
-  # Binary -> crate. Every binary of the workspace is a package of the same name.
+  # Binary -> its crate and its package's meta.description. Every binary of the workspace is a
+  # package of the same name.
   binaries = {
-    pika-server = "pika-server";
-    pika = "pika-cli";
-    pikaci = "pikaci";
-    pika-roles = "pika-roles-codegen";
-    pika-guest = "pika-guest";
+    pika-server = {
+      crate = "pika-server";
+      description = "Pika agent API server: provisions OpenClaw agents as Incus guests";
+    };
+    pika = {
+      crate = "pika-cli";
+      description = "Pika operator CLI for the agent API";
+    };
+    pikaci = {
+      crate = "pikaci";
+      description = "Pika CI front end: runs CI jobs in Incus guests";
+    };
+    pika-roles = {
+      crate = "pika-roles-codegen";
+      description = "Generates and checks the Pika Incus guest role registry from roles.toml";
+    };
+    pika-guest = {
+      crate = "pika-guest";
+      description = "Pika operator tool for Incus guests and role images";
+    };
   };
-  mkBinary = binary: crate:
+  mkBinary = binary: {
+    crate,
+    description,
+  }:
     craneLib.buildPackage (common
       // {
         inherit cargoArtifacts;
@@ -79,8 +98,7 @@
             --zsh <("$out/bin/${binary}" completions zsh)
         '';
         meta = {
-          description = descriptions.${binary};
-          inherit license;
+          inherit description license;
           platforms = lib.platforms.linux;
           mainProgram = binary;
         };
@@ -90,14 +108,6 @@
   license =
     licenseBySpdx.${cargoToml.workspace.package.license}
     or (throw "nix/rust.nix: add Cargo.toml's license ${cargoToml.workspace.package.license} to licenseBySpdx");
-  # meta.description of each binary's package.
-  descriptions = {
-    pika-server = "Pika agent API server: provisions OpenClaw agents as Incus guests";
-    pika = "Pika operator CLI for the agent API";
-    pikaci = "Pika CI front end: runs CI jobs in Incus guests";
-    pika-roles = "Generates and checks the Pika Incus guest role registry from roles.toml";
-    pika-guest = "Pika operator tool for Incus guests and role images";
-  };
   packages = builtins.mapAttrs mkBinary binaries;
 in {
   inherit packages src cargoArtifacts;

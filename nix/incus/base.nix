@@ -8,20 +8,13 @@
   ...
 }: let
   role = config.pika.guestRole;
+  # A role fact the registry always sets: typed and described, no default.
+  fact = type: description: lib.mkOption {inherit type description;};
   mountType = lib.types.submodule {
     options = {
-      name = lib.mkOption {
-        type = lib.types.str;
-        description = "Incus disk device name.";
-      };
-      path = lib.mkOption {
-        type = lib.types.str;
-        description = "Absolute guest path the device is mounted at.";
-      };
-      readOnly = lib.mkOption {
-        type = lib.types.bool;
-        description = "Whether the mount is read-only.";
-      };
+      name = fact lib.types.str "Incus disk device name.";
+      path = fact lib.types.str "Absolute guest path the device is mounted at.";
+      readOnly = fact lib.types.bool "Whether the mount is read-only.";
       optional = lib.mkOption {
         type = lib.types.bool;
         default = false;
@@ -31,34 +24,16 @@
   };
   userType = lib.types.submodule {
     options = {
-      name = lib.mkOption {
-        type = lib.types.str;
-        description = "User name.";
-      };
-      uid = lib.mkOption {
-        type = lib.types.int;
-        description = "User ID.";
-      };
-      group = lib.mkOption {
-        type = lib.types.str;
-        description = "Primary group name.";
-      };
-      gid = lib.mkOption {
-        type = lib.types.int;
-        description = "Primary group ID.";
-      };
+      name = fact lib.types.str "User name.";
+      uid = fact lib.types.int "User ID.";
+      group = fact lib.types.str "Primary group name.";
+      gid = fact lib.types.int "Primary group ID.";
     };
   };
 in {
   options.pika.guestRole = {
-    id = lib.mkOption {
-      type = lib.types.str;
-      description = "ID of the role this guest is built for (roles.toml).";
-    };
-    readiness = lib.mkOption {
-      type = lib.types.str;
-      description = "The role's readiness contract: booted, incus-agent, ssh, a lifecycle file path, or http://127.0.0.1:PORT/PATH.";
-    };
+    id = fact lib.types.str "ID of the role this guest is built for (roles.toml).";
+    readiness = fact lib.types.str "The role's readiness contract: booted, incus-agent, ssh, a lifecycle file path, or http://127.0.0.1:PORT/PATH.";
     mounts = lib.mkOption {
       type = lib.types.listOf mountType;
       default = [];
