@@ -23,7 +23,7 @@ use pika_role_spec::{
 use serde_json::Value;
 
 pub use pika_role_spec::{self as spec, Diagnostics, MANIFEST_FILE};
-pub use sync::{FileState, FileStatus, Mode, SyncError, is_fresh, sync_outputs};
+pub use sync::{FileState, Mode, sync_outputs};
 
 /// One rendered output: where it goes (relative to the repository root) and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -79,10 +79,9 @@ fn main() -> ExitCode {
             .find(|m| m.is_file())
     };
     let Some(manifest) = cli.manifest.clone().or_else(found) else {
-        eprintln!(
-            "pika-roles: error: no roles.toml found in the current directory or its parents; pass --manifest PATH"
-        );
-        return ExitCode::from(EXIT_USAGE);
+        let why =
+            "no roles.toml found in the current directory or its parents; pass --manifest PATH";
+        return fail(EXIT_USAGE, why);
     };
     let registry = match Registry::load(&manifest) {
         Ok(registry) => registry,
@@ -101,8 +100,8 @@ fn main() -> ExitCode {
         _ => PathBuf::from("."),
     };
     match command {
-        Command::Generate => generate(&root, &registry),
-        Command::Check => check(&root, &registry),
+        Command::Generate => sync(&root, &registry, Mode::Write),
+        Command::Check => sync(&root, &registry, Mode::Check),
         Command::List { json: true } => {
             print_json(&registry.roles.iter().map(show_json).collect::<Vec<_>>())
         }
@@ -114,66 +113,56 @@ fn main() -> ExitCode {
     }
 }
 
-fn generate(root: &Path, registry: &Registry) -> ExitCode {
-    match sync_outputs(root, &outputs(registry), Mode::Write) {
-        Ok(statuses) => {
-            for status in statuses {
-                let verb = if status.state == FileState::Written {
-                    "wrote"
-                } else {
-                    "unchanged"
-                };
-                eprintln!("{verb} {}", root.join(&status.path).display());
-            }
-            print_table(&registry.roles);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("pika-roles: error: {e}");
-            ExitCode::from(EXIT_WRITE)
-        }
-    }
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pika-roles: error: {message}");
+    ExitCode::from(code)
 }
 
-fn check(root: &Path, registry: &Registry) -> ExitCode {
-    let statuses =
-        sync_outputs(root, &outputs(registry), Mode::Check).expect("check mode never writes");
-    let stale: Vec<_> = statuses
-        .iter()
-        .filter(|s| s.state == FileState::Stale)
-        .collect();
-    for status in &stale {
-        eprintln!(
-            "stale: {} (run `{REGENERATE_COMMAND}`)",
-            root.join(&status.path).display()
-        );
+/// `generate` (write, then print the role table) and `check` (exit 3 naming each stale file).
+fn sync(root: &Path, registry: &Registry, mode: Mode) -> ExitCode {
+    let states = match sync_outputs(root, &outputs(registry), mode) {
+        Ok(states) => states,
+        Err(e) => return fail(EXIT_WRITE, e),
+    };
+    for (path, state) in &states {
+        let path = root.join(path);
+        match (mode, state) {
+            (Mode::Check, FileState::Stale) => {
+                eprintln!("stale: {} (run `{REGENERATE_COMMAND}`)", path.display());
+            }
+            (Mode::Check, _) => {}
+            (_, FileState::Written) => eprintln!("wrote {}", path.display()),
+            _ => eprintln!("unchanged {}", path.display()),
+        }
     }
-    if stale.is_empty() {
-        eprintln!("all generated files are fresh");
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_STALE)
+    match mode {
+        Mode::Write => print_table(&registry.roles),
+        _ if states.iter().any(|(_, s)| *s == FileState::Stale) => {
+            return ExitCode::from(EXIT_STALE);
+        }
+        _ => eprintln!("all generated files are fresh"),
     }
+    ExitCode::SUCCESS
 }
 
 fn show(registry: &Registry, id: &str, json: bool, field: Option<&str>) -> ExitCode {
     let Some(role) = registry.get(id.trim()) else {
-        eprintln!(
-            "pika-roles: error: unknown role `{id}`; valid roles: {}",
-            registry.valid_ids()
+        let valid = registry.valid_ids();
+        return fail(
+            EXIT_USAGE,
+            format!("unknown role `{id}`; valid roles: {valid}"),
         );
-        return ExitCode::from(EXIT_USAGE);
     };
     let fields = show_json(role);
     match field {
         Some(name) => {
             let Some(value) = fields.get(name) else {
                 let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-                eprintln!(
-                    "pika-roles: error: unknown field `{name}`; fields: {}",
-                    names.join(", ")
+                let names = names.join(", ");
+                return fail(
+                    EXIT_USAGE,
+                    format!("unknown field `{name}`; fields: {names}"),
                 );
-                return ExitCode::from(EXIT_USAGE);
             };
             let mut text = String::new();
             write_text(&mut text, role, name, value, "\n");

@@ -1,7 +1,6 @@
 //! Writing and checking the checked-in outputs with one comparison (the rust-analyzer
 //! `ensure_file_contents` idea): `generate` rewrites stale files, `check` reports them.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -24,103 +23,60 @@ pub enum FileState {
     Stale,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileStatus {
-    /// Repository-relative path.
-    pub path: PathBuf,
-    pub state: FileState,
-}
-
-/// A write that failed: names the stale file and the command that regenerates it.
-#[derive(Debug)]
-pub struct SyncError {
-    pub path: PathBuf,
-    pub source: io::Error,
-}
-
-impl fmt::Display for SyncError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} is stale and cannot be written ({}); run `{REGENERATE_COMMAND}` in a writable checkout",
-            self.path.display(),
-            self.source
-        )
-    }
-}
-
-impl std::error::Error for SyncError {}
-
-/// True when the file on disk already holds `contents` (line endings normalised).
-pub fn is_fresh(path: &Path, contents: &str) -> bool {
-    match std::fs::read_to_string(path) {
-        Ok(old) => old.replace("\r\n", "\n") == contents,
-        Err(_) => false,
-    }
-}
-
-/// Compares every output with the file under `repo_root`; in `Write` mode replaces stale ones.
-/// All temp files are written before any rename, so a failed write leaves every output as it was.
+/// Compares every output with the file under `repo_root` (line endings normalised); in `Write`
+/// mode replaces the stale ones. All temp files are written before any rename, so a failed write
+/// leaves every output as it was; the error names the stale file and the command.
 pub fn sync_outputs(
     repo_root: &Path,
     outputs: &[Output],
     mode: Mode,
-) -> Result<Vec<FileStatus>, SyncError> {
-    let mut statuses = Vec::new();
+) -> Result<Vec<(PathBuf, FileState)>, String> {
+    let mut states = Vec::new();
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let failed = |path: &Path, e: io::Error| {
+        format!(
+            "{} is stale and cannot be written ({e}); run `{REGENERATE_COMMAND}` in a writable checkout",
+            path.display()
+        )
+    };
     for output in outputs {
         let target = repo_root.join(&output.path);
-        if is_fresh(&target, &output.contents) {
-            statuses.push(FileStatus {
-                path: output.path.clone(),
-                state: FileState::Fresh,
-            });
-            continue;
-        }
-        if mode == Mode::Check {
-            statuses.push(FileStatus {
-                path: output.path.clone(),
-                state: FileState::Stale,
-            });
-            continue;
-        }
-        match stage(&target, &output.contents) {
-            Ok(temp) => staged.push((temp, target)),
-            Err(source) => {
-                for (temp, _) in &staged {
-                    let _ = std::fs::remove_file(temp);
+        let old = std::fs::read_to_string(&target).ok();
+        let state = match (
+            old.is_some_and(|old| old.replace("\r\n", "\n") == output.contents),
+            mode,
+        ) {
+            (true, _) => FileState::Fresh,
+            (false, Mode::Check) => FileState::Stale,
+            (false, Mode::Write) => match stage(&target, &output.contents) {
+                Ok(temp) => {
+                    staged.push((temp, target));
+                    FileState::Written
                 }
-                return Err(SyncError {
-                    path: output.path.clone(),
-                    source,
-                });
-            }
-        }
-        statuses.push(FileStatus {
-            path: output.path.clone(),
-            state: FileState::Written,
-        });
+                Err(e) => {
+                    staged
+                        .iter()
+                        .for_each(|(temp, _)| drop(std::fs::remove_file(temp)));
+                    return Err(failed(&output.path, e));
+                }
+            },
+        };
+        states.push((output.path.clone(), state));
     }
     for (temp, target) in staged {
-        std::fs::rename(&temp, &target).map_err(|source| {
+        std::fs::rename(&temp, &target).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
-            SyncError {
-                path: target.strip_prefix(repo_root).unwrap_or(&target).into(),
-                source,
-            }
+            failed(target.strip_prefix(repo_root).unwrap_or(&target), e)
         })?;
     }
-    Ok(statuses)
+    Ok(states)
 }
 
 /// Writes `contents` to a temp file beside `target`, keeping the target's permissions.
 fn stage(target: &Path, contents: &str) -> io::Result<PathBuf> {
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
     let temp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     std::fs::write(&temp, contents)?;
     if let Ok(meta) = std::fs::metadata(target) {
