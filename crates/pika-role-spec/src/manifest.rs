@@ -308,6 +308,9 @@ impl Cx<'_> {
     /// The roles of a manifest in the subset, or `None` at the first problem of any kind.
     fn fast(&mut self, root: Vec<(&'static str, Sub)>) -> Option<Vec<RoleSpec>> {
         let mut roles = Vec::new();
+        if root.len() != 2 {
+            return None;
+        }
         for (key, value) in root {
             match (key, value) {
                 ("schema", Sub::Int(SCHEMA_VERSION)) => {}

@@ -82,10 +82,11 @@ fn the_subset_reads_what_the_full_parser_reads() {
 }
 
 #[test]
-fn what_toml_forbids_stays_refused() {
+fn what_toml_or_the_manifest_forbids_stays_refused() {
     let plain = plain_fixture();
     let autostart = "\"boot.autostart\" = \"false\"\n";
     for (name, text) in [
+        ("no schema", plain.replace("schema = 2\n", "")),
         ("a key twice", plain.replace("cpu = 4\n", "cpu = 4\ncpu = 4\n")),
         ("a map key twice", plain.replace(autostart, &format!("{autostart}{autostart}"))),
         (
