@@ -10,8 +10,9 @@ use super::provenance::Provenance;
 use super::retention::{self, Pruned};
 use super::versions::{AliasState, new_version_name};
 
+/// What an alias serves after an import or a rollback, and what it served before.
 #[derive(Debug, Serialize)]
-pub struct ImportReport {
+pub struct AliasMove {
     pub alias: String,
     pub project: String,
     pub host: String,
@@ -19,6 +20,34 @@ pub struct ImportReport {
     pub fingerprint: String,
     pub version: String,
     pub provenance: Provenance,
+}
+
+impl AliasMove {
+    pub fn new(
+        project: &ProjectClient,
+        host: &str,
+        alias: &str,
+        previous: Option<String>,
+        fingerprint: String,
+        version: String,
+        provenance: Provenance,
+    ) -> Self {
+        AliasMove {
+            alias: alias.to_string(),
+            project: project.name().to_string(),
+            host: host.to_string(),
+            previous,
+            fingerprint,
+            version,
+            provenance,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    #[serde(flatten)]
+    pub serves: AliasMove,
     /// False when the alias already pointed at this image.
     pub moved: bool,
     pub already_present: bool,
@@ -100,13 +129,15 @@ pub async fn import(
     }
     let pruned = retention::apply(project, alias, keep, role).await?;
     Ok(ImportReport {
-        alias: alias.to_string(),
-        project: project.name().to_string(),
-        host: host.to_string(),
-        previous,
-        fingerprint,
-        version,
-        provenance: artifact.metadata.provenance(),
+        serves: AliasMove::new(
+            project,
+            host,
+            alias,
+            previous,
+            fingerprint,
+            version,
+            artifact.metadata.provenance(),
+        ),
         moved,
         already_present,
         pruned,

@@ -61,6 +61,20 @@ pub struct RemoteHosts {
     remote_host: Vec<String>,
 }
 
+/// The alias a command works on, where (the Incus target, or each --remote-host) and --json.
+#[derive(Args)]
+pub struct AliasOn {
+    /// Image alias (default: the role's default alias).
+    #[arg(long, value_name = "A", value_parser = parse_alias)]
+    alias: Option<String>,
+    #[command(flatten)]
+    target: ImageTargetArgs,
+    #[command(flatten)]
+    remote: RemoteHosts,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args)]
 pub struct BuildImportArgs {
     /// The role, alias, retention and target: the flags of `prune`.
@@ -77,18 +91,11 @@ pub struct ImportArgs {
     /// Image directory: metadata.tar.xz plus disk.qcow2 or rootfs.squashfs.
     #[arg(long, value_name = "DIR", default_value = "result")]
     artifact: PathBuf,
-    /// Image alias (default: the role's default alias).
-    #[arg(long, value_name = "A", value_parser = parse_alias)]
-    alias: Option<String>,
     /// Images the alias keeps reachable, the served one included.
     #[arg(long, value_name = "N", default_value = DEFAULT_KEEP, value_parser = clap::value_parser!(u16).range(1..))]
     keep: u16,
     #[command(flatten)]
-    target: ImageTargetArgs,
-    #[command(flatten)]
-    remote: RemoteHosts,
-    #[arg(long)]
-    json: bool,
+    on: AliasOn,
 }
 
 #[derive(Args)]
@@ -113,14 +120,8 @@ pub struct StatusArgs {
     /// Expect this source rev instead of the checkout's (where no checkout is, e.g. over ssh).
     #[arg(long, value_name = "REV")]
     expect_rev: Option<String>,
-    #[arg(long, value_name = "A", value_parser = parse_alias)]
-    alias: Option<String>,
     #[command(flatten)]
-    target: ImageTargetArgs,
-    #[command(flatten)]
-    remote: RemoteHosts,
-    #[arg(long)]
-    json: bool,
+    on: AliasOn,
 }
 
 #[derive(Args)]
@@ -134,14 +135,8 @@ pub struct RollbackArgs {
     /// A simplestreams tree made by `image publish`: withdraw its newest version of the alias.
     #[arg(long, value_name = "DIR")]
     published: Option<PathBuf>,
-    #[arg(long, value_name = "A", value_parser = parse_alias)]
-    alias: Option<String>,
     #[command(flatten)]
-    target: ImageTargetArgs,
-    #[command(flatten)]
-    remote: RemoteHosts,
-    #[arg(long)]
-    json: bool,
+    on: AliasOn,
 }
 
 #[derive(Args)]
@@ -216,13 +211,18 @@ fn print_json(value: &impl Serialize) -> Result<(), String> {
 fn print_summary(
     json: bool,
     report: &impl Serialize,
-    words: [&str; 3],
-    provenance: &Provenance,
+    serves: &import::AliasMove,
 ) -> Result<ExitCode, String> {
     if json {
         print_json(report)?;
     } else {
-        println!("{} {}", words.join(" "), provenance.short());
+        println!(
+            "{} {} {} {}",
+            serves.host,
+            serves.alias,
+            short(&serves.fingerprint),
+            serves.provenance.short()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -247,8 +247,8 @@ async fn connect(args: &ImageTargetArgs) -> Result<Target, String> {
 }
 
 async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
-    let alias = alias_of(args.role, &args.alias);
-    if !args.remote.remote_host.is_empty() {
+    let alias = alias_of(args.role, &args.on.alias);
+    if !args.on.remote.remote_host.is_empty() {
         let ship = artifact::payload_files(&args.artifact).ok_or_else(|| {
             format!(
                 "artifact {} is not an image directory (build it: scripts/incus-role-image.sh --role {} build)",
@@ -256,9 +256,9 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
                 args.role
             )
         })?;
-        let mut job_args = remote_args(args.role, &args.alias, &args.target);
+        let mut job_args = remote_args(args.role, &args.on.alias, &args.on.target);
         job_args.extend(["--keep".into(), args.keep.to_string()]);
-        job_args.extend(args.json.then(|| "--json".to_string()));
+        job_args.extend(args.on.json.then(|| "--json".to_string()));
         let job = remote::Job {
             sub: "import",
             args: job_args,
@@ -266,7 +266,7 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
             artifact: remote::ArtifactAt::Shipped,
             build: None,
         };
-        return remote::run(&job, &args.remote.remote_host);
+        return remote::run(&job, &args.on.remote.remote_host);
     }
     let artifact = Artifact::open(&args.artifact, args.role).map_err(|e| {
         format!(
@@ -277,7 +277,7 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
     if let Some(message) = &artifact.note {
         note(message);
     }
-    let target = connect(&args.target).await?;
+    let target = connect(&args.on.target).await?;
     let report = import::import(
         &target.project,
         &target.host,
@@ -287,34 +287,30 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
         args.role.as_str(),
     )
     .await?;
+    let serves = &report.serves;
     if report.already_present {
         note(&format!(
             "image {} is already in project {}; not importing it again",
-            report.fingerprint, report.project
+            serves.fingerprint, serves.project
         ));
     }
     if report.moved {
         note(&format!(
             "alias {} -> {} (project {} on {}; was {})",
-            report.alias,
-            report.fingerprint,
-            report.project,
-            report.host,
-            report.previous.as_deref().unwrap_or("absent")
+            serves.alias,
+            serves.fingerprint,
+            serves.project,
+            serves.host,
+            serves.previous.as_deref().unwrap_or("absent")
         ));
     } else {
         note(&format!(
             "alias {} already points at {}; nothing to do",
-            report.alias, report.fingerprint
+            serves.alias, serves.fingerprint
         ));
     }
     note_pruned(&report.pruned);
-    print_summary(
-        args.json,
-        &report,
-        [&report.host, &report.alias, short(&report.fingerprint)],
-        &report.provenance,
-    )
+    print_summary(args.on.json, &report, serves)
 }
 
 fn note_pruned(pruned: &retention::Pruned) {
@@ -332,14 +328,14 @@ fn note_pruned(pruned: &retention::Pruned) {
 }
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
-    if !args.remote.remote_host.is_empty() {
+    if !args.on.remote.remote_host.is_empty() {
         return status_remote(&args);
     }
     let roles: Vec<IncusGuestRole> = match args.role {
         Some(role) => vec![role],
         None => IncusGuestRole::ALL.to_vec(),
     };
-    let target = connect(&args.target).await?;
+    let target = connect(&args.on.target).await?;
     let mut lines = Vec::new();
     for role in roles {
         let expected = match (&args.artifact, &args.expect_rev) {
@@ -347,7 +343,7 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
             (None, Some(rev)) => provenance::expected_for_rev(role, rev)?,
             (None, None) => provenance::expected_from_checkout(role, &args.repo)?,
         };
-        let alias = alias_of(role, &args.alias);
+        let alias = alias_of(role, &args.on.alias);
         lines.push(
             status::status(
                 &target.project,
@@ -359,7 +355,7 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode, String> {
             .await?,
         );
     }
-    if args.json {
+    if args.on.json {
         print_json(&lines)?;
     } else {
         print_status_table(&lines);
@@ -401,7 +397,7 @@ fn print_status_table(lines: &[status::StatusLine]) {
 }
 
 async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
-    let alias = alias_of(args.role, &args.alias);
+    let alias = alias_of(args.role, &args.on.alias);
     if let Some(tree) = &args.published {
         let report = publish::withdraw_newest(tree, &alias)?;
         note(&format!(
@@ -412,17 +408,17 @@ async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
             report.serving,
             short(&report.serving_fingerprint)
         ));
-        if args.json {
+        if args.on.json {
             print_json(&report)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.remote.remote_host.is_empty() {
-        let mut job_args = remote_args(args.role, &args.alias, &args.target);
+    if !args.on.remote.remote_host.is_empty() {
+        let mut job_args = remote_args(args.role, &args.on.alias, &args.on.target);
         if let Some(to) = &args.to {
             job_args.extend(["--to".into(), to.clone()]);
         }
-        job_args.extend(args.json.then(|| "--json".to_string()));
+        job_args.extend(args.on.json.then(|| "--json".to_string()));
         let job = remote::Job {
             sub: "rollback",
             args: job_args,
@@ -430,9 +426,9 @@ async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
             artifact: remote::ArtifactAt::None,
             build: None,
         };
-        return remote::run(&job, &args.remote.remote_host);
+        return remote::run(&job, &args.on.remote.remote_host);
     }
-    let target = connect(&args.target).await?;
+    let target = connect(&args.on.target).await?;
     let report =
         rollback::rollback(&target.project, &target.host, &alias, args.to.as_deref()).await?;
     note(&format!(
@@ -445,12 +441,7 @@ async fn run_rollback(args: RollbackArgs) -> Result<ExitCode, String> {
         report.host,
         report.previous.as_deref().unwrap_or("absent")
     ));
-    print_summary(
-        args.json,
-        &report,
-        [&report.host, &report.alias, short(&report.fingerprint)],
-        &report.provenance,
-    )
+    print_summary(args.on.json, &report, &report)
 }
 
 async fn run_prune(args: PruneArgs) -> Result<ExitCode, String> {
@@ -523,11 +514,11 @@ fn remote_args(
 
 fn status_remote(args: &StatusArgs) -> Result<ExitCode, String> {
     let mut job_args = match args.role {
-        Some(role) => remote_args(role, &args.alias, &args.target),
+        Some(role) => remote_args(role, &args.on.alias, &args.on.target),
         None => vec![
             "--all".into(),
             "--project".into(),
-            args.target.incus.project.clone(),
+            args.on.target.incus.project.clone(),
         ],
     };
     let (ship, artifact) = match &args.artifact {
@@ -556,7 +547,7 @@ fn status_remote(args: &StatusArgs) -> Result<ExitCode, String> {
             (Vec::new(), remote::ArtifactAt::None)
         }
     };
-    job_args.extend(args.json.then(|| "--json".to_string()));
+    job_args.extend(args.on.json.then(|| "--json".to_string()));
     let job = remote::Job {
         sub: "status",
         args: job_args,
@@ -564,7 +555,7 @@ fn status_remote(args: &StatusArgs) -> Result<ExitCode, String> {
         artifact,
         build: None,
     };
-    remote::run(&job, &args.remote.remote_host)
+    remote::run(&job, &args.on.remote.remote_host)
 }
 
 fn run_build_import(build: BuildImportArgs) -> Result<ExitCode, String> {

@@ -2,33 +2,20 @@
 //! of the version before the one the alias serves; `--to` picks a kept version by the prefix of
 //! its fingerprint or of its `pika.source-rev`.
 
-use pika_incus::ProjectClient;
-use serde::Serialize;
-
-use super::import::point_alias;
+use super::import::{AliasMove, point_alias};
 use super::provenance::Provenance;
 use super::versions::{AliasState, Version};
+use pika_incus::ProjectClient;
 
 /// Shortest prefix `--to` accepts, so a typo does not match by accident.
 const MIN_PREFIX: usize = 4;
-
-#[derive(Debug, Serialize)]
-pub struct RollbackReport {
-    pub alias: String,
-    pub project: String,
-    pub host: String,
-    pub previous: Option<String>,
-    pub fingerprint: String,
-    pub version: String,
-    pub provenance: Provenance,
-}
 
 pub async fn rollback(
     project: &ProjectClient,
     host: &str,
     alias: &str,
     to: Option<&str>,
-) -> Result<RollbackReport, String> {
+) -> Result<AliasMove, String> {
     let state = AliasState::read(project, alias).await?;
     let choice = match to {
         Some(wanted) => pick(&state, wanted, alias)?,
@@ -42,15 +29,15 @@ pub async fn rollback(
         .get(&choice.fingerprint)
         .map(|image| Provenance::from_properties(&image.properties))
         .unwrap_or_default();
-    Ok(RollbackReport {
-        alias: alias.to_string(),
-        project: project.name().to_string(),
-        host: host.to_string(),
-        previous: state.current.clone(),
-        fingerprint: choice.fingerprint.clone(),
-        version: choice.alias.clone(),
+    Ok(AliasMove::new(
+        project,
+        host,
+        alias,
+        state.current.clone(),
+        choice.fingerprint.clone(),
+        choice.alias.clone(),
         provenance,
-    })
+    ))
 }
 
 fn previous_version<'a>(state: &'a AliasState, alias: &str) -> Result<&'a Version, String> {
