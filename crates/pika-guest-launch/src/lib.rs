@@ -8,7 +8,8 @@
 //! - [`size_root_disk`] gives the root disk the role's `disk-size-mib`;
 //! - [`launch`] does all three around the create (pushing [`GuestFile`]s, such as an SSH key, once the
 //!   guest runs) and, when the guest does not become ready, deletes the instance before it reports
-//!   the error, so a failed launch leaves nothing behind.
+//!   the error, so a failed launch leaves nothing behind; [`launch_with`] also adds devices to the
+//!   running guest while the files are written (see [`AfterStart`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -34,7 +35,7 @@ pub mod readiness;
 
 use std::time::Duration;
 
-use pika_incus::{FileMode, InstanceCreate, ProjectClient};
+use pika_incus::{Devices, FileMode, InstanceCreate, ProjectClient};
 use pika_incus_guest_role::IncusGuestRole;
 use tokio::time::Instant;
 
@@ -128,18 +129,36 @@ pub async fn launch(
     files: &[GuestFile],
     ready_timeout: Duration,
 ) -> Result<Ready, LaunchError> {
-    launch_via(project, create, role, files, None, ready_timeout).await
+    let after = AfterStart {
+        files: files.to_vec(),
+        ..AfterStart::default()
+    };
+    launch_with(project, create, role, &after, ready_timeout).await
 }
 
-/// [`launch`], with the host address of the instance's own proxy device to the role's service
-/// port (`via`): an `http://127.0.0.1:PORT/PATH` readiness is probed through it (see
-/// [`readiness::wait_ready_via`]).
-pub async fn launch_via(
+/// What a launch does once the guest runs, before it waits for readiness.
+#[derive(Clone, Debug, Default)]
+pub struct AfterStart {
+    /// Written into the guest.
+    pub files: Vec<GuestFile>,
+    /// Added to the running guest (one `PATCH`), while the files are written. For devices whose
+    /// start is slow: Incus starts a non-NAT `proxy` device by polling forkproxy's log once a
+    /// second (`internal/server/device/proxy.go`), so each one adds a whole second to whatever
+    /// starts it. Added to the running guest, that second overlaps the guest's own boot instead
+    /// of delaying it.
+    pub devices: Devices,
+    /// The host address of the instance's own proxy device to the role's service port: an
+    /// `http://127.0.0.1:PORT/PATH` readiness is probed through it (see
+    /// [`readiness::wait_ready_via`]).
+    pub via: Option<std::net::SocketAddr>,
+}
+
+/// [`launch`], with [`AfterStart`]'s devices and proxy probe.
+pub async fn launch_with(
     project: &ProjectClient,
     create: &InstanceCreate,
     role: IncusGuestRole,
-    files: &[GuestFile],
-    via: Option<std::net::SocketAddr>,
+    after: &AfterStart,
     ready_timeout: Duration,
 ) -> Result<Ready, LaunchError> {
     let deadline = Instant::now() + ready_timeout;
@@ -165,31 +184,63 @@ pub async fn launch_via(
         return Err(LaunchError::Incus { source, cleanup });
     }
     let instance = format!("{}/{name}", project.name());
-    for file in files {
-        if let Err(source) = push_until(project, name, file, deadline).await {
-            let cleanup = project
-                .remove_instance(name)
+    let cleanup = || async {
+        project
+            .remove_instance(name)
+            .await
+            .err()
+            .map(|e| e.to_string())
+    };
+    let files = async {
+        for file in &after.files {
+            push_until(project, name, file, deadline)
                 .await
-                .err()
-                .map(|e| e.to_string());
-            return Err(LaunchError::File {
-                role,
-                instance,
-                path: file.path.clone(),
-                source,
-                cleanup,
-            });
+                .map_err(|source| (file.path.clone(), source))?;
         }
+        Ok(())
+    };
+    let devices = async {
+        if after.devices.is_empty() {
+            return Ok(());
+        }
+        let settings: Vec<(&str, Vec<(&str, String)>)> = after
+            .devices
+            .iter()
+            .map(|(device, config)| {
+                let config = config
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone()))
+                    .collect();
+                (device.as_str(), config)
+            })
+            .collect();
+        let settings: Vec<(&str, &[(&str, String)])> = settings
+            .iter()
+            .map(|(device, config)| (*device, config.as_slice()))
+            .collect();
+        project.update_instance_devices(name, &settings).await
+    };
+    let (files, devices) = tokio::join!(files, devices);
+    if let Err(source) = devices {
+        return Err(LaunchError::Incus {
+            source,
+            cleanup: cleanup().await,
+        });
+    }
+    if let Err((path, source)) = files {
+        return Err(LaunchError::File {
+            role,
+            instance,
+            path,
+            source,
+            cleanup: cleanup().await,
+        });
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    match readiness::wait_ready_via(project, name, role.readiness(), via, left).await {
+    match readiness::wait_ready_via(project, name, role.readiness(), after.via, left).await {
         Ok(ready) => Ok(ready),
         Err(source) => {
-            let cleanup = project
-                .remove_instance(name)
-                .await
-                .err()
-                .map(|e| e.to_string());
+            let cleanup = cleanup().await;
             // Name the whole timeout, not what was left of it after the files.
             let source = match source {
                 NotReady::TimedOut {

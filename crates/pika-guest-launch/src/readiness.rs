@@ -34,6 +34,11 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// First pause between probes; it doubles up to [`MAX_POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const MAX_POLL: Duration = Duration::from_secs(2);
+/// Pause between probes through the instance's own proxy device: such a probe is one connection
+/// on this host, so it can run often, and a ready service is seen within this much.
+const VIA_POLL: Duration = Duration::from_millis(50);
+/// How often the wait through a proxy device asks Incus whether the instance still runs.
+const VIA_STATE_EVERY: Duration = Duration::from_secs(1);
 /// Bound of one probe (an exec, a file read, a TCP connect).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -114,11 +119,13 @@ pub async fn wait_ready_via(
     timeout: Duration,
 ) -> Result<Ready, NotReady> {
     let deadline = Instant::now() + timeout;
+    if let (Readiness::Http { path, .. }, Some(via)) = (readiness, via) {
+        return wait_through_proxy(project, instance, readiness, path, via, timeout).await;
+    }
     let mut pause = FIRST_POLL;
     let mut last = "no probe ran yet".to_owned();
     loop {
-        let probe =
-            tokio::time::timeout_at(deadline, probe(project, instance, readiness, via)).await;
+        let probe = tokio::time::timeout_at(deadline, probe(project, instance, readiness)).await;
         match probe {
             Ok(Probe::Ready(ready)) => return Ok(ready),
             Ok(Probe::Gone(reason)) => {
@@ -142,30 +149,90 @@ pub async fn wait_ready_via(
     }
 }
 
+/// The http readiness through the instance's own proxy device (`via`): the instance is checked
+/// to run first and then every [`VIA_STATE_EVERY`] (a stopped or vanished one fails at once), and
+/// `GET path` at `via` is tried every [`VIA_POLL`] until it answers 2xx.
+async fn wait_through_proxy(
+    project: &ProjectClient,
+    instance: &str,
+    readiness: Readiness,
+    path: &str,
+    via: SocketAddr,
+    timeout: Duration,
+) -> Result<Ready, NotReady> {
+    let deadline = Instant::now() + timeout;
+    let mut last = "no probe ran yet".to_owned();
+    let mut state_checked: Option<Instant> = None;
+    loop {
+        if state_checked.is_none_or(|at| at.elapsed() >= VIA_STATE_EVERY) {
+            let state = tokio::time::timeout_at(deadline, running(project, instance)).await;
+            match state {
+                Ok(Ok(_)) => state_checked = Some(Instant::now()),
+                Ok(Err(NotRunning::Gone(reason))) => {
+                    return Err(NotReady::Gone {
+                        readiness: describe(readiness),
+                        reason,
+                    });
+                }
+                Ok(Err(NotRunning::NotYet(detail))) => last = detail,
+                Err(_) => {}
+            }
+        }
+        if state_checked.is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match crate::http_probe::get_ok(via, path, PROBE_TIMEOUT.min(left)).await {
+                Ok(_) => return Ok(Ready::default()),
+                Err(e) => last = format!("through the proxy device: {e}"),
+            }
+        }
+        if Instant::now() + VIA_POLL >= deadline {
+            return Err(NotReady::TimedOut {
+                readiness: describe(readiness),
+                timeout,
+                last,
+            });
+        }
+        tokio::time::sleep(VIA_POLL).await;
+    }
+}
+
+/// Why an instance is not running: for good (stopped, vanished), or not yet.
+enum NotRunning {
+    Gone(String),
+    NotYet(String),
+}
+
+/// The instance's state when Incus reports it `Running`.
+async fn running(project: &ProjectClient, instance: &str) -> Result<InstanceState, NotRunning> {
+    let state = match project.instance_state(instance).await {
+        Ok(state) => state,
+        Err(e) if e.is_not_found() => {
+            return Err(NotRunning::Gone(format!("the instance is gone: {e}")));
+        }
+        Err(e) => return Err(NotRunning::NotYet(e.to_string())),
+    };
+    match state.status.as_str() {
+        "Running" => Ok(state),
+        "Stopped" | "Error" => Err(NotRunning::Gone(format!(
+            "the instance is {}",
+            state.status
+        ))),
+        other => Err(NotRunning::NotYet(format!("the instance is {other}"))),
+    }
+}
+
 enum Probe {
     Ready(Ready),
     NotYet(String),
     Gone(String),
 }
 
-async fn probe(
-    project: &ProjectClient,
-    instance: &str,
-    readiness: Readiness,
-    via: Option<SocketAddr>,
-) -> Probe {
-    let state = match project.instance_state(instance).await {
+async fn probe(project: &ProjectClient, instance: &str, readiness: Readiness) -> Probe {
+    let state = match running(project, instance).await {
         Ok(state) => state,
-        Err(e) if e.is_not_found() => return Probe::Gone(format!("the instance is gone: {e}")),
-        Err(e) => return Probe::NotYet(e.to_string()),
+        Err(NotRunning::Gone(reason)) => return Probe::Gone(reason),
+        Err(NotRunning::NotYet(detail)) => return Probe::NotYet(detail),
     };
-    match state.status.as_str() {
-        "Running" => {}
-        "Stopped" | "Error" => {
-            return Probe::Gone(format!("the instance is {}", state.status));
-        }
-        other => return Probe::NotYet(format!("the instance is {other}")),
-    }
     match readiness {
         Readiness::Booted => Probe::Ready(Ready::default()),
         Readiness::IncusAgent => {
@@ -181,14 +248,8 @@ async fn probe(
             Err(e) => Probe::NotYet(e.to_string()),
         },
         Readiness::Ssh => probe_ssh(&state).await,
-        // Through the instance's own proxy device when the launcher has one, else inside the guest.
-        Readiness::Http { path, .. } => match via {
-            Some(via) => match crate::http_probe::get_ok(via, path, PROBE_TIMEOUT).await {
-                Ok(_) => Probe::Ready(Ready::default()),
-                Err(e) => Probe::NotYet(format!("through the proxy device: {e}")),
-            },
-            None => probe_http(project, instance, readiness).await,
-        },
+        // Inside the guest (through a proxy device, see `wait_through_proxy`).
+        Readiness::Http { .. } => probe_http(project, instance, readiness).await,
     }
 }
 

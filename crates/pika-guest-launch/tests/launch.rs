@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pika_guest_launch::{
-    GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch, size_root_disk,
-    wait_ready,
+    AfterStart, GuestFile, LaunchError, MountSources, NotReady, apply_contract, launch,
+    launch_with, size_root_disk, wait_ready, wait_ready_via,
 };
 use pika_incus::{InstanceCreate, InstanceType, api::is_vm_only_config_key};
 use pika_incus_guest_role::{IncusGuestRole, Readiness};
@@ -394,4 +394,115 @@ async fn root_disks_get_the_roles_size() {
             client.delete_instance(&name).await.unwrap();
         }
     }
+}
+
+/// Devices of `AfterStart` reach the running guest (a proxy device here, whose start Incus makes
+/// slow); one Incus refuses (its port held by another program) fails the launch and leaves no
+/// instance. An http readiness through the instance's own proxy device waits for the service
+/// and says at once when the instance stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn devices_after_start_reach_the_guest_and_a_refused_one_leaves_nothing() {
+    let project = project("launch-devices");
+    let client = client(&project);
+    let role = *IncusGuestRole::ALL
+        .iter()
+        .find(|r| matches!(r.readiness(), Readiness::Booted | Readiness::IncusAgent))
+        .expect("a role that a busybox container satisfies");
+    project.import_image(role.default_image_alias());
+    let proxy = |listen: std::net::SocketAddr| {
+        std::collections::BTreeMap::from(
+            [
+                ("type", "proxy".to_owned()),
+                ("listen", format!("tcp:{listen}")),
+                ("connect", "tcp:127.0.0.1:18080".to_owned()),
+                ("bind", "host".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        )
+    };
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = free.local_addr().unwrap();
+    drop(free);
+    let after = AfterStart {
+        devices: [("gateway".to_owned(), proxy(listen))].into(),
+        ..AfterStart::default()
+    };
+    let create = InstanceCreate::from_alias("d1", role.default_image_alias());
+    launch_with(&client, &create, role, &after, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let device = &project.instance("d1").expect("launched")["devices"]["gateway"];
+    assert_eq!(device["listen"], format!("tcp:{listen}"), "{device}");
+
+    // Through the proxy: not ready while nothing listens in the guest, ready once it does.
+    let http = Readiness::Http {
+        port: 18080,
+        path: "/healthz",
+    };
+    let short = Duration::from_secs(2);
+    let err = wait_ready_via(&client, "d1", http, Some(listen), short)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NotReady::TimedOut { .. }) && err.to_string().contains("proxy device"),
+        "{err}"
+    );
+    client
+        .exec(
+            "d1",
+            &pika_incus::ExecRequest::new([
+                "sh",
+                "-c",
+                "ip link set lo up 2>/dev/null; mkdir -p /www && echo ok >/www/healthz && httpd -p 127.0.0.1:18080 -h /www",
+            ]),
+        )
+        .await
+        .unwrap();
+    wait_ready_via(&client, "d1", http, Some(listen), short)
+        .await
+        .unwrap();
+    // An instance that stops during the wait will not become ready: said at once, not at the
+    // timeout.
+    let gone = Readiness::Http {
+        port: 18080,
+        path: "/nothing-here",
+    };
+    let started = std::time::Instant::now();
+    let (waited, stopped) = tokio::join!(
+        wait_ready_via(&client, "d1", gone, Some(listen), Duration::from_secs(60)),
+        async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            client.stop_instance("d1", true).await
+        }
+    );
+    stopped.unwrap();
+    let err = waited.unwrap_err();
+    assert!(matches!(err, NotReady::Gone { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // Another program holds the port: Incus refuses the device, and the instance goes.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let after = AfterStart {
+        devices: [("gateway".to_owned(), proxy(held.local_addr().unwrap()))].into(),
+        ..AfterStart::default()
+    };
+    let create = InstanceCreate::from_alias("d2", role.default_image_alias());
+    let err = launch_with(&client, &create, role, &after, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LaunchError::Incus { .. }), "{err}");
+    // (forkproxy reports the bind's failure as `address already in use` or, racing with its
+    // listener child, as a failure to receive the listening socket.)
+    assert!(
+        err.to_string()
+            .contains("Failed to start device \"gateway\""),
+        "{err}"
+    );
+    assert_eq!(err.cleanup(), None);
+    assert!(
+        project.instance("d2").is_none(),
+        "no orphan: {:?}",
+        project.instance_names()
+    );
 }

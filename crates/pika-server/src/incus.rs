@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pika_guest_launch::{
-    DEFAULT_READY_TIMEOUT, GuestFile, LaunchError, MountSources, apply_contract, launch_via,
+    AfterStart, DEFAULT_READY_TIMEOUT, GuestFile, LaunchError, MountSources, apply_contract,
+    launch_with,
 };
 use pika_incus::{HttpsConfig, IncusClient, InstanceCreate, InstanceType, ProjectClient};
 
@@ -251,18 +252,20 @@ pub async fn create_labelled(
     if let Some(group) = &preflight.cluster_group {
         create = create.target(pika_incus::api::cluster_group_target(group));
     }
-    let (files, via) = match gateway {
+    // The proxy device is added once the guest runs, while its configuration is written: its
+    // start costs Incus a second (see `AfterStart::devices`), which then overlaps the boot.
+    let after = match gateway {
         Some(gateway) => {
-            create = create.device(
-                crate::gateway::PROXY_DEVICE,
-                crate::gateway::proxy_device(gateway.listen, &gateway.role),
-            );
-            (
-                vec![gateway.file.clone()],
-                crate::gateway::probe_via(project, gateway.listen),
-            )
+            let device = crate::gateway::proxy_device(gateway.listen, &gateway.role)
+                .map(|(key, value)| (key.to_owned(), value))
+                .into();
+            AfterStart {
+                files: vec![gateway.file.clone()],
+                devices: [(crate::gateway::PROXY_DEVICE.to_owned(), device)].into(),
+                via: crate::gateway::probe_via(project, gateway.listen),
+            }
         }
-        None => (Vec::new(), None),
+        None => AfterStart::default(),
     };
     let what = format!("instance {}/{instance_name}", project.name());
     let role = params.guest_role;
@@ -274,7 +277,7 @@ pub async fn create_labelled(
                 message: e.to_string(),
             }
         })?;
-        match launch_via(project, &create, role, &files, via, DEFAULT_READY_TIMEOUT).await {
+        match launch_with(project, &create, role, &after, DEFAULT_READY_TIMEOUT).await {
             Ok(_) => {
                 let location = project.get_instance(instance_name).await?.location;
                 Ok(Some(location).filter(|member| !member.is_empty() && member != "none"))
