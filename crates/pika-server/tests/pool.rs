@@ -125,9 +125,11 @@ async fn twenty_concurrent_posts_with_a_pool_of_four_never_share_a_guest() {
     );
 }
 
-/// Forwards every connection to incusd, except that the first request patching an instance
-/// (a claim stamping the agent's labels) is never forwarded: the process `victim` names is
-/// killed with SIGKILL instead, and `killed` is set.
+/// Forwards every connection to incusd, except that, once `victim` names a process, the first
+/// request patching an instance (a claim stamping the agent's labels) is never forwarded: that
+/// process is killed with SIGKILL instead, and `killed` is set. (Launches patch too, adding the
+/// gateway's proxy device: so `victim` is set once the pool is full, and the refill a claim wakes
+/// creates its guest before it patches.)
 fn killing_proxy(
     listen: PathBuf,
     upstream: PathBuf,
@@ -153,8 +155,9 @@ fn killing_proxy(
                         read = client.read(&mut buffer) => {
                             let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
                             let text = String::from_utf8_lossy(&buffer[..n]);
-                            if text.starts_with("PATCH /1.0/instances/") && !killed.swap(true, Ordering::SeqCst) {
-                                let pid = victim.load(Ordering::SeqCst).to_string();
+                            let pid = victim.load(Ordering::SeqCst);
+                            if pid != 0 && text.starts_with("PATCH /1.0/instances/") && !killed.swap(true, Ordering::SeqCst) {
+                                let pid = pid.to_string();
                                 let _ = tokio::process::Command::new("kill").args(["-KILL", &pid]).status().await;
                                 return;
                             }
@@ -191,9 +194,9 @@ async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() 
         ("INCUS_SOCKET", socket.to_str().unwrap()),
     ];
     let srv = start(dir.path(), &project, &env);
-    victim.store(srv.child.id(), Ordering::SeqCst);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     wait_ready(&srv.url, &admin, 2).await;
+    victim.store(srv.child.id(), Ordering::SeqCst);
     let before = pool_members(&project, None);
     let url = srv.url.clone();
     let request = tokio::spawn(async move { post_agent(&url, &token).await });
