@@ -98,6 +98,23 @@ pub enum NotReady {
     Gone { readiness: String, reason: String },
 }
 
+impl NotReady {
+    fn timed_out(readiness: Readiness, timeout: Duration, last: String) -> Self {
+        NotReady::TimedOut {
+            readiness: describe(readiness),
+            timeout,
+            last,
+        }
+    }
+
+    fn gone(readiness: Readiness, reason: String) -> Self {
+        NotReady::Gone {
+            readiness: describe(readiness),
+            reason,
+        }
+    }
+}
+
 /// Polls `instance` until it is ready by `readiness`, at most `timeout`.
 pub async fn wait_ready(
     project: &ProjectClient,
@@ -129,20 +146,13 @@ pub async fn wait_ready_via(
         match probe {
             Ok(Probe::Ready(ready)) => return Ok(ready),
             Ok(Probe::Gone(reason)) => {
-                return Err(NotReady::Gone {
-                    readiness: describe(readiness),
-                    reason,
-                });
+                return Err(NotReady::gone(readiness, reason));
             }
             Ok(Probe::NotYet(detail)) => last = detail,
             Err(_) => {}
         }
         if Instant::now() + pause >= deadline {
-            return Err(NotReady::TimedOut {
-                readiness: describe(readiness),
-                timeout,
-                last,
-            });
+            return Err(NotReady::timed_out(readiness, timeout, last));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_POLL);
@@ -169,10 +179,7 @@ async fn wait_through_proxy(
             match state {
                 Ok(Ok(_)) => state_checked = Some(Instant::now()),
                 Ok(Err(NotRunning::Gone(reason))) => {
-                    return Err(NotReady::Gone {
-                        readiness: describe(readiness),
-                        reason,
-                    });
+                    return Err(NotReady::gone(readiness, reason));
                 }
                 Ok(Err(NotRunning::NotYet(detail))) => last = detail,
                 Err(_) => {}
@@ -186,11 +193,7 @@ async fn wait_through_proxy(
             }
         }
         if Instant::now() + VIA_POLL >= deadline {
-            return Err(NotReady::TimedOut {
-                readiness: describe(readiness),
-                timeout,
-                last,
-            });
+            return Err(NotReady::timed_out(readiness, timeout, last));
         }
         tokio::time::sleep(VIA_POLL).await;
     }
