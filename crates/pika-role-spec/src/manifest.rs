@@ -39,6 +39,7 @@ const REQUIRED_HELP: &[(&str, &str)] = &[
         "whether the image is signed for Secure Boot; false makes launchers set security.secureboot=false on VMs",
     ),
 ];
+const NO_ROLES: &str = "no roles defined: add at least one [roles.<id>] table";
 
 /// One problem found in the manifest, with a 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,10 +356,7 @@ impl Cx<'_> {
                         }
                     }
                 }
-                ("roles", _) => self.error(
-                    value.span(),
-                    "no roles defined: add at least one [roles.<id>] table".into(),
-                ),
+                ("roles", _) => self.error(value.span(), NO_ROLES.into()),
                 ("schema", _) => self.error(
                     value.span(),
                     format!("schema must be the integer {SCHEMA_VERSION}"),
@@ -376,10 +374,7 @@ impl Cx<'_> {
             );
         }
         if !root.contains_key("roles") {
-            self.error(
-                0..0,
-                "no roles defined: add at least one [roles.<id>] table".into(),
-            );
+            self.error(0..0, NO_ROLES.into());
         }
         self.unique(&roles, &|i, at| match at {
             (&[], _) => spans[i].0.clone(),
@@ -470,51 +465,49 @@ impl Cx<'_> {
     /// Variant names, aliases and package names are unique across roles; `locate` is `check`'s,
     /// by role index.
     fn unique(&mut self, roles: &[RoleSpec], locate: &dyn Fn(usize, At<'_>) -> Range<usize>) {
-        let mut seen: HashMap<(u8, Cow<'static, str>), &str> =
-            HashMap::with_capacity(roles.len() * 4);
+        let mut seen: HashMap<(u8, Cow<'static, str>), &str> = HashMap::new();
         for (r, role) in roles.iter().enumerate() {
-            let mut claims = vec![
-                (
-                    0,
-                    Cow::Owned(upper_camel(role.id)),
-                    (&[][..], KEY),
-                    String::new(),
-                ),
-                (
-                    1,
-                    role.default_alias.into(),
-                    (&["default-alias"][..], VALUE),
-                    String::new(),
-                ),
-                (
-                    2,
-                    role.package.into(),
-                    (&["package"][..], VALUE),
-                    String::new(),
-                ),
+            let id = role.id;
+            let own = [
+                (0, upper_camel(id).into(), None),
+                (1, role.default_alias.into(), None),
             ];
-            for (i, legacy) in role.legacy_packages.iter().enumerate() {
-                claims.push((
-                    2,
-                    (*legacy).into(),
-                    (&["legacy-packages"][..], VALUE),
-                    i.to_string(),
-                ));
-            }
-            for (kind, name, (path, key), index) in claims {
-                let Some(other) = seen.insert((kind, name.clone()), role.id) else {
+            let legacy = role.legacy_packages.iter().enumerate();
+            let packages = legacy.map(|(i, p)| (2, Cow::from(*p), Some(i.to_string())));
+            let claims = own
+                .into_iter()
+                .chain([(2, role.package.into(), None)])
+                .chain(packages);
+            for (kind, name, index) in claims {
+                let Some(other) = seen.insert((kind, name.clone()), id) else {
                     continue;
                 };
-                let at: Vec<&str> = path
-                    .iter()
-                    .copied()
-                    .chain((!index.is_empty()).then_some(index.as_str()))
-                    .collect();
-                self.error(locate(r, (&at, key)), match kind {
-                    0 => format!("role `{}` and role `{other}` both become the Rust variant `{name}`", role.id),
-                    1 => format!("alias `{name}` is already the default alias of role `{other}`"),
-                    _ => format!("package name `{name}` is already used by role `{other}` (canonical and legacy package names share one namespace)"),
-                });
+                let legacy_path = index.as_deref().map(|i| ["legacy-packages", i]);
+                let (at, message): (At<'_>, String) = match (kind, &legacy_path) {
+                    (0, _) => (
+                        (&[], KEY),
+                        format!(
+                            "role `{id}` and role `{other}` both become the Rust variant `{name}`"
+                        ),
+                    ),
+                    (1, _) => (
+                        (&["default-alias"], VALUE),
+                        format!("alias `{name}` is already the default alias of role `{other}`"),
+                    ),
+                    (_, i) => {
+                        let path: &[&str] = match i {
+                            Some(path) => path,
+                            None => &["package"],
+                        };
+                        (
+                            (path, VALUE),
+                            format!(
+                                "package name `{name}` is already used by role `{other}` (canonical and legacy package names share one namespace)"
+                            ),
+                        )
+                    }
+                };
+                self.error(locate(r, at), message);
             }
         }
     }
@@ -535,141 +528,121 @@ fn digests(mut roles: Vec<RoleSpec>) -> Vec<RoleSpec> {
 
 /// The value rules of one role (types, unknown and missing keys are serde's).
 fn validate(spec: &RoleSpec, err: &mut dyn FnMut(At<'_>, String)) {
-    if spec.description.trim().is_empty() {
-        err(
-            (&["description"], VALUE),
-            "description must not be empty".into(),
-        );
-    } else if let Err(why) = check_text(spec.description) {
-        err((&["description"], VALUE), format!("description {why}"));
+    let mut at = |path: &[&str], message: String| err((path, VALUE), message);
+    match check_text(spec.description) {
+        _ if spec.description.trim().is_empty() => {
+            at(&["description"], "description must not be empty".into());
+        }
+        Err(why) => at(&["description"], format!("description {why}")),
+        Ok(()) => {}
     }
     if let Err(why) = check_alias(spec.default_alias) {
-        err(
-            (&["default-alias"], VALUE),
-            format!("invalid alias `{}`: {why}", spec.default_alias),
+        let alias = spec.default_alias;
+        at(
+            &["default-alias"],
+            format!("invalid alias `{alias}`: {why}"),
         );
     }
-    let packages = std::iter::once(("package".to_owned(), spec.package));
-    let legacy = spec
-        .legacy_packages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i.to_string(), *p));
-    for (i, name) in packages.chain(legacy) {
-        let at: &[&str] = if i == "package" {
-            &["package"]
+    let legacy = spec.legacy_packages.iter().enumerate();
+    let packages = std::iter::once((None, spec.package)).chain(legacy.map(|(i, p)| (Some(i), *p)));
+    for (i, name) in packages.filter(|(_, name)| !is_nix_attr_name(name)) {
+        let index = i.map(|i| i.to_string()).unwrap_or_default();
+        let path: &[&str] = if i.is_some() {
+            &["legacy-packages", &index]
         } else {
-            &["legacy-packages", &i]
+            &["package"]
         };
-        if !is_nix_attr_name(name) {
-            err(
-                (at, VALUE),
-                format!(
-                    "package name `{name}` is not a Nix attribute name ([A-Za-z_][A-Za-z0-9_'-]*)"
-                ),
-            );
-        }
+        let rule = "is not a Nix attribute name ([A-Za-z_][A-Za-z0-9_'-]*)";
+        at(path, format!("package name `{name}` {rule}"));
     }
     for (key, value) in [("image-name", spec.image_name), ("variant", spec.variant)] {
         if !is_store_name(value) {
-            err(
-                (&[key], VALUE),
-                format!(
-                    "{key} `{value}` is not safe in a Nix store name ([A-Za-z0-9+._?=-], not starting with `.`)"
-                ),
-            );
+            let rule = "is not safe in a Nix store name ([A-Za-z0-9+._?=-], not starting with `.`)";
+            at(&[key], format!("{key} `{value}` {rule}"));
         }
     }
     if spec.modules.is_empty() {
-        err(
-            (&["modules"], VALUE),
+        at(
+            &["modules"],
             "modules must list at least one NixOS module".into(),
         );
     }
     for (i, arg) in spec.special_args.iter().enumerate() {
-        let index = i.to_string();
-        let at = (&["special-args", index.as_str()][..], VALUE);
-        if !is_nix_identifier(arg) {
-            err(at, format!("special arg `{arg}` is not a Nix identifier"));
-        } else if spec.special_args[..i].contains(arg) {
-            err(
-                at,
-                format!("special arg `{arg}` is listed twice in this role"),
-            );
-        }
+        let why = match () {
+            _ if !is_nix_identifier(arg) => "is not a Nix identifier",
+            _ if spec.special_args[..i].contains(arg) => "is listed twice in this role",
+            _ => continue,
+        };
+        at(
+            &["special-args", &i.to_string()],
+            format!("special arg `{arg}` {why}"),
+        );
     }
     if let Some(group) = spec.cluster_group
         && let Err(why) = check_cluster_group(group)
     {
-        err(
-            (&["cluster-group"], VALUE),
-            format!("cluster-group `{group}` {why}"),
-        );
+        at(&["cluster-group"], format!("cluster-group `{group}` {why}"));
     }
-    if let Some(user) = spec.user {
-        for (key, name) in [("name", user.name), ("group", user.group)] {
-            if let Err(why) = check_posix_name(name) {
-                err(
-                    (&["user", key], VALUE),
-                    format!("user {key} `{name}` {why}"),
-                );
-            }
+    for (key, name) in spec
+        .user
+        .iter()
+        .flat_map(|u| [("name", u.name), ("group", u.group)])
+    {
+        if let Err(why) = check_posix_name(name) {
+            at(&["user", key], format!("user {key} `{name}` {why}"));
         }
     }
     for (i, mount) in spec.mounts.iter().enumerate() {
         let (i, earlier) = (i.to_string(), &spec.mounts[..i]);
-        if let Err(why) = check_device_name(mount.name) {
-            err(
-                (&["mounts", &i, "name"], VALUE),
+        let once = |twice: bool| {
+            if twice {
+                Err("is used twice in this role")
+            } else {
+                Ok(())
+            }
+        };
+        let name = check_device_name(mount.name)
+            .and_then(|()| once(earlier.iter().any(|m| m.name == mount.name)));
+        if let Err(why) = name {
+            at(
+                &["mounts", &i, "name"],
                 format!("mount name `{}` {why}", mount.name),
             );
-        } else if earlier.iter().any(|m| m.name == mount.name) {
-            err(
-                (&["mounts", &i, "name"], VALUE),
-                format!("mount name `{}` is used twice in this role", mount.name),
-            );
         }
-        if let Err(why) = check_guest_path(mount.path) {
-            err(
-                (&["mounts", &i, "path"], VALUE),
+        let path = check_guest_path(mount.path)
+            .and_then(|()| once(earlier.iter().any(|m| m.path == mount.path)));
+        if let Err(why) = path {
+            at(
+                &["mounts", &i, "path"],
                 format!("mount path `{}` {why}", mount.path),
-            );
-        } else if earlier.iter().any(|m| m.path == mount.path) {
-            err(
-                (&["mounts", &i, "path"], VALUE),
-                format!("mount path `{}` is used twice in this role", mount.path),
             );
         }
     }
     for &(key, value) in spec.instance_config.values {
-        let (at_key, at_value) = (
-            (&["instance-config", key][..], KEY),
-            (&["instance-config", key][..], VALUE),
-        );
         let reason = spec.instance_config.reason(key);
-        if let Err(why) = check_config_key_shape(key) {
-            err(at_key, format!("instance-config key `{key}` {why}"));
+        let reason_problem = |r: &str| match r.trim() {
+            "" => Some("must not be empty".to_owned()),
+            _ => check_text(r).err(),
+        };
+        let (place, message) = if let Err(why) = check_config_key_shape(key) {
+            (KEY, format!("instance-config key `{key}` {why}"))
         } else if let Some(why) = refused_config_key(key, reason.is_some()) {
-            err(at_key, why);
+            (KEY, why)
         } else if value.is_empty() || value.chars().any(char::is_whitespace) {
-            err(
-                at_value,
+            (
+                VALUE,
                 format!(
                     "instance-config `{key}` value must be non-empty and hold no whitespace (roles.sh lists `key=value` pairs separated by spaces)"
                 ),
-            );
+            )
         } else if let Err(why) = check_text(value) {
-            err(at_value, format!("instance-config `{key}` value {why}"));
-        } else if let Some(reason) = reason {
-            let problem = if reason.trim().is_empty() {
-                Some("must not be empty".to_owned())
-            } else {
-                check_text(reason).err()
-            };
-            if let Some(why) = problem {
-                err(at_value, format!("instance-config `{key}` reason {why}"));
-            }
-        }
+            (VALUE, format!("instance-config `{key}` value {why}"))
+        } else if let Some(why) = reason.and_then(reason_problem) {
+            (VALUE, format!("instance-config `{key}` reason {why}"))
+        } else {
+            continue;
+        };
+        err((&["instance-config", key], place), message);
     }
 }
 
