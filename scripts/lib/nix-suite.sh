@@ -28,3 +28,18 @@ make_modules_tree() {
   # shellcheck disable=SC2034 # read by the suite that sources this file
   MODULES="${WORK}/nixos/modules"
 }
+
+# refuses WHAT MESSAGE COMMAND...: a check that COMMAND fails saying MESSAGE (a fixed string) on
+# stderr. The stderr goes to ${WORK}/nix.stderr, where a command that redirects its own (the
+# suites' `flake`, `module_eval`) writes it too.
+refuses() {
+  local what="$1" message="$2"
+  shift 2
+  if "$@" >/dev/null 2>"${WORK}/nix.stderr"; then
+    fail "${what}" "it succeeded"
+  elif grep -qF -- "${message}" "${WORK}/nix.stderr"; then
+    pass "${what}"
+  else
+    fail "${what}" "unexpected error: $(cat "${WORK}/nix.stderr")"
+  fi
+}

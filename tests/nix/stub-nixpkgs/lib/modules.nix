@@ -19,42 +19,17 @@
     }
     // attrs;
 
+  # A type with no parts: a name, a description and a check (merging as every type does).
+  leaf = name: description: check: mkOptionType {inherit name description check;};
+
   types = rec {
-    str = mkOptionType {
-      name = "str";
-      description = "string";
-      check = isString;
-    };
-    nonEmptyStr = mkOptionType {
-      name = "nonEmptyStr";
-      description = "non-empty string";
-      check = v: isString v && builtins.match "[ \t\n]*" v == null;
-    };
-    bool = mkOptionType {
-      name = "bool";
-      description = "boolean";
-      check = isBool;
-    };
-    int = mkOptionType {
-      name = "int";
-      description = "signed integer";
-      check = isInt;
-    };
-    port = mkOptionType {
-      name = "port";
-      description = "16 bit unsigned integer";
-      check = v: isInt v && v >= 0 && v <= 65535;
-    };
-    path = mkOptionType {
-      name = "path";
-      description = "path";
-      check = v: isPath v || (isString v && builtins.substring 0 1 v == "/") || (isAttrs v && v ? outPath);
-    };
-    package = mkOptionType {
-      name = "package";
-      description = "package";
-      check = v: (isAttrs v && v ? outPath) || isPath v;
-    };
+    str = leaf "str" "string" isString;
+    nonEmptyStr = leaf "nonEmptyStr" "non-empty string" (v: isString v && builtins.match "[ \t\n]*" v == null);
+    bool = leaf "bool" "boolean" isBool;
+    int = leaf "int" "signed integer" isInt;
+    port = leaf "port" "16 bit unsigned integer" (v: isInt v && v >= 0 && v <= 65535);
+    path = leaf "path" "path" (v: isPath v || (isString v && builtins.substring 0 1 v == "/") || (isAttrs v && v ? outPath));
+    package = leaf "package" "package" (v: (isAttrs v && v ? outPath) || isPath v);
     anything = mkOptionType {
       name = "anything";
       description = "anything";
