@@ -399,31 +399,25 @@ fn pi_sandbox_launch_reaches_ssh_readiness_then_list_and_delete() {
         &lab.flag(),
         "--profile=net",
     ]);
-    let out = lab
-        .pika_guest(&["delete", "plain", "--project", &lab.project])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let delete = |name: &str| -> (Option<i32>, String) {
+        let out = lab
+            .pika_guest(&["delete", name, "--project", &lab.project])
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let (code, stderr) = delete("plain");
     assert!(
-        text(&out.stderr).contains("not a Pika guest"),
-        "{}",
-        text(&out.stderr)
+        code == Some(1) && stderr.contains("not a Pika guest"),
+        "{code:?}: {stderr}"
     );
     assert!(lab.status("plain").is_some());
-    let out = lab
-        .pika_guest(&["delete", "sb1", "--project", &lab.project])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, stderr) = delete("sb1");
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(lab.status("sb1"), None);
-    let out = lab
-        .pika_guest(&["delete", "sb1", "--project", &lab.project])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, stderr) = delete("sb1");
     assert!(
-        text(&out.stderr).contains("no guest sb1"),
-        "{}",
-        text(&out.stderr)
+        code == Some(1) && stderr.contains("no guest sb1"),
+        "{code:?}: {stderr}"
     );
 }

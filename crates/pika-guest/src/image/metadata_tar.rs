@@ -85,6 +85,14 @@ impl<R: Read> Read for Bounded<R> {
 }
 
 /// Opens the xz tarball at `path` as a bounded tar stream.
+/// A member's name as the archive at `path` spells it (checked with [`member_path`] before use).
+fn member_name(entry: &tar::Entry<'_, impl Read>, path: &Path) -> Result<String, String> {
+    let name = entry
+        .path()
+        .map_err(|e| format!("{}: corrupt tar archive: {e}", path.display()))?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
 fn open(path: &Path) -> Result<(tar::Archive<impl Read>, Rc<Cell<Stop>>), String> {
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -155,11 +163,7 @@ pub fn read(path: &Path) -> Result<MetadataTarball, String> {
     let mut templates = BTreeMap::<String, String>::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(path, &stop, &e))?;
-        let raw = entry
-            .path()
-            .map_err(|e| format!("{}: corrupt tar archive: {e}", path.display()))?
-            .to_string_lossy()
-            .into_owned();
+        let raw = member_name(&entry, path)?;
         let name = member_path(&raw).map_err(|why| {
             format!(
                 "{}: member {raw:?} has {why}; a metadata tarball's members stay inside it",
@@ -286,11 +290,7 @@ pub fn rewrite(from: &Path, to: &Path, yaml: &str, mtime: u64) -> Result<(), Str
         .map_err(|e| format!("{}: not a tar archive: {e}", from.display()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(from, &stop, &e))?;
-        let raw = entry
-            .path()
-            .map_err(|e| format!("{}: corrupt tar archive: {e}", from.display()))?
-            .to_string_lossy()
-            .into_owned();
+        let raw = member_name(&entry, from)?;
         if member_path(&raw).is_ok_and(|name| name == METADATA_YAML) {
             let mut header = tar::Header::new_gnu();
             header.set_size(yaml.len() as u64);
