@@ -11,8 +11,8 @@
 //! pub hostname_prefix: Option<&'static str>,
 //! ```
 //!
-//! plus, if the value has a rule, one line in `manifest.rs`'s `validate`
-//! (`if let Some(p) = spec.hostname_prefix { rule(&mut err, &["hostname-prefix"], check_x(p)) }`).
+//! plus, if the value has a rule, a few lines in `manifest.rs`'s `validate`: when `check_x(p)`
+//! fails for `Some(p)`, report it with `at(&["hostname-prefix"], message)`.
 //! JSON (`pika-roles show`), roles.nix (`hostnamePrefix`, null when unset), roles.sh
 //! (`PIKA_ROLE_HOSTNAME_PREFIX`), the Rust table and the roles digest follow from the field.
 

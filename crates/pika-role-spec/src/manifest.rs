@@ -718,28 +718,25 @@ pub(crate) fn leak<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     Ok(Vec::<T>::deserialize(d)?.leak())
 }
 
-fn int_in<'de, D: serde::Deserializer<'de>>(
+fn int_in<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(
     d: D,
-    low: i64,
     high: i64,
-    what: &str,
-) -> Result<i64, D::Error> {
+) -> Result<T, D::Error> {
     let n = i64::deserialize(d)?;
-    if (low..=high).contains(&n) {
-        Ok(n)
-    } else {
-        Err(D::Error::custom(format!(
-            "{{key}} must be an integer between {low} and {high}{what}, got {n}"
-        )))
+    match T::try_from(n) {
+        Ok(v) if (1..=high).contains(&n) => Ok(v),
+        _ => Err(D::Error::custom(format!(
+            "{{key}} must be an integer between 1 and {high}, got {n}"
+        ))),
     }
 }
 
 pub(crate) fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    int_in(d, 1, u32::MAX.into(), "").map(|n| u32::try_from(n).expect("in range"))
+    int_in(d, u32::MAX.into())
 }
 
 pub(crate) fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    int_in(d, 1, u16::MAX.into(), "").map(|n| Some(u16::try_from(n).expect("in range")))
+    int_in(d, u16::MAX.into()).map(Some)
 }
 
 pub(crate) fn posix_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -759,12 +756,12 @@ impl<'de: 'static> Deserialize<'de> for InstanceConfig {
         let map = BTreeMap::<&'static str, Entry>::deserialize(d)?;
         let values = map
             .iter()
-            .map(|(k, Entry((v, _)))| (*k, *v))
+            .map(|(k, e)| (*k, e.0))
             .collect::<Vec<_>>()
             .leak();
         let reasons = map
             .iter()
-            .filter_map(|(k, Entry((_, r)))| Some((*k, (*r)?)))
+            .filter_map(|(k, e)| Some((*k, e.1?)))
             .collect::<Vec<_>>()
             .leak();
         Ok(InstanceConfig { values, reasons })
@@ -772,37 +769,27 @@ impl<'de: 'static> Deserialize<'de> for InstanceConfig {
 }
 
 /// One instance-config value: the value and, when written as `{ value, reason }`, the reason.
-struct Entry((&'static str, Option<&'static str>));
+struct Entry(&'static str, Option<&'static str>);
 
 impl<'de: 'static> Deserialize<'de> for Entry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        entry(d).map(Entry)
-    }
-}
-
-fn entry<'de: 'static, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<(&'static str, Option<&'static str>), D::Error> {
-    let shape = "instance-config `{key}` must be a string or { value = \"...\", reason = \"...\" }";
-    match toml::Value::deserialize(d)? {
-        toml::Value::String(s) => Ok((s.leak(), None)),
-        toml::Value::Table(t) => {
-            if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "value" | "reason")) {
-                return Err(D::Error::custom(format!(
-                    "{shape}: unknown key `{unknown}`"
-                )));
-            }
-            match (t.get("value"), t.get("reason")) {
-                (Some(toml::Value::String(v)), Some(toml::Value::String(r))) => {
-                    Ok((v.clone().leak(), Some(r.clone().leak())))
+        let shape =
+            "instance-config `{key}` must be a string or { value = \"...\", reason = \"...\" }";
+        let error = |why: String| D::Error::custom(format!("{shape}{why}"));
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(Entry(s.leak(), None)),
+            toml::Value::Table(t) => {
+                let unknown = t.keys().find(|k| !matches!(k.as_str(), "value" | "reason"));
+                match (t.get("value"), t.get("reason"), unknown) {
+                    (_, _, Some(unknown)) => Err(error(format!(": unknown key `{unknown}`"))),
+                    (Some(toml::Value::String(v)), Some(toml::Value::String(r)), None) => {
+                        Ok(Entry(v.clone().leak(), Some(r.clone().leak())))
+                    }
+                    _ => Err(error(": both must be strings".into())),
                 }
-                _ => Err(D::Error::custom(format!("{shape}: both must be strings"))),
             }
+            other => Err(error(format!(", got a {}", other.type_str()))),
         }
-        other => Err(D::Error::custom(format!(
-            "{shape}, got a {}",
-            other.type_str()
-        ))),
     }
 }
 
