@@ -332,6 +332,10 @@ async fn reconcile_leaves_pool_members_alone_and_lists_none() {
     );
 }
 
+/// A claim reads only the server's own database (`pool_members`), so no query filter keeps B off
+/// A's guests; what could take them is B's reconcile, which skips instances of another server ID
+/// and, behind that, any this database never created. Either check alone keeps A's members
+/// (shown by dropping each); dropping both makes this test fail at the restart.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_second_server_on_the_project_never_claims_the_first_ones_pool() {
