@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pika_incus::{ClusterMember, Instance};
+use pika_incus::{ClusterMember, IncusClient, Instance};
 use pika_managed_agent_contract::{AgentRecord, AgentState};
 
 use crate::agents::Agents;
@@ -49,6 +49,21 @@ pub async fn watch(agents: &Agents, interval: Duration) {
     }
 }
 
+/// A client of each configured endpoint, with the endpoint; one that cannot be set up is
+/// skipped (the next check tries again).
+fn clients(agents: &Agents) -> impl Iterator<Item = (Option<&Endpoint>, IncusClient)> {
+    agents
+        .policy
+        .endpoints()
+        .filter_map(|(endpoint, insecure)| {
+            let client = agents
+                .connector
+                .client(endpoint.map(Endpoint::as_str), insecure)
+                .ok()?;
+            Some((endpoint, client))
+        })
+}
+
 /// Marks `running` and `unreachable` agents whose instance is no longer listed `lost`, while the
 /// server runs (startup reconciliation does the same once). The rows are read before the
 /// instances are listed, and the update is guarded by state *and* instance name, so an agent
@@ -57,13 +72,7 @@ pub async fn watch(agents: &Agents, interval: Duration) {
 pub async fn vanished(agents: &Agents) -> Result<usize, AgentError> {
     let rows = agents.db(|s| s.list(None)).await?;
     let mut lost = 0;
-    for (endpoint, insecure) in agents.policy.endpoints() {
-        let Ok(client) = agents
-            .connector
-            .client(endpoint.map(Endpoint::as_str), insecure)
-        else {
-            continue;
-        };
+    for (endpoint, client) in clients(agents) {
         let endpoint = endpoint.map(Endpoint::to_string);
         for project in agents.policy.projects() {
             let in_scope: Vec<&AgentRecord> = rows
@@ -113,13 +122,7 @@ pub async fn vanished(agents: &Agents) -> Result<usize, AgentError> {
 pub async fn check(agents: &Agents) -> Result<MemberCheck, AgentError> {
     let mut changed = MemberCheck::default();
     let rows = agents.db(|s| s.list(None)).await?;
-    for (endpoint, insecure) in agents.policy.endpoints() {
-        let Ok(client) = agents
-            .connector
-            .client(endpoint.map(Endpoint::as_str), insecure)
-        else {
-            continue;
-        };
+    for (endpoint, client) in clients(agents) {
         let members = match client.cluster_members().await {
             Ok(members) if !members.is_empty() => members,
             Ok(_) => continue,
