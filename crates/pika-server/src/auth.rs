@@ -313,19 +313,11 @@ mod tests {
     fn a_change_that_keeps_the_mtime_is_seen() {
         let (_dir, path, alice, tokens) = alices_tokens();
         assert!(tokens.owner_of(&alice).unwrap().is_some());
-        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         // Revoke alice by rewriting the line with another hash of the same length.
         let revoked = std::fs::read_to_string(&path)
             .unwrap()
             .replace(&hash_token(&alice), &hash_token("other"));
-        std::fs::write(&path, revoked).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        pika_test_support::rewrite_keeping_mtime(&path, &revoked);
         assert_eq!(tokens.owner_of(&alice).unwrap(), None, "revoked");
     }
 

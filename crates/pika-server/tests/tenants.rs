@@ -274,58 +274,39 @@ async fn bad_input_corpus_is_refused_cleanly() {
         ));
     };
     // Shapes and unknown fields.
-    post("array body", json!([]), 400, "invalid");
-    post("null body", json!(null), 400, "invalid");
-    post("number body", json!(1), 400, "invalid");
-    post("string body", json!("x"), 400, "invalid");
-    post("incus array", json!({"incus": []}), 400, "invalid");
-    post("incus string", json!({"incus": "x"}), 400, "invalid");
-    post("incus null", json!({"incus": null}), 400, "invalid");
-    post("name number", json!({"name": 5}), 400, "invalid");
-    post("name array", json!({"name": []}), 400, "invalid");
-    post(
-        "legacy field",
-        json!({"legacy_backend": {"kind": "openclaw"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "misspelt role field",
-        json!({"incus": {"guest-role": other_role}}),
-        400,
-        "invalid",
-    );
-    post(
-        "incus config",
-        json!({"incus": {"config": {"user.pika.owner": "bob"}}}),
-        400,
-        "invalid",
-    );
-    post("owner field", json!({"owner": "bob"}), 400, "invalid");
-    post(
-        "insecure_tls string",
-        json!({"incus": {"insecure_tls": "yes"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "project number",
-        json!({"incus": {"project": 5}}),
-        400,
-        "invalid",
-    );
-    post(
-        "unknown role",
-        json!({"incus": {"guest_role": "nope"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "other role",
-        json!({"incus": {"guest_role": other_role}}),
-        400,
-        "invalid",
-    );
+    for (what, body) in [
+        ("array body", json!([])),
+        ("null body", json!(null)),
+        ("number body", json!(1)),
+        ("string body", json!("x")),
+        ("incus array", json!({"incus": []})),
+        ("incus string", json!({"incus": "x"})),
+        ("incus null", json!({"incus": null})),
+        ("name number", json!({"name": 5})),
+        ("name array", json!({"name": []})),
+        (
+            "legacy field",
+            json!({"legacy_backend": {"kind": "openclaw"}}),
+        ),
+        (
+            "misspelt role field",
+            json!({"incus": {"guest-role": other_role}}),
+        ),
+        (
+            "incus config",
+            json!({"incus": {"config": {"user.pika.owner": "bob"}}}),
+        ),
+        ("owner field", json!({"owner": "bob"})),
+        (
+            "insecure_tls string",
+            json!({"incus": {"insecure_tls": "yes"}}),
+        ),
+        ("project number", json!({"incus": {"project": 5}})),
+        ("unknown role", json!({"incus": {"guest_role": "nope"}})),
+        ("other role", json!({"incus": {"guest_role": other_role}})),
+    ] {
+        post(what, body, 400, "invalid");
+    }
     // Names.
     for (what, name) in [
         ("name with BEL", "a\u{7}b"),
@@ -337,115 +318,75 @@ async fn bad_input_corpus_is_refused_cleanly() {
     ] {
         post(what, json!({"name": name}), 400, "invalid");
     }
-    post(
-        "project with control",
-        json!({"incus": {"project": "a\u{1b}b"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "project of 300 bytes",
-        json!({"incus": {"project": long}}),
-        400,
-        "invalid",
-    );
-    post(
-        "profile with U+202E",
-        json!({"incus": {"profile": "p\u{202E}"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "alias with U+2066",
-        json!({"incus": {"image_alias": "a\u{2066}"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "http endpoint",
-        json!({"incus": {"endpoint": "http://127.0.0.1:8443"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "endpoint with user",
-        json!({"incus": {"endpoint": "https://u:p@127.0.0.1"}}),
-        400,
-        "invalid",
-    );
-    post(
-        "endpoint with path",
-        json!({"incus": {"endpoint": "https://127.0.0.1/x"}}),
-        400,
-        "invalid",
-    );
+    for (what, body) in [
+        (
+            "project with control",
+            json!({"incus": {"project": "a\u{1b}b"}}),
+        ),
+        ("project of 300 bytes", json!({"incus": {"project": long}})),
+        (
+            "profile with U+202E",
+            json!({"incus": {"profile": "p\u{202E}"}}),
+        ),
+        (
+            "alias with U+2066",
+            json!({"incus": {"image_alias": "a\u{2066}"}}),
+        ),
+        (
+            "http endpoint",
+            json!({"incus": {"endpoint": "http://127.0.0.1:8443"}}),
+        ),
+        (
+            "endpoint with user",
+            json!({"incus": {"endpoint": "https://u:p@127.0.0.1"}}),
+        ),
+        (
+            "endpoint with path",
+            json!({"incus": {"endpoint": "https://127.0.0.1/x"}}),
+        ),
+    ] {
+        post(what, body, 400, "invalid");
+    }
     // Outside the operator's boundaries.
-    post(
-        "another project",
-        json!({"incus": {"project": victim.name}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "default project",
-        json!({"incus": {"project": "default"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "an existing profile not allowed",
-        json!({"incus": {"profile": "pika-test-other"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "privileged profile",
-        json!({"incus": {"profile": "privileged"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "another pool",
-        json!({"incus": {"storage_pool": "host"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "another alias",
-        json!({"incus": {"image_alias": "pika-test/anything"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "listening endpoint",
-        json!({"incus": {"endpoint": bait_url}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "closed endpoint",
-        json!({"incus": {"endpoint": "https://127.0.0.1:1"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "name-only endpoint",
-        json!({"incus": {"endpoint": "https://incus.invalid"}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "insecure_tls",
-        json!({"incus": {"insecure_tls": true}}),
-        403,
-        "forbidden",
-    );
-    post(
-        "endpoint and insecure_tls",
-        json!({"incus": {"endpoint": bait_url, "insecure_tls": true}}),
-        403,
-        "forbidden",
-    );
+    for (what, body) in [
+        (
+            "another project",
+            json!({"incus": {"project": victim.name}}),
+        ),
+        ("default project", json!({"incus": {"project": "default"}})),
+        (
+            "an existing profile not allowed",
+            json!({"incus": {"profile": "pika-test-other"}}),
+        ),
+        (
+            "privileged profile",
+            json!({"incus": {"profile": "privileged"}}),
+        ),
+        ("another pool", json!({"incus": {"storage_pool": "host"}})),
+        (
+            "another alias",
+            json!({"incus": {"image_alias": "pika-test/anything"}}),
+        ),
+        (
+            "listening endpoint",
+            json!({"incus": {"endpoint": bait_url}}),
+        ),
+        (
+            "closed endpoint",
+            json!({"incus": {"endpoint": "https://127.0.0.1:1"}}),
+        ),
+        (
+            "name-only endpoint",
+            json!({"incus": {"endpoint": "https://incus.invalid"}}),
+        ),
+        ("insecure_tls", json!({"incus": {"insecure_tls": true}})),
+        (
+            "endpoint and insecure_tls",
+            json!({"incus": {"endpoint": bait_url, "insecure_tls": true}}),
+        ),
+    ] {
+        post(what, body, 403, "forbidden");
+    }
     let mut raw = |what: &str,
                    method: Method,
                    path: &str,
@@ -1234,18 +1175,11 @@ async fn tokens_fail_closed_and_health_says_only_ok() {
     std::fs::write(&tokens, &good).unwrap();
     assert_eq!(list(alice.clone()).await.status, StatusCode::OK);
     // A revocation that keeps the modification time is seen.
-    let mtime = std::fs::metadata(&tokens).unwrap().modified().unwrap();
     let revoked = good.replace(
         &pika_server::auth::hash_token(&alice),
         &pika_server::auth::hash_token("x"),
     );
-    std::fs::write(&tokens, revoked).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&tokens)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    pika_test_support::rewrite_keeping_mtime(&tokens, &revoked);
     assert_eq!(list(alice.clone()).await.status, StatusCode::UNAUTHORIZED);
     std::fs::write(&tokens, &good).unwrap();
 

@@ -9,6 +9,7 @@
 //! Fixtures panic on failure: they run in tests, where a panic is the report.
 
 mod bins;
+mod files;
 pub mod image;
 mod process;
 mod project;
@@ -16,6 +17,7 @@ mod project;
 pub mod server;
 
 pub use bins::{cargo_bin, workspace_bins};
+pub use files::rewrite_keeping_mtime;
 pub use process::{incus, repo_root, run, run_ok};
 pub use project::{TestProject, project_prefix, storage_pool, unique};
 
