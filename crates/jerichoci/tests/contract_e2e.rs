@@ -8,7 +8,8 @@ use jerichoci::executor::SNAPSHOT_MOUNT;
 use jerichoci::fixtures::{CiProject, workspace};
 use jerichoci::remote::{MOUNT_SOURCES_ENV, PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{
-    Executor, JobSpec, JobStatus, Phase, PhaseStatus, Progress, RunStore, SnapshotTransfer,
+    Executor, JobRecord, JobSpec, JobStatus, Phase, PhaseStatus, Progress, RunStore,
+    SnapshotTransfer,
 };
 use pika_incus_guest_role::IncusGuestRole;
 use pika_test_support::incus;
@@ -20,6 +21,22 @@ const ROLE: IncusGuestRole = IncusGuestRole::PikaciRunner;
 /// after the launch phase, while the instance exists.
 fn executor(ws: &std::path::Path, project: &CiProject) -> (Executor, Arc<Mutex<Option<Value>>>) {
     executor_with(ws, project, &[])
+}
+
+/// Runs `job` alone (run `contract`); it must pass. Returns its record.
+async fn run_passing(exec: &Executor, job: JobSpec) -> JobRecord {
+    let run = exec.run("contract", &[job]).await.unwrap();
+    let job = run.jobs.into_iter().next().expect("the job's record");
+    assert_eq!(job.status, JobStatus::Passed, "{job:?}");
+    job
+}
+
+/// The job's instance as Incus showed it right after the launch (see [`executor`]).
+fn launched(seen: &Mutex<Option<Value>>) -> Value {
+    seen.lock()
+        .unwrap()
+        .take()
+        .expect("the instance was read back")
 }
 
 /// [`executor`] with further pikaci environment.
@@ -85,9 +102,7 @@ async fn the_job_reads_the_snapshot_through_a_read_only_mount_in_a_guest_with_th
     let command = "cat docs/notes/hello.txt && touch written 2>&1; test ! -e written && pwd && id -u && id -g";
     let job = JobSpec::incus("mounted", command, ROLE);
     let stage = exec.store().snapshot_stage_path("contract", &job.id);
-    let run = exec.run("contract", &[job]).await.unwrap();
-    let job = &run.jobs[0];
-    assert_eq!(job.status, JobStatus::Passed, "{job:?}");
+    let job = &run_passing(&exec, job).await;
     let log = std::fs::read_to_string(&job.log_path).unwrap();
     let user = ROLE.user().expect("the runner role has a user");
     assert_ne!(user.uid, 0);
@@ -103,11 +118,7 @@ async fn the_job_reads_the_snapshot_through_a_read_only_mount_in_a_guest_with_th
     let remote = job.remote_linux_vm.as_ref().unwrap();
     assert_eq!(remote.snapshot_transfer, Some(SnapshotTransfer::Mount));
 
-    let instance = seen
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the instance was read back");
+    let instance = launched(&seen);
     assert_launch_config(&instance["config"]);
     let device = &instance["devices"][SNAPSHOT_MOUNT];
     assert_eq!(device["type"], "disk", "{device}");
@@ -136,9 +147,7 @@ async fn the_upload_fallback_unpacks_the_snapshot_where_the_mount_would_be() {
         ROLE,
     );
     let stage = exec.store().snapshot_stage_path("contract", &job.id);
-    let run = exec.run("contract", &[job]).await.unwrap();
-    let job = &run.jobs[0];
-    assert_eq!(job.status, JobStatus::Passed, "{job:?}");
+    let job = &run_passing(&exec, job).await;
     assert_eq!(
         std::fs::read_to_string(&job.log_path).unwrap(),
         format!("hello from the snapshot\n{}\n", snapshot_mount_path())
@@ -156,11 +165,7 @@ async fn the_upload_fallback_unpacks_the_snapshot_where_the_mount_would_be() {
             Phase::Cleanup
         ]
     );
-    let instance = seen
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the instance was read back");
+    let instance = launched(&seen);
     assert_launch_config(&instance["config"]);
     assert!(
         instance["devices"].get(SNAPSHOT_MOUNT).is_none(),
@@ -188,19 +193,12 @@ async fn an_optional_cache_mount_is_attached_only_when_pikaci_names_its_director
     let sources = format!("{}={}", given.name, cache.path().display());
     let (exec, seen) = executor_with(ws.path(), &project, &[(MOUNT_SOURCES_ENV, &sources)]);
     let command = format!("echo kept > {}/from-job", given.path);
-    let job = JobSpec::incus("cached", &command, ROLE);
-    let run = exec.run("contract", &[job]).await.unwrap();
-    let job = &run.jobs[0];
-    assert_eq!(job.status, JobStatus::Passed, "{job:?}");
+    run_passing(&exec, JobSpec::incus("cached", &command, ROLE)).await;
 
     let written = cache.path().join("from-job");
     assert_eq!(std::fs::read_to_string(&written).unwrap(), "kept\n");
     assert_eq!(std::fs::metadata(&written).unwrap().uid(), user.uid);
-    let instance = seen
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the instance was read back");
+    let instance = launched(&seen);
     let device = &instance["devices"][given.name];
     assert_eq!(device["type"], "disk", "{device}");
     assert_eq!(device["path"], given.path, "{device}");
