@@ -17,21 +17,12 @@ const QCOW2_COMPRESSED: u64 = 1 << 62;
 /// Checks a squashfs image: superblock magic and version, block size, and that the filesystem
 /// (`bytes_used`) and every table start lie inside the file.
 pub fn check_squashfs(path: &Path) -> Result<(), String> {
-    let mut file = open(path)?;
-    let len = file_len(&file, path)?;
-    let mut sb = [0u8; SQUASHFS_SUPERBLOCK_LEN];
-    read_exact_at(&mut file, 0, &mut sb).map_err(|_| {
-        format!(
-            "{}: not a squashfs image (shorter than its superblock)",
-            path.display()
-        )
-    })?;
-    if &sb[0..4] != SQUASHFS_MAGIC {
-        return Err(format!(
-            "{}: not a squashfs image (bad magic)",
-            path.display()
-        ));
-    }
+    let (_, len, sb) = open_headed::<SQUASHFS_SUPERBLOCK_LEN>(
+        path,
+        SQUASHFS_MAGIC,
+        "a squashfs image",
+        "superblock",
+    )?;
     let (major, minor) = (le16(&sb, 28), le16(&sb, 30));
     if (major, minor) != (4, 0) {
         return Err(format!(
@@ -74,18 +65,8 @@ pub fn check_squashfs(path: &Path) -> Result<(), String> {
 /// Checks a qcow2 disk: header, no backing file, and that the L1 table, the refcount table, every
 /// L2 table and every data cluster they map lie inside the file.
 pub fn check_qcow2(path: &Path) -> Result<(), String> {
-    let mut file = open(path)?;
-    let len = file_len(&file, path)?;
-    let mut header = [0u8; QCOW2_HEADER_LEN];
-    read_exact_at(&mut file, 0, &mut header).map_err(|_| {
-        format!(
-            "{}: not a qcow2 disk (shorter than its header)",
-            path.display()
-        )
-    })?;
-    if &header[0..4] != QCOW2_MAGIC {
-        return Err(format!("{}: not a qcow2 disk (bad magic)", path.display()));
-    }
+    let (mut file, len, header) =
+        open_headed::<QCOW2_HEADER_LEN>(path, QCOW2_MAGIC, "a qcow2 disk", "header")?;
     let version = be32(&header, 4);
     if !(2..=3).contains(&version) {
         return Err(format!(
@@ -156,6 +137,25 @@ pub fn check_qcow2(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Opens `path` (`what`: "a squashfs image") and reads its first `N` bytes (its `head`), which
+/// start with `magic`: the file, its length and the head.
+fn open_headed<const N: usize>(
+    path: &Path,
+    magic: &[u8; 4],
+    what: &str,
+    head: &str,
+) -> Result<(File, u64, [u8; N]), String> {
+    let mut file = open(path)?;
+    let len = file_len(&file, path)?;
+    let mut bytes = [0u8; N];
+    read_exact_at(&mut file, 0, &mut bytes)
+        .map_err(|_| format!("{}: not {what} (shorter than its {head})", path.display()))?;
+    if &bytes[0..4] != magic {
+        return Err(format!("{}: not {what} (bad magic)", path.display()));
+    }
+    Ok((file, len, bytes))
 }
 
 fn open(path: &Path) -> Result<File, String> {
