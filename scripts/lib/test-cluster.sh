@@ -39,6 +39,10 @@ readonly POOL="default"
 readonly WAIT_SECS=120
 readonly MARKER=".pika-test-cluster"
 
+# test_env_wait
+# shellcheck source=scripts/lib/test-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test-env.sh"
+
 err() {
   echo "test-cluster: error: $*" >&2
 }
@@ -298,15 +302,10 @@ endpoint_trusted() {
 }
 
 wait_endpoint() {
-  local waited=0
-  until endpoint_trusted; do
-    sleep 0.5
-    waited=$((waited + 1))
-    if ((waited > 40)); then
-      err "the endpoint $(endpoint) does not answer as a trusted cluster; see ${CLUSTER_DIR}/forward.log"
-      return 1
-    fi
-  done
+  test_env_wait 40 0.5 endpoint_trusted || {
+    err "the endpoint $(endpoint) does not answer as a trusted cluster; see ${CLUSTER_DIR}/forward.log"
+    return 1
+  }
 }
 
 print_env() {

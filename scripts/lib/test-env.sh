@@ -113,6 +113,18 @@ test_env_incusd_bin() {
   return 1
 }
 
+# test_env_wait TRIES INTERVAL COMMAND...: runs COMMAND every INTERVAL seconds until it succeeds,
+# TRIES times at most; fails when it never did.
+test_env_wait() {
+  local tries="$1" interval="$2" try
+  shift 2
+  for ((try = 0; try < tries; try++)); do
+    "$@" && return 0
+    sleep "${interval}"
+  done
+  return 1
+}
+
 test_env_incus_ready() {
   [[ -S "${TEST_ENV_INCUS_SOCKET}" ]] && timeout 5 incus query /1.0 >/dev/null 2>&1
 }
@@ -137,15 +149,10 @@ test_env_start_daemon() {
     test_env_log "starting ${bin} (log: ${TEST_ENV_LOG_DIR}/incusd.log)"
     SSL_CERT_FILE="${TEST_ENV_CA_DIR}/bundle.pem" nohup "${bin}" --group root >>"${TEST_ENV_LOG_DIR}/incusd.log" 2>&1 &
   fi
-  local waited=0
-  until test_env_incus_ready; do
-    sleep 1
-    waited=$((waited + 1))
-    if ((waited > 90)); then
-      test_env_err "incusd did not answer on ${TEST_ENV_INCUS_SOCKET} within 90s; see ${TEST_ENV_LOG_DIR}/incusd.log"
-      return 1
-    fi
-  done
+  test_env_wait 90 1 test_env_incus_ready || {
+    test_env_err "incusd did not answer on ${TEST_ENV_INCUS_SOCKET} within 90s; see ${TEST_ENV_LOG_DIR}/incusd.log"
+    return 1
+  }
 }
 
 # `incus admin init --minimal` fails on the bridge network here, so set up storage by hand: a dir
