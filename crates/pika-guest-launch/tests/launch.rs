@@ -30,6 +30,15 @@ fn client(project: &TestProject) -> pika_incus::ProjectClient {
         .in_project(project.name.clone())
 }
 
+/// A [`project`], its client, and the first role of the registry with its image imported.
+fn with_first_role(tag: &str) -> (TestProject, pika_incus::ProjectClient, IncusGuestRole) {
+    let project = project(tag);
+    let client = client(&project);
+    let role = IncusGuestRole::ALL[0];
+    project.import_image(role.default_image_alias());
+    (project, client, role)
+}
+
 /// Imports the fake VM image of scripts/lib/test-image.sh (`$PIKA_TEST_IMAGE_DIR/vm`, else built
 /// into `scratch`) under `alias`, or points `alias` at it when it is already there.
 fn import_vm(project: &TestProject, alias: &str, scratch: &std::path::Path) {
@@ -167,10 +176,7 @@ async fn vm_roles_without_a_signed_image_get_secure_boot_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn each_readiness_kind_waits_for_what_it_names() {
-    let project = project("launch-ready");
-    let client = client(&project);
-    let role = IncusGuestRole::ALL[0];
-    project.import_image(role.default_image_alias());
+    let (_project, client, role) = with_first_role("launch-ready");
     let create = InstanceCreate::from_alias("r1", role.default_image_alias()).start(true);
     client.create_instance(&create).await.unwrap();
     let short = Duration::from_secs(2);
@@ -283,10 +289,7 @@ async fn a_guest_that_does_not_get_ready_is_deleted_and_the_error_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn files_are_written_before_the_readiness_wait() {
-    let project = project("launch-files");
-    let client = client(&project);
-    let role = IncusGuestRole::ALL[0];
-    project.import_image(role.default_image_alias());
+    let (project, client, role) = with_first_role("launch-files");
     let create = InstanceCreate::from_alias("f1", role.default_image_alias());
     // The plain launch config only (mounts would need host directories, not the point here).
     let create = role
