@@ -20,6 +20,14 @@ fn executor(ws: &std::path::Path, project: &str) -> Executor {
         }))
 }
 
+/// A project, a workspace and an [`executor`] in them that deletes guests in the background.
+fn background(tag: &str) -> (CiProject, tempfile::TempDir, Executor) {
+    let project = CiProject::new(tag);
+    let ws = workspace("");
+    let exec = executor(ws.path(), &project.name).with_background_cleanup(true);
+    (project, ws, exec)
+}
+
 /// A sweep now deletes the one pending guest, after which the project and the ledger are empty.
 async fn sweep_deletes_the_last_guest(
     ledger: &CleanupLedger,
@@ -38,9 +46,7 @@ async fn sweep_deletes_the_last_guest(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn records_are_written_before_the_delete_and_no_guest_outlives_it() {
-    let project = CiProject::new("jci-bg");
-    let ws = workspace("");
-    let exec = executor(ws.path(), &project.name).with_background_cleanup(true);
+    let (project, _ws, exec) = background("jci-bg");
     let role = IncusGuestRole::PikaciRunner;
     let jobs = [
         JobSpec::incus("one", "true", role),
@@ -73,9 +79,7 @@ async fn records_are_written_before_the_delete_and_no_guest_outlives_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn an_abandoned_delete_is_finished_by_the_next_sweep_and_live_runs_are_left_alone() {
-    let project = CiProject::new("jci-abandon");
-    let ws = workspace("");
-    let exec = executor(ws.path(), &project.name).with_background_cleanup(true);
+    let (project, _ws, exec) = background("jci-abandon");
     let job = JobSpec::incus("one", "true", IncusGuestRole::PikaciRunner);
     let run = exec.run("abandoned", &[job]).await.unwrap();
     assert_eq!(run.jobs[0].status, JobStatus::Passed);
