@@ -91,6 +91,17 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 
+    /// True when Incus refused because another operation holds the instance ("Instance is busy
+    /// running a ... operation"); Incus gives no code for it, only this text.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Error::OperationFailed { message, .. } | Error::Api { message, .. } => {
+                message.contains("is busy running")
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn config(what: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {
             what: what.into(),

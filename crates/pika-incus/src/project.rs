@@ -12,6 +12,10 @@ use crate::api;
 use crate::client::IncusClient;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
+
+/// How often, and how far apart, a removal retries a stop that another operation holds up.
+const BUSY_RETRIES: u32 = 50;
+const BUSY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 use crate::types::{
     ExecOutput, ExecRequest, FileMode, Image, ImageAlias, ImageImport, Instance, InstanceCreate,
     InstanceState, InstanceType, Operation, Profile,
@@ -401,11 +405,21 @@ impl ProjectClient {
             Err(e) => return Err(e),
         };
         if instance.status != "Stopped" {
-            match self.stop_instance(name, true).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => return Ok(()),
-                // It may have stopped on its own meanwhile; the delete decides.
-                Err(e) => tracing::debug!("stopping {}: {e}", self.what("instance", name)),
+            // A change another client left running (a device add: Incus waits up to a second for
+            // a proxy device's forkproxy) holds the instance; the stop is refused until it ends.
+            for attempt in 1..=BUSY_RETRIES {
+                match self.stop_instance(name, true).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) if e.is_busy() && attempt < BUSY_RETRIES => {
+                        tokio::time::sleep(BUSY_RETRY_DELAY).await;
+                    }
+                    // It may have stopped on its own meanwhile; the delete decides.
+                    Err(e) => {
+                        tracing::debug!("stopping {}: {e}", self.what("instance", name));
+                        break;
+                    }
+                }
             }
         }
         match self.delete_instance(name).await {

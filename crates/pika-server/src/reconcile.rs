@@ -305,7 +305,7 @@ async fn settle_provisioning(
     // crash may have come before its configuration was delivered (the token is not kept, so it
     // cannot be delivered now; the owner rotates it to get one).
     let started = match started {
-        Ok(()) => gateway_ready(agents, row, project).await,
+        Ok(()) => gateway_ready(agents, row, &instance, project).await,
         Err(err) => Err(err.to_string()),
     };
     match started {
@@ -377,6 +377,9 @@ async fn repair_proxy(
     }
 }
 
+/// Why a `provisioning` agent whose gateway configuration never reached the guest fails.
+pub const UNDELIVERED: &str = "the server stopped before the gateway's configuration was delivered (its token is not kept); reprovision or delete the agent";
+
 /// How long reconcile waits for the gateway of a `provisioning` agent a crash left.
 const GATEWAY_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -384,6 +387,7 @@ const GATEWAY_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 async fn gateway_ready(
     agents: &Agents,
     row: &AgentRecord,
+    instance: &Instance,
     project: &ProjectClient,
 ) -> Result<(), String> {
     let Ok(params) = resolve_stored(&row.incus) else {
@@ -398,6 +402,21 @@ async fn gateway_ready(
         Ok(None) => return Err("no gateway port was reserved".into()),
         Err(err) => return Err(err.message),
     };
+    // A gateway without its configuration never starts: fail now instead of waiting out the
+    // timeout for each such agent (reconcile runs before the server listens).
+    match project
+        .pull_file(&row.instance_name, crate::gateway::CONFIG_PATH)
+        .await
+    {
+        Ok(_) => {}
+        Err(err) if err.is_not_found() => return Err(UNDELIVERED.into()),
+        Err(err) => return Err(err.to_string()),
+    }
+    // The proxy device is added while the configuration is written: a crash between the two
+    // leaves it out.
+    repair_proxy(agents, row, instance, project)
+        .await
+        .map_err(|err| err.message)?;
     pika_guest_launch::wait_ready_via(
         project,
         &row.instance_name,

@@ -4,16 +4,18 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use common::{delete, get, post, scratch, start, started};
+use common::{delete, get, killing_proxy, post, scratch, start, started};
 use pika_managed_agent_contract::{
     AGENTS_PATH, AgentState, HEALTH_PATH, IncusGuestRole, IncusProvisionParams, agent_path,
 };
 use pika_server::incus_keys::{AGENT_ID_KEY, SERVER_ID_KEY, instance_name};
 use pika_server::store::Store;
-use pika_test_support::server::TEST_PROFILE;
+use pika_test_support::server::{TEST_PROFILE, incus_socket};
 use pika_test_support::{TestProject, storage_pool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -329,6 +331,68 @@ async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
         running + failed,
         before.len(),
         "rows are settled, not dropped"
+    );
+}
+
+/// A crash right before the gateway's configuration is written leaves a running guest whose
+/// gateway never starts. The restarted server fails that agent at once, naming why, instead of
+/// waiting out the gateway timeout before it listens.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real incusd: run scripts/test.sh"]
+async fn a_crash_before_the_gateway_config_is_written_fails_the_agent_at_restart() {
+    let (project, dir) = scratch("fault-undelivered");
+    let socket = dir.path().join("incus-proxy.sock");
+    let (victim, killed) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    killing_proxy(
+        socket.clone(),
+        PathBuf::from(incus_socket()),
+        Arc::clone(&victim),
+        Arc::clone(&killed),
+        |request| {
+            request.starts_with("POST /1.0/instances/")
+                && request.contains("/files?")
+                && request.contains("openclaw.json")
+        },
+    );
+    let server = start(
+        dir.path(),
+        &project,
+        &[("INCUS_SOCKET", socket.to_str().unwrap())],
+    );
+    victim.store(server.child.id(), Ordering::SeqCst);
+    let token = server.add_token("alice");
+    let url = server.url.clone();
+    let request = tokio::spawn(async move {
+        // The answer never comes: the server dies.
+        let _ = reqwest::Client::new()
+            .post(format!("{url}{AGENTS_PATH}"))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !killed.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the configuration was never pushed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    request.abort();
+    server.kill();
+
+    let db = dir.path().join("agents.db");
+    let _server = start(dir.path(), &project, &[]);
+    assert_eq!(assert_consistent(&project, &db), (0, 1));
+    let rows = Store::open(&db).unwrap().list(None).unwrap();
+    let error = rows[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(pika_server::reconcile::UNDELIVERED),
+        "failed for the missing configuration, not a timeout: {error}"
     );
 }
 

@@ -10,15 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Stop, get, post, restart, scratch, start, started};
+use common::{Stop, get, killing_proxy, post, restart, scratch, start, started};
 use pika_managed_agent_contract::{AGENTS_PATH, HEALTH_PATH, IncusGuestRole};
 use pika_server::incus_keys::{AGENT_ID_KEY, POOL_KEY, SERVER_ID_KEY};
 use pika_test_support::TestProject;
 use pika_test_support::server::{self, incus_socket};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
 
 const POOL_CHECK: &str = "pool.managed-openclaw";
 
@@ -125,55 +123,6 @@ async fn twenty_concurrent_posts_with_a_pool_of_four_never_share_a_guest() {
     );
 }
 
-/// Forwards every connection to incusd, except that, once `victim` names a process, the first
-/// request patching an instance (a claim stamping the agent's labels) is never forwarded: that
-/// process is killed with SIGKILL instead, and `killed` is set. (Launches patch too, adding the
-/// gateway's proxy device: so `victim` is set once the pool is full, and the refill a claim wakes
-/// creates its guest before it patches.)
-fn killing_proxy(
-    listen: PathBuf,
-    upstream: PathBuf,
-    victim: Arc<AtomicU32>,
-    killed: Arc<AtomicBool>,
-) {
-    let listener = UnixListener::bind(&listen).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            let (upstream, victim, killed) =
-                (upstream.clone(), Arc::clone(&victim), Arc::clone(&killed));
-            tokio::spawn(async move {
-                let Ok(mut server) = UnixStream::connect(&upstream).await else {
-                    return;
-                };
-                let mut buffer = vec![0u8; 64 * 1024];
-                let mut back = vec![0u8; 64 * 1024];
-                loop {
-                    tokio::select! {
-                        read = client.read(&mut buffer) => {
-                            let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
-                            let text = String::from_utf8_lossy(&buffer[..n]);
-                            let pid = victim.load(Ordering::SeqCst);
-                            if pid != 0 && text.starts_with("PATCH /1.0/instances/") && !killed.swap(true, Ordering::SeqCst) {
-                                let pid = pid.to_string();
-                                let _ = tokio::process::Command::new("kill").args(["-KILL", &pid]).status().await;
-                                return;
-                            }
-                            if server.write_all(&buffer[..n]).await.is_err() { return; }
-                        }
-                        read = server.read(&mut back) => {
-                            let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
-                            if client.write_all(&back[..n]).await.is_err() { return; }
-                        }
-                    }
-                }
-            });
-        }
-    });
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() {
@@ -183,11 +132,15 @@ async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() 
         Arc::new(AtomicU32::new(0)),
         Arc::new(AtomicBool::new(false)),
     );
+    // The first request patching an instance: a claim stamping the agent's labels (launches patch
+    // too, adding the gateway's proxy device: so `victim` is set once the pool is full, and the
+    // refill a claim wakes creates its guest before it patches).
     killing_proxy(
         socket.clone(),
         PathBuf::from(incus_socket()),
         Arc::clone(&victim),
         Arc::clone(&killed),
+        |request| request.starts_with("PATCH /1.0/instances/"),
     );
     let env = [
         ("PIKA_AGENT_POOL_SIZE", "2"),

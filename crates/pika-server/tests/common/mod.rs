@@ -3,7 +3,9 @@
 //! statuses and error bodies. Each test file uses a part of it.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pika_managed_agent_contract::AGENTS_PATH;
 use pika_managed_agent_contract::client::AgentClient;
@@ -13,6 +15,8 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pika-server");
 
@@ -144,4 +148,52 @@ pub fn restart(mut srv: Server, stop: Stop, project: &TestProject, env: &[(&str,
 /// The typed client of `srv` with `token`.
 pub fn client(srv: &Server, token: &str) -> AgentClient {
     AgentClient::new(&srv.url, token).expect("the server's URL")
+}
+
+/// Forwards every connection to incusd, except that, once `victim` names a process, the first
+/// request for which `kills` holds (given the start of its text) is never forwarded: that process
+/// is killed with SIGKILL instead, and `killed` is set.
+pub fn killing_proxy(
+    listen: PathBuf,
+    upstream: PathBuf,
+    victim: Arc<AtomicU32>,
+    killed: Arc<AtomicBool>,
+    kills: fn(&str) -> bool,
+) {
+    let listener = UnixListener::bind(&listen).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let (upstream, victim, killed) =
+                (upstream.clone(), Arc::clone(&victim), Arc::clone(&killed));
+            tokio::spawn(async move {
+                let Ok(mut server) = UnixStream::connect(&upstream).await else {
+                    return;
+                };
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut back = vec![0u8; 64 * 1024];
+                loop {
+                    tokio::select! {
+                        read = client.read(&mut buffer) => {
+                            let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                            let text = String::from_utf8_lossy(&buffer[..n]);
+                            let pid = victim.load(Ordering::SeqCst);
+                            if pid != 0 && kills(&text) && !killed.swap(true, Ordering::SeqCst) {
+                                let pid = pid.to_string();
+                                let _ = tokio::process::Command::new("kill").args(["-KILL", &pid]).status().await;
+                                return;
+                            }
+                            if server.write_all(&buffer[..n]).await.is_err() { return; }
+                        }
+                        read = server.read(&mut back) => {
+                            let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                            if client.write_all(&back[..n]).await.is_err() { return; }
+                        }
+                    }
+                }
+            });
+        }
+    });
 }
