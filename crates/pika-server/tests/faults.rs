@@ -4,18 +4,16 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use common::{delete, get, killing_proxy, post, scratch, start, started};
+use common::{delete, get, kill_switch, post, scratch, start, started};
 use pika_managed_agent_contract::{
     AGENTS_PATH, AgentState, HEALTH_PATH, IncusGuestRole, IncusProvisionParams, agent_path,
 };
 use pika_server::incus_keys::{AGENT_ID_KEY, SERVER_ID_KEY, instance_name};
 use pika_server::store::Store;
-use pika_test_support::server::{TEST_PROFILE, incus_socket};
+use pika_test_support::server::TEST_PROFILE;
 use pika_test_support::{TestProject, storage_pool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -341,28 +339,17 @@ async fn sigkill_during_provisioning_leaves_nothing_dangling_after_restart() {
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn a_crash_before_the_gateway_config_is_written_fails_the_agent_at_restart() {
     let (project, dir) = scratch("fault-undelivered");
-    let socket = dir.path().join("incus-proxy.sock");
-    let (victim, killed) = (
-        Arc::new(AtomicU32::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    killing_proxy(
-        socket.clone(),
-        PathBuf::from(incus_socket()),
-        Arc::clone(&victim),
-        Arc::clone(&killed),
-        |request| {
-            request.starts_with("POST /1.0/instances/")
-                && request.contains("/files?")
-                && request.contains("openclaw.json")
-        },
-    );
+    let switch = kill_switch(dir.path(), |request| {
+        request.starts_with("POST /1.0/instances/")
+            && request.contains("/files?")
+            && request.contains("openclaw.json")
+    });
     let server = start(
         dir.path(),
         &project,
-        &[("INCUS_SOCKET", socket.to_str().unwrap())],
+        &[("INCUS_SOCKET", switch.socket.to_str().unwrap())],
     );
-    victim.store(server.child.id(), Ordering::SeqCst);
+    switch.arm(&server);
     let token = server.add_token("alice");
     let url = server.url.clone();
     let request = tokio::spawn(async move {
@@ -374,14 +361,12 @@ async fn a_crash_before_the_gateway_config_is_written_fails_the_agent_at_restart
             .send()
             .await;
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !killed.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the configuration was never pushed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    switch
+        .wait_killed(
+            Duration::from_secs(120),
+            "the configuration was never pushed",
+        )
+        .await;
     request.abort();
     server.kill();
 

@@ -5,16 +5,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Stop, get, killing_proxy, post, restart, scratch, start, started};
+use common::{Stop, get, kill_switch, post, restart, scratch, start, started};
 use pika_managed_agent_contract::{AGENTS_PATH, HEALTH_PATH, IncusGuestRole};
 use pika_server::incus_keys::{AGENT_ID_KEY, POOL_KEY, SERVER_ID_KEY};
 use pika_test_support::TestProject;
-use pika_test_support::server::{self, incus_socket};
+use pika_test_support::server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -127,37 +124,26 @@ async fn twenty_concurrent_posts_with_a_pool_of_four_never_share_a_guest() {
 #[ignore = "needs a real incusd: run scripts/test.sh"]
 async fn kill_9_between_claim_and_record_leaves_no_orphan_and_no_dangling_row() {
     let (project, dir) = scratch("pool-crash");
-    let socket = dir.path().join("incus-proxy.sock");
-    let (victim, killed) = (
-        Arc::new(AtomicU32::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
     // The first request patching an instance: a claim stamping the agent's labels (launches patch
-    // too, adding the gateway's proxy device: so `victim` is set once the pool is full, and the
+    // too, adding the gateway's proxy device: so the switch is armed once the pool is full, and the
     // refill a claim wakes creates its guest before it patches).
-    killing_proxy(
-        socket.clone(),
-        PathBuf::from(incus_socket()),
-        Arc::clone(&victim),
-        Arc::clone(&killed),
-        |request| request.starts_with("PATCH /1.0/instances/"),
-    );
+    let switch = kill_switch(dir.path(), |request| {
+        request.starts_with("PATCH /1.0/instances/")
+    });
     let env = [
         ("PIKA_AGENT_POOL_SIZE", "2"),
-        ("INCUS_SOCKET", socket.to_str().unwrap()),
+        ("INCUS_SOCKET", switch.socket.to_str().unwrap()),
     ];
     let srv = start(dir.path(), &project, &env);
     let (token, admin) = (srv.add_token("alice"), srv.add_admin_token("ops"));
     wait_ready(&srv.url, &admin, 2).await;
-    victim.store(srv.child.id(), Ordering::SeqCst);
+    switch.arm(&srv);
     let before = pool_members(&project, None);
     let url = srv.url.clone();
     let request = tokio::spawn(async move { post_agent(&url, &token).await });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !killed.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "the claim never stamped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    switch
+        .wait_killed(Duration::from_secs(60), "the claim never stamped")
+        .await;
     // The claim was committed, the guest not yet stamped, when the server died.
     request.abort();
     let srv = restart(srv, Stop::Kill, &project, &[("PIKA_AGENT_POOL_SIZE", "2")]);

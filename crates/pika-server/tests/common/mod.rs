@@ -150,10 +150,51 @@ pub fn client(srv: &Server, token: &str) -> AgentClient {
     AgentClient::new(&srv.url, token).expect("the server's URL")
 }
 
+/// A proxy in front of incusd that kills the server at one request (see [`killing_proxy`]):
+/// start the server with `INCUS_SOCKET` = [`KillSwitch::socket`], then [`KillSwitch::arm`] it.
+pub struct KillSwitch {
+    pub socket: PathBuf,
+    victim: Arc<AtomicU32>,
+    killed: Arc<AtomicBool>,
+}
+
+impl KillSwitch {
+    /// From now on, the first request for which `kills` holds kills `server`.
+    pub fn arm(&self, server: &Server) {
+        self.victim.store(server.child.id(), Ordering::SeqCst);
+    }
+
+    /// Waits (at most `within`) until the switch killed the server; panics naming `what`.
+    pub async fn wait_killed(&self, within: std::time::Duration, what: &str) {
+        let deadline = std::time::Instant::now() + within;
+        while !self.killed.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A [`KillSwitch`] listening in `dir`, forwarding to the test incusd.
+pub fn kill_switch(dir: &Path, kills: fn(&str) -> bool) -> KillSwitch {
+    let switch = KillSwitch {
+        socket: dir.join("incus-proxy.sock"),
+        victim: Arc::new(AtomicU32::new(0)),
+        killed: Arc::new(AtomicBool::new(false)),
+    };
+    killing_proxy(
+        switch.socket.clone(),
+        PathBuf::from(server::incus_socket()),
+        Arc::clone(&switch.victim),
+        Arc::clone(&switch.killed),
+        kills,
+    );
+    switch
+}
+
 /// Forwards every connection to incusd, except that, once `victim` names a process, the first
 /// request for which `kills` holds (given the start of its text) is never forwarded: that process
 /// is killed with SIGKILL instead, and `killed` is set.
-pub fn killing_proxy(
+fn killing_proxy(
     listen: PathBuf,
     upstream: PathBuf,
     victim: Arc<AtomicU32>,
