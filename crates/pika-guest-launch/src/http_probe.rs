@@ -1,5 +1,6 @@
 //! One HTTP readiness probe: `GET PATH` to a host address (an instance's own proxy device),
-//! ready on a 2xx status. Plain HTTP/1.1 over a TCP connection; only the status line is read.
+//! ready on a 2xx status; and the status of an authenticated `POST PATH` (whether a gateway takes
+//! a token). Plain HTTP/1.1 over a TCP connection; only the status line is read.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,10 +23,36 @@ pub async fn get_ok(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u
     }
 }
 
+/// The status of `POST path` with `{}` and the bearer `token` at `addr`, within `timeout`. Errors
+/// name the address and path, never the token.
+pub async fn post_status(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    match tokio::time::timeout(timeout, status(addr, &request)).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(err)) => Err(format!("POST http://{addr}{path}: {err}")),
+        Err(_) => Err(format!(
+            "POST http://{addr}{path}: no answer within {}s",
+            timeout.as_secs()
+        )),
+    }
+}
+
 async fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    status(addr, &request).await
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) and reads the answer's status code.
+async fn status(addr: SocketAddr, request: &str) -> std::io::Result<u16> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream.write_all(request.as_bytes()).await?;
     let mut line = String::new();
     let mut reader = BufReader::new(stream).take(STATUS_LINE_LIMIT);
@@ -59,6 +86,27 @@ mod tests {
             let _ = socket.write_all(answer.as_bytes()).await;
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn a_post_reports_any_status_and_never_names_the_token() {
+        let second = Duration::from_secs(1);
+        let refused = serve_once("HTTP/1.1 401 Unauthorized\r\n\r\n").await;
+        assert_eq!(
+            post_status(refused, "/tools/invoke", "s3cret", second).await,
+            Ok(401)
+        );
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let err = post_status(closed, "/tools/invoke", "s3cret", second)
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("/tools/invoke") && !err.contains("s3cret"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -1008,11 +1008,12 @@ impl Agents {
             let (id_owned, sha256) = (id.to_owned(), plan.token.sha256());
             self.db(move |s| s.set_gateway_token_sha256(&id_owned, &sha256))
                 .await?;
+            let via = crate::gateway::probe_via(&project, listen);
             pika_guest_launch::wait_ready_via(
                 &project,
                 &record.instance_name,
                 params.guest_role.readiness(),
-                crate::gateway::probe_via(&project, listen),
+                via,
                 timeout,
             )
             .await
@@ -1021,7 +1022,13 @@ impl Agents {
                     ErrorKind::IncusFailed,
                     format!("agent {id}: the gateway took its new token but is not ready: {err}"),
                 )
-            })
+            })?;
+            // The owner gets the token once the gateway takes it, not seconds before.
+            crate::gateway::wait_token_taken(via, &plan.token, timeout)
+                .await
+                .map_err(|err| {
+                    AgentError::new(ErrorKind::IncusFailed, format!("agent {id}: {err}"))
+                })
         };
         let result = rotated.await;
         self.transition(id, &[AgentState::Provisioning], AgentState::Running, None)

@@ -65,7 +65,8 @@ impl GatewayToken {
         GatewayToken(hex::encode(bytes))
     }
 
-    /// The token itself: only for the owner's one response and the guest's configuration file.
+    /// The token itself: only for the owner's one response, the guest's configuration file, and
+    /// the server's own probe of the gateway ([`wait_token_taken`]).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -348,6 +349,51 @@ pub async fn deliver(
 ) -> Result<(), pika_incus::Error> {
     let deadline = tokio::time::Instant::now() + timeout;
     pika_guest_launch::push_until(project, instance, file, deadline).await
+}
+
+/// OpenClaw's token-checked endpoint: an empty body gets `401` for a token it does not take, and
+/// `400 invalid_request` once past auth.
+const AUTH_PROBE_PATH: &str = "/tools/invoke";
+const AUTH_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+const AUTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits until the gateway behind `via` takes `token`: OpenClaw reloads a changed
+/// `gateway.auth.token` in place, seconds after the file changes, and refuses the new token until
+/// then, while `/health` answers throughout. Without a probe address (an Incus endpoint whose
+/// host this server may not reach) it returns at once: the token would otherwise have to travel
+/// in an exec's command line, which Incus records.
+pub async fn wait_token_taken(
+    via: Option<SocketAddr>,
+    token: &GatewayToken,
+    timeout: Duration,
+) -> Result<(), String> {
+    let Some(via) = via else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        last = pika_guest_launch::http_probe::post_status(
+            via,
+            AUTH_PROBE_PATH,
+            token.expose(),
+            AUTH_PROBE_TIMEOUT.min(left),
+        )
+        .await;
+        match &last {
+            Ok(status) if *status != 401 => return Ok(()),
+            _ if left.is_zero() => break,
+            _ => tokio::time::sleep(AUTH_PROBE_INTERVAL.min(left)).await,
+        }
+    }
+    Err(match last {
+        Ok(status) => format!(
+            "the gateway still refuses the new token after {}s (POST http://{via}{AUTH_PROBE_PATH} answered {status})",
+            timeout.as_secs()
+        ),
+        Err(err) => format!("the gateway did not take the new token: {err}"),
+    })
 }
 
 #[cfg(test)]

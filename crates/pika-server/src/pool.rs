@@ -223,6 +223,22 @@ pub(crate) async fn finish(
                 ),
             )
         })?;
+        // The member's gateway started with a throwaway token and reloads the agent's in place:
+        // the agent is running once the gateway takes it.
+        if let Some(plan) = plan {
+            crate::gateway::wait_token_taken(
+                via,
+                &plan.token,
+                pika_guest_launch::DEFAULT_READY_TIMEOUT,
+            )
+            .await
+            .map_err(|err| {
+                AgentError::new(
+                    ErrorKind::IncusFailed,
+                    format!("agent {}: {err}", record.id),
+                )
+            })?;
+        }
         let location = project
             .get_instance(&name)
             .await

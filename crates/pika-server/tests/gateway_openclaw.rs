@@ -263,8 +263,9 @@ async fn real_openclaw_gateways_are_reached_authenticated_rotated_restarted_and_
     assert_refused(&url_a, &token_b, "bob's token on alice's agent").await;
     assert_refused(&url_b, &token_a, "alice's token on bob's agent").await;
 
-    // Rotation: the call returns with a new token once the gateway answers again; the gateway
-    // hot-reloads it within seconds (polled): the new one passes, the old one is refused.
+    // Rotation: the call returns with a new token once the gateway takes it (OpenClaw reloads
+    // the token in place seconds after the file changes): at once the new one passes and the old
+    // one is refused.
     let (status, rotated, new_a) = call(
         &server,
         Method::POST,
@@ -276,12 +277,6 @@ async fn real_openclaw_gateways_are_reached_authenticated_rotated_restarted_and_
     let new_a = new_a.unwrap();
     assert_ne!(new_a, token_a);
     assert_eq!(rotated["gateway_url"], json!(url_a));
-    let reloaded = eventually(Duration::from_secs(120), || async {
-        invoke(&url_a, &new_a).await.0 == StatusCode::BAD_REQUEST
-            && invoke(&url_a, &token_a).await.0 == StatusCode::UNAUTHORIZED
-    })
-    .await;
-    assert!(reloaded, "the rotated token was not applied within 120 s");
     assert_accepted(&url_a, &new_a, "the rotated token").await;
     assert_refused(&url_a, &token_a, "the token before the rotation").await;
     assert_refused(&url_b, &new_a, "alice's new token on bob's agent").await;
