@@ -3,8 +3,9 @@
 # scripts/lib/test-image-openclaw.sh) through pika-server's API (`POST /v1/agents` returns once
 # /health answers through the agent's proxy) vs the same image by hand: `incus launch`, a proxy
 # device on loopback, the configuration pushed 0600 as the role's user, then polling /health
-# through the device. One run of each, one after the other (each gateway takes ~900 MB on the dir
-# pool and most of a core while it starts), and their ratio. Needs a local incusd and npm (or
+# through the device; and through the API with a warm pool of 1 (the claim rewrites the running
+# gateway's token and returns once the gateway takes it). One run of each, one after the other
+# (each gateway takes ~900 MB on the dir pool and most of a core while it starts), and the ratios. Needs a local incusd and npm (or
 # PIKA_TEST_OPENCLAW_IMAGE_DIR); pika-server is $PIKA_SERVER_BIN, else built with cargo (release).
 #
 # Usage: scripts/bench/gateway-ready.sh
@@ -78,16 +79,19 @@ server_bin() {
   echo "${CARGO_TARGET_DIR:-${REPO_ROOT}/target}/release/pika-server"
 }
 
-# through_api BIN: seconds from POST /v1/agents to its 201 (the gateway answered /health).
+# through_api BIN [POOL]: seconds from POST /v1/agents to its 201 (the gateway answered /health
+# and takes the agent's token); with POOL, once a warm pool of POOL members is ready.
 through_api() {
-  local bin="$1" ports token start body status
+  local bin="$1" pool="${2:-}" ports token start body status
   ports="$(free_port)"
+  # A pool holds a port per member, and the refill a claim wakes needs one more.
+  ports="${ports}-$((ports + ${pool:-0} + 1))"
   PIKA_SERVER_LISTEN=127.0.0.1:0 PIKA_SERVER_STATE_DIR="${WORK}/server" \
     PIKA_SERVER_DB="${WORK}/server/agents.db" PIKA_SERVER_TOKENS_FILE="${WORK}/server/tokens" \
     PIKA_AGENT_INCUS_PROJECT="${PROJECT}" PIKA_AGENT_INCUS_PROFILE="${PROFILE}" \
     PIKA_AGENT_INCUS_STORAGE_POOL="${PIKA_TEST_STORAGE_POOL:-default}" \
-    PIKA_AGENT_GATEWAY_PORTS="${ports}-${ports}" RUST_LOG=warn \
-    "${bin}" >"${WORK}/server.out" 2>"${WORK}/server.err" &
+    PIKA_AGENT_GATEWAY_PORTS="${ports}" RUST_LOG=warn \
+    env ${pool:+"PIKA_AGENT_POOL_SIZE=${ROLE}=${pool}"} "${bin}" >"${WORK}/server.out" 2>"${WORK}/server.err" &
   SERVER_PID=$!
   local waited=0
   until grep -q '^pika-server listening on ' "${WORK}/server.out" 2>/dev/null; do
@@ -97,6 +101,7 @@ through_api() {
   local url
   url="$(sed -n 's/^pika-server listening on //p' "${WORK}/server.out")"
   token="$(PIKA_SERVER_TOKENS_FILE="${WORK}/server/tokens" "${bin}" token add bench)"
+  [[ -z "${pool}" ]] || wait_pool "${bin}" "${url}" "${pool}" || return 1
   start="$(now)"
   body="$(curl -s -m "${READY_TIMEOUT}" -X POST -H "Authorization: Bearer ${token}" \
     -H 'Content-Type: application/json' -d '{}' -w '\n%{http_code}' "${url}/v1/agents")"
@@ -109,6 +114,20 @@ through_api() {
   kill "${SERVER_PID}"
   wait "${SERVER_PID}" 2>/dev/null || true
   SERVER_PID=""
+}
+
+# wait_pool BIN URL N: waits until the pool reports N ready members and none launching.
+wait_pool() {
+  local bin="$1" url="$2" want="$3" admin detail="" start
+  admin="$(PIKA_SERVER_TOKENS_FILE="${WORK}/server/tokens" "${bin}" token add --admin bench-ops)"
+  start="$(now)"
+  # The health report is cached for a second.
+  until [[ "${detail}" == *"ready ${want} "* && "${detail}" == *"launching 0"* ]]; do
+    awk -v s="$(since "${start}")" -v max="${READY_TIMEOUT}" 'BEGIN { exit !(s < max) }' || { err "the pool never got ready: ${detail}"; return 1; }
+    sleep 1
+    detail="$(curl -s -m 10 -H "Authorization: Bearer ${admin}" "${url}/v1/health" |
+      jq -r --arg check "pool.${ROLE}" '.checks[] | select(.name == $check) | .detail')"
+  done
 }
 
 # by_hand: seconds from `incus launch` to /health answering through a proxy device on loopback.
@@ -134,7 +153,7 @@ by_hand() {
 }
 
 main() {
-  local image bin api raw
+  local image bin api raw pooled
   WORK="$(mktemp -d)"
   trap cleanup EXIT
   mkdir -p "${WORK}/server"
@@ -148,10 +167,14 @@ main() {
   # By hand first, so the image's first unpack on the pool is not the API's cost.
   raw="$(by_hand)"
   api="$(through_api "${bin}")"
+  rm -rf "${WORK}/server" && mkdir -p "${WORK}/server"
+  pooled="$(through_api "${bin}" 1)"
   printf 'ready gateway (real OpenClaw stand-in, one run each, by hand first)\n'
   printf '  by hand (incus launch + proxy device + config push + /health): %6.1f s\n' "${raw}"
   printf '  through the API (POST /v1/agents until its 201):               %6.1f s\n' "${api}"
-  awk -v api="${api}" -v raw="${raw}" 'BEGIN { printf "  ratio API / by hand: %.2fx\n", api / raw }'
+  printf '  through the API, warm pool of 1 (claim: token rewrite + reload): %6.1f s\n' "${pooled}"
+  awk -v api="${api}" -v raw="${raw}" -v pooled="${pooled}" \
+    'BEGIN { printf "  ratio API / by hand: %.2fx (no pool), %.2fx (warm pool)\n", api / raw, pooled / raw }'
 }
 
 main "$@"
