@@ -327,9 +327,13 @@ pub fn port_in_use(listen: SocketAddr) -> bool {
 }
 
 /// Whether Incus failed to start an instance (or update a device) because the proxy device's
-/// host port is taken: forkproxy's `bind: address already in use`.
+/// host port is taken: forkproxy's `bind: address already in use`, or, when forkproxy's listener
+/// process dies on that bind before it hands the socket over, `Failed to receive fd from listener
+/// process` (seen under load, same cause). A wrong guess costs one retry on the next port.
 pub fn is_port_taken(err: &pika_incus::Error) -> bool {
-    err.to_string().contains("address already in use")
+    let text = err.to_string();
+    text.contains("address already in use")
+        || text.contains("Failed to receive fd from listener process")
 }
 
 /// How the server probes an agent's gateway: through its proxy device when Incus is the local
@@ -440,6 +444,21 @@ mod tests {
         let file = config.guest_file(&ROLE);
         assert_eq!((file.mode, file.uid, file.gid), (0o600, 2000, 2000));
         assert!(!format!("{file:?}").contains("t0k"));
+    }
+
+    #[test]
+    fn both_of_forkproxys_answers_to_a_taken_port_are_recognised() {
+        let incus = |message: &str| pika_incus::Error::OperationFailed {
+            what: "instance p/i".into(),
+            message: message.into(),
+        };
+        assert!(is_port_taken(&incus(
+            "Error occurred when starting proxy device: Error: Failed to listen on 127.0.0.1:20001: listen tcp 127.0.0.1:20001: bind: address already in use"
+        )));
+        assert!(is_port_taken(&incus(
+            "Error occurred when starting proxy device: Error: Failed to receive fd from listener process"
+        )));
+        assert!(!is_port_taken(&incus("Failed to start device \"root\"")));
     }
 
     #[test]
