@@ -5,7 +5,7 @@
 //!
 //! A new key is one field here plus its rule. An optional key, for example:
 //!
-//! ```ignore
+//! ```text
 //! /// The role's hostname prefix (roles.toml `hostname-prefix`, optional).
 //! #[serde(default)]
 //! pub hostname_prefix: Option<&'static str>,
