@@ -75,7 +75,7 @@ main() {
   # shellcheck source=scripts/lib/cluster-agents.sh
   source scripts/lib/cluster-agents.sh
   cargo build -q --release -p pika-server -p pika-cli
-  export CLUSTER_BIN_DIR="target/release"
+  export CLUSTER_BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
   eval "$(bash "${CLUSTER}" up | sed 's/^/export /')"
   test_image_container "${work}/image" "pika cluster bench image" "bench"
   cluster_agents_project pika-bench-cluster "${work}/image"

@@ -40,5 +40,5 @@ if command -v perf >/dev/null && perf record -q -o "${work}/perf.data" -F 20000 
   "${target}/pika-roles" --manifest "${work}/roles.toml" generate >/dev/null 2>&1; then
   echo "top symbols of one run (perf, self time):"
   perf report -q -i "${work}/perf.data" --no-children --stdio --sort symbol 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -n 8
+    | grep -E '^ +[0-9]' | head -n 8 || true # head closes the pipe early (SIGPIPE upstream)
 fi
