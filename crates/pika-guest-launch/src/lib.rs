@@ -203,22 +203,7 @@ pub async fn launch_with(
         if after.devices.is_empty() {
             return Ok(());
         }
-        let settings: Vec<(&str, Vec<(&str, String)>)> = after
-            .devices
-            .iter()
-            .map(|(device, config)| {
-                let config = config
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.clone()))
-                    .collect();
-                (device.as_str(), config)
-            })
-            .collect();
-        let settings: Vec<(&str, &[(&str, String)])> = settings
-            .iter()
-            .map(|(device, config)| (*device, config.as_slice()))
-            .collect();
-        project.update_instance_devices(name, &settings).await
+        project.update_instance_devices(name, &after.devices).await
     };
     let (files, devices) = tokio::join!(files, devices);
     if let Err(source) = devices {

@@ -12,14 +12,14 @@ use crate::api;
 use crate::client::IncusClient;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
+use crate::types::{
+    Devices, ExecOutput, ExecRequest, FileMode, Image, ImageAlias, ImageImport, Instance,
+    InstanceCreate, InstanceState, InstanceType, Operation, Profile,
+};
 
 /// How often, and how far apart, a removal retries a stop that another operation holds up.
 const BUSY_RETRIES: u32 = 50;
 const BUSY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-use crate::types::{
-    ExecOutput, ExecRequest, FileMode, Image, ImageAlias, ImageImport, Instance, InstanceCreate,
-    InstanceState, InstanceType, Operation, Profile,
-};
 
 /// The calls inside one project, from [`IncusClient::in_project`]. Cheap to clone.
 ///
@@ -300,21 +300,7 @@ impl ProjectClient {
     /// Adds or replaces devices of an instance (`PATCH`: the instance's other devices and its
     /// config stay). On a running container Incus applies the change live (a proxy device moves
     /// to its new listen address); Incus refuses a change it cannot apply, and nothing changes.
-    pub async fn update_instance_devices(
-        &self,
-        name: &str,
-        devices: &[(&str, &[(&str, String)])],
-    ) -> Result<()> {
-        let devices: serde_json::Map<String, Value> = devices
-            .iter()
-            .map(|(device, config)| {
-                let config: serde_json::Map<String, Value> = config
-                    .iter()
-                    .map(|(key, value)| ((*key).to_owned(), Value::String(value.clone())))
-                    .collect();
-                ((*device).to_owned(), Value::Object(config))
-            })
-            .collect();
+    pub async fn update_instance_devices(&self, name: &str, devices: &Devices) -> Result<()> {
         let request = self
             .request(Method::PATCH, &api::item(api::INSTANCES, name), &[])
             .json(&json!({ "devices": devices }));

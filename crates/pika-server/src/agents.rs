@@ -926,10 +926,8 @@ impl Agents {
         plan: &GatewayPlan,
         role: pika_managed_agent_contract::IncusGuestRole,
     ) -> Result<bool, AgentError> {
-        let device = crate::gateway::proxy_device(listen, &plan.role);
-        let moved = project
-            .update_instance_devices(new_name, &[(crate::gateway::PROXY_DEVICE, &device)])
-            .await;
+        let devices = crate::gateway::proxy_devices(listen, &plan.role);
+        let moved = project.update_instance_devices(new_name, &devices).await;
         if let Err(err) = moved {
             tracing::warn!(instance = %new_name, port = listen.port(), error = %err, "the reprovisioned agent could not take its old gateway port back; it keeps the new one");
             return Ok(false);

@@ -300,6 +300,13 @@ pub fn proxy_device(listen: SocketAddr, role: &GatewayRole) -> [(&'static str, S
     ]
 }
 
+/// The instance devices that hold only the agent's proxy device ([`proxy_device`]) under
+/// [`PROXY_DEVICE`], as Incus takes them.
+pub fn proxy_devices(listen: SocketAddr, role: &GatewayRole) -> pika_incus::Devices {
+    let device = proxy_device(listen, role).map(|(key, value)| (key.to_owned(), value));
+    [(PROXY_DEVICE.to_owned(), device.into())].into()
+}
+
 /// Where the server probes a proxy listening on `listen`: the address itself, or loopback when
 /// the device listens on every address.
 pub fn probe_address(listen: SocketAddr) -> SocketAddr {
@@ -375,22 +382,24 @@ pub async fn wait_token_taken(
         return Ok(());
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut last;
-    loop {
+    let last = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        last = pika_guest_launch::http_probe::post_status(
+        let answer = pika_guest_launch::http_probe::post_status(
             via,
             AUTH_PROBE_PATH,
             token.expose(),
             AUTH_PROBE_TIMEOUT.min(left),
         )
         .await;
-        match &last {
-            Ok(status) if *status != 401 => return Ok(()),
-            _ if left.is_zero() => break,
-            _ => tokio::time::sleep(AUTH_PROBE_INTERVAL.min(left)).await,
+        if matches!(answer, Ok(status) if status != 401) {
+            return Ok(());
         }
-    }
+        // Stop before a probe with no time left, so the error keeps the last real answer.
+        if tokio::time::Instant::now() + AUTH_PROBE_INTERVAL >= deadline {
+            break answer;
+        }
+        tokio::time::sleep(AUTH_PROBE_INTERVAL).await;
+    };
     Err(match last {
         Ok(status) => format!(
             "the gateway still refuses the new token after {}s (POST http://{via}{AUTH_PROBE_PATH} answered {status})",

@@ -255,16 +255,11 @@ pub async fn create_labelled(
     // The proxy device is added once the guest runs, while its configuration is written: its
     // start costs Incus a second (see `AfterStart::devices`), which then overlaps the boot.
     let after = match gateway {
-        Some(gateway) => {
-            let device = crate::gateway::proxy_device(gateway.listen, &gateway.role)
-                .map(|(key, value)| (key.to_owned(), value))
-                .into();
-            AfterStart {
-                files: vec![gateway.file.clone()],
-                devices: [(crate::gateway::PROXY_DEVICE.to_owned(), device)].into(),
-                via: crate::gateway::probe_via(project, gateway.listen),
-            }
-        }
+        Some(gateway) => AfterStart {
+            files: vec![gateway.file.clone()],
+            devices: crate::gateway::proxy_devices(gateway.listen, &gateway.role),
+            via: crate::gateway::probe_via(project, gateway.listen),
+        },
         None => AfterStart::default(),
     };
     let what = format!("instance {}/{instance_name}", project.name());

@@ -353,20 +353,14 @@ async fn repair_proxy(
     let Some(listen) = agents.db(move |s| s.gateway_address(&name)).await? else {
         return Ok(false);
     };
-    let want = crate::gateway::proxy_device(listen, &role);
+    let want = crate::gateway::proxy_devices(listen, &role);
     let have = instance.devices.get(crate::gateway::PROXY_DEVICE);
-    let same = have.is_some_and(|have| {
-        have.len() == want.len()
-            && want
-                .iter()
-                .all(|(key, value)| have.get(*key).map(String::as_str) == Some(value.as_str()))
-    });
-    if same {
+    if have == want.get(crate::gateway::PROXY_DEVICE) {
         return Ok(false);
     }
     tracing::warn!(agent = %row.id, instance = %row.instance_name, device = crate::gateway::PROXY_DEVICE, present = have.is_some(), "reconcile: the gateway proxy device is missing or changed; putting it back");
     match project
-        .update_instance_devices(&row.instance_name, &[(crate::gateway::PROXY_DEVICE, &want)])
+        .update_instance_devices(&row.instance_name, &want)
         .await
     {
         Ok(()) => Ok(true),
