@@ -6,17 +6,13 @@
 # Needs root and what scripts/test.sh installs; Incus objects live in pika-test-bench-* projects.
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-readonly REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # shellcheck source=scripts/lib/test-env.sh
 source "${REPO_ROOT}/scripts/lib/test-env.sh"
 # shellcheck source=scripts/lib/test-image.sh
 source "${REPO_ROOT}/scripts/lib/test-image.sh"
-
-err() {
-  echo "bench.sh: error: $*" >&2
-}
 
 # section TITLE COMMAND...: runs the command, appends its output to the report as a code block.
 section() {

@@ -15,8 +15,8 @@
 # PIKA_LANE_PROJECT (pika-managed-agents), PIKA_LANE_PROFILE (pika-agent-dev).
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-readonly REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 readonly STATE="${PIKA_LANE_STATE:-/var/tmp/pika-dev-lane}"
 readonly PORT="${PIKA_LANE_PORT:-8787}"
 readonly PROJECT="${PIKA_LANE_PROJECT:-pika-managed-agents}"
@@ -32,16 +32,8 @@ source "${REPO_ROOT}/scripts/lib/test-image.sh"
 # shellcheck source=scripts/lib/roles.sh
 source "${REPO_ROOT}/scripts/lib/roles.sh"
 
-err() {
-  echo "dev-lane: error: $*" >&2
-}
-
 say() {
   echo "dev-lane: $*" >&2
-}
-
-usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 bin() {

@@ -8,22 +8,14 @@
 #   --no-setup  skip package installation and incusd start (they must already be there).
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-readonly REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 readonly SUITE_DIR="${REPO_ROOT}/scripts/tests"
 
 # shellcheck source=scripts/lib/test-env.sh
 source "${REPO_ROOT}/scripts/lib/test-env.sh"
 # shellcheck source=scripts/lib/test-image.sh
 source "${REPO_ROOT}/scripts/lib/test-image.sh"
-
-err() {
-  echo "test.sh: error: $*" >&2
-}
-
-usage() {
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
 
 cleanup() {
   test_env_cleanup_projects

@@ -8,18 +8,10 @@
 #   defaults: 60 agents, 20 requests in flight, 2 rounds. Needs root (scripts/lib/test-cluster.sh).
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-readonly REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 readonly CLUSTER="scripts/lib/test-cluster.sh"
 readonly SOLO_GROUP="pika-bench-solo"
-
-err() {
-  echo "cluster bench: error: $*" >&2
-}
-
-usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
 
 # timed_round DIR [FLAG...]: wall seconds to provision AGENTS agents, then deletes them.
 timed_round() {

@@ -11,8 +11,8 @@
 # Usage: scripts/bench/gateway-ready.sh
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-readonly REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 # pika-test-bench-*: bench.sh's exit trap sweeps that prefix.
 readonly PROJECT="pika-test-bench-gateway-$$"
 readonly ROLE="managed-openclaw"
@@ -27,10 +27,6 @@ source "${REPO_ROOT}/scripts/lib/test-image-openclaw.sh"
 
 WORK=""
 SERVER_PID=""
-
-err() {
-  echo "gateway-ready bench: error: $*" >&2
-}
 
 cleanup() {
   [[ -z "${SERVER_PID}" ]] || kill "${SERVER_PID}" 2>/dev/null || true
@@ -58,15 +54,6 @@ now() {
 # since START: seconds from START (a `now`) until now.
 since() {
   awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.3f\n", end - start }'
-}
-
-# free_port: a loopback port nothing listens on.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 12000))
-    (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null || { echo "${port}"; return 0; }
-  done
 }
 
 # server_bin: pika-server to run.

@@ -9,8 +9,8 @@
 #   --filler-mib M  incompressible filler added to the busybox rootfs (default 0: a ~1 MiB image)
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-readonly REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 readonly SCRIPT="${REPO_ROOT}/scripts/incus-role-image.sh"
 readonly PROJECT="pika-bench-image-swap-$$"
 
@@ -20,14 +20,6 @@ source "${REPO_ROOT}/scripts/lib/roles.sh"
 source "${REPO_ROOT}/scripts/lib/test-image.sh"
 
 WORK=""
-
-err() {
-  echo "image-swap bench: error: $*" >&2
-}
-
-usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
 
 cleanup() {
   local fp

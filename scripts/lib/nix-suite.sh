@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # What the Nix-evaluating suites (40-nix, 15-rust-sandbox, 60-openclaw) share beyond the assertion
 # library (scripts/lib/suite.sh, sourced here): the nixpkgs subset they evaluate on. Sourced, not
-# executed. The suite sets SUITE (its report prefix), REPO_ROOT, WORK, SUBSET and MODULES first.
+# executed. The suite sets SUITE (its report prefix), WORK, SUBSET and MODULES first.
 
 # shellcheck source=scripts/lib/suite.sh
-source "${REPO_ROOT}/scripts/lib/suite.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/suite.sh"
 
 # find_subset: the nixpkgs subset (real lib + NixOS Incus modules), or empty. PIKA_NIXPKGS_SUBSET,
 # when set, is the only place looked at; else ../shared next to the repository (or next to the

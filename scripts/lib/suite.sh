@@ -3,6 +3,8 @@
 # failure report format and the checks themselves. Sourced, not executed; set SUITE (the suite's
 # name, e.g. "50-image-script") before sourcing it.
 #
+# REPO_ROOT, err, usage and free_port come from scripts/lib/common.sh (sourced here).
+#
 # The report format, the same in every suite:
 #   SUITE: ok: WHAT                       stdout  a check passed
 #   SUITE: FAILED: WHAT[: DETAIL]         stderr  a check failed; the suite goes on (fail)
@@ -13,13 +15,12 @@
 # line and the closing report, then exit 1.
 
 : "${SUITE:?set SUITE before sourcing scripts/lib/suite.sh}"
+PROG="${SUITE}"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CHECKS=0
 FAILURES=0
 FAILED_CHECKS=()
-
-err() {
-  echo "${SUITE}: error: $*" >&2
-}
 
 log() {
   echo "${SUITE}: $*"

@@ -17,14 +17,11 @@
 # without the subset the suite is skipped (exit 77).
 set -euo pipefail
 
-REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-readonly REPO_ROOT
-# crane's builds run with this HOME (nixpkgs' stdenv); nothing may be read from it.
-readonly SANDBOX_HOME="/homeless-shelter"
-
 readonly SUITE="15-rust-sandbox"
 # shellcheck source=scripts/lib/nix-suite.sh
-source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/nix-suite.sh"
+# crane's builds run with this HOME (nixpkgs' stdenv); nothing may be read from it.
+readonly SANDBOX_HOME="/homeless-shelter"
 
 WORK=""
 

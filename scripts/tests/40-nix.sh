@@ -14,11 +14,9 @@
 # (needs nix-bin, incusd, qemu-img, mksquashfs, jq, cargo).
 set -euo pipefail
 
-REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-readonly REPO_ROOT
 readonly SUITE="40-nix"
 # shellcheck source=scripts/lib/nix-suite.sh
-source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/nix-suite.sh"
 readonly SYSTEM="x86_64-linux"
 # Flake package names of the workspace binaries (not roles: those come from roles.toml), and the
 # program each one installs (meta.mainProgram). A deliberate pin: nix/rust.nix must match it.

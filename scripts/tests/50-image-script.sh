@@ -39,6 +39,10 @@ PROJECT_COUNT=0
 SERVER_PID=""
 SERVER_CACHE=""
 NEW_PROJECT=""
+# Set by old_imported.
+ALIAS=""
+OLD_FP=""
+NEW_FP=""
 # Set by run: exit status, stdout and stderr of the last script run.
 RC=0
 OUT=""
@@ -204,19 +208,27 @@ t_reimport_identical() {
   expect "the no-op says nothing to do" contains "${ERR_TEXT}" "nothing to do"
 }
 
+# old_imported ROLE OLD_DIR NEW_DIR: a new project (NEW_PROJECT) where the script imported the
+# image in OLD_DIR for ROLE (checked: the role's alias, ALIAS, is on it); OLD_FP and NEW_FP are the
+# fingerprints of OLD_DIR and of NEW_DIR, which is not imported.
+old_imported() {
+  local role="$1"
+  ALIAS="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+  OLD_FP="$(fingerprint "$2")"
+  NEW_FP="$(fingerprint "$3")"
+  new_project
+  run "${SCRIPT}" --role "${role}" import --local --project "${NEW_PROJECT}" --artifact "$2"
+  expect "first import puts ${ALIAS} on the old image" test "$(alias_fp "${NEW_PROJECT}" "${ALIAS}")" == "${OLD_FP}"
+}
+
 # Poll the alias while a changed image is imported: every poll resolves to the old or new image.
 t_swap_while_polling() {
-  local project role="${PIKA_ROLE_IDS[1]:-${PIKA_ROLE_IDS[0]}}" alias old_fp new_fp pid seen
+  local role="${PIKA_ROLE_IDS[1]:-${PIKA_ROLE_IDS[0]}}" pid seen
   local polls=0 saw_old=0 saw_new=0 bad=0 went_back=0 rc=0
-  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
-  new_project
-  project="${NEW_PROJECT}"
   big_image "${WORK}/big-old" "old-$$" "${role}"
   big_image "${WORK}/big-new" "new-$$" "${role}"
-  old_fp="$(fingerprint "${WORK}/big-old")"
-  new_fp="$(fingerprint "${WORK}/big-new")"
-  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/big-old"
-  expect "first import puts ${alias} on the old image" test "$(alias_fp "${project}" "${alias}")" == "${old_fp}"
+  old_imported "${role}" "${WORK}/big-old" "${WORK}/big-new"
+  local project="${NEW_PROJECT}" alias="${ALIAS}" old_fp="${OLD_FP}" new_fp="${NEW_FP}"
 
   "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/big-new" \
     >"${WORK}/poll.out" 2>&1 &
@@ -242,15 +254,11 @@ t_swap_while_polling() {
 
 # The previous image stays when another alias still points at it.
 t_keep_referenced_image() {
-  local project role="${PIKA_ROLE_IDS[0]}" alias old_fp new_fp
-  alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
-  new_project
-  project="${NEW_PROJECT}"
+  local role="${PIKA_ROLE_IDS[0]}"
   test_image_container "${WORK}/keep-old" "keep old" "keep-old-$$"
   test_image_container "${WORK}/keep-new" "keep new" "keep-new-$$"
-  old_fp="$(fingerprint "${WORK}/keep-old")"
-  new_fp="$(fingerprint "${WORK}/keep-new")"
-  run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/keep-old"
+  old_imported "${role}" "${WORK}/keep-old" "${WORK}/keep-new"
+  local project="${NEW_PROJECT}" alias="${ALIAS}" old_fp="${OLD_FP}" new_fp="${NEW_FP}"
   incus image alias create --project "${project}" pinned/by-hand "${old_fp}" >/dev/null
   run "${SCRIPT}" --role "${role}" import --local --project "${project}" --artifact "${WORK}/keep-new"
   expect "alias moved to the new image while another alias holds the old one" \

@@ -18,11 +18,9 @@
 # Without the subset the unit checks (and the comparison) are skipped and the suite says so.
 set -euo pipefail
 
-REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-readonly REPO_ROOT
 readonly SUITE="60-openclaw"
 # shellcheck source=scripts/lib/nix-suite.sh
-source "${REPO_ROOT}/scripts/lib/nix-suite.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/nix-suite.sh"
 readonly ROLE="managed-openclaw"
 readonly UNIT="openclaw-gateway"
 # How long the real gateway may take to answer /health (about 8 s on an idle machine; minutes
@@ -86,27 +84,30 @@ test_unit() {
   assert_eq "unit ${UNIT}: ExecStart, environment, PATH, address families, user, restart, path unit (real lib)" "" "${problems}"
 }
 
+# regressed DIR WHAT FILE SED_EXPR PROBLEM: the copy DIR of the repository with FILE (a path in it)
+# edited by SED_EXPR, a unit WHAT, must fail the unit check PROBLEM; FILE is restored afterwards.
+regressed() {
+  local dir="$1" what="$2" file="$3" expr="$4" problem="$5" json
+  sed -i "${expr}" "${dir}/${file}"
+  if cmp -s "${REPO_ROOT}/${file}" "${dir}/${file}"; then
+    fail "regression copy (${what})" "${expr} changed nothing in ${file}"
+  elif ! json="$(unit_eval "${dir}")"; then
+    fail "regression copy (${what}): $(cat "${WORK}/nix.stderr")"
+  else
+    expect "a unit ${what} fails the check" grep -q "^${problem}" <<<"$(unit_problems "${json}")"
+  fi
+  cp "${REPO_ROOT}/${file}" "${dir}/${file}"
+}
+
 # The unit checks fail on the defects they guard: a copy without AF_NETLINK, one without --port.
 test_unit_regressions() {
-  local dir="${WORK}/repo" json
+  local dir="${WORK}/repo"
   mkdir -p "${dir}"
   (cd "${REPO_ROOT}" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "${dir}")
-  local module="${dir}/nix/incus/roles/managed-openclaw.nix" spec="${dir}/nix/incus/roles/managed-openclaw-gateway.nix"
-  sed -i 's/ ++ \["AF_NETLINK"\]//' "${module}"
-  json="$(unit_eval "${dir}")" || { fail "regression copy (no AF_NETLINK): $(cat "${WORK}/nix.stderr")"; return; }
-  if unit_problems "${json}" | grep -q '^RestrictAddressFamilies'; then
-    pass "a unit without AF_NETLINK fails the check"
-  else
-    fail "a unit without AF_NETLINK passed the check"
-  fi
-  cp "${REPO_ROOT}/nix/incus/roles/managed-openclaw.nix" "${module}"
-  sed -i 's/args = \["gateway" "--port" (toString port)\];/args = ["gateway"];/' "${spec}"
-  json="$(unit_eval "${dir}")" || { fail "regression copy (no --port): $(cat "${WORK}/nix.stderr")"; return; }
-  if unit_problems "${json}" | grep -q '^ExecStart arguments'; then
-    pass "a unit without --port fails the check"
-  else
-    fail "a unit without --port passed the check"
-  fi
+  regressed "${dir}" "without AF_NETLINK" nix/incus/roles/managed-openclaw.nix \
+    's/ ++ \["AF_NETLINK"\]//' RestrictAddressFamilies
+  regressed "${dir}" "without --port" nix/incus/roles/managed-openclaw-gateway.nix \
+    's/args = \["gateway" "--port" (toString port)\];/args = ["gateway"];/' "ExecStart arguments"
 }
 
 # in_guest NAME CMD...: runs CMD in the stand-in.
@@ -156,15 +157,6 @@ push_config() {
 invoke() {
   curl -s -m 10 -X POST -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
     -w ' %{http_code}' "$1/tools/invoke" || true
-}
-
-# free_port: a loopback port nothing listens on.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null || { echo "${port}"; return 0; }
-  done
 }
 
 # The running stand-in equals the unit: command line, environment, uid/gid, cwd, umask.
