@@ -104,7 +104,7 @@
       then attrByPath (builtins.tail path) default set.${head path}
       else default;
 
-    inherit (import ./modules.nix {inherit lib;}) evalModules mkOption mkEnableOption mkPackageOption types mkIf mkMerge mkDefault mkForce mkOverride;
+    inherit (import ./modules.nix {inherit lib;}) evalModules mkOption types mkDefault mkForce mkOverride;
 
     # nixosSystem placeholder: no NixOS here. It imports every module and checks that each one is
     # a module (function or attribute set) whose named arguments are all provided (standard module

@@ -1,11 +1,14 @@
-# A small module system with the meaning of nixpkgs' `lib.evalModules`, for the module-eval tests
-# (see ../flake.nix for why a stub: nixpkgs' lib cannot be fetched here). It supports what our
-# modules use: `imports`, `options`/`config` (or shorthand config), `mkOption` with `type`,
-# `default` and `description`, `mkIf` / `mkMerge` / `mkDefault` / `mkForce` anywhere in a
-# definition, and the types below. Like nixpkgs it fails on a definition of an option that is
-# not declared, on a value that does not match the option's type, and on conflicting definitions.
+# A small module system with the meaning of nixpkgs' `lib.evalModules`, for what the repository
+# flake evaluates on the stub lib (see ../flake.nix for why a stub): the test module of
+# `testers.runNixOSTest` (../pkgs.nix), and `mkDefault` in flake.nix's nixosModules (whose module
+# the real lib evaluates: the representation is nixpkgs' own). The NixOS modules themselves are
+# evaluated on the real lib (tests/nix/*-eval.nix), never here. It supports `imports`,
+# `options`/`config` (or shorthand config), `mkOption` with `type` and `default`, `mkOverride` /
+# `mkDefault` / `mkForce` on a definition, and the types below. Like nixpkgs it fails on a
+# definition of an option that is not declared, on a value that does not match the option's type,
+# and on conflicting definitions; an option without a type, or `mkIf`, fails here outright.
 {lib}: let
-  inherit (builtins) all any attrNames concatMap concatStringsSep elem filter foldl' head isAttrs isBool isFunction isInt isList isPath isString length listToAttrs map toJSON;
+  inherit (builtins) all attrNames concatMap concatStringsSep filter foldl' head isAttrs isFunction isPath isString length listToAttrs map toJSON;
 
   showPath = path: concatStringsSep "." path;
 
@@ -19,55 +22,12 @@
     }
     // attrs;
 
-  # A type with no parts: a name, a description and a check (merging as every type does).
-  leaf = name: description: check: mkOptionType {inherit name description check;};
-
-  types = rec {
-    str = leaf "str" "string" isString;
-    nonEmptyStr = leaf "nonEmptyStr" "non-empty string" (v: isString v && builtins.match "[ \t\n]*" v == null);
-    bool = leaf "bool" "boolean" isBool;
-    int = leaf "int" "signed integer" isInt;
-    port = leaf "port" "16 bit unsigned integer" (v: isInt v && v >= 0 && v <= 65535);
-    path = leaf "path" "path" (v: isPath v || (isString v && builtins.substring 0 1 v == "/") || (isAttrs v && v ? outPath));
-    package = leaf "package" "package" (v: (isAttrs v && v ? outPath) || isPath v);
-    anything = mkOptionType {
-      name = "anything";
-      description = "anything";
-      check = _: true;
-      merge = loc: values:
-        if all isAttrs values
-        then mergeAttrValues anything loc values
-        else if all isList values
-        then concatMap (v: v) values
-        else (mkOptionType {}).merge loc values;
+  types = {
+    str = mkOptionType {
+      name = "str";
+      description = "string";
+      check = isString;
     };
-    enum = values:
-      mkOptionType {
-        name = "enum";
-        description = "one of ${concatStringsSep ", " (map toJSON values)}";
-        check = v: elem v values;
-      };
-    nullOr = t:
-      mkOptionType {
-        name = "nullOr";
-        description = "null or ${t.description}";
-        check = v: v == null || t.check v;
-        merge = loc: values: let
-          nonNull = filter (v: v != null) values;
-        in
-          if nonNull == []
-          then null
-          else if length nonNull == length values
-          then t.merge loc values
-          else throw "The option `${showPath loc}' is defined both null and not null";
-      };
-    listOf = t:
-      mkOptionType {
-        name = "listOf";
-        description = "list of ${t.description}";
-        check = v: isList v && all t.check v;
-        merge = loc: values: concatMap (v: v) values;
-      };
     either = a: b:
       mkOptionType {
         name = "either";
@@ -118,27 +78,7 @@
       names);
 
   mkOption = attrs: {_type = "option";} // attrs;
-  mkEnableOption = name:
-    mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to enable ${name}.";
-    };
-  mkPackageOption = pkgs: name: _extra:
-    mkOption {
-      type = types.package;
-      default = pkgs.${name};
-      description = "The ${name} package to use.";
-    };
 
-  mkIf = condition: content: {
-    _type = "if";
-    inherit condition content;
-  };
-  mkMerge = contents: {
-    _type = "merge";
-    inherit contents;
-  };
   mkOverride = priority: content: {
     _type = "override";
     inherit priority content;
@@ -148,50 +88,22 @@
 
   isOption = v: isAttrs v && v._type or null == "option";
 
-  # Resolves mkIf / mkMerge / mkOverride inside a value of an option (e.g. in attrsOf values).
-  absent = {_type = "absent";};
-  resolve = v:
-    if !(isAttrs v)
-    then v
-    else if v._type or null == "if"
-    then
-      if v.condition
-      then resolve v.content
-      else absent
-    else if v._type or null == "override"
-    then resolve v.content
-    else if v._type or null == "merge"
-    then let
-      parts = filter (p: p != absent) (map resolve v.contents);
-    in
-      if parts == []
-      then absent
-      else types.anything.merge [] parts
-    else if v ? outPath
-    then v
-    else lib.filterAttrs (_: x: x != absent) (builtins.mapAttrs (_: resolve) v);
-
-  # Definitions of one module's config, pushed down to option leaves; conditions stay unevaluated
-  # until the option's value is needed (as in nixpkgs, so `mkIf cfg.enable` does not recurse).
-  collectDefs = options: file: path: conds: priority: v:
-    if isAttrs v && v._type or null == "if"
-    then collectDefs options file path (conds ++ [v.condition]) priority v.content
-    else if isAttrs v && v._type or null == "merge"
-    then concatMap (collectDefs options file path conds priority) v.contents
-    else if isAttrs v && v._type or null == "override"
-    then collectDefs options file path conds v.priority v.content
+  # Definitions of one module's config, pushed down to option leaves.
+  collectDefs = options: file: path: priority: v:
+    if isAttrs v && v._type or null == "override"
+    then collectDefs options file path v.priority v.content
     else let
       decl = lib.attrByPath path null options;
     in
       if isOption decl
       then [
         {
-          inherit path conds priority file;
+          inherit path priority file;
           value = v;
         }
       ]
       else if decl != null && isAttrs v
-      then concatMap (name: collectDefs options file (path ++ [name]) conds priority v.${name}) (attrNames v)
+      then concatMap (name: collectDefs options file (path ++ [name]) priority v.${name}) (attrNames v)
       else throw "The option `${showPath path}' does not exist (defined in ${file}).";
 
   evalModules = {
@@ -239,10 +151,10 @@
       b;
     decls = foldl' (acc: m: mergeDecls [] acc m.options) {} loaded;
 
-    defs = concatMap (m: collectDefs decls m.file [] [] 100 m.config) loaded;
+    defs = concatMap (m: collectDefs decls m.file [] 100 m.config) loaded;
 
     optionValue = path: decl: let
-      mine = filter (d: d.path == path && all (c: c) d.conds) defs;
+      mine = filter (d: d.path == path) defs;
       best =
         foldl' (p: d:
           if d.priority < p
@@ -251,8 +163,8 @@
         9999
         mine;
       chosen = filter (d: d.priority == best) mine;
-      values = filter (v: v != absent) (map (d: resolve d.value) chosen);
-      type = decl.type or types.anything;
+      values = map (d: d.value) chosen;
+      inherit (decl) type;
       value =
         if values != []
         then type.merge path values
@@ -275,5 +187,5 @@
     inherit config options;
   };
 in {
-  inherit evalModules mkOption mkEnableOption mkPackageOption types mkIf mkMerge mkDefault mkForce mkOverride;
+  inherit evalModules mkOption types mkDefault mkForce mkOverride;
 }
