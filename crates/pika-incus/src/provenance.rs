@@ -58,6 +58,17 @@ impl ImageProvenance {
         }
     }
 
+    /// What a build of `source_rev` records for `role`, whose registry digest is `roles_digest`
+    /// (the output path is known only to the build itself).
+    pub fn built(role: &str, source_rev: &str, roles_digest: &str) -> ImageProvenance {
+        ImageProvenance {
+            role: Some(role.to_string()),
+            source_rev: Some(source_rev.to_string()),
+            roles_digest: Some(roles_digest.to_string()),
+            built_from: None,
+        }
+    }
+
     /// Rev and digest known: the image can be compared with an expectation.
     pub fn is_known(&self) -> bool {
         self.source_rev
@@ -115,15 +126,6 @@ impl ImageProvenance {
 mod tests {
     use super::*;
 
-    fn provenance(rev: &str, digest: &str) -> ImageProvenance {
-        ImageProvenance {
-            role: Some("r".into()),
-            source_rev: Some(rev.into()),
-            roles_digest: Some(digest.into()),
-            built_from: None,
-        }
-    }
-
     #[test]
     fn properties_are_read_and_blank_ones_ignored() {
         let properties = BTreeMap::from([
@@ -141,7 +143,7 @@ mod tests {
     fn label_round_trips() {
         let p = ImageProvenance {
             built_from: Some("/nix/store/abc-image".into()),
-            ..provenance("a1", "d1")
+            ..ImageProvenance::built("r", "a1", "d1")
         };
         let properties = BTreeMap::from([(LABEL_KEY.to_string(), p.label())]);
         assert_eq!(ImageProvenance::from_properties(&properties), p);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::artifact::Artifact;
 use super::provenance::Provenance;
-use super::retention::{self, Pruned};
+use super::retention::{self, Keep, Pruned};
 use super::versions::{AliasState, new_version_name};
 
 /// What an alias serves after an import or a rollback, and what it served before.
@@ -59,8 +59,7 @@ pub async fn import(
     host: &str,
     alias: &str,
     artifact: &Artifact,
-    keep: usize,
-    role: &str,
+    keep: Keep<'_>,
 ) -> Result<ImportReport, String> {
     let state = AliasState::read(project, alias).await?;
     let previous = state.current.clone();
@@ -127,7 +126,7 @@ pub async fn import(
     if moved {
         point_alias(project, alias, &fingerprint, previous.is_some()).await?;
     }
-    let pruned = retention::apply(project, alias, keep, role).await?;
+    let pruned = retention::apply(project, alias, keep).await?;
     Ok(ImportReport {
         serves: AliasMove::new(
             project,

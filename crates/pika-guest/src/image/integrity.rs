@@ -23,22 +23,25 @@ pub fn check_squashfs(path: &Path) -> Result<(), String> {
         "a squashfs image",
         "superblock",
     )?;
-    let (major, minor) = (le16(&sb, 28), le16(&sb, 30));
+    let (major, minor) = (
+        u16::from_le_bytes(field(&sb, 28)),
+        u16::from_le_bytes(field(&sb, 30)),
+    );
     if (major, minor) != (4, 0) {
         return Err(format!(
             "{}: squashfs version {major}.{minor}, Incus needs 4.0",
             path.display()
         ));
     }
-    let block_size = le32(&sb, 12);
-    let block_log = le16(&sb, 22);
+    let block_size = u32::from_le_bytes(field(&sb, 12));
+    let block_log = u16::from_le_bytes(field(&sb, 22));
     if block_log > 20 || u64::from(block_size) != 1u64 << block_log {
         return Err(format!(
             "{}: corrupt squashfs superblock (block size)",
             path.display()
         ));
     }
-    let bytes_used = le64(&sb, 40);
+    let bytes_used = u64::from_le_bytes(field(&sb, 40));
     if bytes_used > len {
         return Err(format!(
             "{}: truncated squashfs image: the filesystem is {bytes_used} bytes, the file {len}",
@@ -51,7 +54,7 @@ pub fn check_squashfs(path: &Path) -> Result<(), String> {
         ("inode table", 64),
         ("directory table", 72),
     ] {
-        let start = le64(&sb, offset);
+        let start = u64::from_le_bytes(field(&sb, offset));
         if start >= bytes_used {
             return Err(format!(
                 "{}: corrupt squashfs superblock ({name} at {start}, past the end {bytes_used})",
@@ -67,20 +70,20 @@ pub fn check_squashfs(path: &Path) -> Result<(), String> {
 pub fn check_qcow2(path: &Path) -> Result<(), String> {
     let (mut file, len, header) =
         open_headed::<QCOW2_HEADER_LEN>(path, QCOW2_MAGIC, "a qcow2 disk", "header")?;
-    let version = be32(&header, 4);
+    let version = u32::from_be_bytes(field(&header, 4));
     if !(2..=3).contains(&version) {
         return Err(format!(
             "{}: qcow2 version {version} is not 2 or 3",
             path.display()
         ));
     }
-    if be64(&header, 8) != 0 {
+    if u64::from_be_bytes(field(&header, 8)) != 0 {
         return Err(format!(
             "{}: the qcow2 disk has a backing file; Incus needs a standalone disk",
             path.display()
         ));
     }
-    let cluster_bits = be32(&header, 20);
+    let cluster_bits = u32::from_be_bytes(field(&header, 20));
     if !(9..=21).contains(&cluster_bits) {
         return Err(format!(
             "{}: corrupt qcow2 header (cluster bits {cluster_bits})",
@@ -96,15 +99,15 @@ pub fn check_qcow2(path: &Path) -> Result<(), String> {
     };
     let inside = |offset: u64, size: u64| offset.checked_add(size).is_some_and(|end| end <= len);
 
-    let l1_size = u64::from(be32(&header, 36));
-    let l1_offset = be64(&header, 40);
+    let l1_size = u64::from(u32::from_be_bytes(field(&header, 36)));
+    let l1_offset = u64::from_be_bytes(field(&header, 40));
     if !inside(l1_offset, l1_size * 8) {
         return Err(corrupt(format!(
             "the L1 table ({l1_size} entries at {l1_offset}) ends past the file end {len}"
         )));
     }
-    let refcount_offset = be64(&header, 48);
-    let refcount_clusters = u64::from(be32(&header, 56));
+    let refcount_offset = u64::from_be_bytes(field(&header, 48));
+    let refcount_clusters = u64::from(u32::from_be_bytes(field(&header, 56)));
     if !inside(refcount_offset, refcount_clusters * cluster) {
         return Err(corrupt(format!(
             "the refcount table at {refcount_offset} ends past the file end {len}"
@@ -186,28 +189,12 @@ fn read_table(file: &mut File, offset: u64, count: u64, path: &Path) -> Result<V
         .collect())
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(bytes)
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(bytes)
+/// The `N` bytes of `b` at offset `at`, for `u32::from_le_bytes` and the like (the caller has
+/// checked that `b` holds them).
+fn field<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    bytes.copy_from_slice(&b[at..at + N]);
+    bytes
 }
 
 #[cfg(test)]
@@ -215,8 +202,14 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    fn tool(name: &str) -> bool {
-        Command::new(name).arg("--help").output().is_ok()
+    /// Runs `command`, whose program (from `package`) the test needs installed, and checks that it
+    /// succeeded.
+    fn run(command: &mut Command, package: &str) {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let status = command
+            .status()
+            .unwrap_or_else(|e| panic!("{program} ({package}) is needed for this test: {e}"));
+        assert!(status.success(), "{program} failed: {status}");
     }
 
     fn truncate_copy(from: &Path, to: &Path, keep: u64) {
@@ -227,9 +220,6 @@ mod tests {
 
     #[test]
     fn squashfs_whole_passes_and_truncated_fails() {
-        if !tool("mksquashfs") {
-            panic!("mksquashfs (squashfs-tools) is needed for this test");
-        }
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
@@ -239,12 +229,12 @@ mod tests {
             .collect();
         std::fs::write(root.join("noise"), noise).unwrap();
         let image = dir.path().join("rootfs.squashfs");
-        let status = Command::new("mksquashfs")
-            .args([root.as_os_str(), image.as_os_str()])
-            .args(["-noappend", "-quiet", "-no-progress"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        run(
+            Command::new("mksquashfs")
+                .args([root.as_os_str(), image.as_os_str()])
+                .args(["-noappend", "-quiet", "-no-progress"]),
+            "squashfs-tools",
+        );
         check_squashfs(&image).unwrap();
 
         let cut = dir.path().join("cut.squashfs");
@@ -264,9 +254,6 @@ mod tests {
 
     #[test]
     fn qcow2_whole_passes_and_truncated_fails() {
-        if !tool("qemu-img") {
-            panic!("qemu-img is needed for this test");
-        }
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("disk.raw");
         let mut data = vec![0u8; 4 << 20];
@@ -276,12 +263,12 @@ mod tests {
         data[tail..].copy_from_slice(b"pika-test-last..");
         std::fs::write(&raw, data).unwrap();
         let disk = dir.path().join("disk.qcow2");
-        let status = Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .args([raw.as_os_str(), disk.as_os_str()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        run(
+            Command::new("qemu-img")
+                .args(["convert", "-f", "raw", "-O", "qcow2"])
+                .args([raw.as_os_str(), disk.as_os_str()]),
+            "qemu-utils",
+        );
         check_qcow2(&disk).unwrap();
 
         let len = std::fs::metadata(&disk).unwrap().len();

@@ -362,9 +362,11 @@ mod tests {
     const YAML: &[u8] = b"architecture: x86_64\nproperties:\n  pika.role: managed-openclaw\n";
     const WITH_TEMPLATE: &[u8] = b"architecture: x86_64\ntemplates:\n  /etc/hostname:\n    when: [create]\n    template: hostname.tpl\n";
 
-    fn refused(members: &[Member]) -> String {
+    /// A tarball of `members` is refused with an error that says `expected`.
+    fn assert_refused(members: &[Member], expected: &str) {
         let dir = tempfile::tempdir().unwrap();
-        read(&tarball(dir.path(), members)).unwrap_err()
+        let error = read(&tarball(dir.path(), members)).unwrap_err();
+        assert!(error.contains(expected), "{error}");
     }
 
     #[test]
@@ -386,74 +388,67 @@ mod tests {
 
     #[test]
     fn a_second_metadata_yaml_is_refused_whatever_its_spelling() {
-        let error = refused(&[
-            Member::File("metadata.yaml", YAML),
-            Member::File(
-                "./metadata.yaml",
-                b"architecture: x86_64\nproperties:\n  pika.role: pikaci-runner\n",
-            ),
-        ]);
-        assert!(
-            error.contains("holds metadata.yaml twice (\"metadata.yaml\" and \"./metadata.yaml\")"),
-            "{error}"
+        assert_refused(
+            &[
+                Member::File("metadata.yaml", YAML),
+                Member::File(
+                    "./metadata.yaml",
+                    b"architecture: x86_64\nproperties:\n  pika.role: pikaci-runner\n",
+                ),
+            ],
+            "holds metadata.yaml twice (\"metadata.yaml\" and \"./metadata.yaml\")",
         );
-        let error = refused(&[
-            Member::File("metadata.yaml", WITH_TEMPLATE),
-            Member::File("templates/hostname.tpl", b"a"),
-            Member::File("./templates//hostname.tpl", b"b"),
-        ]);
-        assert!(
-            error.contains("holds template templates/hostname.tpl twice"),
-            "{error}"
+        assert_refused(
+            &[
+                Member::File("metadata.yaml", WITH_TEMPLATE),
+                Member::File("templates/hostname.tpl", b"a"),
+                Member::File("./templates//hostname.tpl", b"b"),
+            ],
+            "holds template templates/hostname.tpl twice",
         );
     }
 
     #[test]
     fn members_leaving_the_tree_and_non_file_templates_are_refused() {
-        let error = refused(&[
-            Member::File("metadata.yaml", YAML),
-            Member::File("templates/../../../../tmp/x.tpl", b"x"),
-        ]);
-        assert!(
-            error.contains("member \"templates/../../../../tmp/x.tpl\" has a `..` component"),
-            "{error}"
+        assert_refused(
+            &[
+                Member::File("metadata.yaml", YAML),
+                Member::File("templates/../../../../tmp/x.tpl", b"x"),
+            ],
+            "member \"templates/../../../../tmp/x.tpl\" has a `..` component",
         );
-        let error = refused(&[
-            Member::File("metadata.yaml", YAML),
-            Member::File("/templates/x.tpl", b"x"),
-        ]);
-        assert!(error.contains("has an absolute path"), "{error}");
-        let error = refused(&[
-            Member::File("metadata.yaml", WITH_TEMPLATE),
-            Member::Symlink("templates/hostname.tpl", "/etc/shadow"),
-        ]);
-        assert!(
-            error.contains(
-                "template member \"templates/hostname.tpl\" is a symlink (to /etc/shadow)"
-            ),
-            "{error}"
+        assert_refused(
+            &[
+                Member::File("metadata.yaml", YAML),
+                Member::File("/templates/x.tpl", b"x"),
+            ],
+            "has an absolute path",
         );
-        let error = refused(&[Member::Symlink("metadata.yaml", "/etc/shadow")]);
-        assert!(
-            error.contains("metadata.yaml is a symlink (to /etc/shadow), not a plain file"),
-            "{error}"
+        assert_refused(
+            &[
+                Member::File("metadata.yaml", WITH_TEMPLATE),
+                Member::Symlink("templates/hostname.tpl", "/etc/shadow"),
+            ],
+            "template member \"templates/hostname.tpl\" is a symlink (to /etc/shadow)",
+        );
+        assert_refused(
+            &[Member::Symlink("metadata.yaml", "/etc/shadow")],
+            "metadata.yaml is a symlink (to /etc/shadow), not a plain file",
         );
     }
 
     #[test]
     fn a_template_metadata_names_must_be_in_the_tarball() {
-        let error = refused(&[Member::File("metadata.yaml", WITH_TEMPLATE)]);
-        assert!(
-            error.contains("template for /etc/hostname is hostname.tpl, but the tarball holds no plain file templates/hostname.tpl"),
-            "{error}"
+        assert_refused(
+            &[Member::File("metadata.yaml", WITH_TEMPLATE)],
+            "template for /etc/hostname is hostname.tpl, but the tarball holds no plain file templates/hostname.tpl",
         );
-        let error = refused(&[Member::File(
-            "metadata.yaml",
-            b"architecture: x86_64\ntemplates:\n  /etc/x:\n    template: ../../etc/shadow\n",
-        )]);
-        assert!(
-            error.contains("not a file name under templates/"),
-            "{error}"
+        assert_refused(
+            &[Member::File(
+                "metadata.yaml",
+                b"architecture: x86_64\ntemplates:\n  /etc/x:\n    template: ../../etc/shadow\n",
+            )],
+            "not a file name under templates/",
         );
     }
 

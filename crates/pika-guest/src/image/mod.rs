@@ -283,8 +283,10 @@ async fn run_import(args: ImportArgs) -> Result<ExitCode, String> {
         &target.host,
         &alias,
         &artifact,
-        usize::from(args.keep),
-        args.role.as_str(),
+        retention::Keep {
+            images: usize::from(args.keep),
+            role: args.role.as_str(),
+        },
     )
     .await?;
     let serves = &report.serves;
@@ -450,8 +452,10 @@ async fn run_prune(args: PruneArgs) -> Result<ExitCode, String> {
     let pruned = retention::apply(
         &target.project,
         &alias,
-        usize::from(args.keep),
-        args.role.as_str(),
+        retention::Keep {
+            images: usize::from(args.keep),
+            role: args.role.as_str(),
+        },
     )
     .await?;
     note_pruned(&pruned);

@@ -80,12 +80,7 @@ pub fn expected_from_checkout(role: IncusGuestRole, repo: &Path) -> Result<Prove
 
 /// What a build of `rev` would carry for `role` (its digest from this build's registry).
 pub fn expected_for_rev(role: IncusGuestRole, rev: &str) -> Result<Provenance, String> {
-    Ok(Provenance {
-        role: Some(role.as_str().to_string()),
-        source_rev: Some(rev.to_string()),
-        roles_digest: Some(role.roles_digest().to_string()),
-        built_from: None,
-    })
+    Ok(Provenance::built(role.as_str(), rev, role.roles_digest()))
 }
 
 #[cfg(test)]
@@ -94,12 +89,7 @@ mod tests {
     use pika_incus::provenance::UNKNOWN_REV;
 
     fn provenance(rev: &str, digest: &str) -> Provenance {
-        Provenance {
-            role: Some("r".into()),
-            source_rev: Some(rev.into()),
-            roles_digest: Some(digest.into()),
-            built_from: None,
-        }
+        Provenance::built("r", rev, digest)
     }
 
     #[test]

@@ -24,12 +24,15 @@ pub struct Pruned {
     pub in_use: Vec<String>,
 }
 
-pub async fn apply(
-    project: &ProjectClient,
-    alias: &str,
-    keep: usize,
-    role: &str,
-) -> Result<Pruned, String> {
+/// What retention keeps of an alias: `keep` images in all; leftovers it may delete are `role`'s.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep<'a> {
+    pub images: usize,
+    pub role: &'a str,
+}
+
+pub async fn apply(project: &ProjectClient, alias: &str, keep: Keep<'_>) -> Result<Pruned, String> {
+    let Keep { images: keep, role } = keep;
     let state = AliasState::read(project, alias).await?;
     let mut kept: BTreeSet<&str> = BTreeSet::new();
     if let Some(current) = &state.current {
