@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pika-server on the test cluster of scripts/lib/test-cluster.sh, for the cluster suite and the
 # cluster benchmark. Sourced, not executed; needs the PIKA_CLUSTER_* variables `up` prints and the
-# binaries in CLUSTER_BIN_DIR (default target/debug; run from the repository root).
+# binaries in CLUSTER_BIN_DIR (default: debug/ of CARGO_TARGET_DIR, else target/debug; run from the
+# repository root).
 #
 #   cluster_agents_project PROJECT IMAGE_DIR
 #       creates PROJECT with a profile of the same name (root disk on the cluster's pool) and
@@ -14,7 +15,7 @@
 #       provisions COUNT agents through `pika`, IN_FLIGHT requests at a time
 
 CLUSTER_AGENTS_TOOL="scripts/lib/test-cluster.sh"
-CLUSTER_BIN_DIR="${CLUSTER_BIN_DIR:-target/debug}"
+CLUSTER_BIN_DIR="${CLUSTER_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}"
 
 cluster_agents_project() {
   local project="$1" images="$2" role fingerprint

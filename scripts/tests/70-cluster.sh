@@ -57,7 +57,7 @@ health() {
 }
 
 agents_json() {
-  target/debug/pika --json agent list
+  "${CLUSTER_BIN_DIR}/pika" --json agent list
 }
 
 # wait_agents JQ_FILTER WHAT: until the agent list satisfies the filter (true), 120 s at most.
@@ -90,9 +90,9 @@ run_ci_job() {
     PIKACI_REMOTE_LINUX_VM_INCUS_SERVER_CERT_PATH="${PIKA_CLUSTER_SERVER_CERT}" \
     PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT="${AGENTS}" PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE="${AGENTS}" \
     PIKACI_REMOTE_LINUX_VM_INCUS_CLUSTER_GROUP="${group}" PIKACI_STATE_DIR="${ci}/runs" \
-    target/debug/pikaci --config "${ci}/pikaci.toml" run >"${ci}/out.log" 2>&1 \
+    "${CLUSTER_BIN_DIR}/pikaci" --config "${ci}/pikaci.toml" run >"${ci}/out.log" 2>&1 \
     || { cat "${ci}/out.log" >&2; fail_now "the pikaci job on the cluster did not pass"; }
-  CI_LOCATION="$(PIKACI_STATE_DIR="${ci}/runs" target/debug/pikaci --config "${ci}/pikaci.toml" show latest --json \
+  CI_LOCATION="$(PIKACI_STATE_DIR="${ci}/runs" "${CLUSTER_BIN_DIR}/pikaci" --config "${ci}/pikaci.toml" show latest --json \
     | jq -r '.jobs[0].remote_linux_vm.location // "none"')"
 }
 
@@ -190,7 +190,7 @@ main() {
   [[ "${incus_locations}" == "${api_locations}" ]] || fail_now "recorded locations differ from Incus's"
   local shown_id shown
   shown_id="$(jq -r '.agents[0].id' <<<"${listed}")"
-  shown="$(target/debug/pika agent show "${shown_id}")"
+  shown="$("${CLUSTER_BIN_DIR}/pika" agent show "${shown_id}")"
   grep -q "^location: *$(jq -r '.agents[0].location' <<<"${listed}")$" <<<"${shown}" \
     || fail_now "pika agent show does not print the location: ${shown}"
   health | jq -e '.checks[] | select(.name == "cluster") | .detail | test("3 members, ok")' \
@@ -235,7 +235,7 @@ main() {
   [[ "$(agents_json | jq -r '[.agents[].location] | unique | join(",")')" == "node2" ]] \
     || fail_now "agents of a server with --incus-cluster-group pika-pinned left the group: $(agents_json | jq -c '[.agents[].location]')"
   for shown_id in $(agents_json | jq -r '.agents[].id'); do
-    target/debug/pika agent delete "${shown_id}" >/dev/null || fail_now "deleting agent ${shown_id}"
+    "${CLUSTER_BIN_DIR}/pika" agent delete "${shown_id}" >/dev/null || fail_now "deleting agent ${shown_id}"
   done
   stop_server pinned
   export PIKA_SERVER_URL="${main_url}" PIKA_SERVER_TOKEN="${main_token}"
@@ -252,7 +252,7 @@ main() {
   pass "pikaci jobs passed on the cluster (on ${ci_anywhere}; with the cluster group pika-pinned on node2)"
 
   for shown_id in $(agents_json | jq -r '.agents[].id'); do
-    target/debug/pika agent delete "${shown_id}" >/dev/null || fail_now "deleting agent ${shown_id}"
+    "${CLUSTER_BIN_DIR}/pika" agent delete "${shown_id}" >/dev/null || fail_now "deleting agent ${shown_id}"
   done
   [[ "$(bash "${CLUSTER}" incus 1 query "/1.0/instances?project=${AGENTS}" | jq length)" == 0 ]] \
     || fail_now "instances remain after deleting every agent"
