@@ -15,19 +15,11 @@ use std::time::{Duration, Instant};
 use pika_incus_guest_role::Readiness;
 use pika_managed_agent_contract::client::AgentClient;
 use pika_managed_agent_contract::{AgentProvisionRequest, HEALTH_PATH, IncusGuestRole};
+use pika_test_support::bench::{ms, percentile, samples_arg};
 use pika_test_support::server::{self, Server, ServerSetup, TEST_PROFILE};
 use pika_test_support::{TestProject, cargo_bin, storage_pool};
 
 const POOL: usize = 4;
-
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    let index = ((sorted.len() - 1) * percent + 50) / 100;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn start(dir: &Path, project: &TestProject, pool: usize) -> Server {
     Server::start(ServerSetup {
@@ -167,10 +159,7 @@ fn report(label: &str, api: &[Duration], hand: &[Duration], target: &str) {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+    let n = samples_arg(20);
     let project = server::project("bench-pool");
     let hand = by_hand(&project, n);
     let warm = through_api(&project, POOL, n).await;

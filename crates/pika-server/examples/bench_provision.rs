@@ -16,14 +16,9 @@ use futures_util::StreamExt;
 
 use pika_managed_agent_contract::client::AgentClient;
 use pika_managed_agent_contract::{AGENTS_PATH, AgentProvisionRequest, IncusGuestRole};
+use pika_test_support::bench::{ms, percentile, samples_arg};
 use pika_test_support::server::{self, TEST_PROFILE};
 use pika_test_support::storage_pool;
-
-/// The `percent`-th percentile of `sorted` (nearest rank, rounded).
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    let index = ((sorted.len() - 1) * percent + 50) / 100;
-    sorted[index]
-}
 
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -39,16 +34,9 @@ fn vm_rss_kib(pid: u32) -> u64 {
 const LOAD_AGENTS: usize = 40;
 const LOAD_IN_FLIGHT: usize = 8;
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10);
+    let n = samples_arg(10);
     let alias = IncusGuestRole::ManagedOpenclaw.default_image_alias();
     let project = server::project("bench");
     let dir = tempfile::tempdir().unwrap();

@@ -19,16 +19,13 @@ use jerichoci::fixtures::{CiProject, workspace};
 use jerichoci::remote::{PROJECT_ENV, incus_client_from, process_env};
 use jerichoci::{Executor, JobSpec, JobStatus, RunStore, SnapshotTransfer};
 use pika_incus_guest_role::IncusGuestRole;
+use pika_test_support::bench::ms;
 
 const MIB: usize = 1 << 20;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// Writes `mib` MiB of pseudo-random bytes (xorshift) to `path`.

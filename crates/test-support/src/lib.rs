@@ -5,9 +5,11 @@
 //! - [`image`]: the busybox test images of `scripts/lib/test-image.sh`.
 //! - [`cargo_bin`]: a workspace binary built next to the running test, so it is never stale.
 //! - [`server`] (feature `server`): a real `pika-server` process.
+//! - [`bench`]: the benchmarks' sample-count argument, percentiles and milliseconds.
 //!
 //! Fixtures panic on failure: they run in tests, where a panic is the report.
 
+pub mod bench;
 mod bins;
 mod files;
 pub mod image;
