@@ -75,6 +75,11 @@
       default = null;
       inherit description;
     };
+  str = default: description:
+    lib.mkOption {
+      type = lib.types.str;
+      inherit default description;
+    };
 in {
   options.services.pika-server = {
     enable = lib.mkEnableOption "pika-server, the Pika agent API server";
@@ -84,17 +89,9 @@ in {
       description = "The pika-server package (the flake's nixosModules.pika-server sets it to packages.<system>.pika-server).";
     };
 
-    listen = lib.mkOption {
-      type = lib.types.str;
-      default = "127.0.0.1:8080";
-      description = "Address and port the server listens on (PIKA_SERVER_LISTEN).";
-    };
+    listen = str "127.0.0.1:8080" "Address and port the server listens on (PIKA_SERVER_LISTEN).";
 
-    database = lib.mkOption {
-      type = lib.types.str;
-      default = "${stateDirectory}/pika-server.db";
-      description = "SQLite database file (PIKA_SERVER_DB); the default lives in the service's state directory.";
-    };
+    database = str "${stateDirectory}/pika-server.db" "SQLite database file (PIKA_SERVER_DB); the default lives in the service's state directory.";
 
     tokensFile = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
@@ -110,11 +107,7 @@ in {
     };
 
     gateway = {
-      listenAddress = lib.mkOption {
-        type = lib.types.str;
-        default = "127.0.0.1";
-        description = "Host address each agent's Incus proxy device listens on (PIKA_AGENT_GATEWAY_LISTEN_ADDRESS); the owner reaches the agent's gateway there. Loopback by default: only this host.";
-      };
+      listenAddress = str "127.0.0.1" "Host address each agent's Incus proxy device listens on (PIKA_AGENT_GATEWAY_LISTEN_ADDRESS); the owner reaches the agent's gateway there. Loopback by default: only this host.";
       ports = lib.mkOption {
         type = lib.types.str;
         default = "18800-18999";
