@@ -510,116 +510,39 @@ async fn bad_input_corpus_is_refused_cleanly() {
         400,
         "invalid",
     );
-    // Routes and methods.
-    raw(
-        "PUT collection",
-        Method::PUT,
-        AGENTS_PATH,
-        auth(&a),
-        None,
-        405,
-        "method-not-allowed",
-    );
-    raw(
-        "DELETE collection",
-        Method::DELETE,
-        AGENTS_PATH,
-        auth(&a),
-        None,
-        405,
-        "method-not-allowed",
-    );
-    raw(
-        "PATCH agent",
-        Method::PATCH,
-        &agent,
-        auth(&a),
-        None,
-        405,
-        "method-not-allowed",
-    );
-    raw(
-        "GET reprovision",
-        Method::GET,
-        &reprovision,
-        auth(&a),
-        None,
-        405,
-        "method-not-allowed",
-    );
-    raw(
-        "unknown route",
-        Method::GET,
-        "/v2/agents",
-        auth(&a),
-        None,
-        404,
-        "no-such-endpoint",
-    );
-    raw(
-        "too deep",
-        Method::GET,
-        &format!("{agent}/x/y"),
-        auth(&a),
-        None,
-        404,
-        "no-such-endpoint",
-    );
-    // Other owners and unknown agents.
-    raw(
-        "bob reads alice's",
-        Method::GET,
-        &agent,
-        auth(&b),
-        None,
-        404,
-        "not-found",
-    );
-    raw(
-        "bob deletes alice's",
-        Method::DELETE,
-        &agent,
-        auth(&b),
-        None,
-        404,
-        "not-found",
-    );
-    raw(
-        "bob force-deletes alice's",
-        Method::DELETE,
-        &format!("{agent}?force=true"),
-        auth(&b),
-        None,
-        404,
-        "not-found",
-    );
-    raw(
-        "bob reprovisions alice's",
-        Method::POST,
-        &reprovision,
-        auth(&b),
-        None,
-        404,
-        "not-found",
-    );
-    raw(
-        "unknown agent",
-        Method::GET,
-        &format!("{AGENTS_PATH}/0000000000000000"),
-        auth(&a),
-        None,
-        404,
-        "not-found",
-    );
-    raw(
-        "encoded traversal",
-        Method::GET,
-        &format!("{AGENTS_PATH}/..%2Fhealthz"),
-        auth(&a),
-        None,
-        404,
-        "not-found",
-    );
+    // Requests without a body, by the answer they get: routes and methods, other owners' and
+    // unknown agents.
+    let (collection, v2) = (AGENTS_PATH.to_owned(), "/v2/agents".to_owned());
+    let (deep, forced) = (format!("{agent}/x/y"), format!("{agent}?force=true"));
+    let unknown = format!("{AGENTS_PATH}/0000000000000000");
+    let traversal = format!("{AGENTS_PATH}/..%2Fhealthz");
+    let method_not_allowed = [
+        ("PUT collection", Method::PUT, &collection, &a),
+        ("DELETE collection", Method::DELETE, &collection, &a),
+        ("PATCH agent", Method::PATCH, &agent, &a),
+        ("GET reprovision", Method::GET, &reprovision, &a),
+    ];
+    let no_such_endpoint = [
+        ("unknown route", Method::GET, &v2, &a),
+        ("too deep", Method::GET, &deep, &a),
+    ];
+    let not_found = [
+        ("bob reads alice's", Method::GET, &agent, &b),
+        ("bob deletes alice's", Method::DELETE, &agent, &b),
+        ("bob force-deletes alice's", Method::DELETE, &forced, &b),
+        ("bob reprovisions alice's", Method::POST, &reprovision, &b),
+        ("unknown agent", Method::GET, &unknown, &a),
+        ("encoded traversal", Method::GET, &traversal, &a),
+    ];
+    for (status, code, requests) in [
+        (405, "method-not-allowed", &method_not_allowed[..]),
+        (404, "no-such-endpoint", &no_such_endpoint[..]),
+        (404, "not-found", &not_found[..]),
+    ] {
+        for (what, method, path, token) in requests {
+            raw(what, method.clone(), path, auth(token), None, status, code);
+        }
+    }
     // Reprovision and delete of alice's own agent, refused.
     for (what, body, status, code) in [
         (
