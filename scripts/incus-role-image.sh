@@ -43,18 +43,12 @@
 #   PIKA_IMAGE_NIX            nix executable (default nix; on the remote host in remote mode)
 set -euo pipefail
 
-readonly PROG="incus-role-image.sh"
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly SCRIPT_DIR
-readonly REPO_DIR="${SCRIPT_DIR}/.."
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 readonly DEFAULT_REMOTE_HOST="pika-build"
 
-err() {
-  echo "${PROG}: error: $*" >&2
-}
-
 usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+  script_header
   echo
   echo "Roles (from scripts/lib/roles.sh, generated from roles.toml):"
   local role
@@ -76,10 +70,10 @@ find_guest() {
     echo "${PIKA_GUEST}"
   elif command -v pika-guest; then
     :
-  elif command -v cargo >/dev/null && [[ -f "${REPO_DIR}/Cargo.toml" ]]; then
+  elif command -v cargo >/dev/null && [[ -f "${REPO_ROOT}/Cargo.toml" ]]; then
     echo "${PROG}: pika-guest is not on PATH: building it (cargo build -p pika-guest)" >&2
-    (cd "${REPO_DIR}" && cargo build -q -p pika-guest) || { err "cargo build -p pika-guest failed"; exit 1; }
-    echo "${CARGO_TARGET_DIR:-${REPO_DIR}/target}/debug/pika-guest"
+    (cd "${REPO_ROOT}" && cargo build -q -p pika-guest) || { err "cargo build -p pika-guest failed"; exit 1; }
+    echo "${CARGO_TARGET_DIR:-${REPO_ROOT}/target}/debug/pika-guest"
   else
     err "pika-guest not found: put it on PATH or set PIKA_GUEST (build: cargo build -p pika-guest)"
     exit 1
@@ -88,7 +82,7 @@ find_guest() {
 
 main() {
   # shellcheck source=scripts/lib/roles.sh
-  source "${SCRIPT_DIR}/lib/roles.sh"
+  source "${REPO_ROOT}/scripts/lib/roles.sh"
   local sub="" role="" local_mode=0 remote=0 args=()
   while (($# > 0)); do
     case "$1" in
@@ -124,7 +118,7 @@ main() {
   esac
   ((local_mode || remote)) || args+=(--remote-host "${DEFAULT_REMOTE_HOST}")
   # Status without --artifact expects this checkout's revision.
-  [[ "${sub}" != status ]] || args+=(--repo "${REPO_DIR}")
+  [[ "${sub}" != status ]] || args+=(--repo "${REPO_ROOT}")
   local guest
   guest="$(find_guest)"
   exec "${guest}" image "${sub}" "${args[@]}"

@@ -4,10 +4,11 @@
 # through scripts/lib/suite.sh. A script finds it next to itself, e.g. from scripts/bench/:
 #   source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
-# What the messages begin with: the name of the script that was run, unless set before sourcing.
-PROG="${PROG:-$(basename "${BASH_SOURCE[-1]}")}"
-# The checkout: the one scripts/test.sh exports to its suites, else the one this file is in.
-REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+# What the messages begin with: the name of the script that was run (suite.sh sets its SUITE).
+PROG="$(basename "${BASH_SOURCE[-1]}")"
+# The checkout this file is in (never an inherited REPO_ROOT: that may name another checkout).
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck disable=SC2034 # read by the scripts that source this file
 readonly REPO_ROOT
 
 err() {

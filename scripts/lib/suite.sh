@@ -15,9 +15,9 @@
 # line and the closing report, then exit 1.
 
 : "${SUITE:?set SUITE before sourcing scripts/lib/suite.sh}"
-PROG="${SUITE}"
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PROG="${SUITE}"
 CHECKS=0
 FAILURES=0
 FAILED_CHECKS=()

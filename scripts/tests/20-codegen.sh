@@ -6,9 +6,9 @@
 # `pika-roles check` and undone by `generate`; a no-op build reruns no build script.
 set -euo pipefail
 
-err() {
-  echo "20-codegen: error: $*" >&2
-}
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+PROG="20-codegen"
 
 # `cargo roles` is the .cargo/config.toml alias for pika-roles.
 cargo roles check

@@ -406,6 +406,7 @@ t_third_role_in_copy() {
   cp "${REPO}/roles.toml" "${copy}/"
   cp -r "${REPO}/nix/." "${copy}/nix/"
   cp "${SCRIPT}" "${copy}/scripts/"
+  cp "${REPO}/scripts/lib/common.sh" "${copy}/scripts/lib/"
   mkdir -p "${copy}/nix/incus"
   cat "${REPO}/tests/fixtures/extra-role.toml" >>"${copy}/roles.toml"
   cp "${REPO}/tests/fixtures/test-extra-arm.nix" "${copy}/nix/incus/roles/"
