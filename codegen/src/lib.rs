@@ -48,11 +48,19 @@ pub fn outputs(registry: &Registry) -> Vec<Output> {
         path: path.into(),
         contents,
     };
-    let (nix, shell) = render_nix_and_shell(registry);
+    // The Rust table and the two text outputs share nothing: render them side by side.
+    let ((nix, shell), rust) = std::thread::scope(|s| {
+        let rust = s.spawn(|| render_rust(registry));
+        let texts = render_nix_and_shell(registry);
+        (
+            texts,
+            rust.join().expect("rendering the Rust table panicked"),
+        )
+    });
     vec![
         output(NIX_REGISTRY_PATH, nix),
         output(SHELL_TABLE_PATH, shell),
-        output(RUST_TABLE_PATH, render_rust(registry)),
+        output(RUST_TABLE_PATH, rust),
     ]
 }
 
