@@ -147,7 +147,7 @@ run_ci_target() {
 launch_command() {
   local role="$1" alias type args=()
   alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
-  type="$(incus query "/1.0/images/aliases/${alias//\//%2F}?project=${PROJECT}" 2>/dev/null | jq -r '.type // empty')"
+  type="$(incus query "/1.0/images/aliases/${alias//\//%2F}?project=${PROJECT}" 2>/dev/null | jq -r '.type // empty')" || true
   [[ -n "${type}" ]] || return 0
   if [[ "${type}" == "virtual-machine" ]]; then
     args+=(--vm)
@@ -161,8 +161,9 @@ summary() {
   printf '%-18s %-16s %-14s %s\n' ROLE ALIAS FINGERPRINT PROJECT
   for role in "${PIKA_ROLE_IDS[@]}"; do
     alias="${PIKA_ROLE_DEFAULT_ALIAS[${role}]}"
+    # No project yet (nothing up) is a missing alias, not an error.
     fingerprint="$(incus image alias list --project "${PROJECT}" --format csv 2>/dev/null \
-      | awk -F, -v a="${alias}" '$1 == a { print $2 }')"
+      | awk -F, -v a="${alias}" '$1 == a { print $2 }')" || true
     printf '%-18s %-16s %-14s %s\n' "${role}" "${alias}" "${fingerprint:-missing}" "${PROJECT}"
   done
   for role in "${PIKA_ROLE_IDS[@]}"; do

@@ -75,4 +75,13 @@ if [[ "${before}" != "${after}" ]]; then
   fail_now "down did not leave Incus as it found it (diff above)"
 fi
 pass "up (twice), agent running as managed-openclaw, CI passed, down restored Incus"
+
+# With nothing up, status still reports (every alias missing) and exits 0.
+bash scripts/dev-lane.sh status >"${PIKA_TEST_WORK}/lane-status-down.log" 2>&1 \
+  || { cat "${PIKA_TEST_WORK}/lane-status-down.log" >&2; fail_now "status with nothing up failed"; }
+for role in "${PIKA_ROLE_IDS[@]}"; do
+  grep -q "^${role} .* missing " "${PIKA_TEST_WORK}/lane-status-down.log" \
+    || { cat "${PIKA_TEST_WORK}/lane-status-down.log" >&2; fail_now "status with nothing up does not list ${role} as missing"; }
+done
+pass "status with nothing up lists every role's alias as missing and exits 0"
 suite_report
