@@ -82,7 +82,7 @@ impl fmt::Display for Specs<'_> {
         let (mut debug, mut item) = (String::new(), String::new());
         for spec in self.0 {
             debug.clear();
-            write!(debug, "{spec:?}")?;
+            write!(debug, "{spec:#?}")?;
             item.clear();
             item.push_str("\n    ");
             rust_literal(&mut item, &debug);
@@ -389,51 +389,25 @@ pub fn render_rust(registry: &Registry) -> String {
     fill(&template, 4096 + registry.roles.len() * 3072)
 }
 
-/// A spec's one-line `Debug` form (struct and enum syntax, string literals) as a Rust expression
-/// laid out like `{:#?}`: one field or item per line, trailing commas, each slice borrowed
-/// (`&[..]`), indented to sit in the table.
+/// A spec's `{:#?}` form as a Rust expression of the table: every slice borrowed (`&[..]`) and
+/// every line indented one level. Debug escapes quotes and line breaks inside strings, so a bare
+/// `"` opens or closes one and a line break is always layout.
 fn rust_literal(out: &mut String, debug: &str) {
     let b = debug.as_bytes();
-    let (mut depth, mut run, mut i) = (1, 0, 0);
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        (0..depth).for_each(|_| out.push_str("    "));
-    };
+    let (mut in_string, mut run, mut i) = (false, 0, 0);
     while i < b.len() {
         match b[i] {
-            b'"' => {
-                i += 1;
-                while b[i] != b'"' {
-                    i += 1 + usize::from(b[i] == b'\\');
-                }
-            }
-            // Debug's spaces after `:` and before `{` stay; the others are layout.
-            b' ' if b[i - 1] == b':' || b.get(i + 1) == Some(&b'{') => {}
-            c @ (b'[' | b'{' | b'(' | b']' | b'}' | b')' | b',' | b' ') => {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'[' if !in_string => {
                 out.push_str(&debug[run..i]);
+                out.push('&');
+                run = i;
+            }
+            b'\n' => {
+                out.push_str(&debug[run..=i]);
+                out.push_str("    ");
                 run = i + 1;
-                match c {
-                    b'[' if b.get(i + 1) == Some(&b']') => {
-                        out.push_str("&[]");
-                        (i, run) = (i + 1, i + 2);
-                    }
-                    b'[' | b'{' | b'(' => {
-                        out.push_str(if c == b'[' { "&[" } else { &debug[i..=i] });
-                        depth += 1;
-                        newline(out, depth);
-                    }
-                    b']' | b'}' | b')' => {
-                        out.push(',');
-                        depth -= 1;
-                        newline(out, depth);
-                        out.push_str(&debug[i..=i]);
-                    }
-                    b',' => {
-                        out.push(',');
-                        newline(out, depth);
-                    }
-                    _ => {}
-                }
             }
             _ => {}
         }

@@ -10,7 +10,8 @@ use common::{fixture_copy, fixtures, pika_roles, repo_root, stderr, stdout};
 use pika_role_spec::{NIX_REGISTRY_PATH, RUST_TABLE_PATH, Registry, SHELL_TABLE_PATH};
 use pika_roles_codegen::{render_nix, render_rust, render_shell};
 
-const AWKWARD: &str = r#"Alpha "quoted" ${notInterpolated} it's a \ backslash, ünïcödé ☃"#;
+const AWKWARD: &str =
+    r#"Alpha "quoted" ${notInterpolated} it's a \ backslash, [brackets], ünïcödé ☃"#;
 
 fn fixture_registry() -> Registry {
     Registry::load(&fixtures().join("roles.toml")).unwrap_or_else(|e| panic!("{e}"))

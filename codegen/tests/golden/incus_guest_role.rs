@@ -1,6 +1,6 @@
 // Generated from roles.toml by `pika-roles generate`; do not edit.
 // Regenerate: cargo run -p pika-roles-codegen -- generate
-// roles.toml sha256: c8b5f617561b48247b930152eb656b08f8fd5b3cde48bbdcae4472cdde1e19b7
+// roles.toml sha256: 368ab9062f643546dfa64b8f5d1832621a850dffeec08f876be97d2959e0e624
 
 #[allow(unused_imports)]
 use pika_role_spec::{
@@ -11,7 +11,7 @@ use pika_role_spec::{
 /// An Incus guest role of Pika, as defined in roles.toml.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum IncusGuestRole {
-    /// Alpha "quoted" ${notInterpolated} it's a \ backslash, ünïcödé ☃
+    /// Alpha "quoted" ${notInterpolated} it's a \ backslash, [brackets], ünïcödé ☃
     #[serde(rename = "alpha")]
     Alpha,
     /// Beta role
@@ -38,7 +38,7 @@ impl IncusGuestRole {
 pub(crate) static SPECS: [RoleSpec; 3] = [
     RoleSpec {
         id: "alpha",
-        description: "Alpha \"quoted\" ${notInterpolated} it's a \\ backslash, ünïcödé ☃",
+        description: "Alpha \"quoted\" ${notInterpolated} it's a \\ backslash, [brackets], ünïcödé ☃",
         default_alias: "alpha/dev",
         package: "alpha-image",
         legacy_packages: &[
@@ -68,7 +68,7 @@ pub(crate) static SPECS: [RoleSpec; 3] = [
             values: &[],
             reasons: &[],
         },
-        roles_digest: "167a9ca8cd7286d7f22de95a9558632d807a185b1adcdde81ee2dd6109ee925a",
+        roles_digest: "111f9f74a41ca8c107e96ee53658d560ada9b47db2a1d37f0832cde47f7d12f8",
     },
     RoleSpec {
         id: "beta",

@@ -1,18 +1,18 @@
 # Generated from roles.toml by `pika-roles generate`; do not edit.
 # Regenerate: cargo run -p pika-roles-codegen -- generate
-# roles.toml sha256: c8b5f617561b48247b930152eb656b08f8fd5b3cde48bbdcae4472cdde1e19b7
+# roles.toml sha256: 368ab9062f643546dfa64b8f5d1832621a850dffeec08f876be97d2959e0e624
 {
   alphaPkg,
   betaPkg,
 }: {
   # registry.nix compares it with builtins.hashFile of roles.toml before any use.
-  manifestSha256 = "c8b5f617561b48247b930152eb656b08f8fd5b3cde48bbdcae4472cdde1e19b7";
+  manifestSha256 = "368ab9062f643546dfa64b8f5d1832621a850dffeec08f876be97d2959e0e624";
   roles = {
     "alpha" = {
       clusterGroup = null;
       cpu = 1;
       defaultAlias = "alpha/dev";
-      description = "Alpha \"quoted\" \${notInterpolated} it's a \\ backslash, ünïcödé ☃";
+      description = "Alpha \"quoted\" \${notInterpolated} it's a \\ backslash, [brackets], ünïcödé ☃";
       diskSize = 1024;
       id = "alpha";
       imageName = "alpha-img";
@@ -25,7 +25,7 @@
       mounts = [];
       packageAttr = "alpha-image";
       readiness = "ssh";
-      rolesDigest = "167a9ca8cd7286d7f22de95a9558632d807a185b1adcdde81ee2dd6109ee925a";
+      rolesDigest = "111f9f74a41ca8c107e96ee53658d560ada9b47db2a1d37f0832cde47f7d12f8";
       runtimeMode = "operator-sandbox";
       secureBoot = false;
       servicePort = null;
