@@ -4,8 +4,8 @@ use std::io::{IsTerminal, Write};
 
 use clap::{CommandFactory, Subcommand};
 use clap_complete::Shell;
-use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use tracing_subscriber::EnvFilter;
+use unicode_width::UnicodeWidthStr;
 
 /// Installs the tracing subscriber of binary `name`: events go to stderr, filtered by `RUST_LOG`
 /// (`default_filter` when unset, e.g. `warn`), coloured only when [`color`] says so. Call it first
@@ -103,40 +103,49 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A table in the one style of the binaries: a header row, columns separated by two spaces, no
-/// borders, no colour, no wrapping, no trailing blanks (easy to read and to `awk`).
-pub struct TextTable(Table);
+/// borders, no colour, no wrapping, no trailing blanks (easy to read and to `awk`). Columns are
+/// as wide as their widest cell on a terminal (`unicode-width`).
+pub struct TextTable {
+    rows: Vec<Vec<String>>,
+}
 
 impl TextTable {
-    pub fn new<S: Into<comfy_table::Cell>>(header: impl IntoIterator<Item = S>) -> Self {
-        let mut table = Table::new();
+    pub fn new<S: ToString>(header: impl IntoIterator<Item = S>) -> Self {
+        let mut table = TextTable { rows: Vec::new() };
+        table.row(header);
         table
-            .load_preset(presets::NOTHING)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(header);
-        for column in table.column_iter_mut() {
-            column.set_padding((0, 2));
-            column.set_cell_alignment(CellAlignment::Left);
-        }
-        TextTable(table)
     }
 
     /// Adds a row; control characters in the cells are escaped ([`printable`]).
-    pub fn row<S: Into<comfy_table::Cell>>(
-        &mut self,
-        cells: impl IntoIterator<Item = S>,
-    ) -> &mut Self {
-        self.0.add_row(
-            cells
-                .into_iter()
-                .map(|cell| comfy_table::Cell::new(printable(&cell.into().content()))),
-        );
+    pub fn row<S: ToString>(&mut self, cells: impl IntoIterator<Item = S>) -> &mut Self {
+        let cells = cells
+            .into_iter()
+            .map(|cell| printable(&cell.to_string()).into_owned());
+        self.rows.push(cells.collect());
         self
     }
 }
 
 impl std::fmt::Display for TextTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.trim_fmt())
+        let mut widths: Vec<usize> = Vec::new();
+        for row in &self.rows {
+            widths.resize(widths.len().max(row.len()), 0);
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.width());
+            }
+        }
+        let mut line = String::new();
+        for (r, row) in self.rows.iter().enumerate() {
+            line.clear();
+            for (width, cell) in widths.iter().zip(row) {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', width - cell.width() + 2));
+            }
+            let newline = if r + 1 < self.rows.len() { "\n" } else { "" };
+            write!(f, "{}{newline}", line.trim_end())?;
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +158,12 @@ mod tests {
         let mut t = TextTable::new(["ID", "NAME"]);
         t.row(["a1", "long name"]).row(["b", "-"]);
         assert_eq!(t.to_string(), "ID  NAME\na1  long name\nb   -");
+        // A wide character takes two columns on a terminal.
+        t.row(["日本", "x"]);
+        assert_eq!(
+            t.to_string(),
+            "ID    NAME\na1    long name\nb     -\n日本  x"
+        );
     }
 
     #[test]
