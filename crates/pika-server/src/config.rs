@@ -2,6 +2,7 @@
 //! default shown by `--help`, and one way of reporting an invalid value (clap's, naming the flag or
 //! variable and what would be valid).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,10 @@ use clap::Args;
 use clap::builder::BoolishValueParser;
 use pika_managed_agent_contract::{IncusGuestRole, IncusProvisionParams};
 
+use crate::endpoint::Endpoint;
 use crate::incus::TlsFiles;
 use crate::incus_keys::env;
-use crate::policy::{Endpoint, Policy};
+use crate::policy::Policy;
 
 /// Listen address unless `PIKA_SERVER_LISTEN` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -247,9 +249,33 @@ impl IncusSettings {
         }
     }
 
-    /// What requests may name: the defaults plus the allow-lists.
+    /// What requests may name: each configured default plus its allow-list.
     pub fn policy(&self) -> Policy {
-        Policy::new(self)
+        let mut endpoints = BTreeSet::from([self.endpoint.clone()]);
+        endpoints.extend(self.allowed_endpoints.iter().cloned().map(Some));
+        let mut insecure: BTreeSet<Endpoint> =
+            self.insecure_tls_endpoints.iter().cloned().collect();
+        if self.insecure_tls
+            && let Some(endpoint) = &self.endpoint
+        {
+            insecure.insert(endpoint.clone());
+        }
+        let role = self.guest_role.unwrap_or(crate::params::MANAGED_ROLE);
+        let default_alias =
+            (self.image_alias.clone()).or_else(|| Some(role.default_image_alias().to_owned()));
+        let with_default = |default: &Option<String>, extra: &[String]| -> BTreeSet<String> {
+            let default = default.iter().map(|v| v.trim().to_owned());
+            let default = default.filter(|v| !v.is_empty());
+            default.chain(extra.iter().cloned()).collect()
+        };
+        Policy {
+            endpoints,
+            insecure,
+            projects: with_default(&self.project, &self.allowed_projects),
+            profiles: with_default(&self.profile, &self.allowed_profiles),
+            storage_pools: with_default(&self.storage_pool, &self.allowed_storage_pools),
+            image_aliases: with_default(&default_alias, &self.allowed_image_aliases),
+        }
     }
 }
 
@@ -408,5 +434,84 @@ mod tests {
             endpoints,
             ["https://incus.example:8443", "https://other:9443"]
         );
+    }
+}
+
+/// The settings' policy: the defaults alone by default, each allow-list widening one field.
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::params::ResolvedIncusParams;
+
+    fn settings() -> IncusSettings {
+        IncusSettings {
+            project: Some("agents".into()),
+            profile: Some("agent".into()),
+            storage_pool: Some("default".into()),
+            ..Default::default()
+        }
+    }
+
+    fn resolved() -> ResolvedIncusParams {
+        ResolvedIncusParams {
+            guest_role: IncusGuestRole::ManagedOpenclaw,
+            endpoint: None,
+            project: "agents".into(),
+            profile: "agent".into(),
+            storage_pool: "default".into(),
+            image_alias: IncusGuestRole::ManagedOpenclaw.default_image_alias().into(),
+            insecure_tls: false,
+        }
+    }
+
+    #[test]
+    fn only_the_configured_values_pass_by_default() {
+        let policy = settings().policy();
+        assert_eq!(policy.check(&resolved()), Ok(()));
+        for (field, change) in [
+            (
+                "project",
+                Box::new(|p: &mut ResolvedIncusParams| p.project = "other".into())
+                    as Box<dyn Fn(&mut ResolvedIncusParams)>,
+            ),
+            ("profile", Box::new(|p| p.profile = "privileged".into())),
+            ("storage_pool", Box::new(|p| p.storage_pool = "host".into())),
+            (
+                "image_alias",
+                Box::new(|p| p.image_alias = "any/image".into()),
+            ),
+            (
+                "endpoint",
+                Box::new(|p| p.endpoint = Some("https://10.0.0.1:8443".into())),
+            ),
+            ("insecure_tls", Box::new(|p| p.insecure_tls = true)),
+        ] {
+            let mut params = resolved();
+            change(&mut params);
+            assert_eq!(policy.check(&params).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn allow_lists_widen_each_field_exactly() {
+        let other: Endpoint = "https://other:8443".parse().unwrap();
+        let policy = IncusSettings {
+            allowed_projects: vec!["second".into()],
+            allowed_endpoints: vec![other.clone()],
+            insecure_tls_endpoints: vec![other.clone()],
+            ..settings()
+        }
+        .policy();
+        let mut params = resolved();
+        params.project = "second".into();
+        assert_eq!(policy.check(&params), Ok(()));
+        params.endpoint = Some("https://OTHER".into());
+        params.insecure_tls = true;
+        assert_eq!(policy.check(&params), Ok(()), "normalised before comparing");
+        params.project = "third".into();
+        assert_eq!(policy.check(&params).unwrap_err().field, "project");
+        assert!(policy.covers(Some("https://other:8443"), "second"));
+        assert!(policy.covers(None, "agents"));
+        assert!(!policy.covers(None, "third"));
     }
 }

@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod auth;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod gateway;
 pub mod http;

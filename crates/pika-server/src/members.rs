@@ -14,8 +14,8 @@ use pika_incus::{ClusterMember, IncusClient, Instance};
 use pika_managed_agent_contract::{AgentRecord, AgentState};
 
 use crate::agents::Agents;
+use crate::endpoint::Endpoint;
 use crate::error::AgentError;
-use crate::policy::Endpoint;
 
 /// What one check changed.
 #[derive(Debug, Default, PartialEq, Eq)]

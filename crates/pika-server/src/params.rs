@@ -5,8 +5,8 @@ use std::fmt;
 
 use pika_managed_agent_contract::{IncusGuestRole, IncusProvisionParams};
 
+use crate::endpoint::Endpoint;
 use crate::incus_keys::env;
-use crate::policy::Endpoint;
 
 /// The only role the managed runtime provisions today.
 pub const MANAGED_ROLE: IncusGuestRole = IncusGuestRole::ManagedOpenclaw;

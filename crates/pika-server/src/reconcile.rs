@@ -13,10 +13,10 @@ use pika_incus::{Instance, ProjectClient};
 use pika_managed_agent_contract::{AgentRecord, AgentState};
 
 use crate::agents::{Agents, resolve_stored};
+use crate::endpoint::Endpoint;
 use crate::error::AgentError;
 use crate::incus::remove_instance;
 use crate::incus_keys;
-use crate::policy::Endpoint;
 
 /// What reconciliation did.
 #[derive(Debug, Default, PartialEq, Eq)]
