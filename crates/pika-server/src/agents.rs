@@ -10,9 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pika_managed_agent_contract::{
-    AgentProvisionRequest, AgentRecord, AgentState, HealthCheck, HealthReport, IncusProvisionParams,
-};
+use pika_managed_agent_contract::{AgentRecord, AgentState, HealthReport, IncusProvisionParams};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -29,15 +27,12 @@ use crate::params::{
     ResolvedIncusParams, incus_params_provided, merge_incus_provision_params, resolved_incus_params,
 };
 use crate::policy::Policy;
-use crate::store::{GatewayAllocation, PortRequest, Store, StoreError};
+use crate::store::{PortRequest, Store, StoreError};
 
 /// How many instance creates/deletes the server runs against Incus at once. Incus answers a burst
 /// of 50 creates slowly enough that single requests pass the client timeout; queueing here instead
 /// keeps every Incus request short, and a few in flight already keep Incus busy.
 pub const INCUS_CONCURRENCY: usize = 8;
-
-/// How long a health report is reused: health checks cost several Incus calls.
-pub const HEALTH_CACHE: Duration = Duration::from_secs(1);
 
 /// How many more ports an instance is tried with when its proxy device's bind fails because
 /// another program holds the port (after the probe, or on a remote host that is not probed).
@@ -72,13 +67,14 @@ pub struct Agents {
     /// Agents a request of this process is building right now: a `provisioning` row that is not
     /// in here was left by a failure and may be deleted.
     building: Arc<Mutex<HashSet<String>>>,
-    health: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
+    /// The last health report and when it was made (see [`crate::health`]).
+    pub(crate) health: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
     /// Where agents' gateway proxy devices listen (address and port range).
     pub(crate) gateway_ports: PortRequest,
     /// The operator's model environment file, read at every delivery.
     pub(crate) model_env_file: Option<std::path::PathBuf>,
     /// The warm pools (none unless the operator sets `--pool-size`).
-    pub(crate) pool: crate::pool::Pools,
+    pub(crate) pool: crate::pools::Pools,
 }
 
 /// An agent's gateway as one provision or reprovision delivers it: the role's facts, a fresh
@@ -127,7 +123,7 @@ pub(crate) fn new_hex_id(bytes: usize) -> String {
     hex::encode(buffer)
 }
 
-fn check_name(name: Option<String>) -> Result<Option<String>, AgentError> {
+pub(crate) fn check_name(name: Option<String>) -> Result<Option<String>, AgentError> {
     let Some(name) = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };
@@ -171,7 +167,7 @@ fn placement_group(
 }
 
 /// Removes an ID from the building set when the request ends, however it ends.
-struct Building {
+pub(crate) struct Building {
     set: Arc<Mutex<HashSet<String>>>,
     id: String,
 }
@@ -209,12 +205,12 @@ impl Agents {
                 last: gateway.ports.last,
             },
             model_env_file: gateway.model_env_file.clone(),
-            pool: crate::pool::Pools::default(),
+            pool: crate::pools::Pools::default(),
         }
     }
 
     /// With the operator's warm pools.
-    pub fn with_pool(mut self, pool: crate::pool::Pools) -> Self {
+    pub fn with_pool(mut self, pool: crate::pools::Pools) -> Self {
         self.pool = pool;
         self
     }
@@ -237,7 +233,7 @@ impl Agents {
 
     /// Refuses a gateway for a virtual-machine image: Incus offers VMs only NAT-mode proxy
     /// devices, which cannot reach a gateway bound to the guest's loopback (see the README).
-    fn check_gateway_reach(
+    pub(crate) fn check_gateway_reach(
         plan: Option<&GatewayPlan>,
         checked: &Preflight,
     ) -> Result<(), AgentError> {
@@ -267,7 +263,7 @@ impl Agents {
             .map_err(AgentError::from)
     }
 
-    fn mark_building(&self, id: &str) -> Building {
+    pub(crate) fn mark_building(&self, id: &str) -> Building {
         self.building
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -321,7 +317,7 @@ impl Agents {
     }
 
     /// Validates, resolves and checks a request's parameters against the policy and Incus.
-    async fn admit(
+    pub(crate) async fn admit(
         &self,
         base: &IncusProvisionParams,
         requested: &IncusProvisionParams,
@@ -338,81 +334,8 @@ impl Agents {
         Ok((resolved, project, checked))
     }
 
-    pub async fn provision(
-        &self,
-        owner: &str,
-        request: AgentProvisionRequest,
-        idempotency: Option<Idempotency>,
-    ) -> Result<Provisioned, AgentError> {
-        let name = check_name(request.name)?;
-        if let Some(replay) = self.replay(owner, idempotency.as_ref()).await? {
-            return Ok(replay);
-        }
-        let (resolved, project, checked) = self.admit(&self.defaults, &request.incus).await?;
-        let plan = self.gateway_plan(resolved.guest_role)?;
-        Self::check_gateway_reach(plan.as_ref(), &checked)?;
-        let id = new_hex_id(8);
-        let _building = self.mark_building(&id);
-        let key = idempotency.map(|i| (i.key, i.request_hash));
-        let pooled = crate::pool::claim(
-            self,
-            &id,
-            owner,
-            name.as_deref(),
-            &resolved,
-            &checked,
-            key.clone(),
-            plan.as_ref(),
-        )
-        .await?;
-        if let Some(record) = pooled {
-            tracing::info!(agent = %id, %owner, instance = %record.instance_name, gateway = ?record.gateway_url, "provisioning from the warm pool");
-            let record =
-                crate::pool::finish(self, record, &resolved, &project, plan.as_ref()).await?;
-            return Ok(Provisioned {
-                record,
-                replayed: false,
-                gateway_token: plan.map(|plan| plan.token),
-            });
-        }
-        let record = {
-            let (id, owner, incus) = (id.clone(), owner.to_owned(), resolved.materialized());
-            let gateway = plan
-                .as_ref()
-                .map(|plan| (self.gateway_ports.clone(), plan.token.sha256()));
-            let probe = project.client().is_local();
-            self.db(move |s| {
-                let key = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
-                let avoid = gateway
-                    .as_ref()
-                    .map(|(ports, _)| port_avoid(probe, ports.address, Vec::new()));
-                let gateway =
-                    gateway
-                        .as_ref()
-                        .zip(avoid.as_ref())
-                        .map(|((ports, sha256), avoid)| GatewayAllocation {
-                            ports,
-                            token_sha256: sha256,
-                            avoid,
-                        });
-                s.insert_provisioning(&id, &owner, name.as_deref(), &incus, key, gateway)
-            })
-            .await
-        };
-        let record = record?;
-        tracing::info!(agent = %id, %owner, params = %resolved, gateway = ?record.gateway_url, "provisioning");
-        let record = self
-            .build(record, &resolved, &project, &checked, plan.as_ref())
-            .await?;
-        Ok(Provisioned {
-            record,
-            replayed: false,
-            gateway_token: plan.map(|plan| plan.token),
-        })
-    }
-
     /// The agent an earlier POST with this idempotency key made, if any.
-    async fn replay(
+    pub(crate) async fn replay(
         &self,
         owner: &str,
         idempotency: Option<&Idempotency>,
@@ -459,7 +382,7 @@ impl Agents {
     }
 
     /// Creates and starts the instance of a `provisioning` row; the row ends `running` or `failed`.
-    async fn build(
+    pub(crate) async fn build(
         &self,
         record: AgentRecord,
         resolved: &ResolvedIncusParams,
@@ -571,8 +494,7 @@ impl Agents {
     async fn remove_if_created(&self, project: &pika_incus::ProjectClient, record: &AgentRecord) {
         const ATTEMPTS: u32 = 5;
         for attempt in 1..=ATTEMPTS {
-            crate::reconcile::settle_operations_on(project, |name| name == record.instance_name)
-                .await;
+            crate::incus::settle_operations_on(project, |name| name == record.instance_name).await;
             let found = project.list_instances().await.map(|instances| {
                 instances
                     .into_iter()
@@ -1169,125 +1091,6 @@ impl Agents {
             }
         }
         Ok(())
-    }
-
-    /// The health report, computed at most once per [`HEALTH_CACHE`].
-    pub async fn health(&self) -> HealthReport {
-        let mut cache = self.health.lock().await;
-        if let Some((at, report)) = cache.as_ref()
-            && at.elapsed() < HEALTH_CACHE
-        {
-            return report.clone();
-        }
-        let report = self.check_health().await;
-        *cache = Some((Instant::now(), report.clone()));
-        report
-    }
-
-    /// The configuration is complete, Incus answers, and the defaults' project, profile, storage
-    /// pool and image alias exist.
-    async fn check_health(&self) -> HealthReport {
-        let mut checks = Vec::new();
-        let mut check = |name: &str, result: Result<String, String>| {
-            let ok = result.is_ok();
-            checks.push(HealthCheck {
-                name: name.to_owned(),
-                ok,
-                detail: result.unwrap_or_else(|e| e),
-            });
-            ok
-        };
-        let resolved = match resolved_incus_params(&self.defaults, &Default::default()) {
-            Ok(resolved) => resolved,
-            Err(err) => {
-                check("config", Err(err.to_string()));
-                return report(checks);
-            }
-        };
-        check("config", Ok(resolved.to_string()));
-        let client = match self
-            .connector
-            .client(resolved.endpoint.as_deref(), resolved.insecure_tls)
-        {
-            Ok(client) => client,
-            Err(err) => {
-                check("incus", Err(err.to_string()));
-                return report(checks);
-            }
-        };
-        let (reachable, clustered) = match client.server_info().await {
-            Ok(info) => (
-                check(
-                    "incus",
-                    Ok(format!(
-                        "{} (incus {}, auth {})",
-                        client.endpoint(),
-                        info.environment.server_version,
-                        info.auth
-                    )),
-                ),
-                info.environment.server_clustered,
-            ),
-            Err(err) => (check("incus", Err(err.to_string())), false),
-        };
-        if !reachable {
-            return report(checks);
-        }
-        if clustered {
-            check(
-                "cluster",
-                crate::members::health_detail(self, &client).await,
-            );
-        }
-        let project = client.in_project(resolved.project.clone());
-        let objects_exist = match preflight(&project, &resolved, self.cluster_group(&resolved))
-            .await
-        {
-            Ok(_) => check(
-                "incus_objects",
-                Ok(format!(
-                    "project {}, profile {}, storage pool {} and image alias {} exist",
-                    resolved.project, resolved.profile, resolved.storage_pool, resolved.image_alias
-                )),
-            ),
-            Err(PreflightError::Missing(_, message)) => check("incus_objects", Err(message)),
-            Err(PreflightError::Incus(err)) => check("incus_objects", Err(err.to_string())),
-        };
-        if objects_exist {
-            check(
-                "image",
-                serving_image(&project, &resolved.image_alias).await,
-            );
-        }
-        for (name, result) in crate::pool::health(self).await {
-            check(&name, result);
-        }
-        report(checks)
-    }
-}
-
-/// What the alias serves and who built it (the image's `pika.*` provenance), for the health details.
-async fn serving_image(project: &pika_incus::ProjectClient, alias: &str) -> Result<String, String> {
-    let target = project
-        .get_image_alias(alias)
-        .await
-        .map_err(|e| e.to_string())?
-        .target;
-    let image = project
-        .get_image(&target)
-        .await
-        .map_err(|e| e.to_string())?;
-    let provenance = pika_incus::ImageProvenance::from_properties(&image.properties);
-    Ok(format!(
-        "alias {alias} -> {target} ({})",
-        provenance.describe()
-    ))
-}
-
-fn report(checks: Vec<HealthCheck>) -> HealthReport {
-    HealthReport {
-        ok: checks.iter().all(|c| c.ok),
-        checks,
     }
 }
 

@@ -331,3 +331,38 @@ pub async fn remove_if_stamped(
     remove_instance(project, instance_name).await?;
     Ok(Removal::Removed)
 }
+
+/// Waits for the running Incus operations of `project` on instances whose name `ours` accepts
+/// (reconcile's, for what a previous run left; a lost create's, before it looks for the instance).
+pub(crate) async fn settle_operations_on(project: &ProjectClient, ours: impl Fn(&str) -> bool) {
+    let operations = match project.running_operations().await {
+        Ok(operations) => operations,
+        Err(err) => {
+            tracing::warn!(project = %project.name(), error = %err, "listing Incus operations");
+            return;
+        }
+    };
+    for operation in operations {
+        let ours = operation
+            .resources
+            .as_ref()
+            .and_then(|r| r.get("instances"))
+            .into_iter()
+            .flatten()
+            .any(|path| {
+                let path = path.split('?').next().unwrap_or(path);
+                path.rsplit('/').next().is_some_and(&ours)
+            });
+        if !ours {
+            continue;
+        }
+        tracing::info!(operation = %operation.id, what = %operation.description, "waiting for an Incus operation on our instance");
+        if let Err(err) = project
+            .client()
+            .wait_operation(&operation.id, pika_incus::DEFAULT_OPERATION_TIMEOUT)
+            .await
+        {
+            tracing::warn!(error = %err, "waiting for an Incus operation");
+        }
+    }
+}

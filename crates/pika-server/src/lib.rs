@@ -15,6 +15,7 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod incus;
 pub mod incus_keys;
@@ -24,6 +25,8 @@ pub mod names;
 pub mod params;
 pub mod policy;
 pub mod pool;
+pub mod pools;
+pub mod provision;
 pub mod reconcile;
 pub mod store;
 
@@ -60,7 +63,7 @@ pub async fn serve(
         &config.incus,
         &config.gateway,
     )
-    .with_pool(pool::Pools::new(&config.pool, &config.incus.defaults())?);
+    .with_pool(pools::Pools::new(&config.pool, &config.incus.defaults())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}={}", config::ENV_LISTEN, config.listen))?;

@@ -21,19 +21,18 @@
 //!   labels a crash kept from being stamped is adopted by reconcile (see [`adopt`]).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pika_managed_agent_contract::{AgentRecord, AgentState, IncusGuestRole, IncusProvisionParams};
+use pika_managed_agent_contract::{AgentRecord, AgentState, IncusProvisionParams};
 use sha2::{Digest, Sha256};
 
 use crate::agents::{Agents, GatewayPlan};
-use crate::config::{ENV_POOL_SIZE, PoolSettings};
 use crate::error::{AgentError, ErrorKind};
 use crate::gateway::ModelEnv;
 use crate::incus::{GatewayLaunch, Preflight, create_labelled, preflight, remove_instance};
 use crate::incus_keys;
 use crate::params::{ResolvedIncusParams, resolved_incus_params};
+use crate::pools::{Pool, Status};
 use crate::store::{PoolClaim, PoolMember, PoolMemberState, PortAvoid};
 
 /// How often the refill task looks at the pools when nothing wakes it (a claim does).
@@ -41,75 +40,6 @@ const POLL: Duration = Duration::from_secs(2);
 /// The first pause after a failed refill; it doubles per failure up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Why the last refill failed, and when the next one may run.
-#[derive(Default)]
-struct Status {
-    error: Option<String>,
-    failures: u32,
-    retry_at: Option<Instant>,
-}
-
-struct Pool {
-    role: IncusGuestRole,
-    size: usize,
-    target: ResolvedIncusParams,
-    status: Mutex<Status>,
-}
-
-/// Every configured pool (none by default).
-#[derive(Default)]
-pub struct Pools {
-    pools: Vec<Pool>,
-    wake: tokio::sync::Notify,
-}
-
-impl Pools {
-    /// The pools of `settings`, each in the target a request naming only the role resolves to.
-    pub fn new(settings: &PoolSettings, defaults: &IncusProvisionParams) -> anyhow::Result<Pools> {
-        let mut sizes: BTreeMap<IncusGuestRole, usize> = BTreeMap::new();
-        for size in &settings.sizes {
-            let requested = IncusProvisionParams {
-                guest_role: size.role,
-                ..Default::default()
-            };
-            let target = resolved_incus_params(defaults, &requested)
-                .map_err(|err| anyhow::anyhow!("{ENV_POOL_SIZE}: {err}"))?;
-            sizes.insert(target.guest_role, size.size);
-        }
-        let mut pools = Vec::new();
-        for (role, size) in sizes.into_iter().filter(|(_, size)| *size > 0) {
-            let requested = IncusProvisionParams {
-                guest_role: Some(role),
-                ..Default::default()
-            };
-            let target = resolved_incus_params(defaults, &requested)
-                .map_err(|err| anyhow::anyhow!("{ENV_POOL_SIZE}: {err}"))?;
-            pools.push(Pool {
-                role,
-                size,
-                target,
-                status: Mutex::new(Status::default()),
-            });
-        }
-        Ok(Pools {
-            pools,
-            wake: tokio::sync::Notify::new(),
-        })
-    }
-
-    fn for_target(&self, resolved: &ResolvedIncusParams) -> Option<&Pool> {
-        self.pools.iter().find(|pool| pool.target == *resolved)
-    }
-
-    fn of_role(&self, role: &str) -> Option<&Pool> {
-        self.pools.iter().find(|pool| pool.role.as_str() == role)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pools.is_empty()
-    }
-}
-
 /// SHA-256 of the model environment a gateway gets now, salted with the server ID (the
 /// environment holds keys: only this hash is stored).
 fn env_sha256(agents: &Agents) -> Result<String, AgentError> {
@@ -620,33 +550,4 @@ pub(crate) async fn health(agents: &Agents) -> Vec<(String, Result<String, Strin
             (format!("pool.{role}"), result)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{MAX_POOL_SIZE, PoolSize, parse_pool_size};
-
-    #[test]
-    fn pool_sizes_parse_with_errors_naming_the_input() {
-        assert_eq!(
-            parse_pool_size("managed-openclaw=4"),
-            Ok(PoolSize {
-                role: Some(IncusGuestRole::ManagedOpenclaw),
-                size: 4
-            })
-        );
-        assert_eq!(
-            parse_pool_size(" 2 "),
-            Ok(PoolSize {
-                role: None,
-                size: 2
-            })
-        );
-        let err = parse_pool_size("nope=1").unwrap_err();
-        assert!(err.contains("managed-openclaw"), "lists the roles: {err}");
-        let err = parse_pool_size("managed-openclaw=-1").unwrap_err();
-        assert!(err.contains("\"managed-openclaw=-1\""), "{err}");
-        assert!(parse_pool_size(&format!("{}", MAX_POOL_SIZE + 1)).is_err());
-    }
 }

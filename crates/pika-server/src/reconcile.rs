@@ -218,44 +218,10 @@ pub async fn reconcile(agents: &Agents) -> Result<ReconcileSummary, AgentError> 
 
 /// Waits for the running Incus operations of `project` that touch agent instances.
 async fn settle_operations(project: &ProjectClient) {
-    settle_operations_on(project, |name| {
+    crate::incus::settle_operations_on(project, |name| {
         name.starts_with(incus_keys::INSTANCE_NAME_PREFIX)
     })
     .await
-}
-
-/// Waits for the running Incus operations of `project` on instances whose name `ours` accepts.
-pub(crate) async fn settle_operations_on(project: &ProjectClient, ours: impl Fn(&str) -> bool) {
-    let operations = match project.running_operations().await {
-        Ok(operations) => operations,
-        Err(err) => {
-            tracing::warn!(project = %project.name(), error = %err, "reconcile: listing operations");
-            return;
-        }
-    };
-    for operation in operations {
-        let ours = operation
-            .resources
-            .as_ref()
-            .and_then(|r| r.get("instances"))
-            .into_iter()
-            .flatten()
-            .any(|path| {
-                let path = path.split('?').next().unwrap_or(path);
-                path.rsplit('/').next().is_some_and(&ours)
-            });
-        if !ours {
-            continue;
-        }
-        tracing::info!(operation = %operation.id, what = %operation.description, "reconcile: waiting for an operation left by the previous run");
-        if let Err(err) = project
-            .client()
-            .wait_operation(&operation.id, pika_incus::DEFAULT_OPERATION_TIMEOUT)
-            .await
-        {
-            tracing::warn!(error = %err, "reconcile: waiting for an operation");
-        }
-    }
 }
 
 /// Returns true when the row ends `running`.

@@ -17,13 +17,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Module circles that exist today and are being taken apart (issue 24): pika-server's agents <->
-/// members <-> reconcile <-> pool (the warm pool joined it, since its functions take `&Agents` and
-/// agents.rs calls them). Each entry is the exact set of modules of one circle: a circle that
-/// grows, a new one, or one of these that is gone (then delete its entry) fails the test.
-const KNOWN_MODULE_CIRCLES: &[(&str, &[&str])] =
-    &[("pika-server", &["agents", "members", "pool", "reconcile"])];
-
 const TEST_SUPPORT: &str = "pika-test-support";
 const INCUS_CLIENT: &str = "pika-incus";
 
@@ -361,7 +354,6 @@ fn target_module(
 #[test]
 fn no_module_imports_in_a_circle() {
     let mut report = String::new();
-    let mut known_seen = BTreeSet::new();
     let mut crates_read = 0;
     for package in workspace() {
         let src = package.dir.join("src");
@@ -410,18 +402,6 @@ fn no_module_imports_in_a_circle() {
             }
         }
         for circle in circles(&graph) {
-            let known = KNOWN_MODULE_CIRCLES.iter().any(|(krate, members)| {
-                *krate == package.name
-                    && members
-                        .iter()
-                        .map(|m| m.to_string())
-                        .collect::<BTreeSet<_>>()
-                        == circle
-            });
-            if known {
-                known_seen.insert((package.name.clone(), circle));
-                continue;
-            }
             let _ = writeln!(report, "{}: module circle {circle:?}:", package.name);
             for from in &circle {
                 for to in graph[from].iter().filter(|to| circle.contains(*to)) {
@@ -443,16 +423,6 @@ fn no_module_imports_in_a_circle() {
         crates_read > 5,
         "read the sources of only {crates_read} crates"
     );
-    for (krate, members) in KNOWN_MODULE_CIRCLES {
-        let circle: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
-        if !known_seen.contains(&(krate.to_string(), circle)) {
-            let _ = writeln!(
-                report,
-                "{krate}: the known circle {members:?} is no longer there as listed: take its \
-                 entry out of KNOWN_MODULE_CIRCLES (or, if it changed shape, it is a new circle)"
-            );
-        }
-    }
     assert!(report.is_empty(), "{report}");
 }
 
