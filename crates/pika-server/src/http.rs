@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,8 @@ use pika_managed_agent_contract::{
 use rand::RngCore;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::set_header::SetRequestHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::agents::{Agents, Deleted, Idempotency, Provisioned};
@@ -64,43 +66,38 @@ pub fn router(state: Shared) -> Router {
                     .get::<MatchedPath>()
                     .map(MatchedPath::as_str)
                     .unwrap_or("(no route)");
-                let request_id = request
-                    .extensions()
-                    .get::<RequestId>()
-                    .map(|id| id.0.as_str())
-                    .unwrap_or("");
+                let request_id = request_id_of(request);
                 tracing::info_span!("request", method = %request.method(), path, request_id)
             }),
         )
-        .layer(middleware::from_fn(request_id))
+        .layer(PropagateRequestIdLayer::new(request_id_header()))
+        // A fresh ID for every request: a client-sent one is not trusted (it would go into our
+        // logs), so the header is overridden, never merely set when missing.
+        .layer(SetRequestHeaderLayer::overriding(
+            request_id_header(),
+            |_: &Request| {
+                let mut bytes = [0u8; 8];
+                rand::rng().fill_bytes(&mut bytes);
+                HeaderValue::from_str(&hex::encode(bytes)).ok()
+            },
+        ))
         .with_state(state)
 }
 
-/// The ID of one request: in the trace span, the `x-request-id` header and every error body.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+fn request_id_header() -> HeaderName {
+    HeaderName::from_static(REQUEST_ID_HEADER)
+}
 
-/// Gives every request a fresh ID (a client-sent one is not trusted: it would go into our logs).
-async fn request_id(mut request: Request, next: Next) -> Response {
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
-    let id = hex::encode(bytes);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    response
+/// The ID of one request (in the trace span, the `x-request-id` header and every error body).
+fn request_id_of(request: &Request) -> &str {
+    let id = request.headers().get(REQUEST_ID_HEADER);
+    id.and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// Every error response gets the one JSON shape with the request ID, whoever produced it (our
 /// handlers, axum's 405 and body-limit rejections, the fallback).
 async fn error_shape(request: Request, next: Next) -> Response {
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
+    let id = request_id_of(&request).to_owned();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
@@ -111,12 +108,14 @@ async fn error_shape(request: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
-        .await
-        .unwrap_or_default();
-    let mut error = match serde_json::from_slice::<ApiError>(&bytes) {
-        Ok(error) if !error.code.is_empty() => error,
-        _ => {
+    // Ours carry their ApiError as an extension; what axum answers itself (405, 413, its
+    // extractors' rejections) is a status and a line of text.
+    let mut error = match parts.extensions.remove::<ApiError>() {
+        Some(error) => error,
+        None => {
+            let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+                .await
+                .unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes).trim().to_owned();
             let (code, message) = match status {
                 StatusCode::METHOD_NOT_ALLOWED => (
@@ -240,7 +239,9 @@ impl From<AgentError> for HttpFailure {
 
 impl IntoResponse for HttpFailure {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
+        // error_shape writes the body, with the request ID.
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self.body);
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -238,6 +238,24 @@ async fn bad_input_corpus_is_refused_cleanly() {
     let rows_before = db_rows(dir.path());
     let objects_before = incus_objects(&[&project, &victim]);
 
+    // A client-sent request ID is replaced by the server's own (it goes into the server's logs).
+    let forged = send(
+        &url,
+        Method::GET,
+        &agent,
+        &[(REQUEST_ID_HEADER, "forged-id")],
+        None,
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
+    assert_error_shape(&forged, "forged request ID");
+    assert_ne!(
+        forged.body["request_id"],
+        json!("forged-id"),
+        "{}",
+        forged.body
+    );
+
     let a = format!("Bearer {alice}");
     let b = format!("Bearer {bob}");
     let json_ct = ("content-type", "application/json");
